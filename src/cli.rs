@@ -1,0 +1,437 @@
+//! The command line: the same runs the HTTP API triggers, from a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::Catalog;
+use crate::mapping::{Engine, EngineSettings};
+use crate::nakadi::{RecordedSource, Source};
+use crate::run::{self, Outcome, Progress, RunRequest, RunSummary};
+use crate::sink::{OutputLocation, S3Settings};
+
+/// Materializes Nakadi event types into warehouse-ready files.
+///
+/// A run reads each partition of a topic's event type from its last committed
+/// cursor up to the newest offset that existed when the run started, compacts
+/// the events to the latest version per key, splits out events that arrived
+/// out of order, applies the topic's SQL mapping, writes CSV or Parquet files
+/// and commits them with the cursors in a manifest. Nothing is visible before
+/// the commit; a failed or repeated run never duplicates or loses a row.
+#[derive(Parser, Debug)]
+#[command(
+    name = "materializer",
+    version,
+    about,
+    long_about,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// Folder with one sub-folder per topic (topic.toml, mapping.sql, schema.json).
+    #[arg(
+        long,
+        global = true,
+        env = "MATERIALIZER_SQL_DIR",
+        default_value = "sql"
+    )]
+    sql_dir: PathBuf,
+    /// Log format on stderr. Levels come from RUST_LOG (default: info).
+    #[arg(long, global = true, env = "MATERIALIZER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Memory the query engine may hold (MiB) before sorts spill to disk.
+    #[arg(
+        long,
+        global = true,
+        env = "MATERIALIZER_MEMORY_MB",
+        default_value_t = 512
+    )]
+    memory_mb: usize,
+    /// Folder for spilled data (default: the system temp folder).
+    #[arg(long, global = true, env = "MATERIALIZER_SPILL_DIR")]
+    spill_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Materialize one topic once: read, compact, map, write, commit.
+    ///
+    /// Without --source, recorded batches are read from fixtures/recorded/<topic>.
+    /// The output goes to --output (default ./out), under <output>/<topic>/.
+    Run(RunArgs),
+    /// Print the whole SQL chain a run of a topic executes, and the columns of `events`.
+    Explain {
+        /// Topic name (a folder under --sql-dir).
+        topic: String,
+    },
+    /// List the topics under --sql-dir, and why any of them does not load.
+    Topics,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Topic name (a folder under --sql-dir).
+    #[arg(long, short)]
+    topic: String,
+    /// Recorded Nakadi stream lines: a file, or a folder of *.jsonl / *.ndjson files.
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Where files go: a folder, file:///folder or s3://bucket/prefix.
+    /// A topic's own output.location takes precedence.
+    #[arg(long, env = "MATERIALIZER_OUTPUT", default_value = "out")]
+    output: String,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Nakadi partitions mapped and written at the same time (default: CPU cores).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct S3Args {
+    /// Endpoint of an S3-compatible store (default: AWS, from the environment).
+    #[arg(long, env = "MATERIALIZER_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Region of the bucket (default: AWS_REGION / AWS_DEFAULT_REGION).
+    #[arg(long, env = "MATERIALIZER_S3_REGION")]
+    s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "MATERIALIZER_S3_ALLOW_HTTP")]
+    s3_allow_http: bool,
+    /// Retries of a failed S3 request (500, 503 SlowDown, timeouts, resets).
+    #[arg(long, env = "MATERIALIZER_S3_MAX_RETRIES", default_value_t = 10)]
+    s3_max_retries: usize,
+}
+
+impl S3Args {
+    fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            allow_http: self.s3_allow_http,
+            max_retries: self.s3_max_retries,
+            ..S3Settings::default()
+        }
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            clear_progress_bar();
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), String> {
+    let engine = Engine::new(EngineSettings {
+        memory_limit: cli.global.memory_mb << 20,
+        spill_dir: cli.global.spill_dir.clone(),
+        ..EngineSettings::default()
+    })
+    .map_err(|e| format!("cannot start the query engine: {e}"))?;
+    match cli.command {
+        Command::Run(args) => run_command(&engine, &cli.global, args).await,
+        Command::Explain { topic } => {
+            let catalog = load_catalog(&engine, &cli.global).await?;
+            let topic = catalog.topic(&topic).map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            out.push_str(&format!(
+                "-- Columns of `events` (schema from {}):\n",
+                topic.schema.origin
+            ));
+            for field in topic.schema.events.fields() {
+                out.push_str(&format!(
+                    "--   {} {}{}\n",
+                    field.name(),
+                    field.data_type(),
+                    if field.is_nullable() { "" } else { " NOT NULL" }
+                ));
+            }
+            for warning in &topic.schema.warnings {
+                out.push_str(&format!("-- left out: {warning}\n"));
+            }
+            out.push('\n');
+            out.push_str(&topic.explain());
+            print!("{out}");
+            Ok(())
+        }
+        Command::Topics => {
+            let catalog = load_catalog(&engine, &cli.global).await?;
+            if catalog.topics.is_empty() && catalog.broken.is_empty() {
+                println!("no topics under {}", catalog.dir.display());
+            }
+            for (name, topic) in &catalog.topics {
+                println!(
+                    "{name}\n  event type      {}\n  keys            partitioning {} / ordering {}\n  output          {} {}\n  mapping         {} (output view {})",
+                    topic.event_type,
+                    topic.compaction.partitioning_key.join(", "),
+                    topic.compaction.ordering_key,
+                    topic.output.format.extension(),
+                    topic
+                        .output
+                        .location
+                        .as_deref()
+                        .unwrap_or("(run's --output)"),
+                    topic.mapping.path.display(),
+                    topic.mapping.output_view(),
+                );
+            }
+            for (name, reason) in &catalog.broken {
+                println!("{name}  DOES NOT LOAD\n  {reason}");
+            }
+            if catalog.broken.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} topic(s) do not load", catalog.broken.len()))
+            }
+        }
+    }
+}
+
+async fn load_catalog(engine: &Engine, global: &GlobalArgs) -> Result<Catalog, String> {
+    Catalog::load(&global.sql_dir, engine)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn run_command(engine: &Engine, global: &GlobalArgs, args: RunArgs) -> Result<(), String> {
+    let catalog = load_catalog(engine, global).await?;
+    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
+    let source_path = args
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("fixtures/recorded").join(&topic.name));
+    let source = Source::Recorded(RecordedSource::open(&source_path).map_err(|e| e.to_string())?);
+    let location = topic
+        .output
+        .location
+        .clone()
+        .unwrap_or_else(|| args.output.clone());
+    let output =
+        OutputLocation::parse(&location, &args.s3.settings()).map_err(|e| e.to_string())?;
+    let progress = Arc::new(Progress::default());
+    let cancel = CancellationToken::new();
+    let ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            ctrl_c.cancel();
+        }
+    });
+    tracing::info!(topic = %topic.name, source = %source.describe(), output = %output.url, "run starting");
+    let show_progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
+    let ticker = show_progress.then(|| spawn_progress_bar(progress.clone()));
+    let request = RunRequest {
+        topic: topic.clone(),
+        source: Arc::new(source),
+        output,
+        progress,
+        cancel,
+        parallelism: args.parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+    };
+    let result = run::execute(engine, request).await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    clear_progress_bar();
+    let summary = result.map_err(|e| e.to_string())?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", describe_summary(&summary));
+    }
+    Ok(())
+}
+
+/// The human summary at the end of a run.
+pub fn describe_summary(s: &RunSummary) -> String {
+    let c = &s.counts;
+    let mut out = String::new();
+    match s.outcome {
+        Outcome::NothingNew => {
+            out.push_str(&format!(
+                "{}: nothing new since run {}; nothing written.\n",
+                s.topic,
+                s.sequence.map_or("(none)".to_string(), |n| n.to_string())
+            ));
+            return out;
+        }
+        Outcome::Committed => out.push_str(&format!(
+            "{}: run {} committed in {:.2} s{}\n",
+            s.topic,
+            s.sequence.unwrap_or_default(),
+            s.seconds,
+            if s.resumed {
+                " (resumed an uncommitted attempt)"
+            } else {
+                ""
+            }
+        )),
+    }
+    out.push_str(&format!(
+        "  events read      {:>10}  (rejected {}, superseded {})\n",
+        c.events_read, c.events_rejected, c.superseded
+    ));
+    out.push_str(&format!(
+        "  main rows        {:>10}  from {} latest events (compaction rate {:.1}%)\n",
+        c.main_rows,
+        c.main_input,
+        s.compaction_rate * 100.0
+    ));
+    out.push_str(&format!(
+        "  correction rows  {:>10}  from {} out-of-order events\n",
+        c.correction_rows, c.correction_events
+    ));
+    out.push_str(&format!(
+        "  files            {:>10}  ({} bytes) under {}/{}\n",
+        s.files.len(),
+        s.bytes_written,
+        s.output.trim_end_matches('/'),
+        s.topic
+    ));
+    for file in &s.files {
+        out.push_str(&format!("    {:<60} {:>8} rows\n", file.path, file.rows));
+    }
+    let cursors: Vec<String> = s
+        .partitions
+        .iter()
+        .map(|p| format!("p{} {} -> {}", p.partition, p.start, p.end))
+        .collect();
+    out.push_str(&format!("  cursors          {}\n", cursors.join(", ")));
+    out
+}
+
+static PROGRESS_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
+
+fn progress_slot() -> &'static Mutex<Option<ProgressBar>> {
+    PROGRESS_BAR.get_or_init(|| Mutex::new(None))
+}
+
+fn clear_progress_bar() {
+    if let Some(bar) = progress_slot()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        bar.finish_and_clear();
+    }
+}
+
+fn spawn_progress_bar(progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    *progress_slot().lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    tokio::spawn(async move {
+        loop {
+            let p = progress.snapshot();
+            bar.set_message(format!(
+                "{:?} | partitions {}/{} | {} events ({:.1} MB) | {} rejected | rows {} main, {} correction | {} files",
+                p.stage,
+                p.partitions_finished,
+                p.partitions_total,
+                p.events_read,
+                p.bytes_read as f64 / 1e6,
+                p.events_rejected,
+                p.main_rows,
+                p.correction_rows,
+                p.files_written,
+            ));
+            bar.tick();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Log lines pause the progress bar while they print.
+#[derive(Clone, Copy)]
+struct StderrAroundBar;
+
+struct BarAwareWriter;
+
+impl Write for BarAwareWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let slot = progress_slot().lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for StderrAroundBar {
+    type Writer = BarAwareWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BarAwareWriter
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(StderrAroundBar)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

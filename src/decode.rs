@@ -1,0 +1,456 @@
+//! Decoding: Nakadi batches of one partition -> Arrow record batches.
+//!
+//! Events are decoded with arrow-json against the topic's schema, in chunks.
+//! A chunk that fails is split in halves until the failing events are alone;
+//! those go to the partition's rejected list with arrow-json's reason, and the
+//! rest of the chunk decodes as usual. Events whose partitioning or ordering key
+//! is null cannot be placed in a key's history and are rejected too. Every event
+//! handed to the decoder is therefore either a row or a rejection.
+//!
+//! Each row gets the system columns `_partition`, `_offset` and `_seq` (the
+//! arrival number within the partition in this run).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, StructArray, UInt64Array};
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use arrow_json::reader::Decoder;
+use bytes::Bytes;
+
+use crate::nakadi::Batch;
+
+/// Rows per decoded record batch.
+pub const DEFAULT_CHUNK_ROWS: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot build a JSON decoder for the topic's schema: {0}")]
+    Schema(#[source] ArrowError),
+    #[error("cannot assemble decoded rows: {0}")]
+    Assemble(#[source] ArrowError),
+}
+
+/// An event that did not become a row, with the reason.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub partition: Arc<str>,
+    pub offset: String,
+    pub origin: Option<Arc<str>>,
+    pub reason: String,
+    pub raw: Bytes,
+}
+
+/// The columns an event must have to be placed: dotted paths into the payload.
+#[derive(Debug, Clone, Default)]
+pub struct RequiredKeys {
+    pub paths: Vec<String>,
+}
+
+struct Pending {
+    line: Bytes,
+    span: Range<usize>,
+    offset: String,
+    origin: Option<Arc<str>>,
+}
+
+impl Pending {
+    fn bytes(&self) -> &[u8] {
+        &self.line[self.span.clone()]
+    }
+}
+
+/// Decodes the events of one Nakadi partition.
+pub struct PartitionDecoder {
+    payload_schema: SchemaRef,
+    events_schema: SchemaRef,
+    partition: Arc<str>,
+    required: RequiredKeys,
+    chunk_rows: usize,
+    pending: Vec<Pending>,
+    next_seq: u64,
+    output: Vec<RecordBatch>,
+    rejected: Vec<Rejected>,
+}
+
+/// What decoding one partition produced.
+pub struct DecodedPartition {
+    pub partition: Arc<str>,
+    pub batches: Vec<RecordBatch>,
+    pub rejected: Vec<Rejected>,
+    pub rows: u64,
+}
+
+impl PartitionDecoder {
+    /// `events_schema` is `payload_schema` plus the system columns.
+    pub fn new(
+        payload_schema: SchemaRef,
+        events_schema: SchemaRef,
+        partition: Arc<str>,
+        required: RequiredKeys,
+    ) -> Result<Self, DecodeError> {
+        // Fail early on a schema arrow-json cannot decode into.
+        new_json_decoder(&payload_schema, 1).map_err(DecodeError::Schema)?;
+        Ok(PartitionDecoder {
+            payload_schema,
+            events_schema,
+            partition,
+            required,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            pending: Vec::new(),
+            next_seq: 0,
+            output: Vec::new(),
+            rejected: Vec::new(),
+        })
+    }
+
+    pub fn with_chunk_rows(mut self, rows: usize) -> Self {
+        self.chunk_rows = rows.max(1);
+        self
+    }
+
+    /// Queues the events of a batch; decodes whenever a chunk is full.
+    pub fn push(&mut self, batch: &Batch) -> Result<(), DecodeError> {
+        for (i, span) in batch.events.iter().enumerate() {
+            let offset = batch
+                .event_offset(i)
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| batch.offset.to_string());
+            self.pending.push(Pending {
+                line: batch.line.clone(),
+                span: span.clone(),
+                offset,
+                origin: batch.origin.clone(),
+            });
+            if self.pending.len() >= self.chunk_rows {
+                self.decode_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<DecodedPartition, DecodeError> {
+        self.decode_pending()?;
+        let rows = self.output.iter().map(|b| b.num_rows() as u64).sum();
+        Ok(DecodedPartition {
+            partition: self.partition,
+            batches: self.output,
+            rejected: self.rejected,
+            rows,
+        })
+    }
+
+    fn decode_pending(&mut self) -> Result<(), DecodeError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut parts: Vec<(Range<usize>, RecordBatch)> = Vec::new();
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        self.decode_range(&pending, 0..pending.len(), &mut parts, &mut failed);
+        parts.sort_by_key(|(range, _)| range.start);
+        failed.sort_by_key(|(i, _)| *i);
+
+        let mut kept: Vec<&Pending> = Vec::with_capacity(pending.len());
+        let mut payload: Vec<RecordBatch> = Vec::with_capacity(parts.len());
+        for (range, batch) in parts {
+            kept.extend(&pending[range]);
+            payload.push(batch);
+        }
+        for (i, reason) in failed {
+            self.reject(&pending[i], reason);
+        }
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let payload =
+            concat_batches(&self.payload_schema, &payload).map_err(DecodeError::Assemble)?;
+        let batch = self.with_system_columns(payload, &kept)?;
+        let batch = self.reject_null_keys(batch, &kept)?;
+        if batch.num_rows() > 0 {
+            self.output.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Decodes `range` of `pending`; on failure splits it until single events fail.
+    fn decode_range(
+        &self,
+        pending: &[Pending],
+        range: Range<usize>,
+        parts: &mut Vec<(Range<usize>, RecordBatch)>,
+        failed: &mut Vec<(usize, String)>,
+    ) {
+        match decode_events(&self.payload_schema, &pending[range.clone()]) {
+            Ok(batch) => parts.push((range, batch)),
+            Err(err) if range.len() == 1 => failed.push((range.start, describe(&err))),
+            Err(_) => {
+                let mid = range.start + range.len() / 2;
+                self.decode_range(pending, range.start..mid, parts, failed);
+                self.decode_range(pending, mid..range.end, parts, failed);
+            }
+        }
+    }
+
+    fn with_system_columns(
+        &mut self,
+        payload: RecordBatch,
+        kept: &[&Pending],
+    ) -> Result<RecordBatch, DecodeError> {
+        let n = payload.num_rows();
+        let partition: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            &*self.partition,
+            n,
+        )));
+        let offsets: ArrayRef = Arc::new(StringArray::from_iter_values(
+            kept.iter().map(|p| p.offset.as_str()),
+        ));
+        let seq: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+            self.next_seq..self.next_seq + n as u64,
+        ));
+        self.next_seq += n as u64;
+        let mut columns = payload.columns().to_vec();
+        columns.extend([partition, offsets, seq]);
+        RecordBatch::try_new(self.events_schema.clone(), columns).map_err(DecodeError::Assemble)
+    }
+
+    fn reject_null_keys(
+        &mut self,
+        batch: RecordBatch,
+        kept: &[&Pending],
+    ) -> Result<RecordBatch, DecodeError> {
+        let mut missing: Vec<Option<String>> = vec![None; batch.num_rows()];
+        for path in &self.required.paths {
+            let Some(column) = column_at_path(&batch, path) else {
+                continue;
+            };
+            for (row, slot) in missing.iter_mut().enumerate() {
+                if slot.is_none() && column.is_null(row) {
+                    *slot = Some(path.clone());
+                }
+            }
+        }
+        if missing.iter().all(Option::is_none) {
+            return Ok(batch);
+        }
+        for (row, path) in missing.iter().enumerate() {
+            if let Some(path) = path.as_deref() {
+                self.reject(kept[row], format!("key column {path} is null or missing"));
+            }
+        }
+        let keep = BooleanArray::from_iter(missing.iter().map(|m| Some(m.is_none())));
+        filter_record_batch(&batch, &keep).map_err(DecodeError::Assemble)
+    }
+
+    fn reject(&mut self, event: &Pending, reason: String) {
+        self.rejected.push(Rejected {
+            partition: self.partition.clone(),
+            offset: event.offset.clone(),
+            origin: event.origin.clone(),
+            reason,
+            raw: event.line.slice(event.span.clone()),
+        });
+    }
+}
+
+fn new_json_decoder(schema: &SchemaRef, rows: usize) -> Result<Decoder, ArrowError> {
+    arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows.max(1))
+        .build_decoder()
+}
+
+/// Decodes a run of events into one record batch, or fails as a whole.
+fn decode_events(schema: &SchemaRef, events: &[Pending]) -> Result<RecordBatch, ArrowError> {
+    let mut decoder = new_json_decoder(schema, events.len())?;
+    for event in events {
+        let bytes = event.bytes();
+        // arrow-json's tokenizer is lenient (it accepts `{"a":1,,"b":2}`):
+        // check the syntax first so that malformed events are rejected, not misread.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| ArrowError::JsonError(format!("not valid JSON: {e}")))?;
+        let read = decoder.decode(bytes)?;
+        if read != bytes.len() || decoder.has_partial_record() {
+            return Err(ArrowError::JsonError(
+                "event is not one complete JSON object".into(),
+            ));
+        }
+    }
+    if decoder.len() != events.len() {
+        return Err(ArrowError::JsonError(format!(
+            "expected {} JSON objects, found {}",
+            events.len(),
+            decoder.len()
+        )));
+    }
+    let batch = decoder
+        .flush()?
+        .ok_or_else(|| ArrowError::JsonError("no rows decoded".into()))?;
+    Ok(batch)
+}
+
+/// arrow-json's message, without the error type prefix, in the words of the
+/// event rather than of Arrow's internals.
+fn describe(err: &ArrowError) -> String {
+    let message = match err {
+        ArrowError::JsonError(m)
+        | ArrowError::ParseError(m)
+        | ArrowError::InvalidArgumentError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    // "Encountered unmasked nulls in non-nullable StructArray child: Field { "version": Int64 }"
+    if message.contains("non-nullable")
+        && let Some(start) = message.find("Field { \"")
+    {
+        let rest = &message[start + "Field { \"".len()..];
+        if let Some(end) = rest.find('"') {
+            return format!("required field \"{}\" is missing or null", &rest[..end]);
+        }
+    }
+    message
+}
+
+/// The column at a dotted path, with parents' nulls applied.
+pub fn column_at_path(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
+    let mut parts = path.split('.');
+    let mut column = batch.column_by_name(parts.next()?)?.clone();
+    for part in parts {
+        let DataType::Struct(_) = column.data_type() else {
+            return None;
+        };
+        let parent = column.as_any().downcast_ref::<StructArray>()?;
+        let child = parent.column_by_name(part)?.clone();
+        column = match parent.nulls() {
+            Some(parent_nulls) => {
+                let merged = arrow::buffer::NullBuffer::union(Some(parent_nulls), child.nulls());
+                arrow::array::make_array(child.to_data().into_builder().nulls(merged).build().ok()?)
+            }
+            None => child,
+        };
+    }
+    Some(column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nakadi::framing::parse_line;
+    use crate::schema::with_system_columns;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{Field, Fields, Schema};
+
+    fn schema() -> (SchemaRef, SchemaRef) {
+        let payload = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "meta",
+                DataType::Struct(Fields::from(vec![Field::new("v", DataType::Int64, true)])),
+                true,
+            ),
+        ]);
+        let events = with_system_columns(&payload);
+        (Arc::new(payload), events)
+    }
+
+    fn decode(lines: &[&str], chunk: usize) -> DecodedPartition {
+        let (payload, events) = schema();
+        let mut decoder = PartitionDecoder::new(
+            payload,
+            events,
+            Arc::from("0"),
+            RequiredKeys {
+                paths: vec!["id".into(), "meta.v".into()],
+            },
+        )
+        .unwrap()
+        .with_chunk_rows(chunk);
+        for line in lines {
+            let batch = parse_line(Bytes::copy_from_slice(line.as_bytes())).unwrap();
+            decoder.push(&batch).unwrap();
+        }
+        decoder.finish().unwrap()
+    }
+
+    #[test]
+    fn good_events_become_rows_with_system_columns() {
+        let out = decode(
+            &[
+                r#"{"cursor":{"partition":"0","offset":"2"},"events":[{"id":1,"meta":{"v":1}},{"id":2,"name":"b","meta":{"v":2}}]}"#,
+            ],
+            8,
+        );
+        assert_eq!(out.rows, 2);
+        assert!(out.rejected.is_empty());
+        let batch = &out.batches[0];
+        let offsets = batch.column_by_name("_offset").unwrap().as_string::<i32>();
+        assert_eq!(offsets.value(0), "1");
+        assert_eq!(offsets.value(1), "2");
+        let seq = batch
+            .column_by_name("_seq")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>();
+        assert_eq!(seq.values().to_vec(), vec![0, 1]);
+    }
+
+    #[test]
+    fn bad_events_are_rejected_alone_with_a_reason() {
+        let out = decode(
+            &[
+                r#"{"cursor":{"partition":"0","offset":"4"},"events":[{"id":1,"meta":{"v":1}},{"id":"x","meta":{"v":1}},{"id":3,,"meta":{"v":1}},{"id":4,"meta":{"v":1}}]}"#,
+                r#"{"cursor":{"partition":"0","offset":"6"},"events":[{"name":"no id","meta":{"v":1}},{"id":6,"meta":{}}]}"#,
+            ],
+            3,
+        );
+        let ids: Vec<i64> = out
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![1, 4]);
+        let rejected: Vec<(&str, &str)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.offset.as_str(), std::str::from_utf8(&r.raw).unwrap()))
+            .collect();
+        assert_eq!(
+            rejected,
+            vec![
+                ("2", r#"{"id":"x","meta":{"v":1}}"#),
+                ("3", r#"{"id":3,,"meta":{"v":1}}"#),
+                ("5", r#"{"name":"no id","meta":{"v":1}}"#),
+                ("6", r#"{"id":6,"meta":{}}"#),
+            ]
+        );
+        assert!(
+            out.rejected[3].reason.contains("meta.v"),
+            "{}",
+            out.rejected[3].reason
+        );
+        for r in &out.rejected {
+            assert!(!r.reason.is_empty());
+        }
+        // arrival numbers stay dense over the rows that were kept
+        let seqs: Vec<u64> = out
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("_seq")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::UInt64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(seqs, vec![0, 1]);
+    }
+}

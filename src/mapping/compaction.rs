@@ -1,0 +1,110 @@
+//! The SQL the engine generates around a mapping: compaction and the
+//! correction split, over a topic's partitioning key and ordering key.
+//!
+//! Arrival order is the order of offsets in a Nakadi partition (`_seq`). For
+//! each key:
+//! - an event is *out of order* when an event with a higher ordering key arrived
+//!   before it; out-of-order events are the CORRECTION input, every one of them;
+//! - of the other events, the one with the highest ordering key (the latest
+//!   arrival among equals) is the MAIN input: the compaction. That event is
+//!   never out of order itself, so `ROW_NUMBER() ... = 1` over all events of
+//!   the key finds it;
+//! - the rest are older versions that compaction removes.
+//!
+//! One query classifies each partition's events; its rows are split by
+//! `__correction` into the two inputs the mapping is applied to.
+
+use super::{quote_ident, sql_path};
+use crate::schema::SEQ_COLUMN;
+
+/// The staged events of one Nakadi partition, as the classification reads them.
+pub const ARRIVALS_TABLE: &str = "__arrivals";
+/// Boolean column of the classification: true for CORRECTION rows.
+pub const CORRECTION_FLAG: &str = "__correction";
+
+/// A topic's keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    /// Column paths that identify an entity (e.g. `article_id`).
+    pub partitioning_key: Vec<String>,
+    /// Column path whose higher value means a newer version (e.g. `version`).
+    pub ordering_key: String,
+}
+
+impl Compaction {
+    fn partition_by(&self) -> String {
+        self.partitioning_key
+            .iter()
+            .map(|p| sql_path(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The classification query over [`ARRIVALS_TABLE`]: MAIN and CORRECTION
+    /// rows with the `events` columns plus [`CORRECTION_FLAG`]; older versions
+    /// are left out.
+    pub fn classify_sql(&self, event_columns: &[String]) -> String {
+        let keys = self.partition_by();
+        let ok = sql_path(&self.ordering_key);
+        let seq = quote_ident(SEQ_COLUMN);
+        let columns = event_columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {columns},\n       \
+                    coalesce(__max_before > {ok}, false) AS {CORRECTION_FLAG}\n\
+             FROM (\n  \
+               SELECT *,\n         \
+                      max({ok}) OVER (PARTITION BY {keys} ORDER BY {seq}\n                         \
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __max_before,\n         \
+                      ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {ok} DESC NULLS LAST, {seq} DESC) AS __rank\n  \
+               FROM {ARRIVALS_TABLE}\n\
+             ) AS arrivals\n\
+             WHERE __rank = 1 OR __max_before > {ok}"
+        )
+    }
+
+    /// The whole chain a run executes for each Nakadi partition, as SQL text.
+    pub fn explain(
+        &self,
+        topic: &str,
+        event_columns: &[String],
+        mapping_path: &str,
+        mapping_text: &str,
+        output_view: &str,
+    ) -> String {
+        let columns = event_columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "-- Topic {topic}: the SQL a run executes for each Nakadi partition.\n\
+             -- {ARRIVALS_TABLE}: the partition's decoded events of this run, in arrival order (_seq).\n\
+             -- Partitioning key: {pk}; ordering key: {ok}.\n\
+             \n\
+             -- 1. Generated: classify every event. MAIN = the latest version per key\n\
+             --    (ROW_NUMBER over the ordering key); CORRECTION = events that arrived\n\
+             --    after a higher version of their key; older versions are dropped.\n\
+             CREATE VIEW __classified AS\n{classify};\n\
+             \n\
+             -- 2a. Generated: input of the MAIN file.\n\
+             CREATE VIEW events AS SELECT {columns} FROM __classified WHERE NOT {CORRECTION_FLAG};\n\
+             -- 2b. Generated: input of the CORRECTION file (the same mapping runs over it).\n\
+             CREATE VIEW events AS SELECT {columns} FROM __classified WHERE {CORRECTION_FLAG};\n\
+             \n\
+             -- 3. The mapping, {mapping_path}, applied to each input:\n\
+             {mapping}\n\
+             \n\
+             -- 4. Rows written to the file:\n\
+             SELECT * FROM {output};\n",
+            pk = self.partitioning_key.join(", "),
+            ok = self.ordering_key,
+            classify = self.classify_sql(event_columns),
+            mapping = mapping_text.trim_end(),
+            output = quote_ident(output_view),
+        )
+    }
+}

@@ -1,0 +1,335 @@
+//! Recorded batches: files holding Nakadi stream lines exactly as the streaming
+//! API sends them, one batch per line, keep-alive lines included.
+//!
+//! A path is a file or a folder; a folder's `*.jsonl`, `*.ndjson` and `*.json`
+//! files are read in name order. Within a partition offsets must grow from line
+//! to line, as they do in a stream.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+use super::framing::{self, Batch};
+use super::{Offset, PartitionInfo, PartitionRange, SourceError, partition_cmp};
+
+const READ_BLOCK: usize = 4 << 20;
+
+/// Batches recorded in files.
+#[derive(Clone, Debug)]
+pub struct RecordedSource {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl RecordedSource {
+    pub fn open(path: &Path) -> Result<Self, SourceError> {
+        let io = |source| SourceError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        let files = if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("jsonl" | "ndjson" | "json")
+                        )
+                })
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        if files.is_empty() {
+            return Err(SourceError::NoRecordings(path.display().to_string()));
+        }
+        Ok(RecordedSource {
+            root: path.to_path_buf(),
+            files,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Oldest and newest offsets per partition, read from the cursors.
+    pub async fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError> {
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || scan_partitions(&files))
+            .await
+            .map_err(|e| SourceError::Io {
+                path: "recorded batches".into(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    pub fn stream(
+        &self,
+        ranges: &[PartitionRange],
+    ) -> BoxStream<'static, Result<Batch, SourceError>> {
+        let files = self.files.clone();
+        let starts: HashMap<String, Offset> = ranges
+            .iter()
+            .map(|r| (r.partition.clone(), r.start.clone()))
+            .collect();
+        let (tx, rx) = mpsc::channel::<Result<Batch, SourceError>>(64);
+        tokio::task::spawn_blocking(move || {
+            let result = for_each_line(&files, |path, line_no, line| {
+                if cursor_partition(&line).is_some_and(|p| !starts.contains_key(p)) {
+                    return Ok(true); // a partition this run does not read
+                }
+                let mut batch = framing::parse_line(line)
+                    .map_err(|e| recorded_error(path, line_no, &e.to_string()))?;
+                let Some(start) = starts.get(&*batch.partition) else {
+                    return Ok(true);
+                };
+                if batch.events.is_empty() {
+                    return Ok(true);
+                }
+                if !start.is_begin() && !batch.offset.is_after(start) {
+                    return Ok(true); // consumed by an earlier run
+                }
+                batch.origin = Some(Arc::from(format!("{}:{line_no}", path.display())));
+                Ok(tx.blocking_send(Ok(batch)).is_ok())
+            });
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    }
+}
+
+fn recorded_error(path: &Path, line: u64, message: &str) -> SourceError {
+    SourceError::Recorded {
+        path: path.display().to_string(),
+        line,
+        message: message.to_string(),
+    }
+}
+
+/// The partition named in a line's cursor, when the line starts with it (as
+/// Nakadi writes lines); `None` sends the line to the full parser.
+fn cursor_partition(line: &[u8]) -> Option<&str> {
+    let rest = line.strip_prefix(br#"{"cursor":{"partition":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError> {
+    let mut seen: HashMap<String, (Offset, Offset)> = HashMap::new();
+    for_each_line(files, |path, line_no, line| {
+        let batch =
+            framing::parse_line(line).map_err(|e| recorded_error(path, line_no, &e.to_string()))?;
+        let first = if batch.events.is_empty() {
+            batch.offset.clone()
+        } else {
+            batch
+                .event_offset(0)
+                .unwrap_or_else(|| batch.offset.clone())
+        };
+        match seen.get_mut(&*batch.partition) {
+            None => {
+                // The offset before the first recorded event is the oldest cursor.
+                let oldest = first
+                    .minus(if batch.events.is_empty() { 0 } else { 1 })
+                    .unwrap_or_else(Offset::begin);
+                seen.insert(batch.partition.to_string(), (oldest, batch.offset.clone()));
+            }
+            Some((_, newest)) => {
+                if batch.offset.nakadi_cmp(newest) == std::cmp::Ordering::Less
+                    || (!batch.events.is_empty() && batch.offset == *newest)
+                {
+                    return Err(recorded_error(
+                        path,
+                        line_no,
+                        &format!(
+                            "offset {} of partition {} is not after the previous batch's {}",
+                            batch.offset, batch.partition, newest
+                        ),
+                    ));
+                }
+                *newest = batch.offset.clone();
+            }
+        }
+        Ok(true)
+    })?;
+    let mut partitions: Vec<PartitionInfo> = seen
+        .into_iter()
+        .map(|(partition, (oldest, newest))| PartitionInfo {
+            partition,
+            oldest_available_offset: oldest,
+            newest_available_offset: newest,
+        })
+        .collect();
+    partitions.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+    Ok(partitions)
+}
+
+/// Calls `f` with every non-empty line of the files (1-based line numbers).
+/// `f` returns `false` to stop early.
+fn for_each_line(
+    files: &[PathBuf],
+    mut f: impl FnMut(&Path, u64, Bytes) -> Result<bool, SourceError>,
+) -> Result<(), SourceError> {
+    for path in files {
+        let io = |source| SourceError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let mut carry = BytesMut::new();
+        let mut line_no = 0u64;
+        loop {
+            let mut block = BytesMut::with_capacity(carry.len() + READ_BLOCK);
+            block.extend_from_slice(&carry);
+            let filled = block.len();
+            block.resize(filled + READ_BLOCK, 0);
+            let n = read_full(&mut file, &mut block[filled..]).map_err(io)?;
+            block.truncate(filled + n);
+            let eof = n == 0;
+            let block = block.freeze();
+            let mut start = 0;
+            while let Some(k) = memchr::memchr(b'\n', &block[start..]) {
+                line_no += 1;
+                let line = trim_line(block.slice(start..start + k));
+                start += k + 1;
+                if !line.is_empty() && !f(path, line_no, line)? {
+                    return Ok(());
+                }
+            }
+            carry = BytesMut::from(&block[start..]);
+            if eof {
+                if !carry.is_empty() {
+                    line_no += 1;
+                    let line = trim_line(carry.freeze());
+                    if !line.is_empty() && !f(path, line_no, line)? {
+                        return Ok(());
+                    }
+                }
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut total = 0;
+    while total < buf.len() {
+        match file.read(&mut buf[total..])? {
+            0 => break,
+            n => total += n,
+        }
+    }
+    Ok(total)
+}
+
+fn trim_line(line: Bytes) -> Bytes {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    let mut start = 0;
+    while start < end && matches!(line[start], b' ' | b'\t') {
+        start += 1;
+    }
+    line.slice(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let mut f = File::create(dir.join(name)).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn partitions_and_batches_from_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            concat!(
+                r#"{"cursor":{"partition":"0","offset":"001-0001-000000000000000001"},"events":[{"x":1},{"x":2}]}"#,
+                "\n\n",
+                r#"{"cursor":{"partition":"1","offset":"001-0001-000000000000000000"},"events":[{"x":3}]}"#,
+                "\r\n",
+                r#"{"cursor":{"partition":"0","offset":"001-0001-000000000000000001"}}"#,
+                "\n"
+            ),
+        );
+        write(
+            dir.path(),
+            "b.jsonl",
+            r#"{"cursor":{"partition":"0","offset":"001-0001-000000000000000002"},"events":[{"x":4}]}"#,
+        );
+        let source = RecordedSource::open(dir.path()).unwrap();
+        let parts = source.partitions().await.unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].partition, "0");
+        assert_eq!(
+            parts[0].newest_available_offset.as_str(),
+            "001-0001-000000000000000002"
+        );
+        assert!(parts[1].oldest_available_offset.is_begin());
+
+        let ranges = vec![PartitionRange {
+            partition: "0".into(),
+            start: Offset::new("001-0001-000000000000000001"),
+            end: Offset::new("001-0001-000000000000000002"),
+        }];
+        let batches: Vec<Batch> = source.stream(&ranges).map(|b| b.unwrap()).collect().await;
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].event_bytes(0), br#"{"x":4}"#);
+        assert!(batches[0].origin.as_deref().unwrap().ends_with("b.jsonl:1"));
+    }
+
+    #[tokio::test]
+    async fn a_broken_line_is_an_error_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            "{\"cursor\":{\"partition\":\"0\",\"offset\":\"1\"},\"events\":[{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"2\"},\"events\":[{\n",
+        );
+        let source = RecordedSource::open(dir.path()).unwrap();
+        let err = source.partitions().await.unwrap_err().to_string();
+        assert!(err.contains("a.jsonl:2:"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn offsets_going_back_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            "{\"cursor\":{\"partition\":\"0\",\"offset\":\"5\"},\"events\":[{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"4\"},\"events\":[{}]}\n",
+        );
+        let err = RecordedSource::open(dir.path())
+            .unwrap()
+            .partitions()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:") && err.contains("not after"), "{err}");
+    }
+}

@@ -1,0 +1,825 @@
+//! A run's life: plan, read, decode, map, write, commit.
+//!
+//! ```text
+//! plan      start cursors = the newest manifest's end cursors; end cursors =
+//!           the newest offsets now (or the plan an earlier attempt fixed)
+//! read      the source's batches, trimmed to each partition's range
+//! decode    per partition, on blocking threads: rows + rejected events
+//! map       per partition: classify (compaction, corrections), apply the mapping
+//! write     main, correction and rejected files under deterministic names
+//! commit    manifest put-if-absent, then _SUCCESS, Redshift manifests, hint
+//! ```
+//! The CLI and the HTTP API both call [`execute`].
+
+pub mod ledger;
+pub mod progress;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use chrono::Utc;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::MemTable;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Topic;
+use crate::decode::{DecodeError, DecodedPartition, PartitionDecoder, Rejected, RequiredKeys};
+use crate::mapping::compaction::ARRIVALS_TABLE;
+use crate::mapping::{Engine, MappingError};
+use crate::nakadi::{
+    Batch, Offset, PartitionRange, Source, SourceError, partition_cmp, plan_ranges,
+};
+use crate::sink::file::data_extension;
+use crate::sink::{
+    FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
+};
+pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
+pub use progress::{Progress, ProgressSnapshot, Stage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("topic {topic} is already running in this process")]
+    AlreadyRunning { topic: String },
+    #[error("topic {topic}: {source}")]
+    Source {
+        topic: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error(
+        "topic {topic}: the source ended before partition {partition} reached offset {end} (last offset read: {reached})"
+    )]
+    SourceEnded {
+        topic: String,
+        partition: String,
+        reached: Offset,
+        end: Offset,
+    },
+    #[error("topic {topic}, partition {partition}: {source}")]
+    Decode {
+        topic: String,
+        partition: String,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("topic {topic}: {source}")]
+    Mapping {
+        topic: String,
+        #[source]
+        source: MappingError,
+    },
+    #[error("topic {topic}, partition {partition}: query failed: {source}")]
+    Query {
+        topic: String,
+        partition: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("topic {topic}: {source}")]
+    Sink {
+        topic: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error("topic {topic}: {source}")]
+    Ledger {
+        topic: String,
+        #[source]
+        source: LedgerError,
+    },
+    #[error(
+        "topic {topic}: run stopped before its commit; nothing of it is visible and the next run redoes it"
+    )]
+    Stopped { topic: String },
+    #[error("topic {topic}: internal task failed: {message}")]
+    Internal { topic: String, message: String },
+}
+
+/// Everything a run needs.
+pub struct RunRequest {
+    pub topic: Arc<Topic>,
+    pub source: Arc<Source>,
+    pub output: OutputLocation,
+    pub progress: Arc<Progress>,
+    pub cancel: CancellationToken,
+    /// Partitions mapped and written at the same time.
+    pub parallelism: usize,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Committed,
+    NothingNew,
+}
+
+/// What a run did, for the terminal, the API and the logs.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub topic: String,
+    pub outcome: Outcome,
+    /// Sequence number of the committed run (or of the newest committed one
+    /// when there was nothing new).
+    pub sequence: Option<u64>,
+    pub output: String,
+    pub counts: RunCounts,
+    pub compaction_rate: f64,
+    pub files: Vec<ManifestFile>,
+    pub bytes_written: u64,
+    pub partitions: Vec<PartitionCursors>,
+    pub seconds: f64,
+    /// True when this attempt reused the plan of an earlier, uncommitted attempt.
+    pub resumed: bool,
+}
+
+/// Topics running in this process: a second run of one is refused up front.
+static ACTIVE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
+
+struct TopicLock(String);
+
+impl TopicLock {
+    fn acquire(topic: &str) -> Result<TopicLock, RunError> {
+        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if !active.insert(topic.to_string()) {
+            return Err(RunError::AlreadyRunning {
+                topic: topic.to_string(),
+            });
+        }
+        Ok(TopicLock(topic.to_string()))
+    }
+}
+
+impl Drop for TopicLock {
+    fn drop(&mut self) {
+        ACTIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// Whether a topic has a run in this process now.
+pub fn is_running(topic: &str) -> bool {
+    ACTIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(topic)
+}
+
+/// Runs one topic once: from its committed cursors to the newest offsets.
+pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary, RunError> {
+    let _lock = TopicLock::acquire(&request.topic.name)?;
+    let started = Instant::now();
+    let run = Run {
+        engine,
+        topic: &request.topic,
+        ledger: Ledger::new(request.output.clone(), &request.topic.name),
+        request: &request,
+        started_at: Utc::now(),
+    };
+    let result = run.go().await;
+    request.progress.set_stage(Stage::Done);
+    result.map(|mut summary| {
+        summary.seconds = started.elapsed().as_secs_f64();
+        summary
+    })
+}
+
+struct Run<'a> {
+    engine: &'a Engine,
+    topic: &'a Topic,
+    ledger: Ledger,
+    request: &'a RunRequest,
+    started_at: chrono::DateTime<Utc>,
+}
+
+/// What mapping one partition produced.
+struct PartitionOutput {
+    partition: String,
+    files: Vec<(FileKind, WrittenFile)>,
+    counts: RunCounts,
+}
+
+impl Run<'_> {
+    fn name(&self) -> String {
+        self.topic.name.clone()
+    }
+
+    fn ledger_error(&self, source: LedgerError) -> RunError {
+        RunError::Ledger {
+            topic: self.name(),
+            source,
+        }
+    }
+
+    async fn go(&self) -> Result<RunSummary, RunError> {
+        let progress = &self.request.progress;
+        progress.set_stage(Stage::Planning);
+        let Some((plan, resumed)) = self.plan().await? else {
+            let latest = self
+                .ledger
+                .latest()
+                .await
+                .map_err(|e| self.ledger_error(e))?;
+            info!(topic = %self.topic.name, "nothing new since the last committed run");
+            return Ok(RunSummary {
+                topic: self.name(),
+                outcome: Outcome::NothingNew,
+                sequence: latest.as_ref().map(|m| m.sequence),
+                output: self.ledger.location().url.clone(),
+                counts: RunCounts::default(),
+                compaction_rate: 0.0,
+                files: Vec::new(),
+                bytes_written: 0,
+                partitions: latest.map(|m| m.partitions).unwrap_or_default(),
+                seconds: 0.0,
+                resumed: false,
+            });
+        };
+        let ranges: Vec<PartitionRange> = plan
+            .partitions
+            .iter()
+            .map(|p| PartitionRange {
+                partition: p.partition.clone(),
+                start: p.start.clone(),
+                end: p.end.clone(),
+            })
+            .filter(|r| !r.is_empty())
+            .collect();
+        info!(
+            topic = %self.topic.name,
+            sequence = plan.sequence,
+            partitions = ranges.len(),
+            resumed,
+            "run planned"
+        );
+
+        progress.set_stage(Stage::Reading);
+        progress
+            .partitions_total
+            .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let decoded = self.cancellable(self.read(&ranges)).await?;
+
+        progress.set_stage(Stage::Mapping);
+        let outputs = self
+            .cancellable(self.map_and_write(plan.sequence, decoded))
+            .await?;
+
+        progress.set_stage(Stage::Committing);
+        let manifest = self.manifest(&plan, outputs);
+        self.ledger
+            .commit(&manifest)
+            .await
+            .map_err(|e| self.ledger_error(e))?;
+        info!(topic = %self.topic.name, sequence = manifest.sequence, files = manifest.files.len(), "run committed");
+        self.ledger
+            .post_commit(&manifest)
+            .await
+            .map_err(|e| self.ledger_error(e))?;
+
+        Ok(RunSummary {
+            topic: self.name(),
+            outcome: Outcome::Committed,
+            sequence: Some(manifest.sequence),
+            output: self.ledger.location().url.clone(),
+            compaction_rate: manifest.counts.compaction_rate(),
+            counts: manifest.counts,
+            bytes_written: manifest.files.iter().map(|f| f.bytes).sum(),
+            files: manifest.files,
+            partitions: manifest.partitions,
+            seconds: 0.0,
+            resumed,
+        })
+    }
+
+    async fn cancellable<T>(
+        &self,
+        work: impl Future<Output = Result<T, RunError>>,
+    ) -> Result<T, RunError> {
+        tokio::select! {
+            result = work => result,
+            _ = self.request.cancel.cancelled() => Err(RunError::Stopped { topic: self.name() }),
+        }
+    }
+
+    /// The plan in force for the next sequence number, or `None` when there is
+    /// nothing new. Also finishes the post-commit steps of the newest run.
+    async fn plan(&self) -> Result<Option<(Plan, bool)>, RunError> {
+        let committed = self
+            .ledger
+            .latest()
+            .await
+            .map_err(|e| self.ledger_error(e))?;
+        if let Some(manifest) = &committed
+            && !self
+                .ledger
+                .post_commit_done(manifest)
+                .await
+                .map_err(|e| self.ledger_error(e))?
+        {
+            info!(topic = %self.topic.name, sequence = manifest.sequence, "completing the post-commit steps of the last run");
+            self.ledger
+                .post_commit(manifest)
+                .await
+                .map_err(|e| self.ledger_error(e))?;
+        }
+        let committed_ends = committed
+            .as_ref()
+            .map(Manifest::end_cursors)
+            .unwrap_or_default();
+        let sequence = committed.as_ref().map_or(1, |m| m.sequence + 1);
+
+        let existing = self
+            .ledger
+            .plan(sequence)
+            .await
+            .map_err(|e| self.ledger_error(e))?;
+        if let Some(plan) = &existing
+            && follows(plan, &committed_ends)
+        {
+            return Ok(Some((plan.clone(), true)));
+        }
+
+        let partitions =
+            self.request
+                .source
+                .partitions()
+                .await
+                .map_err(|source| RunError::Source {
+                    topic: self.name(),
+                    source,
+                })?;
+        let mut ranges = plan_ranges(&partitions, &committed_ends);
+        // Partitions the source no longer lists keep their cursors.
+        for (partition, offset) in &committed_ends {
+            if !ranges.iter().any(|r| &r.partition == partition) {
+                ranges.push(PartitionRange {
+                    partition: partition.clone(),
+                    start: offset.clone(),
+                    end: offset.clone(),
+                });
+            }
+        }
+        ranges.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+        if ranges.iter().all(PartitionRange::is_empty) {
+            return Ok(None);
+        }
+        let plan = Plan {
+            topic: self.name(),
+            event_type: self.topic.event_type.clone(),
+            sequence,
+            created_at: Utc::now(),
+            fingerprint: self.topic.fingerprint.clone(),
+            partitions: ranges
+                .into_iter()
+                .map(|r| PartitionCursors {
+                    partition: r.partition,
+                    start: r.start,
+                    end: r.end,
+                    events: None,
+                })
+                .collect(),
+        };
+        if existing.is_some() {
+            // A stale plan (its start cursors do not follow the committed run).
+            warn!(topic = %self.topic.name, sequence, "replacing a plan that does not follow the committed cursors");
+            self.ledger
+                .replace_plan(&plan)
+                .await
+                .map_err(|e| self.ledger_error(e))?;
+            return Ok(Some((plan, false)));
+        }
+        let in_force = self
+            .ledger
+            .fix_plan(plan.clone())
+            .await
+            .map_err(|e| self.ledger_error(e))?;
+        let resumed = in_force != plan;
+        Ok(Some((in_force, resumed)))
+    }
+
+    /// Reads every range and decodes it, one decoder thread per partition.
+    async fn read(
+        &self,
+        ranges: &[PartitionRange],
+    ) -> Result<BTreeMap<String, DecodedPartition>, RunError> {
+        struct Open {
+            position: Offset,
+            end: Offset,
+            sender: mpsc::Sender<Batch>,
+        }
+        let progress = &self.request.progress;
+        let mut open: HashMap<String, Open> = HashMap::new();
+        let mut decoders = Vec::new();
+        for range in ranges {
+            let (sender, receiver) = mpsc::channel::<Batch>(32);
+            let mut decoder = PartitionDecoder::new(
+                self.topic.schema.payload.clone(),
+                self.topic.schema.events.clone(),
+                Arc::from(range.partition.as_str()),
+                RequiredKeys {
+                    paths: self
+                        .topic
+                        .compaction
+                        .partitioning_key
+                        .iter()
+                        .chain([&self.topic.compaction.ordering_key])
+                        .cloned()
+                        .collect(),
+                },
+            )
+            .map_err(|source| RunError::Decode {
+                topic: self.name(),
+                partition: range.partition.clone(),
+                source,
+            })?;
+            let partition = range.partition.clone();
+            decoders.push((
+                partition,
+                tokio::task::spawn_blocking(move || {
+                    let mut receiver = receiver;
+                    while let Some(batch) = receiver.blocking_recv() {
+                        decoder.push(&batch)?;
+                    }
+                    decoder.finish()
+                }),
+            ));
+            open.insert(
+                range.partition.clone(),
+                Open {
+                    position: range.start.clone(),
+                    end: range.end.clone(),
+                    sender,
+                },
+            );
+        }
+
+        let mut stream = self.request.source.stream(ranges);
+        while !open.is_empty() {
+            let Some(batch) = stream.next().await else {
+                break;
+            };
+            let mut batch = batch.map_err(|source| RunError::Source {
+                topic: self.name(),
+                source,
+            })?;
+            let partition = batch.partition.to_string();
+            let Some(state) = open.get_mut(&partition) else {
+                continue; // finished already, or not part of this run
+            };
+            batch
+                .retain_between(&state.position, &state.end)
+                .map_err(|message| RunError::Source {
+                    topic: self.name(),
+                    source: SourceError::Partition {
+                        partition: partition.clone(),
+                        message,
+                    },
+                })?;
+            if !batch.events.is_empty() {
+                Progress::add(&progress.events_read, batch.events.len() as u64);
+                Progress::add(
+                    &progress.bytes_read,
+                    batch.events.iter().map(|r| r.len() as u64).sum::<u64>(),
+                );
+                state.position = batch.offset.clone();
+                if state.sender.send(batch).await.is_err() {
+                    break; // the decoder failed; its error is collected below
+                }
+            }
+            if !state.end.is_after(&state.position) {
+                debug!(topic = %self.topic.name, partition, "partition read to its end cursor");
+                open.remove(&partition);
+                Progress::add(&progress.partitions_finished, 1);
+            }
+        }
+        drop(stream);
+        let unfinished: Vec<(String, Offset, Offset)> =
+            open.drain().map(|(p, s)| (p, s.position, s.end)).collect();
+
+        let mut decoded = BTreeMap::new();
+        for (partition, handle) in decoders {
+            let result = handle.await.map_err(|e| RunError::Internal {
+                topic: self.name(),
+                message: e.to_string(),
+            })?;
+            let part = result.map_err(|source| RunError::Decode {
+                topic: self.name(),
+                partition: partition.clone(),
+                source,
+            })?;
+            Progress::add(&progress.events_rejected, part.rejected.len() as u64);
+            decoded.insert(partition, part);
+        }
+        if let Some((partition, reached, end)) = unfinished.into_iter().next() {
+            return Err(RunError::SourceEnded {
+                topic: self.name(),
+                partition,
+                reached,
+                end,
+            });
+        }
+        Ok(decoded)
+    }
+
+    async fn map_and_write(
+        &self,
+        sequence: u64,
+        decoded: BTreeMap<String, DecodedPartition>,
+    ) -> Result<Vec<PartitionOutput>, RunError> {
+        let parallelism = self.request.parallelism.max(1);
+        let mut outputs: Vec<PartitionOutput> = futures::stream::iter(decoded.into_values())
+            .map(|part| self.map_partition(sequence, part))
+            .buffer_unordered(parallelism)
+            .try_collect()
+            .await?;
+        outputs.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+        Ok(outputs)
+    }
+
+    /// Classifies a partition's events, applies the mapping to both inputs and
+    /// writes the files.
+    async fn map_partition(
+        &self,
+        sequence: u64,
+        part: DecodedPartition,
+    ) -> Result<PartitionOutput, RunError> {
+        let partition = part.partition.to_string();
+        let query_error = |source: DataFusionError| RunError::Query {
+            topic: self.name(),
+            partition: partition.clone(),
+            source,
+        };
+        let events_schema = self.topic.schema.events.clone();
+        let (main, correction) = self.classify(&part, &query_error).await?;
+        let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
+        let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
+        let mut counts = RunCounts {
+            events_read: part.rows + part.rejected.len() as u64,
+            events_rejected: part.rejected.len() as u64,
+            main_input,
+            correction_events,
+            superseded: part.rows - main_input - correction_events,
+            ..Default::default()
+        };
+
+        let mut files = Vec::new();
+        for (kind, batches) in [(FileKind::Main, main), (FileKind::Correction, correction)] {
+            let table =
+                MemTable::try_new(events_schema.clone(), vec![batches]).map_err(&query_error)?;
+            let written = self
+                .write_mapped(kind, sequence, &partition, Arc::new(table))
+                .await?;
+            let rows: u64 = written.iter().map(|f| f.rows).sum();
+            match kind {
+                FileKind::Main => counts.main_rows = rows,
+                _ => counts.correction_rows = rows,
+            }
+            files.extend(written.into_iter().map(|f| (kind, f)));
+        }
+        if !part.rejected.is_empty() {
+            files.push((
+                FileKind::Rejected,
+                self.write_rejected(sequence, &partition, &part.rejected)
+                    .await?,
+            ));
+        }
+        let progress = &self.request.progress;
+        Progress::add(&progress.main_rows, counts.main_rows);
+        Progress::add(&progress.correction_rows, counts.correction_rows);
+        Ok(PartitionOutput {
+            partition,
+            files,
+            counts,
+        })
+    }
+
+    /// Runs the generated classification; returns (MAIN input, CORRECTION input).
+    async fn classify(
+        &self,
+        part: &DecodedPartition,
+        query_error: &impl Fn(DataFusionError) -> RunError,
+    ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), RunError> {
+        let ctx = self.engine.session();
+        let arrivals =
+            MemTable::try_new(self.topic.schema.events.clone(), vec![part.batches.clone()])
+                .map_err(query_error)?;
+        ctx.register_table(ARRIVALS_TABLE, Arc::new(arrivals))
+            .map_err(query_error)?;
+        let sql = self
+            .topic
+            .compaction
+            .classify_sql(&self.topic.schema.event_columns());
+        let mut stream = ctx
+            .sql(&sql)
+            .await
+            .map_err(query_error)?
+            .execute_stream()
+            .await
+            .map_err(query_error)?;
+        let flag_index = self.topic.schema.events.fields().len();
+        let (mut main, mut correction) = (Vec::new(), Vec::new());
+        while let Some(batch) = stream.try_next().await.map_err(query_error)? {
+            let flags = batch.column(flag_index).as_boolean().clone();
+            let events = batch
+                .project(&(0..flag_index).collect::<Vec<_>>())
+                .map_err(|e| query_error(e.into()))?;
+            let events = events
+                .with_schema(self.topic.schema.events.clone())
+                .map_err(|e| query_error(e.into()))?;
+            let is_main = arrow::compute::not(&flags).map_err(|e| query_error(e.into()))?;
+            for (mask, out) in [(&is_main, &mut main), (&flags, &mut correction)] {
+                let rows = filter_record_batch(&events, mask).map_err(|e| query_error(e.into()))?;
+                if rows.num_rows() > 0 {
+                    out.push(rows);
+                }
+            }
+            debug_assert_eq!(flags.null_count(), 0);
+        }
+        Ok((main, correction))
+    }
+
+    /// Applies the mapping to `events` and streams the rows into files.
+    async fn write_mapped(
+        &self,
+        kind: FileKind,
+        sequence: u64,
+        partition: &str,
+        events: Arc<MemTable>,
+    ) -> Result<Vec<WrittenFile>, RunError> {
+        let query_error = |source: DataFusionError| RunError::Query {
+            topic: self.name(),
+            partition: partition.to_string(),
+            source,
+        };
+        let sink_error = |source: SinkError| RunError::Sink {
+            topic: self.name(),
+            source,
+        };
+        let ctx = self.engine.session();
+        let frame = self
+            .topic
+            .mapping
+            .apply(&ctx, events)
+            .await
+            .map_err(|source| RunError::Mapping {
+                topic: self.name(),
+                source,
+            })?;
+        let mut stream = frame.execute_stream().await.map_err(query_error)?;
+        let layout = self.ledger.layout().clone();
+        let extension = data_extension(&self.topic.output);
+        let partition_name = partition.to_string();
+        let path_for = Box::new(move |output_partition: &[(String, String)]| {
+            layout.data_file(kind, sequence, &partition_name, output_partition, extension)
+        });
+        let mut writer = PartitionedWriter::new(
+            self.ledger.location().store.clone(),
+            self.topic.output_schema.clone(),
+            &self.topic.output,
+            path_for,
+        )
+        .map_err(sink_error)?;
+        loop {
+            let next = match stream.try_next().await {
+                Ok(next) => next,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(query_error(e));
+                }
+            };
+            let Some(batch) = next else { break };
+            let batch = match batch.with_schema(self.topic.output_schema.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(query_error(e.into()));
+                }
+            };
+            if let Err(e) = writer.write(&batch).await {
+                writer.abort().await;
+                return Err(sink_error(e));
+            }
+        }
+        let files = writer.finish().await.map_err(sink_error)?;
+        let progress = &self.request.progress;
+        Progress::add(&progress.files_written, files.len() as u64);
+        Progress::add(&progress.bytes_written, files.iter().map(|f| f.bytes).sum());
+        Ok(files)
+    }
+
+    /// Rejected events as NDJSON: partition, offset, origin, reason and the
+    /// event exactly as it arrived (as a JSON string).
+    async fn write_rejected(
+        &self,
+        sequence: u64,
+        partition: &str,
+        rejected: &[Rejected],
+    ) -> Result<WrittenFile, RunError> {
+        let path: Path =
+            self.ledger
+                .layout()
+                .data_file(FileKind::Rejected, sequence, partition, &[], "ndjson");
+        let mut writer = ObjectWriter::new(self.ledger.location().store.clone(), path.clone());
+        let mut body = Vec::new();
+        for r in rejected {
+            let line = serde_json::json!({
+                "partition": &*r.partition,
+                "offset": r.offset,
+                "origin": r.origin.as_deref(),
+                "reason": r.reason,
+                "event": String::from_utf8_lossy(&r.raw),
+            });
+            serde_json::to_writer(&mut body, &line).expect("json");
+            body.push(b'\n');
+        }
+        let sink_error = |source: SinkError| RunError::Sink {
+            topic: self.name(),
+            source,
+        };
+        writer.write(&body).await.map_err(sink_error)?;
+        let (bytes, sha256) = writer.finish().await.map_err(sink_error)?;
+        Progress::add(&self.request.progress.files_written, 1);
+        Progress::add(&self.request.progress.bytes_written, bytes);
+        Ok(WrittenFile {
+            path,
+            rows: rejected.len() as u64,
+            bytes,
+            sha256,
+            output_partition: Vec::new(),
+        })
+    }
+
+    fn manifest(&self, plan: &Plan, outputs: Vec<PartitionOutput>) -> Manifest {
+        let layout: &TopicLayout = self.ledger.layout();
+        let mut counts = RunCounts::default();
+        let mut files = Vec::new();
+        let mut events_per_partition: HashMap<String, u64> = HashMap::new();
+        for output in outputs {
+            counts.add(&output.counts);
+            events_per_partition.insert(output.partition.clone(), output.counts.events_read);
+            for (kind, file) in output.files {
+                files.push(ManifestFile {
+                    path: layout.relative(&file.path),
+                    kind,
+                    partition: output.partition.clone(),
+                    output_partition: file.output_partition,
+                    rows: file.rows,
+                    bytes: file.bytes,
+                    sha256: file.sha256,
+                });
+            }
+        }
+        Manifest {
+            format_version: 1,
+            topic: self.name(),
+            event_type: self.topic.event_type.clone(),
+            sequence: plan.sequence,
+            run_id: format!("{}-{}", self.topic.name, plan.sequence),
+            started_at: self.started_at,
+            committed_at: Utc::now(),
+            fingerprint: self.topic.fingerprint.clone(),
+            output_format: self.topic.output.format,
+            partitions: plan
+                .partitions
+                .iter()
+                .map(|p| PartitionCursors {
+                    events: Some(events_per_partition.get(&p.partition).copied().unwrap_or(0)),
+                    ..p.clone()
+                })
+                .collect(),
+            files,
+            counts,
+        }
+    }
+}
+
+/// Whether a plan starts where the committed runs end.
+fn follows(plan: &Plan, committed_ends: &BTreeMap<String, Offset>) -> bool {
+    let planned: HashMap<&str, &Offset> = plan
+        .partitions
+        .iter()
+        .map(|p| (p.partition.as_str(), &p.start))
+        .collect();
+    let starts_match = plan
+        .partitions
+        .iter()
+        .all(|p| match committed_ends.get(&p.partition) {
+            Some(end) => end == &p.start,
+            None => p.start.is_begin(),
+        });
+    starts_match
+        && committed_ends
+            .keys()
+            .all(|k| planned.contains_key(k.as_str()))
+}

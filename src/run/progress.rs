@@ -1,0 +1,84 @@
+//! Live counters of a run, shared with whoever watches it (terminal, API, metrics).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    #[default]
+    Queued,
+    Planning,
+    Reading,
+    Mapping,
+    Committing,
+    Done,
+}
+
+/// Counters a run moves as it goes.
+#[derive(Debug, Default)]
+pub struct Progress {
+    stage: Mutex<Stage>,
+    pub partitions_total: AtomicU64,
+    pub partitions_finished: AtomicU64,
+    pub events_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub main_rows: AtomicU64,
+    pub correction_rows: AtomicU64,
+    pub files_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// A consistent-enough copy of the counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    pub stage: Stage,
+    pub partitions_total: u64,
+    pub partitions_finished: u64,
+    pub events_read: u64,
+    pub bytes_read: u64,
+    pub events_rejected: u64,
+    pub main_rows: u64,
+    pub correction_rows: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub retries: u64,
+}
+
+impl Progress {
+    pub fn set_stage(&self, stage: Stage) {
+        if let Ok(mut s) = self.stage.lock() {
+            *s = stage;
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.stage.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ProgressSnapshot {
+            stage: self.stage(),
+            partitions_total: get(&self.partitions_total),
+            partitions_finished: get(&self.partitions_finished),
+            events_read: get(&self.events_read),
+            bytes_read: get(&self.bytes_read),
+            events_rejected: get(&self.events_rejected),
+            main_rows: get(&self.main_rows),
+            correction_rows: get(&self.correction_rows),
+            files_written: get(&self.files_written),
+            bytes_written: get(&self.bytes_written),
+            retries: get(&self.retries),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Names of everything a topic keeps in its output location.
+//!
+//! ```text
+//! <output>/<topic>/
+//!   _manifests/0000000007.json        a committed run (the commit point)
+//!   _manifests/_latest                hint: the newest committed sequence number
+//!   _plans/0000000007.json            cursors of run 7, fixed before it reads
+//!   _redshift/main-0000000007.json    Redshift COPY manifests of committed runs
+//!   main/[col=value/]run=0000000007/main-0000000007-p0.csv     (+ _SUCCESS once committed)
+//!   correction/[col=value/]run=0000000007/correction-0000000007-p0.csv
+//!   rejected/run=0000000007/rejected-0000000007-p0.ndjson
+//! ```
+
+use object_store::path::Path;
+
+/// What a data file holds.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Main,
+    Correction,
+    Rejected,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Main => "main",
+            FileKind::Correction => "correction",
+            FileKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// Paths of one topic under an output location.
+#[derive(Clone, Debug)]
+pub struct TopicLayout {
+    root: Path,
+}
+
+/// Sequence numbers are zero-padded so that names sort in run order.
+pub fn seq_name(seq: u64) -> String {
+    format!("{seq:010}")
+}
+
+impl TopicLayout {
+    pub fn new(prefix: &Path, topic: &str) -> TopicLayout {
+        TopicLayout {
+            root: prefix.clone().join(topic),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A path relative to the topic root, as manifests record it.
+    pub fn relative(&self, path: &Path) -> String {
+        let root = self.root.as_ref();
+        let full = path.as_ref();
+        full.strip_prefix(root)
+            .map(|s| s.trim_start_matches('/'))
+            .unwrap_or(full)
+            .to_string()
+    }
+
+    pub fn resolve(&self, relative: &str) -> Path {
+        let mut path = self.root.clone();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            path = path.join(part);
+        }
+        path
+    }
+
+    pub fn manifests(&self) -> Path {
+        self.root.clone().join("_manifests")
+    }
+
+    pub fn manifest(&self, seq: u64) -> Path {
+        self.manifests().join(format!("{}.json", seq_name(seq)))
+    }
+
+    pub fn latest_hint(&self) -> Path {
+        self.manifests().join("_latest")
+    }
+
+    pub fn plan(&self, seq: u64) -> Path {
+        self.root
+            .clone()
+            .join("_plans")
+            .join(format!("{}.json", seq_name(seq)))
+    }
+
+    pub fn redshift_manifest(&self, kind: FileKind, seq: u64) -> Path {
+        self.root.clone().join("_redshift").join(format!(
+            "{}-{}.json",
+            kind.as_str(),
+            seq_name(seq)
+        ))
+    }
+
+    /// The folder of a run's files of one kind and output partition.
+    pub fn run_dir(&self, kind: FileKind, seq: u64, output_partition: &[(String, String)]) -> Path {
+        let mut path = self.root.clone().join(kind.as_str());
+        for (column, value) in output_partition {
+            path = path.join(format!("{}={}", escape_part(column), escape_part(value)));
+        }
+        path.join(format!("run={}", seq_name(seq)))
+    }
+
+    pub fn data_file(
+        &self,
+        kind: FileKind,
+        seq: u64,
+        partition: &str,
+        output_partition: &[(String, String)],
+        extension: &str,
+    ) -> Path {
+        self.run_dir(kind, seq, output_partition).join(format!(
+            "{}-{}-p{}.{extension}",
+            kind.as_str(),
+            seq_name(seq),
+            escape_part(partition)
+        ))
+    }
+
+    pub fn success_marker(&self, dir: &Path) -> Path {
+        dir.clone().join("_SUCCESS")
+    }
+}
+
+/// Keeps a value usable as one path segment: letters, digits and `.-_+:` stay,
+/// anything else is percent-encoded (as Hive escapes partition values).
+pub fn escape_part(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() || out == "." || out == ".." {
+        out = format!("%{}", out.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_escaped() {
+        let layout = TopicLayout::new(&Path::from("exports"), "article-stock-changed");
+        let p = layout.data_file(
+            FileKind::Main,
+            7,
+            "0",
+            &[("day".into(), "2024-06-03".into())],
+            "csv",
+        );
+        assert_eq!(
+            p.as_ref(),
+            "exports/article-stock-changed/main/day=2024-06-03/run=0000000007/main-0000000007-p0.csv"
+        );
+        assert_eq!(
+            layout.relative(&p),
+            "main/day=2024-06-03/run=0000000007/main-0000000007-p0.csv"
+        );
+        assert_eq!(layout.resolve(&layout.relative(&p)), p);
+        assert_eq!(escape_part("a/b c=d"), "a%2Fb%20c%3Dd");
+        assert_eq!(
+            layout.manifest(12).as_ref(),
+            "exports/article-stock-changed/_manifests/0000000012.json"
+        );
+    }
+}
