@@ -142,20 +142,26 @@ pub struct RunSummary {
     pub resumed: bool,
 }
 
-/// Topics running in this process: a second run of one is refused up front.
+/// Topics running in this process, by output location: a second run of one
+/// is refused up front.
 static ACTIVE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
 
 struct TopicLock(String);
 
+fn lock_key(output: &OutputLocation, topic: &str) -> String {
+    format!("{}/{topic}", output.url.trim_end_matches('/'))
+}
+
 impl TopicLock {
-    fn acquire(topic: &str) -> Result<TopicLock, RunError> {
+    fn acquire(output: &OutputLocation, topic: &str) -> Result<TopicLock, RunError> {
+        let key = lock_key(output, topic);
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-        if !active.insert(topic.to_string()) {
+        if !active.insert(key.clone()) {
             return Err(RunError::AlreadyRunning {
                 topic: topic.to_string(),
             });
         }
-        Ok(TopicLock(topic.to_string()))
+        Ok(TopicLock(key))
     }
 }
 
@@ -168,17 +174,17 @@ impl Drop for TopicLock {
     }
 }
 
-/// Whether a topic has a run in this process now.
-pub fn is_running(topic: &str) -> bool {
+/// Whether a topic has a run to `output` in this process now.
+pub fn is_running(output: &OutputLocation, topic: &str) -> bool {
     ACTIVE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .contains(topic)
+        .contains(&lock_key(output, topic))
 }
 
 /// Runs one topic once: from its committed cursors to the newest offsets.
 pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary, RunError> {
-    let _lock = TopicLock::acquire(&request.topic.name)?;
+    let _lock = TopicLock::acquire(&request.output, &request.topic.name)?;
     let started = Instant::now();
     let run = Run {
         engine,

@@ -1,0 +1,184 @@
+//! The binary: commands, exit codes and what they print.
+
+use std::process::{Command, Output};
+
+use crate::support::{Workspace, repo};
+
+fn materializer(ws: &Workspace, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_materializer"))
+        .current_dir(ws.dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("MATERIALIZER_OUTPUT")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_prints_a_summary_and_a_second_run_says_nothing_is_new() {
+    let ws = Workspace::new();
+    let args = [
+        "run",
+        "--topic",
+        "article-stock-changed",
+        "--source",
+        "recorded/article-stock-changed",
+        "--output",
+        "out",
+    ];
+    let first = materializer(&ws, &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = stdout(&first);
+    assert!(
+        text.starts_with("article-stock-changed: run 1 committed in "),
+        "{text}"
+    );
+    assert!(
+        text.contains("  events read              15  (rejected 3, superseded 5)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  main rows                 5  from 5 latest events (compaction rate 58.3%)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  correction rows           2  from 2 out-of-order events\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("main/run=0000000001/main-0000000001-p0.csv"),
+        "{text}"
+    );
+
+    let second = materializer(&ws, &args);
+    assert!(second.status.success());
+    assert_eq!(
+        stdout(&second),
+        "article-stock-changed: nothing new since run 1; nothing written.\n"
+    );
+}
+
+#[test]
+fn run_json_summary_is_machine_readable() {
+    let ws = Workspace::new();
+    let out = materializer(
+        &ws,
+        &[
+            "run",
+            "-t",
+            "order-placed",
+            "--source",
+            "recorded/order-placed",
+            "--output",
+            "out",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["outcome"], "committed");
+    assert_eq!(summary["counts"]["main_rows"], 4);
+    assert_eq!(summary["files"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn the_default_source_is_the_bundled_recording() {
+    // Run from the repository layout: sql/ and fixtures/recorded/<topic>.
+    let ws = Workspace::new();
+    crate::support::copy_dir(&repo().join("fixtures"), &ws.path("fixtures"));
+    let out = materializer(&ws, &["run", "--topic", "order-placed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        ws.path("out/order-placed/_manifests/0000000001.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn explain_prints_the_generated_sql_and_the_mapping() {
+    let ws = Workspace::new();
+    let out = materializer(&ws, &["explain", "article-stock-changed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("--   article_id Int64 NOT NULL\n"), "{text}");
+    assert!(
+        text.contains(r#"ROW_NUMBER() OVER (PARTITION BY "article_id" ORDER BY "version" DESC NULLS LAST, "_seq" DESC) AS __rank"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"max("version") OVER (PARTITION BY "article_id" ORDER BY "_seq""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("    metadata.occurred_at AS occurred_at,\n"),
+        "{text}"
+    );
+    assert!(text.contains("SELECT * FROM \"output\";"), "{text}");
+}
+
+#[test]
+fn topics_lists_topics_and_fails_when_one_is_broken() {
+    let ws = Workspace::new();
+    let ok = materializer(&ws, &["topics"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("article-stock-changed\n  event type      article.stock-changed\n")
+    );
+    std::fs::write(
+        ws.sql().join("order-placed/mapping.sql"),
+        "CREATE VIEW output AS SELECT nope FROM events;",
+    )
+    .unwrap();
+    let broken = materializer(&ws, &["topics"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(stdout(&broken).contains("order-placed  DOES NOT LOAD\n  sql/order-placed/mapping.sql:1:30: in view output: column 'nope' not found"), "{}", stdout(&broken));
+    assert!(stderr(&broken).contains("error: 1 topic(s) do not load"));
+}
+
+#[test]
+fn an_unknown_topic_is_an_error_listing_the_known_ones() {
+    let ws = Workspace::new();
+    let out = materializer(&ws, &["run", "--topic", "nope", "--source", "recorded"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "error: unknown topic \"nope\"; topics under sql: article-stock-changed, order-placed"
+    );
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let ws = Workspace::new();
+    let out = materializer(&ws, &["--help"]);
+    let text = stdout(&out);
+    for needle in ["run", "explain", "topics", "--sql-dir", "committed cursor"] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from --help:\n{text}"
+        );
+    }
+    let out = materializer(&ws, &["run", "--help"]);
+    let text = stdout(&out);
+    for needle in [
+        "--topic",
+        "--source",
+        "--output",
+        "s3://bucket/prefix",
+        "fixtures/recorded/<topic>",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from run --help:\n{text}"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Broken configuration is refused at load with the file, line and column.
+
+use crate::support::Workspace;
+
+/// Loads the workspace's topics after `edit` and returns why `topic` does not load.
+async fn load_error(edit: impl FnOnce(&std::path::Path)) -> String {
+    let ws = Workspace::new();
+    let topic_dir = ws.sql().join("article-stock-changed");
+    edit(&topic_dir);
+    let catalog = ws.catalog().await;
+    let reason = catalog
+        .broken
+        .get("article-stock-changed")
+        .cloned()
+        .unwrap_or_else(|| panic!("topic still loads"));
+    // Paths in messages are the workspace's; make them relative for comparing.
+    reason.replace(&format!("{}/", ws.sql().display()), "")
+}
+
+fn replace_in(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[tokio::test]
+async fn a_column_the_schema_does_not_have_points_at_its_line_and_column() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("mapping.sql"),
+            "    available_qty,",
+            "    available_quantity,",
+        )
+    })
+    .await;
+    assert_eq!(
+        err,
+        "article-stock-changed/mapping.sql:9:5: in view output: column 'available_quantity' not found"
+    );
+}
+
+#[tokio::test]
+async fn sql_that_does_not_parse_points_at_the_token() {
+    let err = load_error(|d| replace_in(&d.join("mapping.sql"), "    brand,", "    brand,,")).await;
+    assert_eq!(
+        err,
+        "article-stock-changed/mapping.sql:6:11: SQL syntax: Expected: an expression, found: ,"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_in_topic_toml_names_the_line() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "partitioning_key =",
+            "partition_key =",
+        )
+    })
+    .await;
+    assert!(
+        err.starts_with("article-stock-changed/topic.toml: TOML parse error at line 7, column 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "unknown field `partition_key`, expected one of `event_type`, `partitioning_key`"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_file_is_named() {
+    let err = load_error(|d| std::fs::remove_file(d.join("schema.json")).unwrap()).await;
+    assert_eq!(
+        err,
+        "article-stock-changed/schema.json: No such file or directory (os error 2)"
+    );
+}
+
+#[tokio::test]
+async fn keys_must_be_columns_of_the_events() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "ordering_key = \"version\"",
+            "ordering_key = \"revision\"",
+        )
+    })
+    .await;
+    assert_eq!(
+        err,
+        "article-stock-changed/topic.toml: ordering_key \"revision\" is not a column of the events \
+         (columns: metadata, article_id, brand, model, version, available_qty; nested fields as parent.child)"
+    );
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "ordering_key = \"version\"",
+            "ordering_key = \"metadata\"",
+        )
+    })
+    .await;
+    assert!(err.contains("ordering_key \"metadata\" is Struct"), "{err}");
+}
+
+#[tokio::test]
+async fn statements_other_than_views_are_refused() {
+    let err = load_error(|d| {
+        std::fs::write(
+            d.join("mapping.sql"),
+            "CREATE VIEW output AS SELECT article_id FROM events;\nCREATE TABLE copy AS SELECT * FROM output;\n",
+        )
+        .unwrap()
+    })
+    .await;
+    assert_eq!(
+        err,
+        "article-stock-changed/mapping.sql:2:1: only CREATE VIEW statements are allowed in a mapping, found `CREATE TABLE ...`"
+    );
+    let err = load_error(|d| {
+        std::fs::write(
+            d.join("mapping.sql"),
+            "CREATE VIEW output AS SELECT * FROM '/etc/passwd';\n",
+        )
+        .unwrap()
+    })
+    .await;
+    assert!(
+        err.starts_with("article-stock-changed/mapping.sql:1:"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn nested_output_columns_are_refused_for_csv() {
+    let err = load_error(|d| {
+        std::fs::write(
+            d.join("mapping.sql"),
+            "CREATE VIEW output AS\nSELECT article_id, metadata FROM events;\n",
+        )
+        .unwrap()
+    })
+    .await;
+    assert!(
+        err.starts_with(
+            "article-stock-changed/mapping.sql:1:1: output column \"metadata\" is Struct("
+        ),
+        "{err}"
+    );
+    assert!(err.contains("CSV holds flat columns only"), "{err}");
+}
+
+#[tokio::test]
+async fn a_schema_that_is_not_json_is_named() {
+    let err = load_error(|d| std::fs::write(d.join("schema.json"), "{\"name\": ").unwrap()).await;
+    assert_eq!(
+        err,
+        "article-stock-changed/schema.json: not valid JSON: EOF while parsing a value at line 1 column 9"
+    );
+}

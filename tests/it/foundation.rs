@@ -1,0 +1,547 @@
+//! Whole runs over the bundled recordings: exact rows of every file.
+
+use materializer::run::{Manifest, Outcome, RunCounts};
+use sha2::{Digest, Sha256};
+
+use crate::support::{Workspace, csv_rows, parse_csv, row, sorted};
+
+const ARTICLE_HEADER: [&str; 7] = [
+    "article_id",
+    "brand",
+    "model",
+    "version",
+    "available_qty",
+    "occurred_at",
+    "eid",
+];
+
+fn eid(n: u32) -> String {
+    format!("5a1e0000-0000-4000-8000-{n:012x}")
+}
+
+fn manifest(ws: &Workspace, topic: &str, seq: u64) -> Manifest {
+    serde_json::from_str(&ws.read_out(&format!("{topic}/_manifests/{seq:010}.json"))).unwrap()
+}
+
+#[tokio::test]
+async fn article_run_compacts_splits_corrections_and_rejects() {
+    let ws = Workspace::new();
+    let summary = ws.run("article-stock-changed").await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Committed);
+    assert_eq!(summary.sequence, Some(1));
+
+    let (header, rows) =
+        csv_rows(&ws.read_out("article-stock-changed/main/run=0000000001/main-0000000001-p0.csv"));
+    assert_eq!(header, row(&ARTICLE_HEADER));
+    assert_eq!(
+        rows,
+        sorted(vec![
+            row(&[
+                "100000002",
+                "Nike",
+                "Air Runner",
+                "3",
+                "0",
+                "2024-06-03T08:02:00Z",
+                &eid(4)
+            ]),
+            row(&[
+                "100000004",
+                "Jack & Jones",
+                "Slim Fit, \"Limited\"",
+                "3",
+                "10",
+                "2024-06-03T08:03:00Z",
+                &eid(5)
+            ]),
+            row(&[
+                "100000006",
+                "Fjällräven",
+                "Kånken\nNo. 2",
+                "1",
+                "7",
+                "2024-06-03T08:05:00Z",
+                &eid(9)
+            ]),
+        ])
+    );
+    let (_, rows) =
+        csv_rows(&ws.read_out(
+            "article-stock-changed/correction/run=0000000001/correction-0000000001-p0.csv",
+        ));
+    assert_eq!(
+        rows,
+        sorted(vec![
+            // version 2 arrived after version 3 of its article
+            row(&[
+                "100000004",
+                "Jack & Jones",
+                "Slim Fit, \"Limited\"",
+                "2",
+                "11",
+                "2024-06-03T08:02:30Z",
+                &eid(6)
+            ]),
+            // a late redelivery of version 2, after version 3
+            row(&[
+                "100000002",
+                "Nike",
+                "Air Runner",
+                "2",
+                "3",
+                "2024-06-03T08:01:00Z",
+                &eid(7)
+            ]),
+        ])
+    );
+    let (_, rows) =
+        csv_rows(&ws.read_out("article-stock-changed/main/run=0000000001/main-0000000001-p1.csv"));
+    assert_eq!(
+        rows,
+        sorted(vec![
+            row(&[
+                "100000001",
+                "adidas",
+                "Court Classic",
+                "2",
+                "6",
+                "2024-06-03T08:04:00Z",
+                &eid(24)
+            ]),
+            // empty brand stays an empty string, missing model is NULL
+            row(&[
+                "100000003",
+                "\"\"",
+                "",
+                "5",
+                "0",
+                "2024-06-03T08:03:00Z",
+                &eid(23)
+            ]),
+        ])
+    );
+    // A partition without out-of-order events still has its (empty) correction file.
+    assert_eq!(
+        ws.read_out("article-stock-changed/correction/run=0000000001/correction-0000000001-p1.csv"),
+        "article_id,brand,model,version,available_qty,occurred_at,eid\n"
+    );
+
+    // Rejected events: raw, with offset, origin and reason.
+    let rejected: Vec<serde_json::Value> = ws
+        .read_out("article-stock-changed/rejected/run=0000000001/rejected-0000000001-p0.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let brief: Vec<(&str, &str, &str)> = rejected
+        .iter()
+        .map(|r| {
+            (
+                r["offset"].as_str().unwrap(),
+                r["origin"].as_str().unwrap().rsplit('/').next().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            (
+                "001-0001-000000000000000007",
+                "stream.jsonl:5",
+                "whilst decoding field 'article_id': failed to parse \"abc\" as Int64"
+            ),
+            (
+                "001-0001-000000000000000009",
+                "stream.jsonl:7",
+                "required field \"version\" is missing or null"
+            ),
+            (
+                "001-0001-000000000000000010",
+                "stream.jsonl:7",
+                "not valid JSON: key must be a string at line 1 column 255"
+            ),
+        ]
+    );
+    let raw = rejected[0]["event"].as_str().unwrap();
+    assert!(
+        raw.starts_with("{\"metadata\":{\"eid\":\"5a1e0000-0000-4000-8000-000000000008\""),
+        "{raw}"
+    );
+    assert!(
+        raw.ends_with(
+            "\"article_id\":\"abc\",\"brand\":\"Puma\",\"version\":1,\"available_qty\":1}"
+        ),
+        "{raw}"
+    );
+
+    // Every event is in exactly one place.
+    let expected = RunCounts {
+        events_read: 15,
+        events_rejected: 3,
+        main_input: 5,
+        superseded: 5,
+        correction_events: 2,
+        main_rows: 5,
+        correction_rows: 2,
+    };
+    assert_eq!(summary.counts, expected);
+    let c = &summary.counts;
+    assert_eq!(
+        c.events_read,
+        c.main_input + c.superseded + c.correction_events + c.events_rejected
+    );
+
+    let m = manifest(&ws, "article-stock-changed", 1);
+    assert_eq!(m.counts, expected);
+    let cursors: Vec<(&str, &str, &str, Option<u64>)> = m
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition.as_str(),
+                p.start.as_str(),
+                p.end.as_str(),
+                p.events,
+            )
+        })
+        .collect();
+    assert_eq!(
+        cursors,
+        vec![
+            ("0", "BEGIN", "001-0001-000000000000000010", Some(11)),
+            ("1", "BEGIN", "001-0001-000000000000000003", Some(4)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
+    let ws = Workspace::new();
+    ws.run("article-stock-changed").await.unwrap();
+    let m = manifest(&ws, "article-stock-changed", 1);
+    let listed: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        listed,
+        vec![
+            "main/run=0000000001/main-0000000001-p0.csv",
+            "correction/run=0000000001/correction-0000000001-p0.csv",
+            "rejected/run=0000000001/rejected-0000000001-p0.ndjson",
+            "main/run=0000000001/main-0000000001-p1.csv",
+            "correction/run=0000000001/correction-0000000001-p1.csv",
+        ]
+    );
+    for file in &m.files {
+        let bytes = std::fs::read(ws.out().join("article-stock-changed").join(&file.path)).unwrap();
+        assert_eq!(file.bytes, bytes.len() as u64, "{}", file.path);
+        assert_eq!(
+            file.sha256,
+            hex::encode(Sha256::digest(&bytes)),
+            "{}",
+            file.path
+        );
+        let rows = if file.path.ends_with(".csv") {
+            parse_csv(std::str::from_utf8(&bytes).unwrap()).len() as u64 - 1
+        } else {
+            bytes.iter().filter(|&&b| b == b'\n').count() as u64
+        };
+        assert_eq!(file.rows, rows, "{}", file.path);
+    }
+    // Everything the output holds: the committed files, markers and the ledger.
+    assert_eq!(
+        ws.out_files(),
+        vec![
+            "article-stock-changed/_manifests/0000000001.json",
+            "article-stock-changed/_manifests/_latest",
+            "article-stock-changed/_plans/0000000001.json",
+            "article-stock-changed/_redshift/correction-0000000001.json",
+            "article-stock-changed/_redshift/main-0000000001.json",
+            "article-stock-changed/correction/run=0000000001/_SUCCESS",
+            "article-stock-changed/correction/run=0000000001/correction-0000000001-p0.csv",
+            "article-stock-changed/correction/run=0000000001/correction-0000000001-p1.csv",
+            "article-stock-changed/main/run=0000000001/_SUCCESS",
+            "article-stock-changed/main/run=0000000001/main-0000000001-p0.csv",
+            "article-stock-changed/main/run=0000000001/main-0000000001-p1.csv",
+            "article-stock-changed/rejected/run=0000000001/_SUCCESS",
+            "article-stock-changed/rejected/run=0000000001/rejected-0000000001-p0.ndjson",
+        ]
+    );
+    let redshift: serde_json::Value =
+        serde_json::from_str(&ws.read_out("article-stock-changed/_redshift/main-0000000001.json"))
+            .unwrap();
+    let urls: Vec<&str> = redshift["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 2);
+    assert!(
+        urls[0].ends_with("/article-stock-changed/main/run=0000000001/main-0000000001-p0.csv"),
+        "{urls:?}"
+    );
+}
+
+#[tokio::test]
+async fn orders_are_flattened_with_unnest_and_dotted_access() {
+    let ws = Workspace::new();
+    let summary = ws.run("order-placed").await.unwrap();
+    let header = row(&[
+        "order_number",
+        "status",
+        "placed_at",
+        "customer_id",
+        "country_code",
+        "gift_note",
+        "sku",
+        "quantity",
+        "unit_price",
+        "currency",
+        "discount_code",
+        "discount_amount",
+    ]);
+    let note = "Happy birthday, \"Anna\"!\nLove, Tom";
+    let (h, rows) =
+        csv_rows(&ws.read_out("order-placed/main/run=0000000001/main-0000000001-p0.csv"));
+    assert_eq!(h, header);
+    assert_eq!(
+        rows,
+        sorted(vec![
+            // one row per item and discount of the latest version ("paid")
+            row(&[
+                "ORD-1",
+                "paid",
+                "2024-06-03T09:00:00Z",
+                "C-1001",
+                "DE",
+                note,
+                "SKU-A",
+                "2",
+                "19.99",
+                "EUR",
+                "SUMMER10",
+                "2.0"
+            ]),
+            row(&[
+                "ORD-1",
+                "paid",
+                "2024-06-03T09:00:00Z",
+                "C-1001",
+                "DE",
+                note,
+                "SKU-A",
+                "2",
+                "19.99",
+                "EUR",
+                "VIP",
+                "1.5"
+            ]),
+            // discounts: null -> unnest_outer keeps the line with NULL discount
+            row(&[
+                "ORD-1",
+                "paid",
+                "2024-06-03T09:00:00Z",
+                "C-1001",
+                "DE",
+                note,
+                "SKU-B",
+                "1",
+                "5.0",
+                "EUR",
+                "",
+                ""
+            ]),
+            // ORD-2 (items: []) has no lines: unnest drops it
+        ])
+    );
+    let (_, rows) = csv_rows(
+        &ws.read_out("order-placed/correction/run=0000000001/correction-0000000001-p0.csv"),
+    );
+    assert_eq!(
+        rows,
+        // "placed" occurred before "paid" but arrived after it
+        vec![row(&[
+            "ORD-1",
+            "placed",
+            "2024-06-03T09:00:00Z",
+            "C-1001",
+            "DE",
+            "\"\"",
+            "SKU-A",
+            "1",
+            "19.99",
+            "EUR",
+            "",
+            ""
+        ])]
+    );
+    let (_, rows) =
+        csv_rows(&ws.read_out("order-placed/main/run=0000000001/main-0000000001-p1.csv"));
+    // ORD-3 (items: null) has no lines; ORD-4 keeps its newest status.
+    assert_eq!(
+        rows,
+        vec![row(&[
+            "ORD-4",
+            "shipped",
+            "2024-06-03T09:02:00Z",
+            "C-2002",
+            "AT",
+            "",
+            "SKU-C",
+            "3",
+            "7.5",
+            "EUR",
+            "BULK",
+            "0.75"
+        ])]
+    );
+    assert_eq!(
+        summary.counts,
+        RunCounts {
+            events_read: 7,
+            events_rejected: 0,
+            main_input: 4,
+            superseded: 2,
+            correction_events: 1,
+            main_rows: 4,
+            correction_rows: 1,
+        }
+    );
+}
+
+const SECOND_RUN_LINE: &str = concat!(
+    r#"{"cursor":{"partition":"0","offset":"001-0001-000000000000000012"},"events":["#,
+    r#"{"metadata":{"eid":"5a1e0000-0000-4000-8000-000000000031","occurred_at":"2024-06-03T09:00:00.000Z","event_type":"article.stock-changed","partition":"0"},"article_id":100000002,"brand":"Nike","model":"Air Runner","version":4,"available_qty":9},"#,
+    r#"{"metadata":{"eid":"5a1e0000-0000-4000-8000-000000000032","occurred_at":"2024-06-03T09:01:00.000Z","event_type":"article.stock-changed","partition":"0"},"article_id":100000012,"brand":"Mango","model":"Essential Tee","version":1,"available_qty":40}"#,
+    "]}\n"
+);
+
+#[tokio::test]
+async fn a_second_run_starts_from_the_committed_cursors() {
+    let ws = Workspace::new();
+    ws.run("article-stock-changed").await.unwrap();
+    ws.append(
+        "recorded/article-stock-changed/stream.jsonl",
+        SECOND_RUN_LINE,
+    );
+    let summary = ws.run("article-stock-changed").await.unwrap();
+    assert_eq!(summary.sequence, Some(2));
+    assert_eq!(summary.counts.events_read, 2);
+    let (_, rows) =
+        csv_rows(&ws.read_out("article-stock-changed/main/run=0000000002/main-0000000002-p0.csv"));
+    assert_eq!(
+        rows,
+        sorted(vec![
+            row(&[
+                "100000002",
+                "Nike",
+                "Air Runner",
+                "4",
+                "9",
+                "2024-06-03T09:00:00Z",
+                &eid(0x31)
+            ]),
+            row(&[
+                "100000012",
+                "Mango",
+                "Essential Tee",
+                "1",
+                "40",
+                "2024-06-03T09:01:00Z",
+                &eid(0x32)
+            ]),
+        ])
+    );
+    let m2 = manifest(&ws, "article-stock-changed", 2);
+    let m1 = manifest(&ws, "article-stock-changed", 1);
+    for (p1, p2) in m1.partitions.iter().zip(&m2.partitions) {
+        assert_eq!(p1.partition, p2.partition);
+        assert_eq!(p1.end, p2.start, "run 2 starts where run 1 ended");
+    }
+    assert_eq!(m2.partitions[0].end.as_str(), "001-0001-000000000000000012");
+    assert_eq!(m2.partitions[1].start, m2.partitions[1].end);
+    // Partition 1 had nothing new: run 2 wrote no file for it.
+    let run2: Vec<String> = ws
+        .out_files()
+        .into_iter()
+        .filter(|f| f.contains("run=0000000002"))
+        .collect();
+    assert_eq!(
+        run2,
+        vec![
+            "article-stock-changed/correction/run=0000000002/_SUCCESS",
+            "article-stock-changed/correction/run=0000000002/correction-0000000002-p0.csv",
+            "article-stock-changed/main/run=0000000002/_SUCCESS",
+            "article-stock-changed/main/run=0000000002/main-0000000002-p0.csv",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_run_with_nothing_new_writes_nothing() {
+    let ws = Workspace::new();
+    ws.run("article-stock-changed").await.unwrap();
+    let before = ws.out_files();
+    let summary = ws.run("article-stock-changed").await.unwrap();
+    assert_eq!(summary.outcome, Outcome::NothingNew);
+    assert_eq!(summary.sequence, Some(1));
+    assert_eq!(summary.counts, RunCounts::default());
+    assert_eq!(ws.out_files(), before);
+}
+
+#[tokio::test]
+async fn an_uncommitted_attempt_is_redone_under_the_same_names() {
+    let ws = Workspace::new();
+    ws.run("article-stock-changed").await.unwrap();
+    let committed: Vec<(String, Vec<u8>)> = ws
+        .out_files()
+        .into_iter()
+        .filter(|f| f.contains("/run=") && f.ends_with(".csv"))
+        .map(|f| {
+            let bytes = std::fs::read(ws.out().join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    // Forget the commit but keep the plan and the files: what a crash just
+    // before the manifest leaves behind.
+    for f in ["_manifests/0000000001.json", "_manifests/_latest"] {
+        std::fs::remove_file(ws.out().join("article-stock-changed").join(f)).unwrap();
+    }
+    let summary = ws.run("article-stock-changed").await.unwrap();
+    assert!(summary.resumed);
+    assert_eq!(summary.sequence, Some(1));
+    for (file, bytes) in committed {
+        assert_eq!(
+            std::fs::read(ws.out().join(&file)).unwrap(),
+            bytes,
+            "{file} changed on retry"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_copied_topic_with_an_edited_mapping_shows_the_edit() {
+    let ws = Workspace::new();
+    let from = ws.sql().join("article-stock-changed");
+    let to = ws.sql().join("article-stock-brief");
+    crate::support::copy_dir(&from, &to);
+    crate::support::copy_dir(
+        &ws.path("recorded/article-stock-changed"),
+        &ws.path("recorded/article-stock-brief"),
+    );
+    std::fs::write(
+        to.join("mapping.sql"),
+        "CREATE VIEW output AS\nSELECT article_id, upper(brand) AS brand, available_qty > 0 AS in_stock FROM events;\n",
+    )
+    .unwrap();
+    ws.run("article-stock-brief").await.unwrap();
+    let (header, rows) =
+        csv_rows(&ws.read_out("article-stock-brief/main/run=0000000001/main-0000000001-p1.csv"));
+    assert_eq!(header, row(&["article_id", "brand", "in_stock"]));
+    assert_eq!(
+        rows,
+        sorted(vec![
+            row(&["100000001", "ADIDAS", "true"]),
+            row(&["100000003", "\"\"", "false"])
+        ])
+    );
+}
