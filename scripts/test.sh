@@ -10,4 +10,10 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+# An S3-protocol server for the object store tests.
+if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+    echo "installing moto[server] (S3-protocol server for the tests)" >&2
+    python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
+
 cargo test --locked --all-targets "$@"

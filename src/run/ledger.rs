@@ -136,6 +136,9 @@ pub struct Manifest {
     pub event_type: String,
     pub sequence: u64,
     pub run_id: String,
+    /// Random id of the attempt that wrote the manifest: tells a retried
+    /// commit request that succeeded apart from a lost race.
+    pub attempt: String,
     pub started_at: DateTime<Utc>,
     pub committed_at: DateTime<Utc>,
     pub fingerprint: String,
@@ -381,20 +384,65 @@ impl Ledger {
 
     /// The commit: writes the manifest put-if-absent.
     pub async fn commit(&self, manifest: &Manifest) -> Result<(), LedgerError> {
-        if self
-            .create_json(&self.layout.manifest(manifest.sequence), manifest)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(LedgerError::LostRace {
+        let path = self.layout.manifest(manifest.sequence);
+        if self.create_json(&path, manifest).await? {
+            return Ok(());
+        }
+        // The store refused: another attempt committed first, or a retry of our
+        // own request found the manifest our first request wrote.
+        match self.manifest(manifest.sequence).await? {
+            Some(existing) if existing.attempt == manifest.attempt => Ok(()),
+            _ => Err(LedgerError::LostRace {
                 seq: manifest.sequence,
-            })
+            }),
         }
     }
 
-    /// `_SUCCESS` per output folder, Redshift COPY manifests, then the hint.
+    /// Removes what earlier, uncommitted attempts of a committed run left in
+    /// the run's folders (files no manifest lists).
+    async fn remove_leftovers(&self, manifest: &Manifest) -> Result<(), LedgerError> {
+        let listed: BTreeSet<Path> = manifest
+            .files
+            .iter()
+            .map(|f| self.layout.resolve(&f.path))
+            .collect();
+        for kind in [FileKind::Main, FileKind::Correction, FileKind::Rejected] {
+            let root = self.layout.run_root(kind, manifest.sequence);
+            let objects: Vec<_> =
+                self.store()
+                    .list(Some(&root))
+                    .try_collect()
+                    .await
+                    .map_err(|source| LedgerError::Store {
+                        action: "listing",
+                        path: root.to_string(),
+                        source,
+                    })?;
+            for object in objects {
+                if listed.contains(&object.location)
+                    || object.location.filename() == Some("_SUCCESS")
+                {
+                    continue;
+                }
+                match self.store().delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(LedgerError::Store {
+                            action: "removing",
+                            path: object.location.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leftovers of uncommitted attempts removed, `_SUCCESS` per output folder,
+    /// Redshift COPY manifests, then the hint.
     pub async fn post_commit(&self, manifest: &Manifest) -> Result<(), LedgerError> {
+        self.remove_leftovers(manifest).await?;
         let mut folders: BTreeSet<String> = BTreeSet::new();
         for file in &manifest.files {
             if let Some((dir, _)) = file.path.rsplit_once('/') {

@@ -14,6 +14,20 @@
 pub mod ledger;
 pub mod progress;
 
+/// Testing aid: with `MATERIALIZER_FAILPOINT=<name>` the process aborts at the
+/// named point of a run, as a crash there would end it. Points: `planned`,
+/// `reading` (after the first batch went to a decoder), `first-file-written`,
+/// `files-written` (all files, no manifest yet), `committed` (manifest written,
+/// nothing after it), `post-committed`.
+pub fn failpoint(name: &str) {
+    static POINT: LazyLock<Option<String>> =
+        LazyLock::new(|| std::env::var("MATERIALIZER_FAILPOINT").ok());
+    if POINT.as_deref() == Some(name) {
+        eprintln!("failpoint {name}: aborting the process");
+        std::process::abort();
+    }
+}
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
@@ -270,6 +284,7 @@ impl Run<'_> {
             "run planned"
         );
 
+        failpoint("planned");
         progress.set_stage(Stage::Reading);
         progress
             .partitions_total
@@ -281,17 +296,20 @@ impl Run<'_> {
             .cancellable(self.map_and_write(plan.sequence, decoded))
             .await?;
 
+        failpoint("files-written");
         progress.set_stage(Stage::Committing);
         let manifest = self.manifest(&plan, outputs);
         self.ledger
             .commit(&manifest)
             .await
             .map_err(|e| self.ledger_error(e))?;
+        failpoint("committed");
         info!(topic = %self.topic.name, sequence = manifest.sequence, files = manifest.files.len(), "run committed");
         self.ledger
             .post_commit(&manifest)
             .await
             .map_err(|e| self.ledger_error(e))?;
+        failpoint("post-committed");
 
         Ok(RunSummary {
             topic: self.name(),
@@ -502,6 +520,7 @@ impl Run<'_> {
                 if state.sender.send(batch).await.is_err() {
                     break; // the decoder failed; its error is collected below
                 }
+                failpoint("reading");
             }
             if !state.end.is_after(&state.position) {
                 debug!(topic = %self.topic.name, partition, "partition read to its end cursor");
@@ -718,6 +737,7 @@ impl Run<'_> {
             }
         }
         let files = writer.finish().await.map_err(sink_error)?;
+        failpoint("first-file-written");
         let progress = &self.request.progress;
         Progress::add(&progress.files_written, files.len() as u64);
         Progress::add(&progress.bytes_written, files.iter().map(|f| f.bytes).sum());
@@ -792,6 +812,7 @@ impl Run<'_> {
             event_type: self.topic.event_type.clone(),
             sequence: plan.sequence,
             run_id: format!("{}-{}", self.topic.name, plan.sequence),
+            attempt: format!("{:016x}", rand::random::<u64>()),
             started_at: self.started_at,
             committed_at: Utc::now(),
             fingerprint: self.topic.fingerprint.clone(),

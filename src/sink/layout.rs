@@ -6,8 +6,8 @@
 //!   _manifests/_latest                hint: the newest committed sequence number
 //!   _plans/0000000007.json            cursors of run 7, fixed before it reads
 //!   _redshift/main-0000000007.json    Redshift COPY manifests of committed runs
-//!   main/[col=value/]run=0000000007/main-0000000007-p0.csv     (+ _SUCCESS once committed)
-//!   correction/[col=value/]run=0000000007/correction-0000000007-p0.csv
+//!   main/run=0000000007/[col=value/]main-0000000007-p0.csv     (+ _SUCCESS once committed)
+//!   correction/run=0000000007/[col=value/]correction-0000000007-p0.csv
 //!   rejected/run=0000000007/rejected-0000000007-p0.ndjson
 //! ```
 
@@ -66,12 +66,21 @@ impl TopicLayout {
             .to_string()
     }
 
+    /// The full path of a path relative to the topic root (as manifests record
+    /// them: already escaped, so taken as it is).
     pub fn resolve(&self, relative: &str) -> Path {
-        let mut path = self.root.clone();
-        for part in relative.split('/').filter(|p| !p.is_empty()) {
-            path = path.join(part);
-        }
-        path
+        let joined = format!(
+            "{}/{}",
+            self.root.as_ref(),
+            relative.trim_start_matches('/')
+        );
+        Path::parse(&joined).unwrap_or_else(|_| {
+            let mut path = self.root.clone();
+            for part in relative.split('/').filter(|p| !p.is_empty()) {
+                path = path.join(part);
+            }
+            path
+        })
     }
 
     pub fn manifests(&self) -> Path {
@@ -101,13 +110,25 @@ impl TopicLayout {
         ))
     }
 
+    /// Everything a run wrote of one kind lives under this folder.
+    pub fn run_root(&self, kind: FileKind, seq: u64) -> Path {
+        self.root
+            .clone()
+            .join(kind.as_str())
+            .join(format!("run={}", seq_name(seq)))
+    }
+
     /// The folder of a run's files of one kind and output partition.
     pub fn run_dir(&self, kind: FileKind, seq: u64, output_partition: &[(String, String)]) -> Path {
-        let mut path = self.root.clone().join(kind.as_str());
+        let mut path = self.run_root(kind, seq).as_ref().to_string();
         for (column, value) in output_partition {
-            path = path.join(format!("{}={}", escape_part(column), escape_part(value)));
+            path.push('/');
+            path.push_str(&escape_part(column));
+            path.push('=');
+            path.push_str(&escape_part(value));
         }
-        path.join(format!("run={}", seq_name(seq)))
+        // Every segment is escaped above, so the path is valid as it stands.
+        Path::parse(&path).unwrap_or_else(|_| Path::from(path.as_str()))
     }
 
     pub fn data_file(
@@ -118,12 +139,14 @@ impl TopicLayout {
         output_partition: &[(String, String)],
         extension: &str,
     ) -> Path {
-        self.run_dir(kind, seq, output_partition).join(format!(
+        let name = format!(
             "{}-{}-p{}.{extension}",
             kind.as_str(),
             seq_name(seq),
             escape_part(partition)
-        ))
+        );
+        let dir = self.run_dir(kind, seq, output_partition);
+        Path::parse(format!("{}/{name}", dir.as_ref())).unwrap_or_else(|_| dir.join(name))
     }
 
     pub fn success_marker(&self, dir: &Path) -> Path {
@@ -131,19 +154,47 @@ impl TopicLayout {
     }
 }
 
-/// Keeps a value usable as one path segment: letters, digits and `.-_+:` stay,
-/// anything else is percent-encoded (as Hive escapes partition values).
+/// Keeps a value usable as one path segment, as Hive escapes partition
+/// values: `%XX` for `/`, `=`, `%`, quotes, control characters and the other
+/// characters object stores advise against; letters (any script), digits,
+/// spaces and the rest stay as they are. An empty value stays empty.
 pub fn escape_part(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b':') {
-            out.push(b as char);
+    for c in value.chars() {
+        let escape = c.is_control()
+            || matches!(
+                c,
+                '"' | '#'
+                    | '%'
+                    | '\''
+                    | '*'
+                    | '/'
+                    | ':'
+                    | '='
+                    | '?'
+                    | '\\'
+                    | '{'
+                    | '}'
+                    | '['
+                    | ']'
+                    | '^'
+                    | '`'
+                    | '<'
+                    | '>'
+                    | '|'
+                    | '~'
+            );
+        if escape {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push(c);
         }
     }
-    if out.is_empty() || out == "." || out == ".." {
-        out = format!("%{}", out.len());
+    if out == "." || out == ".." {
+        out = out.replace('.', "%2E");
     }
     out
 }
@@ -164,14 +215,26 @@ mod tests {
         );
         assert_eq!(
             p.as_ref(),
-            "exports/article-stock-changed/main/day=2024-06-03/run=0000000007/main-0000000007-p0.csv"
+            "exports/article-stock-changed/main/run=0000000007/day=2024-06-03/main-0000000007-p0.csv"
         );
         assert_eq!(
             layout.relative(&p),
-            "main/day=2024-06-03/run=0000000007/main-0000000007-p0.csv"
+            "main/run=0000000007/day=2024-06-03/main-0000000007-p0.csv"
         );
         assert_eq!(layout.resolve(&layout.relative(&p)), p);
-        assert_eq!(escape_part("a/b c=d"), "a%2Fb%20c%3Dd");
+        assert_eq!(escape_part("a/b c=d"), "a%2Fb c%3Dd");
+        assert_eq!(escape_part("Fjällräven \"x\""), "Fjällräven %22x%22");
+        let odd = layout.data_file(
+            FileKind::Main,
+            1,
+            "0",
+            &[("b".into(), "%/..".into())],
+            "csv",
+        );
+        assert_eq!(
+            odd.as_ref(),
+            "exports/article-stock-changed/main/run=0000000001/b=%25%2F../main-0000000001-p0.csv"
+        );
         assert_eq!(
             layout.manifest(12).as_ref(),
             "exports/article-stock-changed/_manifests/0000000012.json"

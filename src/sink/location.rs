@@ -14,8 +14,11 @@ use super::SinkError;
 /// S3 settings beyond what the AWS environment gives (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_PROFILE`-less
 /// container and web-identity credentials, `AWS_ENDPOINT`, ...).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Settings {
+    /// Static credentials, for S3-compatible stores; otherwise the environment's.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
     /// Endpoint of an S3-compatible store (e.g. `http://127.0.0.1:9000`).
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -35,6 +38,8 @@ pub struct S3Settings {
 impl Default for S3Settings {
     fn default() -> Self {
         S3Settings {
+            access_key_id: None,
+            secret_access_key: None,
             endpoint: None,
             region: None,
             allow_http: false,
@@ -44,6 +49,23 @@ impl Default for S3Settings {
             max_backoff: Duration::from_secs(15),
             request_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("max_retries", &self.max_retries)
+            .field("retry_timeout", &self.retry_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,6 +113,11 @@ impl OutputLocation {
                 builder = builder
                     .with_endpoint(endpoint)
                     .with_virtual_hosted_style_request(false);
+            }
+            if let (Some(key), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
+                builder = builder
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret);
             }
             if let Some(region) = &s3.region {
                 builder = builder.with_region(region);

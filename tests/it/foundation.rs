@@ -137,7 +137,7 @@ async fn article_run_compacts_splits_corrections_and_rejects() {
         .map(|r| {
             (
                 r["offset"].as_str().unwrap(),
-                r["origin"].as_str().unwrap().rsplit('/').next().unwrap(),
+                r["origin"].as_str().unwrap(),
                 r["reason"].as_str().unwrap(),
             )
         })

@@ -1,7 +1,9 @@
 //! Integration tests: whole runs through the public surface.
 
+mod servers;
 mod support;
 
 mod cli;
+mod commit;
 mod config;
 mod foundation;

@@ -69,27 +69,47 @@ impl Workspace {
 
     /// Runs `topic` from its recording to `out/`.
     pub async fn run(&self, topic: &str) -> Result<RunSummary, RunError> {
-        let output = self.out().display().to_string();
-        self.run_to(topic, &output).await
+        self.run_with(topic, self.local_output()).await
     }
 
-    pub async fn run_to(&self, topic: &str, output: &str) -> Result<RunSummary, RunError> {
+    pub fn local_output(&self) -> OutputLocation {
+        OutputLocation::parse(&self.out().display().to_string(), &S3Settings::default()).unwrap()
+    }
+
+    pub async fn run_with(
+        &self,
+        topic: &str,
+        output: OutputLocation,
+    ) -> Result<RunSummary, RunError> {
         let engine = Self::engine();
-        let catalog = Catalog::load(&self.sql(), &engine).await.unwrap();
+        let request = self.request(topic, output).await;
+        materializer::run::execute(&engine, request).await
+    }
+
+    /// A run request of `topic` reading its recording.
+    pub async fn request(&self, topic: &str, output: OutputLocation) -> RunRequest {
+        let catalog = Catalog::load(&self.sql(), &Self::engine()).await.unwrap();
         assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
         let topic = catalog.topic(topic).unwrap();
         let source = Source::Recorded(
             RecordedSource::open(&self.path("recorded").join(&topic.name)).unwrap(),
         );
-        let request = RunRequest {
+        RunRequest {
             topic,
             source: Arc::new(source),
-            output: OutputLocation::parse(output, &S3Settings::default()).unwrap(),
+            output,
             progress: Arc::new(Progress::default()),
             cancel: CancellationToken::new(),
             parallelism: 2,
-        };
-        materializer::run::execute(&engine, request).await
+        }
+    }
+
+    /// Replaces a topic's recording with `lines`.
+    pub fn record(&self, topic: &str, lines: &[String]) {
+        let dir = self.path("recorded").join(topic);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stream.jsonl"), lines.join("\n") + "\n").unwrap();
     }
 
     pub fn read_out(&self, relative: &str) -> String {
@@ -216,4 +236,132 @@ pub fn csv_rows(text: &str) -> (Vec<Field>, Vec<Vec<Field>>) {
 pub fn sorted(mut rows: Vec<Vec<Field>>) -> Vec<Vec<Field>> {
     rows.sort();
     rows
+}
+
+/// Deterministic article events in Nakadi stream lines: `events` events over
+/// `partitions` partitions (article_id mod partitions), batches of up to 50,
+/// with repeated versions, redeliveries and late (out-of-order) versions.
+pub fn article_stream(events: usize, partitions: u32, seed: u64) -> Vec<String> {
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    let articles = (events / 3).max(1) as u64;
+    let mut versions: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+    let mut per_partition: Vec<Vec<String>> = vec![Vec::new(); partitions as usize];
+    for i in 0..events {
+        let article = 100_000_000 + next(articles);
+        let top = versions.entry(article).or_insert(0);
+        let version = match next(10) {
+            0 if *top > 1 => 1 + next(*top as u64 - 1) as i64, // late
+            1 if *top > 0 => *top,                             // redelivery
+            _ => {
+                *top += 1 + next(2) as i64;
+                *top
+            }
+        };
+        let partition = (article % partitions as u64) as usize;
+        let brand = [
+            "Nike",
+            "Jack & Jones",
+            "Fjällräven",
+            "Levi's",
+            "\\\"Quoted\\\" Co",
+        ][next(5) as usize];
+        let model = match next(7) {
+            0 => "null".to_string(),
+            1 => "\"\"".to_string(),
+            _ => format!("\"Model {}, size {}\"", next(50), next(12)),
+        };
+        per_partition[partition].push(format!(
+            r#"{{"metadata":{{"eid":"00000000-0000-4000-8000-{i:012x}","occurred_at":"2024-06-03T{:02}:{:02}:{:02}.{:03}Z","event_type":"article.stock-changed","partition":"{partition}"}},"article_id":{article},"brand":"{brand}","model":{model},"version":{version},"available_qty":{}}}"#,
+            8 + next(10),
+            next(60),
+            next(60),
+            next(1000),
+            next(100)
+        ));
+    }
+    let mut lines = Vec::new();
+    let mut offsets = vec![0u64; partitions as usize];
+    let mut cursors = vec![0usize; partitions as usize];
+    loop {
+        let mut any = false;
+        for p in 0..partitions as usize {
+            if cursors[p] >= per_partition[p].len() {
+                continue;
+            }
+            any = true;
+            let take = (1 + next(50) as usize).min(per_partition[p].len() - cursors[p]);
+            let batch = &per_partition[p][cursors[p]..cursors[p] + take];
+            cursors[p] += take;
+            offsets[p] += take as u64;
+            lines.push(format!(
+                r#"{{"cursor":{{"partition":"{p}","offset":"001-0001-{:018}"}},"events":[{}]}}"#,
+                offsets[p] - 1,
+                batch.join(",")
+            ));
+        }
+        if !any {
+            break;
+        }
+    }
+    lines
+}
+
+/// What the committed runs of a topic hold, read through the object store.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub sequences: Vec<u64>,
+    /// Rows per file kind ("main", "correction"), header removed, sorted.
+    pub main: Vec<Vec<Field>>,
+    pub correction: Vec<Vec<Field>>,
+    pub rejected: Vec<String>,
+}
+
+pub async fn committed(output: &OutputLocation, topic: &str) -> Committed {
+    use object_store::ObjectStoreExt;
+    let ledger = materializer::run::Ledger::new(output.clone(), topic);
+    let mut result = Committed {
+        sequences: ledger.committed_sequences().await.unwrap(),
+        ..Default::default()
+    };
+    for &seq in &result.sequences.clone() {
+        let manifest = ledger.manifest(seq).await.unwrap().unwrap();
+        for file in &manifest.files {
+            let path = ledger.layout().resolve(&file.path);
+            let bytes = output
+                .store
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            match file.kind {
+                materializer::sink::FileKind::Rejected => {
+                    result.rejected.extend(text.lines().map(String::from))
+                }
+                kind => {
+                    let mut rows = parse_csv(&text);
+                    rows.remove(0);
+                    if kind == materializer::sink::FileKind::Main {
+                        result.main.extend(rows);
+                    } else {
+                        result.correction.extend(rows);
+                    }
+                }
+            }
+        }
+    }
+    result.main.sort();
+    result.correction.sort();
+    result.rejected.sort();
+    result
 }

@@ -1,0 +1,515 @@
+//! Exactly-once commits: S3 and local output, crashes at every stage, kills at
+//! random moments, aborted tasks, racing processes and a flaky S3.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use materializer::run::{Ledger, LedgerError, Outcome};
+use materializer::sink::{ObjectWriter, OutputLocation, S3Settings};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::servers::{self, Fault, FaultyProxy};
+use crate::support::{Committed, Workspace, article_stream, committed};
+
+const TOPIC: &str = "article-stock-changed";
+
+/// Where a test writes: a local folder or a fresh bucket on the S3 server.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Local,
+    S3,
+}
+
+struct Target {
+    url: String,
+    location: OutputLocation,
+    env: Vec<(&'static str, String)>,
+}
+
+fn target(ws: &Workspace, store: Store, name: &str) -> Target {
+    match store {
+        Store::Local => {
+            let dir = ws.path(name);
+            let url = dir.display().to_string();
+            Target {
+                location: OutputLocation::parse(&url, &S3Settings::default()).unwrap(),
+                url,
+                env: Vec::new(),
+            }
+        }
+        Store::S3 => {
+            let s3 = servers::s3();
+            let url = format!("s3://{}/exports", s3.bucket(name));
+            Target {
+                location: OutputLocation::parse(&url, &s3.settings()).unwrap(),
+                url,
+                env: s3.env(),
+            }
+        }
+    }
+}
+
+/// A workspace whose article recording is a generated stream.
+fn generated_workspace(events: usize) -> Workspace {
+    let ws = Workspace::new();
+    ws.record(TOPIC, &article_stream(events, 4, 7));
+    ws
+}
+
+async fn reference(ws: &Workspace) -> Committed {
+    let t = target(ws, Store::Local, "reference");
+    ws.run_with(TOPIC, t.location.clone()).await.unwrap();
+    let reference = committed(&t.location, TOPIC).await;
+    assert_eq!(reference.sequences, vec![1]);
+    assert!(!reference.main.is_empty() && !reference.correction.is_empty());
+    reference
+}
+
+fn materializer_command(ws: &Workspace, t: &Target) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_materializer"));
+    command
+        .current_dir(ws.dir.path())
+        .env("RUST_LOG", "warn")
+        .args(["run", "--topic", TOPIC, "--source"])
+        .arg(format!("recorded/{TOPIC}"))
+        .args(["--output", &t.url, "--no-progress"])
+        .envs(t.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn run_process(ws: &Workspace, t: &Target, failpoint: Option<&str>) -> Output {
+    let mut command = materializer_command(ws, t);
+    if let Some(point) = failpoint {
+        command.env("MATERIALIZER_FAILPOINT", point);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every object under the topic's data folders is a committed file or a marker.
+async fn only_committed_files_remain(t: &Target) {
+    use futures::TryStreamExt;
+    let ledger = Ledger::new(t.location.clone(), TOPIC);
+    let mut listed = std::collections::BTreeSet::new();
+    for seq in ledger.committed_sequences().await.unwrap() {
+        for file in ledger.manifest(seq).await.unwrap().unwrap().files {
+            listed.insert(ledger.layout().resolve(&file.path));
+        }
+    }
+    for kind in ["main", "correction", "rejected"] {
+        let prefix = ledger.layout().root().clone().join(kind);
+        let objects: Vec<_> = t
+            .location
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        for object in objects {
+            assert!(
+                listed.contains(&object.location) || object.location.filename() == Some("_SUCCESS"),
+                "{} is not part of a committed run",
+                object.location
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn s3_and_local_output_hold_the_same_committed_files() {
+    let ws = Workspace::new();
+    let s3 = target(&ws, Store::S3, "same-files");
+    let local = target(&ws, Store::Local, "same-files");
+    let on_s3 = ws.run_with(TOPIC, s3.location.clone()).await.unwrap();
+    let on_disk = ws.run_with(TOPIC, local.location.clone()).await.unwrap();
+    assert_eq!(on_s3.counts, on_disk.counts);
+    assert_eq!(
+        committed(&s3.location, TOPIC).await,
+        committed(&local.location, TOPIC).await
+    );
+
+    let m_s3 = Ledger::new(s3.location.clone(), TOPIC)
+        .manifest(1)
+        .await
+        .unwrap()
+        .unwrap();
+    let m_disk = Ledger::new(local.location.clone(), TOPIC)
+        .manifest(1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        m_s3.files, m_disk.files,
+        "same names, rows, bytes and checksums"
+    );
+    assert_eq!(m_s3.partitions, m_disk.partitions);
+
+    // Post-commit artifacts on S3.
+    let layout = Ledger::new(s3.location.clone(), TOPIC).layout().clone();
+    for marker in [
+        "main/run=0000000001/_SUCCESS",
+        "correction/run=0000000001/_SUCCESS",
+        "_redshift/main-0000000001.json",
+        "_manifests/_latest",
+    ] {
+        s3.location
+            .store
+            .head(&layout.resolve(marker))
+            .await
+            .unwrap();
+    }
+    let redshift = s3
+        .location
+        .store
+        .get(&layout.resolve("_redshift/main-0000000001.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let redshift: serde_json::Value = serde_json::from_slice(&redshift).unwrap();
+    let first = redshift["entries"][0]["url"].as_str().unwrap();
+    assert!(
+        first.starts_with(&format!("{}/{TOPIC}/main/run=0000000001/", s3.url)),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn large_files_are_uploaded_in_parts_and_checksummed() {
+    let s3 = servers::s3();
+    let location = OutputLocation::parse(
+        &format!("s3://{}/big", s3.bucket("multipart")),
+        &s3.settings(),
+    )
+    .unwrap();
+    let path = Path::from("big/file.bin");
+    let mut writer = ObjectWriter::new(location.store.clone(), path.clone());
+    let chunk: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    for _ in 0..20 {
+        writer.write(&chunk).await.unwrap();
+    }
+    let (bytes, sha256) = writer.finish().await.unwrap();
+    assert_eq!(bytes, 20_000_000);
+    let meta = location.store.head(&path).await.unwrap();
+    assert_eq!(meta.size, 20_000_000);
+    // S3 gives multipart objects an ETag of the form "<md5>-<parts>".
+    assert!(
+        meta.e_tag.as_deref().unwrap_or_default().contains('-'),
+        "{:?}",
+        meta.e_tag
+    );
+    let stored = location
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    use sha2::Digest;
+    assert_eq!(sha256, hex::encode(sha2::Sha256::digest(&stored)));
+}
+
+#[tokio::test]
+async fn a_manifest_is_written_once_per_sequence_number() {
+    let ws = Workspace::new();
+    for store in [Store::Local, Store::S3] {
+        let t = target(&ws, store, "once");
+        ws.run_with(TOPIC, t.location.clone()).await.unwrap();
+        let ledger = Ledger::new(t.location.clone(), TOPIC);
+        let mine = ledger.manifest(1).await.unwrap().unwrap();
+        // A retried request of the same attempt finds its own manifest: success.
+        ledger.commit(&mine).await.unwrap();
+        // Another attempt at the same sequence number loses.
+        let mut other = mine.clone();
+        other.attempt = "someone-else".into();
+        match ledger.commit(&other).await {
+            Err(LedgerError::LostRace { seq: 1 }) => {}
+            other => panic!("{store:?}: expected a lost race, got {other:?}"),
+        }
+        assert_eq!(ledger.manifest(1).await.unwrap().unwrap(), mine);
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_stage_then_a_retry_commits_the_same_rows() {
+    let ws = generated_workspace(3000);
+    let expected = reference(&ws).await;
+    let points = [
+        "planned",
+        "reading",
+        "first-file-written",
+        "files-written",
+        "committed",
+        "post-committed",
+    ];
+    for store in [Store::Local, Store::S3] {
+        for point in points {
+            let t = target(&ws, store, &format!("crash-{point}"));
+            let crashed = run_process(&ws, &t, Some(point));
+            assert!(
+                !crashed.status.success(),
+                "{store:?} {point}: the run did not stop"
+            );
+            assert!(
+                text(&crashed.stderr).contains(&format!("failpoint {point}")),
+                "{}",
+                text(&crashed.stderr)
+            );
+            let visible = committed(&t.location, TOPIC).await;
+            if matches!(point, "committed" | "post-committed") {
+                assert_eq!(visible, expected, "{store:?} {point}: the commit is whole");
+            } else {
+                assert!(
+                    visible.sequences.is_empty(),
+                    "{store:?} {point}: nothing visible before the commit"
+                );
+            }
+            let retry = run_process(&ws, &t, None);
+            assert!(
+                retry.status.success(),
+                "{store:?} {point}: {}",
+                text(&retry.stderr)
+            );
+            let stdout = text(&retry.stdout);
+            if matches!(point, "committed" | "post-committed") {
+                assert!(stdout.contains("nothing new since run 1"), "{stdout}");
+            } else {
+                assert!(stdout.contains("run 1 committed"), "{stdout}");
+            }
+            assert_eq!(
+                committed(&t.location, TOPIC).await,
+                expected,
+                "{store:?} {point}"
+            );
+            only_committed_files_remain(&t).await;
+            // The post-commit steps are complete after the retry.
+            let layout = Ledger::new(t.location.clone(), TOPIC).layout().clone();
+            t.location
+                .store
+                .head(&layout.resolve("main/run=0000000001/_SUCCESS"))
+                .await
+                .unwrap();
+            let hint = t
+                .location
+                .store
+                .get(&layout.latest_hint())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(&hint[..], b"0000000001");
+        }
+    }
+}
+
+#[tokio::test]
+async fn kill_9_at_random_moments_never_duplicates_or_loses_a_row() {
+    let ws = generated_workspace(20_000);
+    let expected = reference(&ws).await;
+    for store in [Store::Local, Store::S3] {
+        let t = target(&ws, store, "kill-9");
+        // How long an undisturbed run takes, to spread the kills over it.
+        let probe = target(&ws, store, "kill-9-probe");
+        let started = Instant::now();
+        assert!(run_process(&ws, &probe, None).status.success());
+        let span = started.elapsed().as_millis() as u64;
+        let mut seed = 0x9e37_79b9_u64;
+        for _ in 0..12 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let delay = (seed >> 33) % (span + 1);
+            let mut child = materializer_command(&ws, &t).spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(delay));
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            let visible = committed(&t.location, TOPIC).await;
+            assert!(
+                visible.sequences.is_empty() || visible == expected,
+                "{store:?}: a partial commit is visible"
+            );
+        }
+        let last = run_process(&ws, &t, None);
+        assert!(last.status.success(), "{}", text(&last.stderr));
+        assert_eq!(committed(&t.location, TOPIC).await, expected, "{store:?}");
+        only_committed_files_remain(&t).await;
+    }
+}
+
+#[tokio::test]
+async fn aborted_run_tasks_leave_nothing_visible() {
+    let ws = generated_workspace(5000);
+    let expected = reference(&ws).await;
+    let t = target(&ws, Store::Local, "abort");
+    let engine = Workspace::engine();
+    let started = Instant::now();
+    ws.run_with(TOPIC, target(&ws, Store::Local, "abort-probe").location)
+        .await
+        .unwrap();
+    let span = started.elapsed().as_micros() as u64;
+    for i in 0..15u64 {
+        let request = ws.request(TOPIC, t.location.clone()).await;
+        let engine = engine.clone();
+        let task = tokio::spawn(async move { materializer::run::execute(&engine, request).await });
+        tokio::time::sleep(Duration::from_micros(span * i / 15)).await;
+        task.abort();
+        let _ = task.await;
+        let visible = committed(&t.location, TOPIC).await;
+        assert!(
+            visible.sequences.is_empty() || visible == expected,
+            "iteration {i}"
+        );
+    }
+    let summary = ws.run_with(TOPIC, t.location.clone()).await.unwrap();
+    assert!(matches!(
+        summary.outcome,
+        Outcome::Committed | Outcome::NothingNew
+    ));
+    assert_eq!(committed(&t.location, TOPIC).await, expected);
+    only_committed_files_remain(&t).await;
+}
+
+#[tokio::test]
+async fn racing_processes_commit_exactly_once() {
+    let ws = generated_workspace(5000);
+    let expected = reference(&ws).await;
+    for store in [Store::Local, Store::S3] {
+        let t = target(&ws, store, "race");
+        let children: Vec<_> = (0..4)
+            .map(|_| materializer_command(&ws, &t).spawn().unwrap())
+            .collect();
+        let mut committed_runs = 0;
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            if out.status.success() {
+                if stdout.contains("run 1 committed") {
+                    committed_runs += 1;
+                } else {
+                    assert!(stdout.contains("nothing new since run 1"), "{stdout}");
+                }
+            } else {
+                assert!(
+                    stderr.contains("run 1 of this topic was committed by another process first"),
+                    "{store:?}: {stderr}"
+                );
+            }
+        }
+        assert_eq!(committed_runs, 1, "{store:?}: exactly one process commits");
+        let ledger = Ledger::new(t.location.clone(), TOPIC);
+        assert_eq!(ledger.committed_sequences().await.unwrap(), vec![1]);
+        assert_eq!(
+            committed(&t.location, TOPIC).await,
+            expected,
+            "{store:?}: no mixed files"
+        );
+        only_committed_files_remain(&t).await;
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_of_a_topic_in_one_process_is_refused() {
+    let ws = generated_workspace(2000);
+    let t = target(&ws, Store::Local, "twice");
+    let engine = Workspace::engine();
+    let (a, b) = tokio::join!(
+        materializer::run::execute(&engine, ws.request(TOPIC, t.location.clone()).await),
+        materializer::run::execute(&engine, ws.request(TOPIC, t.location.clone()).await),
+    );
+    let errors: Vec<String> = [&a, &b]
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        vec![format!("topic {TOPIC} is already running in this process")]
+    );
+}
+
+#[tokio::test]
+async fn s3_throttling_and_resets_are_retried_with_the_same_result() {
+    let ws = generated_workspace(3000);
+    let expected = reference(&ws).await;
+    let s3 = servers::s3();
+    let proxy = FaultyProxy::start(&s3.endpoint).await;
+    let bucket = s3.bucket("flaky");
+    let url = format!("s3://{bucket}/exports");
+    let location = OutputLocation::parse(&url, &s3.settings_for(&proxy.endpoint)).unwrap();
+    let faults = [
+        Fault::SlowDown,
+        Fault::Reset,
+        Fault::InternalError,
+        Fault::SlowDown,
+        Fault::Reset,
+    ];
+    proxy.inject_spaced(faults.iter().copied().cycle().take(10), 1);
+    let summary = ws.run_with(TOPIC, location.clone()).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Committed);
+    assert_eq!(
+        proxy.injected.load(std::sync::atomic::Ordering::Relaxed),
+        10
+    );
+    let direct = OutputLocation::parse(&url, &s3.settings()).unwrap();
+    assert_eq!(committed(&direct, TOPIC).await, expected);
+}
+
+#[tokio::test]
+async fn output_partitions_become_folders_with_their_own_markers() {
+    let ws = Workspace::new();
+    let dir = ws.sql().join(TOPIC);
+    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
+    std::fs::write(
+        dir.join("topic.toml"),
+        toml.replace(
+            "format = \"csv\"",
+            "format = \"csv\"\npartition_by = [\"brand\"]",
+        ),
+    )
+    .unwrap();
+    ws.run(TOPIC).await.unwrap();
+    let files: Vec<String> = ws
+        .out_files()
+        .into_iter()
+        .filter(|f| f.contains("/main/"))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            "article-stock-changed/main/run=0000000001/brand=/_SUCCESS",
+            "article-stock-changed/main/run=0000000001/brand=/main-0000000001-p1.csv",
+            "article-stock-changed/main/run=0000000001/brand=Fjällräven/_SUCCESS",
+            "article-stock-changed/main/run=0000000001/brand=Fjällräven/main-0000000001-p0.csv",
+            "article-stock-changed/main/run=0000000001/brand=Jack & Jones/_SUCCESS",
+            "article-stock-changed/main/run=0000000001/brand=Jack & Jones/main-0000000001-p0.csv",
+            "article-stock-changed/main/run=0000000001/brand=Nike/_SUCCESS",
+            "article-stock-changed/main/run=0000000001/brand=Nike/main-0000000001-p0.csv",
+            "article-stock-changed/main/run=0000000001/brand=adidas/_SUCCESS",
+            "article-stock-changed/main/run=0000000001/brand=adidas/main-0000000001-p1.csv",
+        ]
+    );
+    assert_eq!(
+        ws.read_out("article-stock-changed/main/run=0000000001/brand=Nike/main-0000000001-p0.csv"),
+        "article_id,brand,model,version,available_qty,occurred_at,eid\n\
+         100000002,Nike,Air Runner,3,0,2024-06-03T08:02:00Z,5a1e0000-0000-4000-8000-000000000004\n"
+    );
+    let manifest: materializer::run::Manifest =
+        serde_json::from_str(&ws.read_out("article-stock-changed/_manifests/0000000001.json"))
+            .unwrap();
+    let nike = manifest
+        .files
+        .iter()
+        .find(|f| f.path.contains("brand=Nike"))
+        .unwrap();
+    assert_eq!(
+        nike.output_partition,
+        vec![("brand".to_string(), "Nike".to_string())]
+    );
+}

@@ -1,0 +1,279 @@
+//! Real servers the tests talk to, started on free local ports by the tests
+//! themselves and stopped when the test process ends.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `command` in the background, tied to this process: when the test
+/// process exits (however it exits), the server is killed.
+pub fn spawn_tied(command: &str, log: &std::path::Path) -> Child {
+    let me = std::process::id();
+    let script = format!(
+        "{command} & child=$!; trap 'kill $child 2>/dev/null; wait $child 2>/dev/null' EXIT TERM INT; \
+         while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done"
+    );
+    let log = std::fs::File::create(log).unwrap();
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+pub fn wait_for_port(port: u16, what: &str, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{what} did not start on port {port}; its log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn logs_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("materializer-test-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An S3-protocol server (moto) over HTTP.
+pub struct S3Server {
+    pub endpoint: String,
+    pub port: u16,
+    _process: Child,
+}
+
+/// The S3 server of this test process, started on first use.
+pub fn s3() -> &'static S3Server {
+    static SERVER: OnceLock<S3Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let port = free_port();
+        let log = logs_dir().join("moto.log");
+        let process = spawn_tied(
+            &format!("exec python3 -m moto.server -H 127.0.0.1 -p {port}"),
+            &log,
+        );
+        wait_for_port(port, "moto_server (pip install 'moto[server]')", &log);
+        S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            _process: process,
+        }
+    })
+}
+
+impl S3Server {
+    /// Creates a fresh bucket and returns its name.
+    pub fn bucket(&self, hint: &str) -> String {
+        use std::io::{Read, Write};
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{}-{}-{n}", hint.replace('_', "-"), std::process::id());
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            conn,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "creating bucket {name}: {response}"
+        );
+        name
+    }
+
+    pub fn settings(&self) -> materializer::sink::S3Settings {
+        self.settings_for(&self.endpoint)
+    }
+
+    pub fn settings_for(&self, endpoint: &str) -> materializer::sink::S3Settings {
+        materializer::sink::S3Settings {
+            access_key_id: Some("testing".into()),
+            secret_access_key: Some("testing-secret".into()),
+            endpoint: Some(endpoint.to_string()),
+            region: Some("eu-central-1".into()),
+            allow_http: true,
+            max_retries: 10,
+            retry_timeout: Duration::from_secs(60),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Environment for a child `materializer` process writing to this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing-secret".into()),
+            ("AWS_REGION", "eu-central-1".into()),
+            ("MATERIALIZER_S3_ENDPOINT", self.endpoint.clone()),
+            ("MATERIALIZER_S3_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+/// A fault a [`FaultyProxy`] answers a request with instead of forwarding it.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// `503 SlowDown`, as S3 throttles.
+    SlowDown,
+    /// `500 InternalError`.
+    InternalError,
+    /// The connection is closed without an answer.
+    Reset,
+}
+
+/// An HTTP proxy in front of a server that answers queued faults first.
+pub struct FaultyProxy {
+    pub endpoint: String,
+    faults: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<Fault>>>>,
+    pub forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub injected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FaultyProxy {
+    /// Starts a proxy to `upstream` (e.g. `http://127.0.0.1:5000`) on the current runtime.
+    pub async fn start(upstream: &str) -> FaultyProxy {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::{Bytes, Incoming};
+        use hyper::{Request, Response};
+        use std::sync::atomic::Ordering;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let proxy = FaultyProxy {
+            endpoint,
+            faults: Default::default(),
+            forwarded: Default::default(),
+            injected: Default::default(),
+        };
+        let upstream = upstream.trim_end_matches('/').to_string();
+        let client = reqwest::Client::new();
+        let faults = proxy.faults.clone();
+        let forwarded = proxy.forwarded.clone();
+        let injected = proxy.injected.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (client, upstream, faults, forwarded, injected) = (
+                    client.clone(),
+                    upstream.clone(),
+                    faults.clone(),
+                    forwarded.clone(),
+                    injected.clone(),
+                );
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let (client, upstream, faults, forwarded, injected) = (
+                        client.clone(),
+                        upstream.clone(),
+                        faults.clone(),
+                        forwarded.clone(),
+                        injected.clone(),
+                    );
+                    async move {
+                        let fault = faults.lock().unwrap().pop_front().flatten();
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map_err(std::io::Error::other)?
+                            .to_bytes();
+                        if let Some(fault) = fault {
+                            injected.fetch_add(1, Ordering::Relaxed);
+                            let (status, code) = match fault {
+                                Fault::Reset => {
+                                    return Err(std::io::Error::other("injected connection reset"));
+                                }
+                                Fault::SlowDown => (503, "SlowDown"),
+                                Fault::InternalError => (500, "InternalError"),
+                            };
+                            let xml = format!(
+                                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+                            );
+                            return Ok(Response::builder()
+                                .status(status)
+                                .header("content-type", "application/xml")
+                                .body(Full::new(Bytes::from(xml)))
+                                .unwrap());
+                        }
+                        let path = parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.as_str())
+                            .unwrap_or("/");
+                        let mut upstream_request =
+                            client.request(parts.method.clone(), format!("{upstream}{path}"));
+                        for (name, value) in &parts.headers {
+                            if name != "host" {
+                                upstream_request = upstream_request.header(name, value);
+                            }
+                        }
+                        let answer = upstream_request
+                            .body(body)
+                            .send()
+                            .await
+                            .map_err(std::io::Error::other)?;
+                        forwarded.fetch_add(1, Ordering::Relaxed);
+                        let mut response = Response::builder().status(answer.status().as_u16());
+                        for (name, value) in answer.headers() {
+                            if name != "transfer-encoding" && name != "connection" {
+                                response = response.header(name, value);
+                            }
+                        }
+                        let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
+                        Ok::<_, std::io::Error>(response.body(Full::new(bytes)).unwrap())
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Queues faults for the next requests.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.faults
+            .lock()
+            .unwrap()
+            .extend(faults.into_iter().map(Some));
+    }
+
+    /// Queues faults, each followed by `passes` requests that go through.
+    pub fn inject_spaced(&self, faults: impl IntoIterator<Item = Fault>, passes: usize) {
+        let mut queue = self.faults.lock().unwrap();
+        for fault in faults {
+            queue.push_back(Some(fault));
+            queue.extend(std::iter::repeat_n(None, passes));
+        }
+    }
+}
