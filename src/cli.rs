@@ -12,9 +12,13 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::Catalog;
+use crate::config::{Catalog, SourceMode};
 use crate::mapping::{Engine, EngineSettings};
-use crate::nakadi::{RecordedSource, Source};
+use crate::nakadi::server::Bus;
+use crate::nakadi::{
+    NakadiClient, NakadiSettings, NakadiSource, RecordedSource, Source, SubscriptionReader,
+    TokenSource,
+};
 use crate::run::{self, Outcome, Progress, RunRequest, RunSummary};
 use crate::sink::{OutputLocation, S3Settings};
 
@@ -65,6 +69,67 @@ struct GlobalArgs {
     /// Folder for spilled data (default: the system temp folder).
     #[arg(long, global = true, env = "MATERIALIZER_SPILL_DIR")]
     spill_dir: Option<PathBuf>,
+    #[command(flatten)]
+    nakadi: NakadiArgs,
+}
+
+/// Connection to a live Nakadi. The bearer token comes from --nakadi-token-file
+/// (re-read whenever the file changes) or from the environment variable NAKADI_TOKEN.
+#[derive(Args, Debug, Clone)]
+struct NakadiArgs {
+    /// Base URL of Nakadi. With it, runs read the live event type instead of
+    /// recorded batches, and topics without schema.json get the event type's schema.
+    #[arg(long, global = true, env = "NAKADI_URL")]
+    nakadi_url: Option<String>,
+    /// File holding the bearer token, re-read when it changes (mounted credentials).
+    #[arg(long, global = true, env = "NAKADI_TOKEN_FILE")]
+    nakadi_token_file: Option<PathBuf>,
+    /// Events per batch Nakadi may send (batch_limit).
+    #[arg(
+        long,
+        global = true,
+        env = "NAKADI_BATCH_LIMIT",
+        default_value_t = 1000
+    )]
+    nakadi_batch_limit: u32,
+    /// Seconds Nakadi may wait to fill a batch (batch_flush_timeout).
+    #[arg(long, global = true, default_value_t = 1)]
+    nakadi_batch_flush_timeout: u64,
+    /// Seconds without data or keep-alive after which a stream is dropped and resumed.
+    #[arg(long, global = true, default_value_t = 31)]
+    nakadi_silence_timeout: u64,
+    /// Attempts without progress before a run gives up (connection errors,
+    /// 429, 5xx, dropped or cut streams).
+    #[arg(long, global = true, env = "NAKADI_MAX_RETRIES", default_value_t = 10)]
+    nakadi_max_retries: u32,
+    /// Longest pause between two attempts, in seconds (pauses double from 0.5 s, with jitter).
+    #[arg(long, global = true, default_value_t = 30)]
+    nakadi_max_backoff: u64,
+}
+
+impl NakadiArgs {
+    /// A client when a Nakadi URL is set.
+    fn client(&self) -> Result<Option<Arc<NakadiClient>>, String> {
+        let Some(url) = &self.nakadi_url else {
+            return Ok(None);
+        };
+        let token = match (&self.nakadi_token_file, std::env::var("NAKADI_TOKEN")) {
+            (Some(path), _) => TokenSource::file(path),
+            (None, Ok(token)) if !token.trim().is_empty() => {
+                TokenSource::Static(token.trim().to_string())
+            }
+            _ => TokenSource::None,
+        };
+        let mut settings = NakadiSettings::new(url.clone(), token);
+        settings.batch_limit = self.nakadi_batch_limit.max(1);
+        settings.batch_flush_timeout = Duration::from_secs(self.nakadi_batch_flush_timeout.max(1));
+        settings.silence_timeout = Duration::from_secs(self.nakadi_silence_timeout.max(1));
+        settings.max_retries = self.nakadi_max_retries;
+        settings.max_backoff = Duration::from_secs(self.nakadi_max_backoff.max(1));
+        NakadiClient::new(settings)
+            .map(|c| Some(Arc::new(c)))
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -87,6 +152,26 @@ enum Command {
     },
     /// List the topics under --sql-dir, and why any of them does not load.
     Topics,
+    /// Start a Nakadi-compatible server (for trying mappings and for tests),
+    /// serving the event types of the topics under --sql-dir with the events
+    /// recorded under --recordings.
+    NakadiServer(ServerArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Folder with one folder of recorded stream lines per topic.
+    #[arg(long, default_value = "fixtures/recorded")]
+    recordings: PathBuf,
+    /// Require this bearer token on every request.
+    #[arg(long, env = "NAKADI_SERVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Partitions of an event type without recordings.
+    #[arg(long, default_value_t = 4)]
+    partitions: usize,
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +284,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             print!("{out}");
             Ok(())
         }
+        Command::NakadiServer(args) => serve_nakadi(&engine, &cli.global, args).await,
         Command::Topics => {
             let catalog = load_catalog(&engine, &cli.global).await?;
             if catalog.topics.is_empty() && catalog.broken.is_empty() {
@@ -233,7 +319,8 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
 }
 
 async fn load_catalog(engine: &Engine, global: &GlobalArgs) -> Result<Catalog, String> {
-    Catalog::load(&global.sql_dir, engine)
+    let nakadi = global.nakadi.client()?;
+    Catalog::load(&global.sql_dir, engine, nakadi.as_deref())
         .await
         .map_err(|e| e.to_string())
 }
@@ -241,11 +328,26 @@ async fn load_catalog(engine: &Engine, global: &GlobalArgs) -> Result<Catalog, S
 async fn run_command(engine: &Engine, global: &GlobalArgs, args: RunArgs) -> Result<(), String> {
     let catalog = load_catalog(engine, global).await?;
     let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
-    let source_path = args
-        .source
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("fixtures/recorded").join(&topic.name));
-    let source = Source::Recorded(RecordedSource::open(&source_path).map_err(|e| e.to_string())?);
+    let source = match (&args.source, global.nakadi.client()?) {
+        (None, Some(client)) => Source::Nakadi(NakadiSource {
+            subscription: match (topic.source.mode, &topic.source.subscription) {
+                (SourceMode::Subscription, Some(settings)) => Some(SubscriptionReader::new(
+                    client.clone(),
+                    topic.event_type.clone(),
+                    settings.clone(),
+                )),
+                _ => None,
+            },
+            client,
+            event_type: topic.event_type.clone(),
+        }),
+        (path, _) => {
+            let path = path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("fixtures/recorded").join(&topic.name));
+            Source::Recorded(RecordedSource::open(&path).map_err(|e| e.to_string())?)
+        }
+    };
     let location = topic
         .output
         .location
@@ -434,4 +536,93 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// `materializer nakadi-server`: serves the topics' event types, preloaded
+/// with their recordings, until interrupted.
+async fn serve_nakadi(
+    engine: &Engine,
+    global: &GlobalArgs,
+    args: ServerArgs,
+) -> Result<(), String> {
+    let catalog = Catalog::load(&global.sql_dir, engine, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bus = Bus::new(args.token.clone(), args.partitions);
+    let mut served = Vec::new();
+    for topic in catalog.topics.values() {
+        let recording = args.recordings.join(&topic.name);
+        let mut text = Vec::new();
+        if let Ok(source) = RecordedSource::open(&recording) {
+            for file in source.files() {
+                text.extend(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
+                text.push(b'\n');
+            }
+        }
+        let partitions =
+            recorded_partitions(&text).max(if text.is_empty() { args.partitions } else { 1 });
+        let document = event_type_document(topic)?;
+        bus.add_event_type(document, partitions)?;
+        let events = bus
+            .append_recording(&topic.event_type, &text)
+            .map_err(|e| format!("{}: {e}", recording.display()))?;
+        served.push(format!(
+            "{} ({partitions} partitions, {events} events)",
+            topic.event_type
+        ));
+    }
+    for (name, reason) in &catalog.broken {
+        tracing::warn!(topic = %name, reason, "topic not served: it does not load");
+    }
+    let (address, _handle) = bus
+        .start(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    println!("Nakadi-compatible server on http://{address}");
+    for line in &served {
+        println!("  {line}");
+    }
+    println!(
+        "Try: materializer run --topic <topic> --nakadi-url http://{address}{}",
+        if args.token.is_some() {
+            " (with NAKADI_TOKEN set)"
+        } else {
+            ""
+        }
+    );
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Partition names in recorded lines are numbers; the event type needs one more than the highest.
+fn recorded_partitions(text: &[u8]) -> usize {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let rest = line.strip_prefix(br#"{"cursor":{"partition":""#)?;
+            let end = rest.iter().position(|&b| b == b'"')?;
+            std::str::from_utf8(&rest[..end])
+                .ok()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |p| p + 1)
+}
+
+/// The event type document the server serves for a topic: `schema.json` when it
+/// is one, or one built around the JSON schema it holds.
+fn event_type_document(topic: &crate::config::Topic) -> Result<serde_json::Value, String> {
+    let path = topic.dir.join(crate::config::SCHEMA_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if doc.get("schema").and_then(|s| s.get("schema")).is_none() {
+        let category = serde_json::to_value(topic.schema.category).unwrap_or_default();
+        doc = serde_json::json!({
+            "category": category,
+            "schema": {"type": "json_schema", "schema": doc.to_string(), "version": "1.0.0"},
+        });
+    }
+    doc["name"] = serde_json::Value::String(topic.event_type.clone());
+    Ok(doc)
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::mapping::{Compaction, Engine, Mapping, MappingError};
+use crate::nakadi::{NakadiClient, SubscriptionSettings};
 use crate::schema::{Category, EventTypeSchema, SchemaError, field_at_path, with_system_columns};
 
 pub const TOPIC_FILE: &str = "topic.toml";
@@ -154,6 +155,24 @@ pub struct OutputSettings {
     pub parquet: ParquetOptions,
 }
 
+/// How a topic reads from a live Nakadi.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// Low-level API: the engine keeps the cursors (in its manifests).
+    #[default]
+    Cursors,
+    /// A Nakadi subscription, committed after each run's manifest.
+    Subscription,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSettings {
+    pub mode: SourceMode,
+    pub subscription: Option<SubscriptionSettings>,
+}
+
 /// One column path or several.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
@@ -173,6 +192,8 @@ struct TopicFile {
     category: Option<Category>,
     #[serde(default)]
     output: OutputSettings,
+    #[serde(default)]
+    source: SourceSettings,
 }
 
 /// The schema of a topic's events.
@@ -221,6 +242,7 @@ pub struct Topic {
     pub event_type: String,
     pub compaction: Compaction,
     pub output: OutputSettings,
+    pub source: SourceSettings,
     pub schema: TopicSchema,
     pub mapping: Mapping,
     /// Columns of the files the mapping produces.
@@ -231,7 +253,11 @@ pub struct Topic {
 
 impl Topic {
     /// Loads `dir` (a folder holding `topic.toml`, `mapping.sql`, `schema.json`).
-    pub async fn load(dir: &Path, engine: &Engine) -> Result<Topic, ConfigError> {
+    pub async fn load(
+        dir: &Path,
+        engine: &Engine,
+        nakadi: Option<&NakadiClient>,
+    ) -> Result<Topic, ConfigError> {
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -248,13 +274,45 @@ impl Topic {
             message: e.to_string().trim_end().to_string(),
         })?;
 
+        if file.source.mode == SourceMode::Subscription && file.source.subscription.is_none() {
+            return Err(ConfigError::Invalid {
+                path: toml_path.clone(),
+                message: "source.mode = \"subscription\" needs a [source.subscription] section \
+                          with owning_application (and optionally consumer_group, read_from)"
+                    .into(),
+            });
+        }
+
         let schema_path = dir.join(SCHEMA_FILE);
-        let schema_text = read(&schema_path)?;
-        let schema = load_schema(
-            &schema_path,
-            &schema_text,
-            file.category.unwrap_or_default(),
-        )?;
+        let category = file.category.unwrap_or_default();
+        let (schema, schema_text) = match (schema_path.exists(), nakadi) {
+            (true, _) | (false, None) => {
+                let text = read(&schema_path)?;
+                (load_schema(&schema_path, &text, category)?, text)
+            }
+            (false, Some(client)) => {
+                let document = client.event_type(&file.event_type).await.map_err(|e| {
+                    ConfigError::Invalid {
+                        path: schema_path.clone(),
+                        message: format!(
+                            "no schema.json, and the event type's schema could not be fetched: {e}"
+                        ),
+                    }
+                })?;
+                let origin = format!(
+                    "Nakadi event type {} at {}",
+                    file.event_type, client.settings.url
+                );
+                let text = document.to_string();
+                let parsed = EventTypeSchema::from_document(&document, category)
+                    .and_then(|doc| TopicSchema::from_event_type(&doc, origin.clone()))
+                    .map_err(|source| ConfigError::Schema {
+                        path: PathBuf::from(origin),
+                        source,
+                    })?;
+                (parsed, text)
+            }
+        };
 
         let mapping_path = dir.join(MAPPING_FILE);
         let mapping_text = read(&mapping_path)?;
@@ -291,6 +349,7 @@ impl Topic {
                 ordering_key: file.ordering_key,
             },
             output: file.output,
+            source: file.source,
             schema,
             mapping,
             output_schema,
@@ -473,7 +532,11 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads every folder of `dir` that holds a `topic.toml`.
-    pub async fn load(dir: &Path, engine: &Engine) -> Result<Catalog, ConfigError> {
+    pub async fn load(
+        dir: &Path,
+        engine: &Engine,
+        nakadi: Option<&NakadiClient>,
+    ) -> Result<Catalog, ConfigError> {
         let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
             path: dir.to_path_buf(),
             source,
@@ -492,7 +555,7 @@ impl Catalog {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match Topic::load(&folder, engine).await {
+            match Topic::load(&folder, engine, nakadi).await {
                 Ok(topic) => {
                     catalog.topics.insert(name, Arc::new(topic));
                 }

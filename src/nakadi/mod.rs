@@ -3,17 +3,28 @@
 //! Every source yields the same [`Batch`]es, framed from Nakadi's stream lines,
 //! so that everything downstream of the source is shared.
 
+pub mod auth;
+pub mod client;
 pub mod cursor;
 pub mod framing;
+pub mod lines;
+pub mod lowlevel;
 pub mod recorded;
+pub mod server;
+pub mod subscription;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::stream::BoxStream;
 
+pub use auth::TokenSource;
+pub use client::{NakadiClient, NakadiError, NakadiSettings};
 pub use cursor::{Cursor, Offset, partition_cmp};
 pub use framing::{Batch, FramingError};
 pub use recorded::RecordedSource;
+pub use subscription::{ReadFrom, SubscriptionReader, SubscriptionSettings};
 
 /// A partition of an event type and the offsets it holds now.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,17 +66,70 @@ pub enum SourceError {
     NoRecordings(String),
     #[error("partition {partition}: {message}")]
     Partition { partition: String, message: String },
+    #[error("{}{source}", partition.as_ref().map(|p| format!("partition {p}: ")).unwrap_or_default())]
+    Nakadi {
+        partition: Option<String>,
+        #[source]
+        source: NakadiError,
+    },
+    #[error(
+        "cursor expired: partition {partition}: the last committed run ended at offset {committed}, but the \
+         oldest event Nakadi still holds is {oldest}; the events in between were deleted before they were read"
+    )]
+    Expired {
+        partition: String,
+        committed: Offset,
+        oldest: Offset,
+    },
+    #[error(
+        "subscription {subscription} has committed offset {subscription_offset} of partition {partition}, \
+         beyond the last committed run's {committed_offset}: the events in between were never materialized. \
+         Reset the subscription's cursors (PATCH /subscriptions/{subscription}/cursors) to the run's"
+    )]
+    SubscriptionAhead {
+        subscription: String,
+        partition: String,
+        subscription_offset: Offset,
+        committed_offset: Offset,
+    },
+}
+
+/// Reading from a live Nakadi: with cursors (low-level API) or through a subscription.
+pub struct NakadiSource {
+    pub client: Arc<NakadiClient>,
+    pub event_type: String,
+    pub subscription: Option<SubscriptionReader>,
 }
 
 /// Where a run's batches come from.
 pub enum Source {
     Recorded(RecordedSource),
+    Nakadi(NakadiSource),
 }
 
 impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Recorded(r) => format!("recorded batches at {}", r.root().display()),
+            Source::Nakadi(n) => match &n.subscription {
+                None => format!(
+                    "Nakadi {} (cursors), event type {}",
+                    n.client.settings.url, n.event_type
+                ),
+                Some(s) => format!("Nakadi {}, {}", n.client.settings.url, s.describe()),
+            },
+        }
+    }
+
+    /// Gets ready for a run after the committed cursors `committed`: a
+    /// subscription is found or created and brought to those cursors.
+    pub async fn prepare(&self, committed: &BTreeMap<String, Offset>) -> Result<(), SourceError> {
+        match self {
+            Source::Nakadi(NakadiSource {
+                subscription: Some(s),
+                ..
+            }) => s.recover(committed).await,
+            _ => Ok(()),
         }
     }
 
@@ -73,6 +137,15 @@ impl Source {
     pub async fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError> {
         match self {
             Source::Recorded(r) => r.partitions().await,
+            Source::Nakadi(n) => {
+                n.client
+                    .partitions(&n.event_type)
+                    .await
+                    .map_err(|source| SourceError::Nakadi {
+                        partition: None,
+                        source,
+                    })
+            }
         }
     }
 
@@ -84,8 +157,60 @@ impl Source {
     ) -> BoxStream<'static, Result<Batch, SourceError>> {
         match self {
             Source::Recorded(r) => r.stream(ranges),
+            Source::Nakadi(n) => match &n.subscription {
+                None => lowlevel::stream(n.client.clone(), n.event_type.clone(), ranges),
+                Some(s) => s.stream(ranges),
+            },
         }
     }
+
+    /// After a run's manifest: tells the source the run's end cursors are done
+    /// (a subscription commits them).
+    pub async fn commit(&self, ends: &BTreeMap<String, Offset>) -> Result<(), SourceError> {
+        match self {
+            Source::Nakadi(NakadiSource {
+                subscription: Some(s),
+                ..
+            }) => s.commit(ends).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Retries the source needed so far.
+    pub fn retries(&self) -> u64 {
+        match self {
+            Source::Recorded(_) => 0,
+            Source::Nakadi(n) => n.client.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Refuses to start a partition from a cursor Nakadi no longer holds.
+pub fn check_available(
+    partitions: &[PartitionInfo],
+    committed: &BTreeMap<String, Offset>,
+) -> Result<(), SourceError> {
+    for p in partitions {
+        let Some(start) = committed.get(&p.partition) else {
+            continue;
+        };
+        if start.is_begin() || p.oldest_available_offset.is_begin() {
+            continue;
+        }
+        // Nakadi accepts cursors from the offset before the oldest event on.
+        let floor = p
+            .oldest_available_offset
+            .minus(1)
+            .unwrap_or_else(Offset::begin);
+        if floor.is_after(start) {
+            return Err(SourceError::Expired {
+                partition: p.partition.clone(),
+                committed: start.clone(),
+                oldest: p.oldest_available_offset.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Start cursors for a run: committed end cursors, `BEGIN` for partitions never read.

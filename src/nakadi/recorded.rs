@@ -64,6 +64,11 @@ impl RecordedSource {
         &self.root
     }
 
+    /// The files read, in order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
     /// Oldest and newest offsets per partition, read from the cursors.
     pub async fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError> {
         let files = self.files.clone();

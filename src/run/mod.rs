@@ -50,7 +50,7 @@ use crate::decode::{DecodeError, DecodedPartition, PartitionDecoder, Rejected, R
 use crate::mapping::compaction::ARRIVALS_TABLE;
 use crate::mapping::{Engine, MappingError};
 use crate::nakadi::{
-    Batch, Offset, PartitionRange, Source, SourceError, partition_cmp, plan_ranges,
+    Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
 };
 use crate::sink::file::data_extension;
 use crate::sink::{
@@ -114,6 +114,16 @@ pub enum RunError {
         "topic {topic}: run stopped before its commit; nothing of it is visible and the next run redoes it"
     )]
     Stopped { topic: String },
+    #[error(
+        "topic {topic}: run {sequence} is committed (its files are visible), but committing its cursors to \
+         the Nakadi subscription failed: {source}; the next run commits them before it reads"
+    )]
+    CursorCommit {
+        topic: String,
+        sequence: u64,
+        #[source]
+        source: SourceError,
+    },
     #[error("topic {topic}: internal task failed: {message}")]
     Internal { topic: String, message: String },
 }
@@ -310,6 +320,19 @@ impl Run<'_> {
             .await
             .map_err(|e| self.ledger_error(e))?;
         failpoint("post-committed");
+        self.request
+            .source
+            .commit(&manifest.end_cursors())
+            .await
+            .map_err(|source| RunError::CursorCommit {
+                topic: self.name(),
+                sequence: manifest.sequence,
+                source,
+            })?;
+        progress.retries.store(
+            self.request.source.retries(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
 
         Ok(RunSummary {
             topic: self.name(),
@@ -361,6 +384,14 @@ impl Run<'_> {
             .as_ref()
             .map(Manifest::end_cursors)
             .unwrap_or_default();
+        self.request
+            .source
+            .prepare(&committed_ends)
+            .await
+            .map_err(|source| RunError::Source {
+                topic: self.name(),
+                source,
+            })?;
         let sequence = committed.as_ref().map_or(1, |m| m.sequence + 1);
 
         let existing = self
@@ -383,6 +414,10 @@ impl Run<'_> {
                     topic: self.name(),
                     source,
                 })?;
+        check_available(&partitions, &committed_ends).map_err(|source| RunError::Source {
+            topic: self.name(),
+            source,
+        })?;
         let mut ranges = plan_ranges(&partitions, &committed_ends);
         // Partitions the source no longer lists keep their cursors.
         for (partition, offset) in &committed_ends {
@@ -521,6 +556,10 @@ impl Run<'_> {
                     break; // the decoder failed; its error is collected below
                 }
                 failpoint("reading");
+                progress.retries.store(
+                    self.request.source.retries(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             if !state.end.is_after(&state.position) {
                 debug!(topic = %self.topic.name, partition, "partition read to its end cursor");

@@ -7,3 +7,4 @@ mod cli;
 mod commit;
 mod config;
 mod foundation;
+mod nakadi;

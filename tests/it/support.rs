@@ -64,7 +64,9 @@ impl Workspace {
     }
 
     pub async fn catalog(&self) -> Catalog {
-        Catalog::load(&self.sql(), &Self::engine()).await.unwrap()
+        Catalog::load(&self.sql(), &Self::engine(), None)
+            .await
+            .unwrap()
     }
 
     /// Runs `topic` from its recording to `out/`.
@@ -88,14 +90,24 @@ impl Workspace {
 
     /// A run request of `topic` reading its recording.
     pub async fn request(&self, topic: &str, output: OutputLocation) -> RunRequest {
-        let catalog = Catalog::load(&self.sql(), &Self::engine()).await.unwrap();
+        let source =
+            Source::Recorded(RecordedSource::open(&self.path("recorded").join(topic)).unwrap());
+        self.request_from(topic, output, source).await
+    }
+
+    /// A run request of `topic` reading `source`.
+    pub async fn request_from(
+        &self,
+        topic: &str,
+        output: OutputLocation,
+        source: Source,
+    ) -> RunRequest {
+        let catalog = Catalog::load(&self.sql(), &Self::engine(), None)
+            .await
+            .unwrap();
         assert!(catalog.broken.is_empty(), "{:?}", catalog.broken);
-        let topic = catalog.topic(topic).unwrap();
-        let source = Source::Recorded(
-            RecordedSource::open(&self.path("recorded").join(&topic.name)).unwrap(),
-        );
         RunRequest {
-            topic,
+            topic: catalog.topic(topic).unwrap(),
             source: Arc::new(source),
             output,
             progress: Arc::new(Progress::default()),

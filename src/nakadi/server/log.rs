@@ -1,0 +1,224 @@
+//! The server's data: event types with their partitions of events, and
+//! subscriptions with their committed positions.
+//!
+//! Positions are event numbers within a partition; offsets are the numbers in
+//! Nakadi's format, `001-0001-<number, 18 digits>`. A cursor names the last
+//! event read, so reading "after offset n" starts at event n + 1, and `BEGIN`
+//! starts at the oldest event still held.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::nakadi::PartitionInfo;
+use crate::nakadi::cursor::Offset;
+
+/// Nakadi's offset of event `n`.
+pub fn offset_of(n: u64) -> String {
+    format!("001-0001-{n:018}")
+}
+
+/// The event number an offset names; `None` for `BEGIN`.
+pub fn number_of(offset: &str) -> Result<Option<u64>, String> {
+    let offset = Offset::new(offset);
+    if offset.is_begin() {
+        return Ok(None);
+    }
+    let text = offset.as_str();
+    let digits = text.rsplit('-').next().unwrap_or(text);
+    let prefix_ok = text == digits || text.starts_with("001-0001-");
+    match digits.parse::<u64>() {
+        Ok(n) if prefix_ok => Ok(Some(n)),
+        _ => Err(format!("offset {text:?} is not an offset of this server")),
+    }
+}
+
+/// One partition: the events still held, from event number `first` on.
+#[derive(Default)]
+pub struct PartitionLog {
+    pub first: u64,
+    pub events: Vec<Bytes>,
+}
+
+impl PartitionLog {
+    /// Number of the next event to be appended.
+    pub fn end(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+
+    /// Events from number `from` on, at most `limit`.
+    pub fn read(&self, from: u64, limit: usize) -> Vec<Bytes> {
+        if from < self.first || from >= self.end() {
+            return Vec::new();
+        }
+        let start = (from - self.first) as usize;
+        let stop = (start + limit).min(self.events.len());
+        self.events[start..stop].to_vec()
+    }
+
+    /// The first event to read after `offset` (a cursor), or why it cannot be read.
+    pub fn start_after(&self, offset: &str) -> Result<u64, String> {
+        match number_of(offset)? {
+            None => Ok(self.first),
+            Some(n) if n + 1 < self.first => Err(format!(
+                "offset {offset} is no longer available: the oldest available offset is {}",
+                offset_of(self.first)
+            )),
+            Some(n) if n >= self.end() => Err(format!(
+                "offset {offset} is beyond the newest available offset {}",
+                if self.end() == 0 {
+                    "BEGIN".to_string()
+                } else {
+                    offset_of(self.end() - 1)
+                }
+            )),
+            Some(n) => Ok(n + 1),
+        }
+    }
+
+    /// The cursor naming the event before `next`.
+    pub fn cursor_before(next: u64) -> String {
+        if next == 0 {
+            "BEGIN".into()
+        } else {
+            offset_of(next - 1)
+        }
+    }
+
+    pub fn info(&self, partition: &str) -> PartitionInfo {
+        PartitionInfo {
+            partition: partition.to_string(),
+            oldest_available_offset: Offset::new(offset_of(self.first)),
+            newest_available_offset: Offset::new(if self.end() == 0 {
+                "BEGIN".to_string()
+            } else {
+                offset_of(self.end() - 1)
+            }),
+        }
+    }
+
+    /// Drops the events before number `before` (retention).
+    pub fn expire_before(&mut self, before: u64) {
+        let drop = before
+            .saturating_sub(self.first)
+            .min(self.events.len() as u64) as usize;
+        self.events.drain(..drop);
+        self.first += drop as u64;
+    }
+}
+
+/// An event type and its partitions.
+pub struct EventTypeLog {
+    pub name: String,
+    /// The event type document as `GET /event-types/{name}` serves it.
+    pub document: Value,
+    pub partition_names: Vec<String>,
+    pub partitions: Vec<Mutex<PartitionLog>>,
+    pub partition_key_fields: Vec<String>,
+}
+
+impl EventTypeLog {
+    pub fn new(document: Value, partitions: usize) -> Result<EventTypeLog, String> {
+        let name = document
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("an event type needs a name")?
+            .to_string();
+        let partition_key_fields = document
+            .get("partition_key_fields")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let partitions = partitions.max(1);
+        Ok(EventTypeLog {
+            name,
+            document,
+            partition_names: (0..partitions).map(|p| p.to_string()).collect(),
+            partitions: (0..partitions)
+                .map(|_| Mutex::new(PartitionLog::default()))
+                .collect(),
+            partition_key_fields,
+        })
+    }
+
+    pub fn index_of(&self, partition: &str) -> Option<usize> {
+        self.partition_names.iter().position(|p| p == partition)
+    }
+
+    pub fn category(&self) -> &str {
+        self.document
+            .get("category")
+            .and_then(Value::as_str)
+            .unwrap_or("undefined")
+    }
+
+    pub fn infos(&self) -> Vec<PartitionInfo> {
+        self.partitions
+            .iter()
+            .zip(&self.partition_names)
+            .map(|(log, name)| log.lock().unwrap_or_else(|e| e.into_inner()).info(name))
+            .collect()
+    }
+}
+
+/// A subscription and the positions it has committed.
+#[derive(Clone, Debug)]
+pub struct SubscriptionState {
+    pub id: String,
+    pub owning_application: String,
+    pub event_types: Vec<String>,
+    pub consumer_group: String,
+    pub created_at: String,
+    /// Per (event type, partition): the next event number after the committed cursor.
+    pub committed: BTreeMap<(String, String), u64>,
+}
+
+impl SubscriptionState {
+    pub fn document(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "owning_application": self.owning_application,
+            "event_types": self.event_types,
+            "consumer_group": self.consumer_group,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_name_the_last_event_read() {
+        let mut log = PartitionLog::default();
+        log.events = (0..5)
+            .map(|i| Bytes::from(format!("{{\"n\":{i}}}")))
+            .collect();
+        assert_eq!(log.start_after("BEGIN"), Ok(0));
+        assert_eq!(log.start_after(&offset_of(2)), Ok(3));
+        assert_eq!(log.start_after(&offset_of(4)), Ok(5));
+        assert!(
+            log.start_after(&offset_of(5))
+                .unwrap_err()
+                .contains("beyond")
+        );
+        log.expire_before(3);
+        assert_eq!(log.first, 3);
+        assert_eq!(log.start_after(&offset_of(2)), Ok(3));
+        assert!(
+            log.start_after(&offset_of(0))
+                .unwrap_err()
+                .contains("no longer available")
+        );
+        assert_eq!(log.read(3, 10).len(), 2);
+        assert_eq!(log.info("0").oldest_available_offset.as_str(), offset_of(3));
+    }
+}
