@@ -4,7 +4,9 @@
 //! Arrival order is the order of offsets in a Nakadi partition (`_seq`). For
 //! each key:
 //! - an event is *out of order* when an event with a higher ordering key arrived
-//!   before it; out-of-order events are the CORRECTION input, every one of them;
+//!   before it in this run, or when its ordering key is not higher than the
+//!   highest one committed by an earlier run (the topic's key state); out-of-order
+//!   events are the CORRECTION input, every one of them;
 //! - of the other events, the one with the highest ordering key (the latest
 //!   arrival among equals) is the MAIN input: the compaction. That event is
 //!   never out of order itself, so `ROW_NUMBER() ... = 1` over all events of
@@ -14,13 +16,26 @@
 //! One query classifies each partition's events; its rows are split by
 //! `__correction` into the two inputs the mapping is applied to.
 
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+
 use super::{quote_ident, sql_path};
-use crate::schema::SEQ_COLUMN;
+use crate::schema::{SEQ_COLUMN, field_at_path};
 
 /// The staged events of one Nakadi partition, as the classification reads them.
 pub const ARRIVALS_TABLE: &str = "__arrivals";
 /// Boolean column of the classification: true for CORRECTION rows.
 pub const CORRECTION_FLAG: &str = "__correction";
+/// Per key, the highest ordering key of the committed runs.
+pub const KEY_STATE_TABLE: &str = "__key_state";
+/// Column of the key state holding the ordering key.
+pub const ORDERING_COLUMN: &str = "__ordering";
+
+/// Column of the key state holding part `i` of the partitioning key.
+pub fn key_column(i: usize) -> String {
+    format!("__key_{i}")
+}
 
 /// A topic's keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,9 +55,9 @@ impl Compaction {
             .join(", ")
     }
 
-    /// The classification query over [`ARRIVALS_TABLE`]: MAIN and CORRECTION
-    /// rows with the `events` columns plus [`CORRECTION_FLAG`]; older versions
-    /// are left out.
+    /// The classification query over [`ARRIVALS_TABLE`] and [`KEY_STATE_TABLE`]:
+    /// MAIN and CORRECTION rows with the `events` columns plus
+    /// [`CORRECTION_FLAG`]; older versions are left out.
     pub fn classify_sql(&self, event_columns: &[String]) -> String {
         let keys = self.partition_by();
         let ok = sql_path(&self.ordering_key);
@@ -52,17 +67,58 @@ impl Compaction {
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
+        let join = self
+            .partitioning_key
+            .iter()
+            .enumerate()
+            .map(|(i, path)| format!("{} = state.{}", sql_path(path), quote_ident(&key_column(i))))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         format!(
             "SELECT {columns},\n       \
-                    coalesce(__max_before > {ok}, false) AS {CORRECTION_FLAG}\n\
+                    coalesce(__max_before > {ok}, false) OR coalesce({ok} <= __committed, false) AS {CORRECTION_FLAG}\n\
              FROM (\n  \
-               SELECT *,\n         \
+               SELECT arrivals.*,\n         \
+                      state.{ordering} AS __committed,\n         \
                       max({ok}) OVER (PARTITION BY {keys} ORDER BY {seq}\n                         \
                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __max_before,\n         \
                       ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {ok} DESC NULLS LAST, {seq} DESC) AS __rank\n  \
-               FROM {ARRIVALS_TABLE}\n\
-             ) AS arrivals\n\
-             WHERE __rank = 1 OR __max_before > {ok}"
+               FROM {ARRIVALS_TABLE} AS arrivals\n  \
+               LEFT JOIN {KEY_STATE_TABLE} AS state ON {join}\n\
+             ) AS classified\n\
+             WHERE __rank = 1 OR __max_before > {ok} OR {ok} <= __committed",
+            ordering = quote_ident(ORDERING_COLUMN),
+        )
+    }
+
+    /// Columns of the key state: one per partitioning key part, then the
+    /// highest committed ordering key.
+    pub fn key_state_schema(&self, payload: &Schema) -> Option<SchemaRef> {
+        let mut fields = Vec::new();
+        for (i, path) in self.partitioning_key.iter().enumerate() {
+            let field = field_at_path(payload, path)?;
+            fields.push(Field::new(key_column(i), field.data_type().clone(), true));
+        }
+        let ordering = field_at_path(payload, &self.ordering_key)?;
+        fields.push(Field::new(
+            ORDERING_COLUMN,
+            ordering.data_type().clone(),
+            true,
+        ));
+        Some(Arc::new(Schema::new(fields)))
+    }
+
+    /// The new key state: the committed one with this run's MAIN versions.
+    pub fn merge_state_sql(&self) -> String {
+        let keys = (0..self.partitioning_key.len())
+            .map(|i| quote_ident(&key_column(i)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ordering = quote_ident(ORDERING_COLUMN);
+        format!(
+            "SELECT {keys}, max({ordering}) AS {ordering}\n\
+             FROM (SELECT * FROM {KEY_STATE_TABLE} UNION ALL SELECT * FROM __new_versions) AS versions\n\
+             GROUP BY {keys}"
         )
     }
 
@@ -83,11 +139,13 @@ impl Compaction {
         format!(
             "-- Topic {topic}: the SQL a run executes for each Nakadi partition.\n\
              -- {ARRIVALS_TABLE}: the partition's decoded events of this run, in arrival order (_seq).\n\
+             -- {KEY_STATE_TABLE}: per key, the highest ordering key committed by earlier runs.\n\
              -- Partitioning key: {pk}; ordering key: {ok}.\n\
              \n\
              -- 1. Generated: classify every event. MAIN = the latest version per key\n\
              --    (ROW_NUMBER over the ordering key); CORRECTION = events that arrived\n\
-             --    after a higher version of their key; older versions are dropped.\n\
+             --    after a higher version of their key, or that are not newer than the\n\
+             --    version committed by an earlier run; older versions are dropped.\n\
              CREATE VIEW __classified AS\n{classify};\n\
              \n\
              -- 2a. Generated: input of the MAIN file.\n\

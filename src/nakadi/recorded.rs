@@ -174,13 +174,13 @@ fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError>
             }
             Some((_, newest)) => {
                 if batch.offset.nakadi_cmp(newest) == std::cmp::Ordering::Less
-                    || (!batch.events.is_empty() && batch.offset == *newest)
+                    || (!batch.events.is_empty() && !first.is_after(newest))
                 {
                     return Err(recorded_error(
                         path,
                         line_no,
                         &format!(
-                            "offset {} of partition {} is not after the previous batch's {}",
+                            "batch {} of partition {} (first event {first}) overlaps the previous batch, which ended at {}",
                             batch.offset, batch.partition, newest
                         ),
                     ));
@@ -352,6 +352,9 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains(":2:") && err.contains("not after"), "{err}");
+        assert!(
+            err.contains(":2:") && err.contains("overlaps the previous batch"),
+            "{err}"
+        );
     }
 }

@@ -146,6 +146,9 @@ pub struct Manifest {
     pub partitions: Vec<PartitionCursors>,
     pub files: Vec<ManifestFile>,
     pub counts: RunCounts,
+    /// The topic's key state after this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<super::keystate::StateFile>,
 }
 
 impl Manifest {
@@ -424,6 +427,45 @@ impl Ledger {
                 {
                     continue;
                 }
+                match self.store().delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(LedgerError::Store {
+                            action: "removing",
+                            path: object.location.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        // Key states no manifest needs any more (other attempts', older runs').
+        let keep = manifest
+            .state
+            .as_ref()
+            .map(|s| self.layout.resolve(&s.path));
+        let dir = self.layout.root().clone().join("_state");
+        let objects: Vec<_> =
+            self.store()
+                .list(Some(&dir))
+                .try_collect()
+                .await
+                .map_err(|source| LedgerError::Store {
+                    action: "listing",
+                    path: dir.to_string(),
+                    source,
+                })?;
+        for object in objects {
+            // Later runs' states (a run under way elsewhere) are not ours to judge.
+            let seq: Option<u64> = object
+                .location
+                .filename()
+                .and_then(|n| n.strip_prefix("keys-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|n| n.parse().ok());
+            if seq.is_some_and(|s| s <= manifest.sequence)
+                && Some(&object.location) != keep.as_ref()
+            {
                 match self.store().delete(&object.location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(source) => {

@@ -11,6 +11,7 @@
 //! ```
 //! The CLI and the HTTP API both call [`execute`].
 
+pub mod keystate;
 pub mod ledger;
 pub mod progress;
 
@@ -47,7 +48,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Topic;
 use crate::decode::{DecodeError, DecodedPartition, PartitionDecoder, Rejected, RequiredKeys};
-use crate::mapping::compaction::ARRIVALS_TABLE;
+use crate::mapping::compaction::{ARRIVALS_TABLE, KEY_STATE_TABLE};
 use crate::mapping::{Engine, MappingError};
 use crate::nakadi::{
     Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
@@ -56,6 +57,7 @@ use crate::sink::file::data_extension;
 use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
 };
+pub use keystate::{KeyState, KeyStateError, StateFile};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 pub use progress::{Progress, ProgressSnapshot, Stage};
 
@@ -123,6 +125,12 @@ pub enum RunError {
         sequence: u64,
         #[source]
         source: SourceError,
+    },
+    #[error("topic {topic}: {source}")]
+    KeyState {
+        topic: String,
+        #[source]
+        source: KeyStateError,
     },
     #[error("topic {topic}: internal task failed: {message}")]
     Internal { topic: String, message: String },
@@ -216,6 +224,7 @@ pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary,
         ledger: Ledger::new(request.output.clone(), &request.topic.name),
         request: &request,
         started_at: Utc::now(),
+        attempt: format!("{:016x}", rand::random::<u64>()),
     };
     let result = run.go().await;
     request.progress.set_stage(Stage::Done);
@@ -231,6 +240,8 @@ struct Run<'a> {
     ledger: Ledger,
     request: &'a RunRequest,
     started_at: chrono::DateTime<Utc>,
+    /// Random id of this attempt (names its key state file; marks its manifest).
+    attempt: String,
 }
 
 /// What mapping one partition produced.
@@ -238,6 +249,8 @@ struct PartitionOutput {
     partition: String,
     files: Vec<(FileKind, WrittenFile)>,
     counts: RunCounts,
+    /// Key and ordering key of the MAIN input, for the key state.
+    versions: Vec<RecordBatch>,
 }
 
 impl Run<'_> {
@@ -255,7 +268,7 @@ impl Run<'_> {
     async fn go(&self) -> Result<RunSummary, RunError> {
         let progress = &self.request.progress;
         progress.set_stage(Stage::Planning);
-        let Some((plan, resumed)) = self.plan().await? else {
+        let Some((plan, resumed, committed)) = self.plan().await? else {
             let latest = self
                 .ledger
                 .latest()
@@ -294,6 +307,17 @@ impl Run<'_> {
             "run planned"
         );
 
+        let state = KeyState::load(
+            self.topic,
+            self.ledger.location(),
+            self.ledger.layout(),
+            committed.as_ref().and_then(|m| m.state.as_ref()),
+        )
+        .await
+        .map_err(|source| RunError::KeyState {
+            topic: self.name(),
+            source,
+        })?;
         failpoint("planned");
         progress.set_stage(Stage::Reading);
         progress
@@ -302,13 +326,37 @@ impl Run<'_> {
         let decoded = self.cancellable(self.read(&ranges)).await?;
 
         progress.set_stage(Stage::Mapping);
-        let outputs = self
-            .cancellable(self.map_and_write(plan.sequence, decoded))
+        let mut outputs = self
+            .cancellable(self.map_and_write(plan.sequence, decoded, &state))
             .await?;
+        let versions: Vec<RecordBatch> = outputs
+            .iter_mut()
+            .flat_map(|o| std::mem::take(&mut o.versions))
+            .collect();
+        let state_file = if versions.iter().all(|b| b.num_rows() == 0) {
+            committed.as_ref().and_then(|m| m.state.clone())
+        } else {
+            let written = state
+                .write_merged(
+                    self.engine,
+                    self.topic,
+                    self.ledger.location(),
+                    self.ledger.layout(),
+                    plan.sequence,
+                    &self.attempt,
+                    versions,
+                )
+                .await
+                .map_err(|source| RunError::KeyState {
+                    topic: self.name(),
+                    source,
+                })?;
+            Some(written)
+        };
 
         failpoint("files-written");
         progress.set_stage(Stage::Committing);
-        let manifest = self.manifest(&plan, outputs);
+        let manifest = self.manifest(&plan, outputs, state_file);
         self.ledger
             .commit(&manifest)
             .await
@@ -361,7 +409,7 @@ impl Run<'_> {
 
     /// The plan in force for the next sequence number, or `None` when there is
     /// nothing new. Also finishes the post-commit steps of the newest run.
-    async fn plan(&self) -> Result<Option<(Plan, bool)>, RunError> {
+    async fn plan(&self) -> Result<Option<(Plan, bool, Option<Manifest>)>, RunError> {
         let committed = self
             .ledger
             .latest()
@@ -402,7 +450,7 @@ impl Run<'_> {
         if let Some(plan) = &existing
             && follows(plan, &committed_ends)
         {
-            return Ok(Some((plan.clone(), true)));
+            return Ok(Some((plan.clone(), true, committed)));
         }
 
         let partitions =
@@ -456,7 +504,7 @@ impl Run<'_> {
                 .replace_plan(&plan)
                 .await
                 .map_err(|e| self.ledger_error(e))?;
-            return Ok(Some((plan, false)));
+            return Ok(Some((plan, false, committed)));
         }
         let in_force = self
             .ledger
@@ -464,7 +512,7 @@ impl Run<'_> {
             .await
             .map_err(|e| self.ledger_error(e))?;
         let resumed = in_force != plan;
-        Ok(Some((in_force, resumed)))
+        Ok(Some((in_force, resumed, committed)))
     }
 
     /// Reads every range and decodes it, one decoder thread per partition.
@@ -600,10 +648,11 @@ impl Run<'_> {
         &self,
         sequence: u64,
         decoded: BTreeMap<String, DecodedPartition>,
+        state: &KeyState,
     ) -> Result<Vec<PartitionOutput>, RunError> {
         let parallelism = self.request.parallelism.max(1);
         let mut outputs: Vec<PartitionOutput> = futures::stream::iter(decoded.into_values())
-            .map(|part| self.map_partition(sequence, part))
+            .map(|part| self.map_partition(sequence, part, state))
             .buffer_unordered(parallelism)
             .try_collect()
             .await?;
@@ -617,6 +666,7 @@ impl Run<'_> {
         &self,
         sequence: u64,
         part: DecodedPartition,
+        state: &KeyState,
     ) -> Result<PartitionOutput, RunError> {
         let partition = part.partition.to_string();
         let query_error = |source: DataFusionError| RunError::Query {
@@ -625,7 +675,15 @@ impl Run<'_> {
             source,
         };
         let events_schema = self.topic.schema.events.clone();
-        let (main, correction) = self.classify(&part, &query_error).await?;
+        let (main, correction) = self.classify(&part, state, &query_error).await?;
+        let versions = main
+            .iter()
+            .map(|batch| state.versions_of(self.topic, batch))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| RunError::KeyState {
+                topic: self.name(),
+                source,
+            })?;
         let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
         let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
         let mut counts = RunCounts {
@@ -665,6 +723,7 @@ impl Run<'_> {
             partition,
             files,
             counts,
+            versions,
         })
     }
 
@@ -672,9 +731,15 @@ impl Run<'_> {
     async fn classify(
         &self,
         part: &DecodedPartition,
+        state: &KeyState,
         query_error: &impl Fn(DataFusionError) -> RunError,
     ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), RunError> {
         let ctx = self.engine.session();
+        ctx.register_table(
+            KEY_STATE_TABLE,
+            Arc::new(state.table().map_err(query_error)?),
+        )
+        .map_err(query_error)?;
         let arrivals =
             MemTable::try_new(self.topic.schema.events.clone(), vec![part.batches.clone()])
                 .map_err(query_error)?;
@@ -825,7 +890,12 @@ impl Run<'_> {
         })
     }
 
-    fn manifest(&self, plan: &Plan, outputs: Vec<PartitionOutput>) -> Manifest {
+    fn manifest(
+        &self,
+        plan: &Plan,
+        outputs: Vec<PartitionOutput>,
+        state: Option<StateFile>,
+    ) -> Manifest {
         let layout: &TopicLayout = self.ledger.layout();
         let mut counts = RunCounts::default();
         let mut files = Vec::new();
@@ -851,7 +921,7 @@ impl Run<'_> {
             event_type: self.topic.event_type.clone(),
             sequence: plan.sequence,
             run_id: format!("{}-{}", self.topic.name, plan.sequence),
-            attempt: format!("{:016x}", rand::random::<u64>()),
+            attempt: self.attempt.clone(),
             started_at: self.started_at,
             committed_at: Utc::now(),
             fingerprint: self.topic.fingerprint.clone(),
@@ -866,6 +936,7 @@ impl Run<'_> {
                 .collect(),
             files,
             counts,
+            state,
         }
     }
 }

@@ -246,15 +246,29 @@ async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
         };
         assert_eq!(file.rows, rows, "{}", file.path);
     }
-    // Everything the output holds: the committed files, markers and the ledger.
+    // Everything the output holds: the committed files, markers, the key state and the ledger.
+    let state = m.state.as_ref().expect("the run changed the key state");
+    assert_eq!(state.keys, 5, "one entry per key of the MAIN input");
+    let listed: Vec<String> = ws
+        .out_files()
+        .into_iter()
+        .map(|f| {
+            if f == format!("article-stock-changed/{}", state.path) {
+                "article-stock-changed/_state/keys-0000000001-<attempt>.parquet".into()
+            } else {
+                f
+            }
+        })
+        .collect();
     assert_eq!(
-        ws.out_files(),
+        listed,
         vec![
             "article-stock-changed/_manifests/0000000001.json",
             "article-stock-changed/_manifests/_latest",
             "article-stock-changed/_plans/0000000001.json",
             "article-stock-changed/_redshift/correction-0000000001.json",
             "article-stock-changed/_redshift/main-0000000001.json",
+            "article-stock-changed/_state/keys-0000000001-<attempt>.parquet",
             "article-stock-changed/correction/run=0000000001/_SUCCESS",
             "article-stock-changed/correction/run=0000000001/correction-0000000001-p0.csv",
             "article-stock-changed/correction/run=0000000001/correction-0000000001-p1.csv",
@@ -543,5 +557,80 @@ async fn a_copied_topic_with_an_edited_mapping_shows_the_edit() {
             row(&["100000001", "ADIDAS", "true"]),
             row(&["100000003", "\"\"", "false"])
         ])
+    );
+}
+
+fn article_line(partition: u32, offset: u64, events: &[(u32, u64, i64, i64)]) -> String {
+    let events: Vec<String> = events
+        .iter()
+        .map(|(n, article, version, qty)| {
+            format!(
+                r#"{{"metadata":{{"eid":"{}","occurred_at":"2024-06-04T10:00:00.000Z","partition":"{partition}"}},"article_id":{article},"brand":"Nike","model":"Air Runner","version":{version},"available_qty":{qty}}}"#,
+                eid(*n)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{offset:018}"}},"events":[{}]}}"#,
+        events.join(",")
+    ) + "\n"
+}
+
+#[tokio::test]
+async fn late_events_are_corrections_across_runs() {
+    let ws = Workspace::new();
+    ws.run("article-stock-changed").await.unwrap();
+    // Run 1 committed version 3 of 100000002 and version 1 of 100000006.
+    ws.append(
+        "recorded/article-stock-changed/stream.jsonl",
+        &article_line(
+            0,
+            15,
+            &[
+                (0x41, 100000002, 1, 50), // older than the committed version 3
+                (0x42, 100000002, 3, 51), // the committed version again
+                (0x43, 100000006, 2, 52), // newer: MAIN
+                (0x44, 100000006, 1, 53), // older than version 2 of this run
+                (0x45, 100000020, 1, 54), // a new key
+            ],
+        ),
+    );
+    let summary = ws.run("article-stock-changed").await.unwrap();
+    assert_eq!(summary.counts.correction_events, 3);
+    assert_eq!(summary.counts.main_input, 2);
+    let (_, main) =
+        csv_rows(&ws.read_out("article-stock-changed/main/run=0000000002/main-0000000002-p0.csv"));
+    assert_eq!(
+        main.iter()
+            .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("100000006".to_string(), "2".to_string()),
+            ("100000020".to_string(), "1".to_string())
+        ]
+    );
+    let (_, correction) =
+        csv_rows(&ws.read_out(
+            "article-stock-changed/correction/run=0000000002/correction-0000000002-p0.csv",
+        ));
+    assert_eq!(
+        correction
+            .iter()
+            .map(|r| r[6].clone().unwrap())
+            .collect::<std::collections::BTreeSet<_>>(),
+        [eid(0x41), eid(0x42), eid(0x44)].into_iter().collect()
+    );
+    // The key state now holds version 2 of 100000006 and the new key.
+    let m2 = manifest(&ws, "article-stock-changed", 2);
+    assert_eq!(m2.state.as_ref().unwrap().keys, 6);
+    // Only the latest state file is kept.
+    let states: Vec<String> = ws
+        .out_files()
+        .into_iter()
+        .filter(|f| f.contains("/_state/"))
+        .collect();
+    assert_eq!(
+        states,
+        vec![format!("article-stock-changed/{}", m2.state.unwrap().path)]
     );
 }
