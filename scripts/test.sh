@@ -16,4 +16,13 @@ if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'moto[server]>=5,<6'
 fi
 
+# A PostgreSQL server for the warehouse tests (they start their own on a free port).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    echo "installing PostgreSQL (the warehouse tests load into a real server)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+fi
+
 cargo test --locked --all-targets "$@"

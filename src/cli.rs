@@ -152,10 +152,38 @@ enum Command {
     },
     /// List the topics under --sql-dir, and why any of them does not load.
     Topics,
+    /// Print the warehouse import SQL of a topic: the tables, the MAIN/CORRECTION
+    /// view and the ODS merge (once), or with --run, the statements that load one
+    /// committed run.
+    WarehouseSql(WarehouseArgs),
     /// Start a Nakadi-compatible server (for trying mappings and for tests),
     /// serving the event types of the topics under --sql-dir with the events
     /// recorded under --recordings.
     NakadiServer(ServerArgs),
+}
+
+#[derive(Args, Debug)]
+struct WarehouseArgs {
+    /// Topic name (a folder under --sql-dir).
+    topic: String,
+    /// The warehouse.
+    #[arg(long, value_enum)]
+    dialect: DialectArg,
+    /// Print the load statements of this committed run instead of the setup.
+    #[arg(long)]
+    run: Option<u64>,
+    /// Where the runs were written (for --run): a folder, file:///folder or s3://bucket/prefix.
+    #[arg(long, env = "MATERIALIZER_OUTPUT", default_value = "out")]
+    output: String,
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum DialectArg {
+    Postgres,
+    Redshift,
+    Oracle,
 }
 
 #[derive(Args, Debug)]
@@ -285,6 +313,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::NakadiServer(args) => serve_nakadi(&engine, &cli.global, args).await,
+        Command::WarehouseSql(args) => warehouse_sql(&engine, &cli.global, args).await,
         Command::Topics => {
             let catalog = load_catalog(&engine, &cli.global).await?;
             if catalog.topics.is_empty() && catalog.broken.is_empty() {
@@ -625,4 +654,53 @@ fn event_type_document(topic: &crate::config::Topic) -> Result<serde_json::Value
     }
     doc["name"] = serde_json::Value::String(topic.event_type.clone());
     Ok(doc)
+}
+
+/// `materializer warehouse-sql`.
+async fn warehouse_sql(
+    engine: &Engine,
+    global: &GlobalArgs,
+    args: WarehouseArgs,
+) -> Result<(), String> {
+    use crate::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
+    let catalog = load_catalog(engine, global).await?;
+    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
+    let dialect = match args.dialect {
+        DialectArg::Postgres => Dialect::Postgres,
+        DialectArg::Redshift => Dialect::Redshift,
+        DialectArg::Oracle => Dialect::Oracle,
+    };
+    let Some(sequence) = args.run else {
+        print!("{}", setup_sql(&topic, dialect).map_err(|e| e.to_string())?);
+        return Ok(());
+    };
+    let location = topic
+        .output
+        .location
+        .clone()
+        .unwrap_or_else(|| args.output.clone());
+    let output =
+        OutputLocation::parse(&location, &args.s3.settings()).map_err(|e| e.to_string())?;
+    let ledger = crate::run::Ledger::new(output.clone(), &topic.name);
+    let manifest = ledger
+        .manifest(sequence)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "run {sequence} of topic {} is not committed under {}",
+                topic.name, output.url
+            )
+        })?;
+    let topic_url = format!("{}/{}", output.url.trim_end_matches('/'), topic.name);
+    let folder = topic_url.strip_prefix("file://").map(PathBuf::from);
+    let place = match &folder {
+        Some(folder) => FilePlace::Folder(folder),
+        None => FilePlace::Url(&topic_url),
+    };
+    print!(
+        "{}",
+        load_run_sql(&topic, dialect, &manifest, place).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }

@@ -155,6 +155,18 @@ pub struct OutputSettings {
     pub parquet: ParquetOptions,
 }
 
+/// How the warehouse loads a topic (see `materializer warehouse-sql`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseSettings {
+    /// Base name of the warehouse tables (default: the topic name with `_` for `-`).
+    pub table: Option<String>,
+    /// Output columns holding the partitioning key (default: the key paths' last parts).
+    pub key_columns: Option<Vec<String>>,
+    /// Output column holding the ordering key (default: the key path's last part).
+    pub ordering_column: Option<String>,
+}
+
 /// How a topic reads from a live Nakadi.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +206,8 @@ struct TopicFile {
     output: OutputSettings,
     #[serde(default)]
     source: SourceSettings,
+    #[serde(default)]
+    warehouse: WarehouseSettings,
 }
 
 /// The schema of a topic's events.
@@ -243,6 +257,7 @@ pub struct Topic {
     pub compaction: Compaction,
     pub output: OutputSettings,
     pub source: SourceSettings,
+    pub warehouse: WarehouseSettings,
     pub schema: TopicSchema,
     pub mapping: Mapping,
     /// Columns of the files the mapping produces.
@@ -334,6 +349,7 @@ impl Topic {
             mapping.check_flat(&output_schema)?;
         }
         check_output(&toml_path, &file.output, &output_schema)?;
+        check_warehouse(&toml_path, &file.warehouse, &output_schema)?;
 
         let mut hasher = Sha256::new();
         for part in [&toml_text, &mapping_text, &schema_text] {
@@ -350,6 +366,7 @@ impl Topic {
             },
             output: file.output,
             source: file.source,
+            warehouse: file.warehouse,
             schema,
             mapping,
             output_schema,
@@ -518,6 +535,36 @@ fn check_output(
             path: path.to_path_buf(),
             message: "output.csv: delimiter, quote and escape must be ASCII characters".into(),
         });
+    }
+    Ok(())
+}
+
+/// Columns named in `[warehouse]` must be output columns.
+fn check_warehouse(
+    path: &Path,
+    warehouse: &WarehouseSettings,
+    output_schema: &Schema,
+) -> Result<(), ConfigError> {
+    let named = warehouse
+        .key_columns
+        .iter()
+        .flatten()
+        .map(|c| ("warehouse.key_columns", c))
+        .chain(
+            warehouse
+                .ordering_column
+                .iter()
+                .map(|c| ("warehouse.ordering_column", c)),
+        );
+    for (setting, column) in named {
+        if output_schema.field_with_name(column).is_err() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{setting} names {column:?}, which is not an output column of the mapping"
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod nakadi;
 pub mod run;
 pub mod schema;
 pub mod sink;
+pub mod warehouse;
 
 pub use config::{Catalog, Topic};
 pub use mapping::{Engine, EngineSettings};

@@ -1,18 +1,19 @@
 -- One row per order line and discount.
 --
--- unnest(items) drops orders whose items are [] or null (they have no lines);
--- unnest_outer(discounts) keeps a line without discounts as one row with
--- NULL discount columns.
+-- unnest_outer keeps an event whose array is [] or null as one row with NULL
+-- columns: an order without lines still has a row, so the warehouse learns
+-- about its newest version. (unnest() would drop such an event.)
 
 CREATE VIEW order_lines AS
 SELECT
     order_number,
     status,
     placed_at,
+    metadata.occurred_at AS occurred_at,
     customer.id AS customer_id,
     customer.address.country_code AS country_code,
     gift_note,
-    unnest(items) AS item
+    unnest_outer(items) AS item
 FROM events;
 
 CREATE VIEW line_discounts AS
@@ -20,6 +21,7 @@ SELECT
     order_number,
     status,
     placed_at,
+    occurred_at,
     customer_id,
     country_code,
     gift_note,
@@ -35,6 +37,7 @@ SELECT
     order_number,
     status,
     placed_at,
+    occurred_at,
     customer_id,
     country_code,
     gift_note,

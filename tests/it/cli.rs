@@ -87,7 +87,7 @@ fn run_json_summary_is_machine_readable() {
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(summary["outcome"], "committed");
-    assert_eq!(summary["counts"]["main_rows"], 4);
+    assert_eq!(summary["counts"]["main_rows"], 6);
     assert_eq!(summary["files"].as_array().unwrap().len(), 4);
 }
 

@@ -303,6 +303,7 @@ async fn orders_are_flattened_with_unnest_and_dotted_access() {
         "order_number",
         "status",
         "placed_at",
+        "occurred_at",
         "customer_id",
         "country_code",
         "gift_note",
@@ -317,54 +318,40 @@ async fn orders_are_flattened_with_unnest_and_dotted_access() {
     let (h, rows) =
         csv_rows(&ws.read_out("order-placed/main/run=0000000001/main-0000000001-p0.csv"));
     assert_eq!(h, header);
+    let paid = [
+        "ORD-1",
+        "paid",
+        "2024-06-03T09:00:00Z",
+        "2024-06-03T09:30:00Z",
+        "C-1001",
+        "DE",
+        note,
+    ];
+    let line = |rest: &[&str]| row(&[&paid[..], rest].concat());
     assert_eq!(
         rows,
         sorted(vec![
             // one row per item and discount of the latest version ("paid")
-            row(&[
-                "ORD-1",
-                "paid",
-                "2024-06-03T09:00:00Z",
-                "C-1001",
-                "DE",
-                note,
-                "SKU-A",
-                "2",
-                "19.99",
-                "EUR",
-                "SUMMER10",
-                "2.0"
-            ]),
-            row(&[
-                "ORD-1",
-                "paid",
-                "2024-06-03T09:00:00Z",
-                "C-1001",
-                "DE",
-                note,
-                "SKU-A",
-                "2",
-                "19.99",
-                "EUR",
-                "VIP",
-                "1.5"
-            ]),
+            line(&["SKU-A", "2", "19.99", "EUR", "SUMMER10", "2.0"]),
+            line(&["SKU-A", "2", "19.99", "EUR", "VIP", "1.5"]),
             // discounts: null -> unnest_outer keeps the line with NULL discount
+            line(&["SKU-B", "1", "5.0", "EUR", "", ""]),
+            // items: [] -> unnest_outer keeps the order as one row with NULL line columns
             row(&[
-                "ORD-1",
-                "paid",
-                "2024-06-03T09:00:00Z",
-                "C-1001",
-                "DE",
-                note,
-                "SKU-B",
-                "1",
-                "5.0",
-                "EUR",
+                "ORD-2",
+                "placed",
+                "2024-06-03T09:05:00Z",
+                "2024-06-03T09:05:00Z",
+                "C-2002",
+                "AT",
+                "",
+                "",
+                "",
+                "",
+                "",
                 "",
                 ""
             ]),
-            // ORD-2 (items: []) has no lines: unnest drops it
         ])
     );
     let (_, rows) = csv_rows(
@@ -377,6 +364,7 @@ async fn orders_are_flattened_with_unnest_and_dotted_access() {
             "ORD-1",
             "placed",
             "2024-06-03T09:00:00Z",
+            "2024-06-03T09:10:00Z",
             "C-1001",
             "DE",
             "\"\"",
@@ -390,23 +378,42 @@ async fn orders_are_flattened_with_unnest_and_dotted_access() {
     );
     let (_, rows) =
         csv_rows(&ws.read_out("order-placed/main/run=0000000001/main-0000000001-p1.csv"));
-    // ORD-3 (items: null) has no lines; ORD-4 keeps its newest status.
     assert_eq!(
         rows,
-        vec![row(&[
-            "ORD-4",
-            "shipped",
-            "2024-06-03T09:02:00Z",
-            "C-2002",
-            "AT",
-            "",
-            "SKU-C",
-            "3",
-            "7.5",
-            "EUR",
-            "BULK",
-            "0.75"
-        ])]
+        sorted(vec![
+            // items: null, and a customer without address
+            row(&[
+                "ORD-3",
+                "placed",
+                "2024-06-03T09:01:00Z",
+                "2024-06-03T09:01:00Z",
+                "C-3003",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                ""
+            ]),
+            // ORD-4 keeps its newest status
+            row(&[
+                "ORD-4",
+                "shipped",
+                "2024-06-03T09:02:00Z",
+                "2024-06-03T09:20:00Z",
+                "C-2002",
+                "AT",
+                "",
+                "SKU-C",
+                "3",
+                "7.5",
+                "EUR",
+                "BULK",
+                "0.75"
+            ]),
+        ])
     );
     assert_eq!(
         summary.counts,
@@ -416,9 +423,38 @@ async fn orders_are_flattened_with_unnest_and_dotted_access() {
             main_input: 4,
             superseded: 2,
             correction_events: 1,
-            main_rows: 4,
+            main_rows: 6,
             correction_rows: 1,
         }
+    );
+}
+
+#[tokio::test]
+async fn plain_unnest_drops_events_with_empty_or_null_arrays() {
+    let ws = Workspace::new();
+    let mapping = ws.sql().join("order-placed/mapping.sql");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        text.replace("unnest_outer(items)", "unnest(items)"),
+    )
+    .unwrap();
+    ws.run("order-placed").await.unwrap();
+    let orders = |file: &str| -> Vec<String> {
+        csv_rows(&ws.read_out(file))
+            .1
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect()
+    };
+    // ORD-2 (items: []) and ORD-3 (items: null) have no rows at all.
+    assert_eq!(
+        orders("order-placed/main/run=0000000001/main-0000000001-p0.csv"),
+        vec!["ORD-1", "ORD-1", "ORD-1"]
+    );
+    assert_eq!(
+        orders("order-placed/main/run=0000000001/main-0000000001-p1.csv"),
+        vec!["ORD-4"]
     );
 }
 

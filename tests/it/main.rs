@@ -8,3 +8,4 @@ mod commit;
 mod config;
 mod foundation;
 mod nakadi;
+mod warehouse;

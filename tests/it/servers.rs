@@ -277,3 +277,160 @@ impl FaultyProxy {
         }
     }
 }
+
+/// A PostgreSQL server of this test process, started on first use (initdb into
+/// a scratch folder, as the `postgres` user when the tests run as root).
+pub struct Postgres {
+    pub port: u16,
+    bin: std::path::PathBuf,
+    _process: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn postgres_bin() -> std::path::PathBuf {
+    let mut candidates: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort();
+    if let Some(dir) = candidates
+        .into_iter()
+        .rev()
+        .find(|d| d.join("initdb").exists())
+    {
+        return dir;
+    }
+    let which = Command::new("bash")
+        .args(["-c", "dirname $(command -v initdb)"])
+        .output()
+        .unwrap();
+    let dir = String::from_utf8_lossy(&which.stdout).trim().to_string();
+    assert!(
+        !dir.is_empty(),
+        "PostgreSQL's initdb not found (scripts/test.sh installs it)"
+    );
+    std::path::PathBuf::from(dir)
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `command` as the `postgres` user when we are root (PostgreSQL refuses root).
+fn as_postgres_user(command: &str) -> String {
+    if running_as_root() {
+        format!("runuser -u postgres -- {command}")
+    } else {
+        command.to_string()
+    }
+}
+
+pub fn postgres() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if running_as_root() {
+            let status = Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap();
+            assert!(status.success(), "chown of the PostgreSQL folder");
+        }
+        let init = Command::new("bash")
+            .arg("-c")
+            .arg(as_postgres_user(&format!(
+                "{}/initdb -D {} -A trust -U postgres -E UTF8 --locale=C.UTF-8",
+                bin.display(),
+                data.display()
+            )))
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let port = free_port();
+        let log = logs_dir().join("postgres.log");
+        let process = spawn_tied(
+            &as_postgres_user(&format!(
+                "{}/postgres -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC",
+                bin.display(),
+                data.display(),
+                dir.path().display()
+            )),
+            &log,
+        );
+        wait_for_port(port, "PostgreSQL", &log);
+        // Accepting connections takes a moment after the port opens.
+        let server = Postgres {
+            port,
+            bin,
+            _process: process,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.psql("postgres", "SELECT 1").is_err() {
+            assert!(Instant::now() < deadline, "PostgreSQL does not answer");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    })
+}
+
+impl Postgres {
+    fn psql_path(&self) -> std::path::PathBuf {
+        let local = self.bin.join("psql");
+        if local.exists() { local } else { "psql".into() }
+    }
+
+    /// Runs SQL (psql meta-commands allowed) in `database`; stdout, or stderr as the error.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = Command::new(self.psql_path())
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-d")
+            .arg(database)
+            .env("PGTZ", "UTC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// A fresh database.
+    pub fn database(&self, hint: &str) -> String {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{}_{n}", hint.replace('-', "_"));
+        self.psql("postgres", &format!("CREATE DATABASE {name};"))
+            .unwrap();
+        name
+    }
+}
