@@ -16,6 +16,12 @@ if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'moto[server]>=5,<6'
 fi
 
+# The validator the API tests check the OpenAPI document with.
+if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+    echo "installing openapi-spec-validator" >&2
+    python3 -m pip install --quiet 'openapi-spec-validator>=0.7,<1'
+fi
+
 # A PostgreSQL server for the warehouse tests (they start their own on a free port).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     echo "installing PostgreSQL (the warehouse tests load into a real server)" >&2

@@ -12,14 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{Catalog, SourceMode};
+use crate::config::Catalog;
 use crate::mapping::{Engine, EngineSettings};
 use crate::nakadi::server::Bus;
-use crate::nakadi::{
-    NakadiClient, NakadiSettings, NakadiSource, RecordedSource, Source, SubscriptionReader,
-    TokenSource,
-};
-use crate::run::{self, Outcome, Progress, RunRequest, RunSummary};
+use crate::nakadi::{NakadiClient, NakadiSettings, RecordedSource, TokenSource};
+use crate::run::{self, Outcome, Progress, RunEnvironment, RunSummary};
 use crate::sink::{OutputLocation, S3Settings};
 
 /// Materializes Nakadi event types into warehouse-ready files.
@@ -156,10 +153,73 @@ enum Command {
     /// view and the ODS merge (once), or with --run, the statements that load one
     /// committed run.
     WarehouseSql(WarehouseArgs),
+    /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
+    /// mappings. Settings come from flags, the environment or --config.
+    Serve(ServeArgs),
     /// Start a Nakadi-compatible server (for trying mappings and for tests),
     /// serving the event types of the topics under --sql-dir with the events
     /// recorded under --recordings.
     NakadiServer(ServerArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// A TOML file with any of: listen, output, recordings, api_tokens,
+    /// api_token_file, max_concurrent_runs, shutdown_deadline_seconds,
+    /// preview_timeout_seconds, preview_memory_mb. Flags and environment win.
+    #[arg(long, env = "MATERIALIZER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "MATERIALIZER_LISTEN")]
+    listen: Option<String>,
+    /// Where runs write: a folder, file:///folder or s3://bucket/prefix [default: out].
+    #[arg(long, env = "MATERIALIZER_OUTPUT")]
+    output: Option<String>,
+    /// Folder of recorded batches per topic, read when no Nakadi URL is set
+    /// [default: fixtures/recorded].
+    #[arg(long, env = "MATERIALIZER_RECORDINGS")]
+    recordings: Option<PathBuf>,
+    /// A bearer token the API accepts (repeatable; the environment variable takes a comma-separated list).
+    #[arg(
+        long = "api-token",
+        env = "MATERIALIZER_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_tokens: Vec<String>,
+    /// A file with one accepted bearer token per line.
+    #[arg(long, env = "MATERIALIZER_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
+    /// Runs executing at once; more wait in a queue [default: 2].
+    #[arg(long)]
+    max_concurrent_runs: Option<usize>,
+    /// Seconds a shutdown waits for running runs before it stops them [default: 60].
+    #[arg(long)]
+    shutdown_deadline: Option<u64>,
+    /// Seconds one preview may take [default: 5].
+    #[arg(long)]
+    preview_timeout: Option<f64>,
+    /// Memory (MiB) all previews together may use [default: 256].
+    #[arg(long)]
+    preview_memory_mb: Option<usize>,
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+/// `--config` of `serve`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<String>,
+    output: Option<String>,
+    recordings: Option<PathBuf>,
+    #[serde(default)]
+    api_tokens: Vec<String>,
+    api_token_file: Option<PathBuf>,
+    max_concurrent_runs: Option<usize>,
+    shutdown_deadline_seconds: Option<u64>,
+    preview_timeout_seconds: Option<f64>,
+    preview_memory_mb: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -314,6 +374,7 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Command::NakadiServer(args) => serve_nakadi(&engine, &cli.global, args).await,
         Command::WarehouseSql(args) => warehouse_sql(&engine, &cli.global, args).await,
+        Command::Serve(args) => serve(&engine, &cli.global, args).await,
         Command::Topics => {
             let catalog = load_catalog(&engine, &cli.global).await?;
             if catalog.topics.is_empty() && catalog.broken.is_empty() {
@@ -354,59 +415,50 @@ async fn load_catalog(engine: &Engine, global: &GlobalArgs) -> Result<Catalog, S
         .map_err(|e| e.to_string())
 }
 
-async fn run_command(engine: &Engine, global: &GlobalArgs, args: RunArgs) -> Result<(), String> {
-    let catalog = load_catalog(engine, global).await?;
-    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
-    let source = match (&args.source, global.nakadi.client()?) {
-        (None, Some(client)) => Source::Nakadi(NakadiSource {
-            subscription: match (topic.source.mode, &topic.source.subscription) {
-                (SourceMode::Subscription, Some(settings)) => Some(SubscriptionReader::new(
-                    client.clone(),
-                    topic.event_type.clone(),
-                    settings.clone(),
-                )),
-                _ => None,
-            },
-            client,
-            event_type: topic.event_type.clone(),
-        }),
-        (path, _) => {
-            let path = path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("fixtures/recorded").join(&topic.name));
-            Source::Recorded(RecordedSource::open(&path).map_err(|e| e.to_string())?)
-        }
-    };
-    let location = topic
-        .output
-        .location
-        .clone()
-        .unwrap_or_else(|| args.output.clone());
-    let output =
-        OutputLocation::parse(&location, &args.s3.settings()).map_err(|e| e.to_string())?;
-    let progress = Arc::new(Progress::default());
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.cancel();
-        }
-    });
-    tracing::info!(topic = %topic.name, source = %source.describe(), output = %output.url, "run starting");
-    let show_progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
-    let ticker = show_progress.then(|| spawn_progress_bar(progress.clone()));
-    let request = RunRequest {
-        topic: topic.clone(),
-        source: Arc::new(source),
-        output,
-        progress,
-        cancel,
-        parallelism: args.parallelism.unwrap_or_else(|| {
+/// The settings all runs of this process share.
+fn environment(
+    engine: &Engine,
+    global: &GlobalArgs,
+    output: &str,
+    s3: &S3Args,
+    parallelism: Option<usize>,
+) -> Result<RunEnvironment, String> {
+    Ok(RunEnvironment {
+        engine: engine.clone(),
+        nakadi: global.nakadi.client()?,
+        recordings: PathBuf::from("fixtures/recorded"),
+        output: output.to_string(),
+        s3: s3.settings(),
+        parallelism: parallelism.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
         }),
-    };
+    })
+}
+
+async fn run_command(engine: &Engine, global: &GlobalArgs, args: RunArgs) -> Result<(), String> {
+    let catalog = load_catalog(engine, global).await?;
+    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
+    let env = environment(engine, global, &args.output, &args.s3, args.parallelism)?;
+    let progress = Arc::new(Progress::default());
+    let cancel = CancellationToken::new();
+    let request = env
+        .request(
+            topic.clone(),
+            args.source.as_deref(),
+            progress.clone(),
+            cancel.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    tracing::info!(topic = %topic.name, source = %request.source.describe(), output = %request.output.url, "run starting");
+    let show_progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
+    let ticker = show_progress.then(|| spawn_progress_bar(progress.clone()));
     let result = run::execute(engine, request).await;
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -703,4 +755,128 @@ async fn warehouse_sql(
         load_run_sql(&topic, dialect, &manifest, place).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+/// `materializer serve`.
+async fn serve(engine: &Engine, global: &GlobalArgs, args: ServeArgs) -> Result<(), String> {
+    let file: ServeFile = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => ServeFile::default(),
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8000".into());
+    let output = args.output.or(file.output).unwrap_or_else(|| "out".into());
+    let recordings = args
+        .recordings
+        .or(file.recordings)
+        .unwrap_or_else(|| PathBuf::from("fixtures/recorded"));
+    let token_list = if args.api_tokens.is_empty() {
+        file.api_tokens
+    } else {
+        args.api_tokens
+    };
+    let tokens = crate::api::auth::Tokens::load(
+        &token_list,
+        args.api_token_file.or(file.api_token_file).as_ref(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    if tokens.is_empty() {
+        if !crate::api::is_loopback(&address) {
+            return Err(format!(
+                "refusing to serve on {address} without API tokens: set --api-token or --api-token-file, \
+                 or listen on a loopback address"
+            ));
+        }
+        tracing::warn!(
+            "NO API TOKENS: anyone on this machine can trigger and stop runs ({address} is loopback only)"
+        );
+        eprintln!(
+            "WARNING: serving without API tokens; anyone on this machine can trigger and stop runs."
+        );
+    }
+    let mut env = environment(engine, global, &output, &args.s3, None)?;
+    env.recordings = recordings;
+    let preview_engine = Engine::new(EngineSettings {
+        memory_limit: args
+            .preview_memory_mb
+            .or(file.preview_memory_mb)
+            .unwrap_or(256)
+            << 20,
+        spill_dir: global.spill_dir.clone(),
+        ..EngineSettings::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let settings = crate::api::ApiSettings {
+        tokens,
+        max_concurrent_runs: args
+            .max_concurrent_runs
+            .or(file.max_concurrent_runs)
+            .unwrap_or(2),
+        shutdown_deadline: Duration::from_secs(
+            args.shutdown_deadline
+                .or(file.shutdown_deadline_seconds)
+                .unwrap_or(60),
+        ),
+        preview_timeout: Duration::from_secs_f64(
+            args.preview_timeout
+                .or(file.preview_timeout_seconds)
+                .unwrap_or(5.0),
+        ),
+        preview_max_events: 1000,
+    };
+    let nakadi = global.nakadi.client()?;
+    let app = crate::api::AppState::new(
+        env,
+        preview_engine,
+        global.sql_dir.clone(),
+        nakadi,
+        settings,
+    )
+    .await?;
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            stop.cancel();
+        });
+    }
+    {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(mut hangups) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match app.reload().await {
+                    Ok(report) => tracing::info!(
+                        topics = report.topics.len(),
+                        broken = report.broken.len(),
+                        "reloaded on SIGHUP"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed"),
+                }
+            }
+        });
+    }
+    println!("materializer API on http://{address} (OpenAPI description at /openapi.json)");
+    crate::api::serve(app, listener, stop)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -10,11 +10,13 @@
 //! [`config`] loads and checks the topics under `sql/`; [`cli`] is the command
 //! line on top of [`run::execute`].
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod mapping;
 pub mod nakadi;
+pub mod preview;
 pub mod run;
 pub mod schema;
 pub mod sink;

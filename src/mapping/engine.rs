@@ -75,3 +75,27 @@ impl Engine {
         SessionContext::new_with_config_rt(config, self.runtime.clone())
     }
 }
+
+/// Wraps every operator of a physical plan so that each batch it hands on
+/// counts against the async runtime's budget, and the plan gives way when the
+/// budget is used up. Without it, a plan such as a cross join (which makes many
+/// batches from each input batch) runs without ever yielding, and no timeout
+/// can stop it.
+pub fn cooperative(
+    plan: std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>, DataFusionError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::physical_plan::coop::CooperativeExec;
+    plan.transform_up(|node| Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as _)))
+        .map(|t| t.data)
+}
+
+/// Executes a query as a stream of batches, cooperatively (see [`cooperative`]):
+/// a stopped run or a timed-out preview ends at the next batch.
+pub async fn execute(
+    frame: datafusion::prelude::DataFrame,
+) -> Result<datafusion::execution::SendableRecordBatchStream, DataFusionError> {
+    let task = Arc::new(frame.task_ctx());
+    let plan = cooperative(frame.create_physical_plan().await?)?;
+    datafusion::physical_plan::execute_stream(plan, task)
+}

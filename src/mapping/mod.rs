@@ -107,7 +107,7 @@ impl Mapping {
                 });
             }
             let known: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
-            sandbox::check_query(&view.query, &known, path)?;
+            sandbox::check_query(&view.query, &known, path, text)?;
             views.push(view);
         }
         if views.is_empty() {

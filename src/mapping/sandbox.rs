@@ -99,7 +99,12 @@ fn single_name(name: &ObjectName) -> Option<String> {
 }
 
 /// Checks the tables and table factors a view's query uses.
-pub fn check_query(query: &Query, earlier_views: &[&str], path: &Path) -> Result<(), MappingError> {
+pub fn check_query(
+    query: &Query,
+    earlier_views: &[&str],
+    path: &Path,
+    text: &str,
+) -> Result<(), MappingError> {
     let mut ctes = CteNames::default();
     let _ = query.visit(&mut ctes);
     let mut allowed: HashSet<String> = ctes.0;
@@ -110,6 +115,7 @@ pub fn check_query(query: &Query, earlier_views: &[&str], path: &Path) -> Result
         allowed,
         path,
         fallback,
+        text,
     };
     match query.visit(&mut checker) {
         ControlFlow::Break(err) => Err(err),
@@ -137,11 +143,37 @@ struct Checker<'a> {
     allowed: HashSet<String>,
     path: &'a Path,
     fallback: Position,
+    text: &'a str,
 }
 
 impl Checker<'_> {
     fn at(&self, span: datafusion::sql::sqlparser::tokenizer::Span) -> Position {
         position(span, self.fallback)
+    }
+
+    /// Where `needle` first appears from the statement's start (for names the
+    /// parser gives no position, such as quoted strings).
+    fn find(&self, needle: &str) -> Option<Position> {
+        let from = self.fallback;
+        for (i, line) in self
+            .text
+            .lines()
+            .enumerate()
+            .skip(from.line.saturating_sub(1) as usize)
+        {
+            let skip = if i as u64 + 1 == from.line {
+                from.column.saturating_sub(1) as usize
+            } else {
+                0
+            };
+            if let Some(col) = line.get(skip..).and_then(|rest| rest.find(needle)) {
+                return Some(Position {
+                    line: i as u64 + 1,
+                    column: (line[..skip + col].chars().count() + 1) as u64,
+                });
+            }
+        }
+        None
     }
 }
 
@@ -154,6 +186,12 @@ impl Visitor for Checker<'_> {
         };
         match factor {
             TableFactor::Table { name, args, .. } => {
+                let at = if name.span().start.line == 0 {
+                    self.find(&name.to_string()).unwrap_or(self.fallback)
+                } else {
+                    position(name.span(), self.fallback)
+                };
+                let refuse = |message: &str| ControlFlow::Break(error_at(self.path, at, message));
                 let Some(table) = single_name(name) else {
                     return refuse(&format!(
                         "table {name} is not available: a mapping reads only `events` and its own views"

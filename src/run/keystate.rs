@@ -141,11 +141,9 @@ impl KeyState {
             "__new_versions",
             Arc::new(MemTable::try_new(self.schema.clone(), vec![versions])?),
         )?;
-        let mut stream = ctx
-            .sql(&topic.compaction.merge_state_sql())
-            .await?
-            .execute_stream()
-            .await?;
+        let mut stream =
+            crate::mapping::engine::execute(ctx.sql(&topic.compaction.merge_state_sql()).await?)
+                .await?;
         let path: Path = layout
             .root()
             .clone()

@@ -11,6 +11,7 @@
 //! ```
 //! The CLI and the HTTP API both call [`execute`].
 
+pub mod environment;
 pub mod keystate;
 pub mod ledger;
 pub mod progress;
@@ -33,7 +34,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
@@ -57,6 +58,7 @@ use crate::sink::file::data_extension;
 use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
 };
+pub use environment::{RunEnvironment, SetupError};
 pub use keystate::{KeyState, KeyStateError, StateFile};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 pub use progress::{Progress, ProgressSnapshot, Stage};
@@ -734,48 +736,9 @@ impl Run<'_> {
         state: &KeyState,
         query_error: &impl Fn(DataFusionError) -> RunError,
     ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), RunError> {
-        let ctx = self.engine.session();
-        ctx.register_table(
-            KEY_STATE_TABLE,
-            Arc::new(state.table().map_err(query_error)?),
-        )
-        .map_err(query_error)?;
-        let arrivals =
-            MemTable::try_new(self.topic.schema.events.clone(), vec![part.batches.clone()])
-                .map_err(query_error)?;
-        ctx.register_table(ARRIVALS_TABLE, Arc::new(arrivals))
-            .map_err(query_error)?;
-        let sql = self
-            .topic
-            .compaction
-            .classify_sql(&self.topic.schema.event_columns());
-        let mut stream = ctx
-            .sql(&sql)
+        classify(self.engine, self.topic, part.batches.clone(), state)
             .await
-            .map_err(query_error)?
-            .execute_stream()
-            .await
-            .map_err(query_error)?;
-        let flag_index = self.topic.schema.events.fields().len();
-        let (mut main, mut correction) = (Vec::new(), Vec::new());
-        while let Some(batch) = stream.try_next().await.map_err(query_error)? {
-            let flags = batch.column(flag_index).as_boolean().clone();
-            let events = batch
-                .project(&(0..flag_index).collect::<Vec<_>>())
-                .map_err(|e| query_error(e.into()))?;
-            let events = events
-                .with_schema(self.topic.schema.events.clone())
-                .map_err(|e| query_error(e.into()))?;
-            let is_main = arrow::compute::not(&flags).map_err(|e| query_error(e.into()))?;
-            for (mask, out) in [(&is_main, &mut main), (&flags, &mut correction)] {
-                let rows = filter_record_batch(&events, mask).map_err(|e| query_error(e.into()))?;
-                if rows.num_rows() > 0 {
-                    out.push(rows);
-                }
-            }
-            debug_assert_eq!(flags.null_count(), 0);
-        }
-        Ok((main, correction))
+            .map_err(query_error)
     }
 
     /// Applies the mapping to `events` and streams the rows into files.
@@ -805,7 +768,9 @@ impl Run<'_> {
                 topic: self.name(),
                 source,
             })?;
-        let mut stream = frame.execute_stream().await.map_err(query_error)?;
+        let mut stream = crate::mapping::engine::execute(frame)
+            .await
+            .map_err(query_error)?;
         let layout = self.ledger.layout().clone();
         let extension = data_extension(&self.topic.output);
         let partition_name = partition.to_string();
@@ -939,6 +904,38 @@ impl Run<'_> {
             state,
         }
     }
+}
+
+/// Runs the generated classification over one partition's decoded events;
+/// returns (MAIN input, CORRECTION input), both with the `events` columns.
+pub async fn classify(
+    engine: &Engine,
+    topic: &Topic,
+    batches: Vec<RecordBatch>,
+    state: &KeyState,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), DataFusionError> {
+    let ctx = engine.session();
+    ctx.register_table(KEY_STATE_TABLE, Arc::new(state.table()?))?;
+    let arrivals = MemTable::try_new(topic.schema.events.clone(), vec![batches])?;
+    ctx.register_table(ARRIVALS_TABLE, Arc::new(arrivals))?;
+    let sql = topic.compaction.classify_sql(&topic.schema.event_columns());
+    let mut stream = crate::mapping::engine::execute(ctx.sql(&sql).await?).await?;
+    let flag_index = topic.schema.events.fields().len();
+    let (mut main, mut correction) = (Vec::new(), Vec::new());
+    while let Some(batch) = stream.try_next().await? {
+        let flags = batch.column(flag_index).as_boolean().clone();
+        let events = batch
+            .project(&(0..flag_index).collect::<Vec<_>>())?
+            .with_schema(topic.schema.events.clone())?;
+        let is_main = arrow::compute::not(&flags)?;
+        for (mask, out) in [(&is_main, &mut main), (&flags, &mut correction)] {
+            let rows = filter_record_batch(&events, mask)?;
+            if rows.num_rows() > 0 {
+                out.push(rows);
+            }
+        }
+    }
+    Ok((main, correction))
 }
 
 /// Whether a plan starts where the committed runs end.

@@ -3,6 +3,7 @@
 mod servers;
 mod support;
 
+mod api;
 mod cli;
 mod commit;
 mod config;

@@ -1,0 +1,77 @@
+//! Bearer tokens for the HTTP API, compared in constant time.
+
+use std::path::PathBuf;
+
+/// The tokens the API accepts.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.tokens.len())
+    }
+}
+
+impl Tokens {
+    /// Tokens given directly, plus one per non-empty line of `file`.
+    pub fn load(given: &[String], file: Option<&PathBuf>) -> Result<Tokens, String> {
+        let mut tokens: Vec<String> = given
+            .iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the API token file {}: {e}", path.display()))?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        Ok(Tokens { tokens })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Whether `candidate` is one of the tokens. Every token is compared in
+    /// full, so the time taken does not tell how much of one matched.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        let mut found = false;
+        for token in &self.tokens {
+            found |= constant_time_eq(token.as_bytes(), candidate.as_bytes());
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u64;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= (x ^ y) as u64;
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_whole() {
+        let tokens = Tokens::load(&["alpha".into(), " beta ".into()], None).unwrap();
+        assert!(tokens.accepts("alpha"));
+        assert!(tokens.accepts("beta"));
+        assert!(!tokens.accepts("alph"));
+        assert!(!tokens.accepts("alphaa"));
+        assert!(!tokens.accepts(""));
+        assert_eq!(format!("{tokens:?}"), "Tokens(2 configured)");
+    }
+}

@@ -1,0 +1,401 @@
+//! Runs the API started: queued behind a concurrency limit, watched through
+//! their live counters, stopped on request.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use utoipa::ToSchema;
+
+use super::{ApiError, AppState, CountsView};
+use crate::config::Topic;
+use crate::run::{self, Manifest, Outcome, Progress, RunError, RunSummary, Stage};
+
+/// Runs kept in memory (older ones are read back from the manifests).
+const KEEP: usize = 1000;
+
+/// Live counters of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ProgressView {
+    pub partitions_total: u64,
+    pub partitions_finished: u64,
+    pub events_read: u64,
+    pub bytes_read: u64,
+    pub events_rejected: u64,
+    pub main_rows: u64,
+    pub correction_rows: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub retries: u64,
+}
+
+/// A run as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub topic: String,
+    /// queued, running, committing, succeeded, failed or stopped.
+    pub state: String,
+    /// Set when a stop was asked for and the run has not ended yet.
+    pub stop_requested: bool,
+    /// Sequence number of the committed run (succeeded runs).
+    pub sequence: Option<u64>,
+    /// committed or nothing_new (succeeded runs).
+    pub outcome: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub seconds: Option<f64>,
+    pub progress: ProgressView,
+    pub compaction_rate: Option<f64>,
+    pub counts: Option<CountsView>,
+    pub files: Option<usize>,
+    pub error: Option<String>,
+}
+
+impl RunView {
+    /// A committed run read back from its manifest.
+    pub fn from_manifest(m: &Manifest) -> RunView {
+        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+        RunView {
+            id: format!("{}@{}", m.topic, m.sequence),
+            topic: m.topic.clone(),
+            state: "succeeded".into(),
+            stop_requested: false,
+            sequence: Some(m.sequence),
+            outcome: Some("committed".into()),
+            queued_at: m.started_at,
+            started_at: Some(m.started_at),
+            finished_at: Some(m.committed_at),
+            seconds: Some((m.committed_at - m.started_at).num_milliseconds() as f64 / 1000.0),
+            progress: ProgressView {
+                partitions_total: m.partitions.iter().filter(|p| p.end != p.start).count() as u64,
+                partitions_finished: m.partitions.iter().filter(|p| p.end != p.start).count()
+                    as u64,
+                events_read: m.counts.events_read,
+                bytes_read: 0,
+                events_rejected: m.counts.events_rejected,
+                main_rows: m.counts.main_rows,
+                correction_rows: m.counts.correction_rows,
+                files_written: m.files.len() as u64,
+                bytes_written: bytes,
+                retries: 0,
+            },
+            compaction_rate: Some(m.counts.compaction_rate()),
+            counts: Some(CountsView::from(&m.counts)),
+            files: Some(m.files.len()),
+            error: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+struct Record {
+    queued_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    started: Option<Instant>,
+    finished_at: Option<DateTime<Utc>>,
+    seconds: Option<f64>,
+    ended: Option<Ended>,
+    summary: Option<RunSummary>,
+    error: Option<String>,
+}
+
+struct Entry {
+    id: String,
+    topic: String,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+    record: Mutex<Record>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Entry {
+    fn active(&self) -> bool {
+        lock(&self.record).ended.is_none()
+    }
+
+    fn view(&self) -> RunView {
+        let record = lock(&self.record);
+        let p = self.progress.snapshot();
+        let state = match (record.ended, record.started_at, p.stage) {
+            (Some(Ended::Succeeded), ..) => "succeeded",
+            (Some(Ended::Failed), ..) => "failed",
+            (Some(Ended::Stopped), ..) => "stopped",
+            (None, None, _) => "queued",
+            (None, Some(_), Stage::Committing) => "committing",
+            (None, Some(_), _) => "running",
+        };
+        let summary = record.summary.as_ref();
+        RunView {
+            id: self.id.clone(),
+            topic: self.topic.clone(),
+            state: state.into(),
+            stop_requested: record.ended.is_none() && self.cancel.is_cancelled(),
+            sequence: summary.and_then(|s| s.sequence),
+            outcome: summary.map(|s| match s.outcome {
+                Outcome::Committed => "committed".into(),
+                Outcome::NothingNew => "nothing_new".into(),
+            }),
+            queued_at: record.queued_at,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            seconds: record
+                .seconds
+                .or_else(|| record.started.map(|s| s.elapsed().as_secs_f64())),
+            progress: ProgressView {
+                partitions_total: p.partitions_total,
+                partitions_finished: p.partitions_finished,
+                events_read: p.events_read,
+                bytes_read: p.bytes_read,
+                events_rejected: p.events_rejected,
+                main_rows: p.main_rows,
+                correction_rows: p.correction_rows,
+                files_written: p.files_written,
+                bytes_written: p.bytes_written,
+                retries: p.retries,
+            },
+            compaction_rate: summary.map(|s| s.compaction_rate),
+            counts: summary.map(|s| CountsView::from(&s.counts)),
+            files: summary.map(|s| s.files.len()),
+            error: record.error.clone(),
+        }
+    }
+}
+
+/// The runs of this server.
+pub struct RunRegistry {
+    entries: Mutex<(BTreeMap<String, Arc<Entry>>, VecDeque<String>)>,
+    permits: Arc<Semaphore>,
+}
+
+impl RunRegistry {
+    pub fn new(max_concurrent: usize) -> RunRegistry {
+        RunRegistry {
+            entries: Mutex::new((BTreeMap::new(), VecDeque::new())),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Entry>> {
+        lock(&self.entries).0.values().cloned().collect()
+    }
+
+    /// (running, queued).
+    pub fn load(&self) -> (usize, usize) {
+        let mut running = 0;
+        let mut queued = 0;
+        for e in self.all() {
+            let r = lock(&e.record);
+            if r.ended.is_none() {
+                if r.started_at.is_some() {
+                    running += 1;
+                } else {
+                    queued += 1;
+                }
+            }
+        }
+        (running, queued)
+    }
+
+    /// Events read so far by the runs going on, per topic.
+    pub fn live_events(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for e in self.all().into_iter().filter(|e| e.active()) {
+            *out.entry(e.topic.clone()).or_default() += e.progress.snapshot().events_read;
+        }
+        out
+    }
+
+    pub fn active_run_of(&self, topic: &str) -> Option<String> {
+        self.all()
+            .into_iter()
+            .find(|e| e.topic == topic && e.active())
+            .map(|e| e.id.clone())
+    }
+
+    pub fn view(&self, id: &str) -> Option<RunView> {
+        lock(&self.entries).0.get(id).map(|e| e.view())
+    }
+
+    pub fn views_of(&self, topic: &str) -> Vec<RunView> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.topic == topic)
+            .map(|e| e.view())
+            .collect()
+    }
+
+    pub fn stop(&self, id: &str) -> Result<RunView, ApiError> {
+        let entry = lock(&self.entries).0.get(id).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "Unknown run",
+                format!("no run {id:?}"),
+            )
+        })?;
+        if !entry.active() {
+            let view = entry.view();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Run finished",
+                format!("run {id} has finished already ({})", view.state),
+            ));
+        }
+        info!(run = id, topic = %entry.topic, "stop requested");
+        entry.cancel.cancel();
+        Ok(entry.view())
+    }
+
+    pub fn cancel_queued(&self) {
+        for e in self.all() {
+            if lock(&e.record).started_at.is_none() {
+                e.cancel.cancel();
+            }
+        }
+    }
+
+    pub fn cancel_all(&self) {
+        for e in self.all() {
+            e.cancel.cancel();
+        }
+    }
+}
+
+fn new_id() -> String {
+    format!("run-{:016x}", rand::random::<u64>())
+}
+
+/// Queues a run of `topic`; refused when the topic has one queued or running.
+pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError> {
+    let entry = {
+        let mut guard = lock(&app.runs.entries);
+        let (entries, order) = &mut *guard;
+        if let Some(other) = entries
+            .values()
+            .find(|e| e.topic == topic.name && e.active())
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Already running",
+                format!(
+                    "topic {} is already queued or running as {}",
+                    topic.name, other.id
+                ),
+            ));
+        }
+        let entry = Arc::new(Entry {
+            id: new_id(),
+            topic: topic.name.clone(),
+            progress: Arc::new(Progress::default()),
+            cancel: CancellationToken::new(),
+            record: Mutex::new(Record {
+                queued_at: Utc::now(),
+                started_at: None,
+                started: None,
+                finished_at: None,
+                seconds: None,
+                ended: None,
+                summary: None,
+                error: None,
+            }),
+        });
+        entries.insert(entry.id.clone(), entry.clone());
+        order.push_back(entry.id.clone());
+        while order.len() > KEEP {
+            if let Some(old) = order.pop_front() {
+                if entries.get(&old).is_some_and(|e| e.active()) {
+                    order.push_back(old);
+                    break;
+                }
+                entries.remove(&old);
+            }
+        }
+        entry
+    };
+    let id = entry.id.clone();
+    info!(run = %id, topic = %topic.name, "run queued");
+    let app = app.clone();
+    tokio::spawn(async move {
+        let permit = tokio::select! {
+            permit = app.runs.permits.clone().acquire_owned() => permit.ok(),
+            _ = entry.cancel.cancelled() => None,
+        };
+        let Some(_permit) = permit else {
+            finish(
+                &app,
+                &entry,
+                Ended::Stopped,
+                None,
+                Some("stopped before it started".into()),
+            );
+            return;
+        };
+        {
+            let mut r = lock(&entry.record);
+            r.started_at = Some(Utc::now());
+            r.started = Some(Instant::now());
+        }
+        let request = match app.env.request(
+            topic.clone(),
+            None,
+            entry.progress.clone(),
+            entry.cancel.clone(),
+        ) {
+            Ok(request) => request,
+            Err(e) => {
+                finish(&app, &entry, Ended::Failed, None, Some(e.to_string()));
+                return;
+            }
+        };
+        match run::execute(&app.env.engine, request).await {
+            Ok(summary) => finish(&app, &entry, Ended::Succeeded, Some(summary), None),
+            Err(e @ RunError::Stopped { .. }) => {
+                finish(&app, &entry, Ended::Stopped, None, Some(e.to_string()))
+            }
+            Err(e) => finish(&app, &entry, Ended::Failed, None, Some(e.to_string())),
+        }
+    });
+    Ok(id)
+}
+
+fn finish(
+    app: &AppState,
+    entry: &Entry,
+    ended: Ended,
+    summary: Option<RunSummary>,
+    error: Option<String>,
+) {
+    let seconds = {
+        let mut r = lock(&entry.record);
+        r.ended = Some(ended);
+        r.finished_at = Some(Utc::now());
+        r.seconds = r.started.map(|s| s.elapsed().as_secs_f64());
+        r.summary = summary;
+        r.error = error;
+        r.seconds
+    };
+    let state = match ended {
+        Ended::Succeeded => "succeeded",
+        Ended::Failed => "failed",
+        Ended::Stopped => "stopped",
+    };
+    app.metrics
+        .record(&entry.topic, state, &entry.progress.snapshot(), seconds);
+    info!(run = %entry.id, topic = %entry.topic, state, "run ended");
+}
