@@ -193,13 +193,21 @@ enum KeyPaths {
     Many(Vec<String>),
 }
 
+fn default_true() -> bool {
+    true
+}
+
 /// `topic.toml` as written.
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopicFile {
     event_type: String,
     partitioning_key: KeyPaths,
     ordering_key: String,
+    /// False keeps every event in MAIN: no compaction, no corrections.
+    #[serde(default = "default_true")]
+    compact: bool,
     #[serde(default)]
     category: Option<Category>,
     #[serde(default)]
@@ -363,7 +371,9 @@ impl Topic {
             compaction: Compaction {
                 partitioning_key,
                 ordering_key: file.ordering_key,
+                compact: file.compact,
             },
+
             output: file.output,
             source: file.source,
             warehouse: file.warehouse,

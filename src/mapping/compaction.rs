@@ -44,6 +44,9 @@ pub struct Compaction {
     pub partitioning_key: Vec<String>,
     /// Column path whose higher value means a newer version (e.g. `version`).
     pub ordering_key: String,
+    /// False when the topic keeps every event: all of them go to MAIN, none
+    /// to CORRECTION, and no key state is kept.
+    pub compact: bool,
 }
 
 impl Compaction {

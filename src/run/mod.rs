@@ -174,6 +174,21 @@ pub struct RunSummary {
     pub seconds: f64,
     /// True when this attempt reused the plan of an earlier, uncommitted attempt.
     pub resumed: bool,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Seconds spent in each stage of a run.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Timings {
+    /// Finding the committed run, fixing the plan, loading the key state.
+    pub plan: f64,
+    /// Reading and decoding the events.
+    pub read: f64,
+    /// Classifying, mapping and writing the files (and the key state).
+    pub map_write: f64,
+    /// Writing the manifest, the post-commit files and the source's cursors.
+    pub commit: f64,
 }
 
 /// Topics running in this process, by output location: a second run of one
@@ -269,6 +284,12 @@ impl Run<'_> {
 
     async fn go(&self) -> Result<RunSummary, RunError> {
         let progress = &self.request.progress;
+        let mut timings = Timings::default();
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut f64| {
+            *slot = clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+        };
         progress.set_stage(Stage::Planning);
         let Some((plan, resumed, committed)) = self.plan().await? else {
             let latest = self
@@ -289,6 +310,7 @@ impl Run<'_> {
                 partitions: latest.map(|m| m.partitions).unwrap_or_default(),
                 seconds: 0.0,
                 resumed: false,
+                timings: Timings::default(),
             });
         };
         let ranges: Vec<PartitionRange> = plan
@@ -320,12 +342,14 @@ impl Run<'_> {
             topic: self.name(),
             source,
         })?;
+        lap(&mut timings.plan);
         failpoint("planned");
         progress.set_stage(Stage::Reading);
         progress
             .partitions_total
             .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let decoded = self.cancellable(self.read(&ranges)).await?;
+        lap(&mut timings.read);
 
         progress.set_stage(Stage::Mapping);
         let mut outputs = self
@@ -356,6 +380,7 @@ impl Run<'_> {
             Some(written)
         };
 
+        lap(&mut timings.map_write);
         failpoint("files-written");
         progress.set_stage(Stage::Committing);
         let manifest = self.manifest(&plan, outputs, state_file);
@@ -396,6 +421,10 @@ impl Run<'_> {
             partitions: manifest.partitions,
             seconds: 0.0,
             resumed,
+            timings: {
+                lap(&mut timings.commit);
+                timings
+            },
         })
     }
 
@@ -680,6 +709,7 @@ impl Run<'_> {
         let (main, correction) = self.classify(&part, state, &query_error).await?;
         let versions = main
             .iter()
+            .filter(|_| self.topic.compaction.compact)
             .map(|batch| state.versions_of(self.topic, batch))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| RunError::KeyState {
@@ -914,7 +944,11 @@ pub async fn classify(
     batches: Vec<RecordBatch>,
     state: &KeyState,
 ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), DataFusionError> {
+    if !topic.compaction.compact {
+        return Ok((batches, Vec::new()));
+    }
     let ctx = engine.session();
+
     ctx.register_table(KEY_STATE_TABLE, Arc::new(state.table()?))?;
     let arrivals = MemTable::try_new(topic.schema.events.clone(), vec![batches])?;
     ctx.register_table(ARRIVALS_TABLE, Arc::new(arrivals))?;

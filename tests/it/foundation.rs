@@ -670,3 +670,65 @@ async fn late_events_are_corrections_across_runs() {
         vec![format!("article-stock-changed/{}", m2.state.unwrap().path)]
     );
 }
+
+#[tokio::test]
+async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
+    let ws = Workspace::new();
+    let from = ws.sql().join("article-stock-changed");
+    let to = ws.sql().join("article-stock-history");
+    crate::support::copy_dir(&from, &to);
+    std::fs::create_dir_all(ws.path("recorded/article-stock-history")).unwrap();
+    std::fs::write(
+        ws.path("recorded/article-stock-history/stream.jsonl"),
+        article_line(
+            0,
+            2,
+            &[
+                (1, 100000002, 2, 10),
+                (2, 100000002, 1, 11),
+                (3, 100000002, 2, 12),
+            ],
+        ),
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(to.join("topic.toml")).unwrap();
+    std::fs::write(
+        to.join("topic.toml"),
+        toml.replace(
+            "ordering_key = \"version\"",
+            "ordering_key = \"version\"\ncompact = false",
+        ),
+    )
+    .unwrap();
+    let summary = ws.run("article-stock-history").await.unwrap();
+    assert_eq!(
+        summary.counts,
+        RunCounts {
+            events_read: 3,
+            main_input: 3,
+            main_rows: 3,
+            ..Default::default()
+        }
+    );
+    let (_, main) =
+        csv_rows(&ws.read_out("article-stock-history/main/run=0000000001/main-0000000001-p0.csv"));
+    assert_eq!(
+        main.iter()
+            .map(|r| (r[3].clone().unwrap(), r[4].clone().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("1".to_string(), "11".to_string()),
+            ("2".to_string(), "10".to_string()),
+            ("2".to_string(), "12".to_string())
+        ]
+    );
+    // An empty correction file and no key state: every version is history.
+    let (_, correction) =
+        csv_rows(&ws.read_out(
+            "article-stock-history/correction/run=0000000001/correction-0000000001-p0.csv",
+        ));
+    assert!(correction.is_empty());
+    let files = ws.out_files();
+    assert!(files.iter().all(|f| !f.contains("/_state/")), "{files:?}");
+    assert!(manifest(&ws, "article-stock-history", 1).state.is_none());
+}

@@ -1,0 +1,478 @@
+//! Deterministic Nakadi-style article events for the benchmark: nested objects,
+//! arrays that are sometimes empty or null, per-key versions with repeated
+//! updates and late (out-of-order) versions, CSV-hostile strings.
+//!
+//! Shape and mix follow the usual stock-change stream: `--dup-ratio` of the
+//! events are later versions of an already-seen article (the compaction rate),
+//! `--ooo-ratio` arrive after a higher version of their article.
+
+use std::io::Write;
+
+/// A small, fast, deterministic generator (SplitMix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const BRANDS: [&str; 24] = [
+    "Nike",
+    "adidas",
+    "Puma",
+    "New Balance",
+    "Levi's",
+    "Tommy Hilfiger",
+    "Esprit",
+    "s.Oliver",
+    "Jack & Jones",
+    "Mango",
+    "Even&Odd",
+    "Marc O'Polo",
+    "Tamaris",
+    "Birkenstock",
+    "Dr. Martens",
+    "The North Face",
+    "Fjällräven",
+    "Björn Borg",
+    "Scotch & Soda",
+    "Abercrombie & Fitch",
+    "Polo Ralph Lauren",
+    "G-Star RAW",
+    "Wrangler",
+    "Vila",
+];
+const WORDS_A: [&str; 12] = [
+    "Air",
+    "Classic",
+    "Urban",
+    "Trail",
+    "Court",
+    "Retro",
+    "Essential",
+    "Core",
+    "Flex",
+    "Street",
+    "Heritage",
+    "Ultra",
+];
+const WORDS_B: [&str; 12] = [
+    "Runner", "Sneaker", "Boot", "Hoodie", "T-Shirt", "Sweater", "Jacket", "Jeans", "Chino", "Cap",
+    "Scarf", "Tote",
+];
+const SUFFIX: [&str; 20] = [
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    " 90",
+    " 2.0",
+    " Low",
+    " High",
+    ", Slim Fit",
+    " \\\"Limited\\\"",
+    " Größe+",
+    " Édition",
+    " 3/4",
+    " (2-pack)",
+];
+const SIZES: [&str; 16] = [
+    "36", "37", "38", "39", "40", "41", "42", "43", "44", "XS", "S", "M", "L", "XL", "W30/L32",
+    "ONE SIZE",
+];
+const WAREHOUSES: [&str; 9] = [
+    "BER", "LEJ", "ERF", "MGL", "BRN", "GRZ", "VEN", "OLS", "LDZ",
+];
+const TAGS: [&str; 10] = [
+    "new-arrival",
+    "sale",
+    "bestseller",
+    "sustainable",
+    "limited",
+    "online-exclusive",
+    "premium",
+    "basic",
+    "trending",
+    "back-in-stock",
+];
+const COLORS: [&str; 8] = [
+    "black", "white", "navy", "grey", "beige", "red", "olive", "brown",
+];
+const FIBERS: [&str; 6] = [
+    "cotton",
+    "polyester",
+    "elastane",
+    "viscose",
+    "wool",
+    "linen",
+];
+
+struct Article {
+    id: u64,
+    brand: &'static str,
+    model: String,
+    sizes: Vec<(&'static str, Vec<&'static str>)>,
+    qty: Vec<i64>,
+    price_cents: i64,
+    version: i64,
+    occurred_ms: i64,
+    tags: Vec<&'static str>,
+    attributes: String,
+}
+
+/// Counts of what was generated.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub events: u64,
+    pub bytes: u64,
+    pub articles: u64,
+    pub out_of_order: u64,
+    pub size_rows: u64,
+}
+
+pub struct Generator {
+    rng: Rng,
+    articles: Vec<Article>,
+    holes: Vec<(usize, i64, i64)>,
+    now_ms: i64,
+    remaining_new: u64,
+    remaining_update: u64,
+    remaining_late: u64,
+    hole_rate: f64,
+    pub stats: Stats,
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl Generator {
+    pub fn new(seed: u64, events: u64, dup_ratio: f64, ooo_ratio: f64) -> Generator {
+        let new = ((events as f64) * (1.0 - dup_ratio)).round().max(1.0) as u64;
+        let late = ((events as f64) * ooo_ratio).round() as u64;
+        let late = late.min(events.saturating_sub(new));
+        let update = events - new - late;
+        Generator {
+            rng: Rng::new(seed),
+            articles: Vec::new(),
+            holes: Vec::new(),
+            now_ms: 1_717_401_600_000,
+            remaining_new: new,
+            remaining_update: update,
+            remaining_late: late,
+            hole_rate: if update > 0 {
+                1.15 * late as f64 / update as f64
+            } else {
+                0.0
+            },
+            stats: Stats::default(),
+        }
+    }
+
+    fn new_article(&mut self) -> Article {
+        let r = &mut self.rng;
+        let count = 1 + r.below(6) as usize;
+        let start = r.below((SIZES.len() - count) as u64) as usize;
+        let sizes: Vec<(&'static str, Vec<&'static str>)> = SIZES[start..start + count]
+            .iter()
+            .map(|s| {
+                let n = 1 + r.below(3) as usize;
+                let from = r.below((WAREHOUSES.len() - n) as u64) as usize;
+                (*s, WAREHOUSES[from..from + n].to_vec())
+            })
+            .collect();
+        let qty = sizes.iter().map(|_| r.below(26) as i64).collect();
+        let tags = (0..r.below(4)).map(|_| *r.pick(&TAGS)).collect();
+        let attributes = format!(
+            r#"{{"color":{{"primary":"{}","secondary":{}}},"season":"SS{}","material":{{"composition":[{{"fiber":"{}","pct":{}}}]}},"care":{{"machine_wash":{},"max_temp_c":{}}},"logistics":{{"weight_g":{},"country_of_origin":"PT"}}}}"#,
+            r.pick(&COLORS),
+            if r.chance(0.4) {
+                format!("\"{}\"", r.pick(&COLORS))
+            } else {
+                "null".into()
+            },
+            20 + r.below(6),
+            r.pick(&FIBERS),
+            60 + r.below(41),
+            r.chance(0.85),
+            [30, 40, 60][r.below(3) as usize],
+            80 + r.below(2400)
+        );
+        let id = 100_000_000 + self.stats.articles * 7919 % 900_000_000;
+        self.stats.articles += 1;
+        Article {
+            id,
+            brand: *r.pick(&BRANDS),
+            model: format!(
+                "{} {}{}",
+                r.pick(&WORDS_A),
+                r.pick(&WORDS_B),
+                r.pick(&SUFFIX)
+            ),
+            sizes,
+            qty,
+            price_cents: [1995, 2995, 4995, 7995, 9995, 14995][r.below(6) as usize],
+            version: 1,
+            occurred_ms: self.now_ms - 1 - r.below(60_000) as i64,
+            tags,
+            attributes,
+        }
+    }
+
+    fn pick_existing(&mut self) -> usize {
+        let n = self.articles.len() as u64;
+        let x = self.rng.below(10);
+        if x < 2 {
+            self.rng.below(n.min(1000)) as usize
+        } else if x < 5 {
+            (n - 1 - self.rng.below(n.min(2000))) as usize
+        } else {
+            self.rng.below(n) as usize
+        }
+    }
+
+    fn render(&mut self, a: usize, version: i64, occurred_ms: i64, out: &mut Vec<u8>) {
+        let sizes_kind = self.rng.below(100);
+        let eid = (self.rng.next_u64() as u128) << 64 | self.rng.next_u64() as u128;
+        let flow = self.rng.next_u64();
+        let article = &self.articles[a];
+        let sizes = if sizes_kind < 2 {
+            "null".to_string()
+        } else if sizes_kind < 10 {
+            "[]".to_string()
+        } else {
+            self.stats.size_rows += article.sizes.len() as u64;
+            let parts: Vec<String> = article
+                .sizes
+                .iter()
+                .zip(&article.qty)
+                .map(|((s, w), q)| {
+                    format!(
+                        r#"{{"size":"{s}","qty":{q},"warehouses":[{}]}}"#,
+                        w.iter()
+                            .map(|x| format!("\"{x}\""))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                })
+                .collect();
+            format!("[{}]", parts.join(","))
+        };
+        let available: i64 = if sizes_kind < 10 {
+            0
+        } else {
+            article.qty.iter().sum()
+        };
+        let tags = article
+            .tags
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        let hex = format!("{eid:032x}");
+        let _ = write!(
+            out,
+            r#"{{"metadata":{{"eid":"{}-{}-4{}-a{}-{}","occurred_at":"{}","received_at":"{}","event_type":"article.stock-changed","partition":"{}","version":"1.2.0","flow_id":"f{flow:016x}"}},"article_id":{},"brand":"{}","model":"{}","version":{version},"available_qty":{available},"price":{{"amount":{}.{:02},"currency":"EUR"}},"sizes":{sizes},"tags":[{tags}],"attributes":{}}}"#,
+            &hex[0..8],
+            &hex[8..12],
+            &hex[13..16],
+            &hex[17..20],
+            &hex[20..32],
+            rfc3339_ms(occurred_ms),
+            rfc3339_ms(self.now_ms),
+            article.id % 8,
+            article.id,
+            article.brand,
+            article.model,
+            article.price_cents / 100,
+            article.price_cents % 100,
+            article.attributes,
+        );
+    }
+
+    /// Counts an event against its kind's quota, or against whichever kind
+    /// still has one (the first events cannot be late, say).
+    fn charge(&mut self, kind: u8) {
+        let slots = [
+            &mut self.remaining_new,
+            &mut self.remaining_update,
+            &mut self.remaining_late,
+        ];
+        let [new, update, late] = slots;
+        let wanted: &mut u64 = match kind {
+            0 => new,
+            1 => update,
+            _ => late,
+        };
+        if *wanted > 0 {
+            *wanted -= 1;
+            return;
+        }
+        for remaining in [
+            &mut self.remaining_update,
+            &mut self.remaining_late,
+            &mut self.remaining_new,
+        ] {
+            if *remaining > 0 {
+                *remaining -= 1;
+                return;
+            }
+        }
+    }
+
+    /// The next event: its partition and JSON, or `None` when all are out.
+    pub fn next_event(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+        let total = self.remaining_new + self.remaining_update + self.remaining_late;
+        if total == 0 {
+            return None;
+        }
+        self.now_ms += 1 + self.rng.below(18) as i64;
+        let x = self.rng.below(total);
+        let mut kind = if x < self.remaining_new {
+            0
+        } else if x < self.remaining_new + self.remaining_update {
+            1
+        } else {
+            2
+        };
+        if self.articles.is_empty() {
+            kind = 0;
+        } else if kind == 2 && self.holes.is_empty() {
+            kind = 1;
+        }
+        self.charge(kind);
+        let (a, version, occurred) = match kind {
+            0 => {
+                let article = self.new_article();
+                let (v, o) = (article.version, article.occurred_ms);
+                self.articles.push(article);
+                (self.articles.len() - 1, v, o)
+            }
+            1 => {
+                let a = self.pick_existing();
+                for i in 0..self.articles[a].qty.len() {
+                    if self.rng.chance(0.5) {
+                        let q = &mut self.articles[a].qty[i];
+                        *q = (*q + self.rng.below(8) as i64 - 4).max(0);
+                    }
+                }
+                let occurred = (self.articles[a].occurred_ms + 1)
+                    .max(self.now_ms - 1 - self.rng.below(60_000) as i64);
+                let mut gaps = self.hole_rate as i64;
+                if self.rng.chance(self.hole_rate - gaps as f64) {
+                    gaps += 1;
+                }
+                let base = &self.articles[a];
+                for g in 1..=gaps {
+                    let hole_occurred =
+                        base.occurred_ms + (occurred - base.occurred_ms) * g / (gaps + 1);
+                    self.holes.push((a, base.version + g, hole_occurred));
+                }
+                let article = &mut self.articles[a];
+                article.version += 1 + gaps;
+                article.occurred_ms = occurred;
+                (a, article.version, occurred)
+            }
+            _ => {
+                self.stats.out_of_order += 1;
+                let i = self.rng.below(self.holes.len() as u64) as usize;
+                let last = self.holes.len() - 1;
+                self.holes.swap(i, last);
+                self.holes.pop().unwrap_or((0, 1, self.now_ms))
+            }
+        };
+        let start = out.len();
+        self.render(a, version, occurred, out);
+        self.stats.events += 1;
+        self.stats.bytes += (out.len() - start) as u64 + 1;
+        Some((self.articles[a].id % 8) as u32)
+    }
+}
+
+/// Writes `events` events as NDJSON (for DuckDB) and as Nakadi stream lines
+/// (batches of `batch` events per partition, for materializer).
+pub fn write_files(
+    events: u64,
+    seed: u64,
+    ndjson: &std::path::Path,
+    stream: &std::path::Path,
+    batch: usize,
+) -> std::io::Result<Stats> {
+    let mut generator = Generator::new(seed, events, 0.7, 0.05);
+    let mut plain = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(ndjson)?);
+    let mut lines = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(stream)?);
+    let mut pending: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 8];
+    let mut offsets = [0u64; 8];
+    let mut event = Vec::with_capacity(2048);
+    let flush = |partition: usize,
+                 events: &mut Vec<Vec<u8>>,
+                 offsets: &mut [u64; 8],
+                 out: &mut dyn Write|
+     -> std::io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        offsets[partition] += events.len() as u64;
+        write!(
+            out,
+            r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{:018}"}},"events":["#,
+            offsets[partition] - 1
+        )?;
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            out.write_all(e)?;
+        }
+        out.write_all(b"]}\n")?;
+        events.clear();
+        Ok(())
+    };
+    loop {
+        event.clear();
+        let Some(partition) = generator.next_event(&mut event) else {
+            break;
+        };
+        plain.write_all(&event)?;
+        plain.write_all(b"\n")?;
+        let p = partition as usize;
+        pending[p].push(event.clone());
+        if pending[p].len() >= batch {
+            flush(p, &mut pending[p], &mut offsets, &mut lines)?;
+        }
+    }
+    for (p, events) in pending.iter_mut().enumerate() {
+        flush(p, events, &mut offsets, &mut lines)?;
+    }
+    plain.flush()?;
+    lines.flush()?;
+    Ok(generator.stats.clone())
+}

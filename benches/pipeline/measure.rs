@@ -1,0 +1,68 @@
+//! A whole process measured: wall time and peak resident memory (`wait4`).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub struct Measurement {
+    pub wall: f64,
+    pub peak_rss_mb: f64,
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` to its end. Its stdout and stderr are collected on threads
+/// so that a chatty process never blocks on a full pipe.
+pub fn measure(command: &mut Command) -> Result<Measurement, String> {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {command:?}: {e}"))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills; pid is our own child,
+    // reaped here (std's Child is not waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed().as_secs_f64();
+    if reaped != pid {
+        return Err(format!(
+            "waiting for {command:?}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok(Measurement {
+        wall,
+        // Linux reports ru_maxrss in KiB.
+        peak_rss_mb: usage.ru_maxrss as f64 * 1024.0 / 1e6,
+        success,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
