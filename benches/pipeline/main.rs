@@ -403,6 +403,8 @@ fn duckdb_script(case: Case, input: &Path, target: &Path, threads: usize) -> Str
 import duckdb
 con = duckdb.connect()
 con.execute("SET threads = {threads}")
+con.execute("SET enable_progress_bar = false")
+
 con.execute("""
 CREATE VIEW events AS SELECT * FROM read_json('{input}', format = 'newline_delimited', columns = {{
     metadata: 'STRUCT(eid VARCHAR, occurred_at VARCHAR)', article_id: 'BIGINT', brand: 'VARCHAR',

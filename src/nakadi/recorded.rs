@@ -92,6 +92,7 @@ impl RecordedSource {
             .collect();
         let (tx, rx) = mpsc::channel::<Result<Batch, SourceError>>(64);
         tokio::task::spawn_blocking(move || {
+            let mut previous: HashMap<Arc<str>, Offset> = HashMap::new();
             let result = for_each_line(&files, |path, line_no, line| {
                 if cursor_partition(&line).is_some_and(|p| !starts.contains_key(p)) {
                     return Ok(true); // a partition this run does not read
@@ -104,6 +105,20 @@ impl RecordedSource {
                 if batch.events.is_empty() {
                     return Ok(true);
                 }
+                let first = first_offset(&batch);
+                if let Some(last) = previous.get(&batch.partition)
+                    && !first.is_after(last)
+                {
+                    return Err(overlap_error(
+                        path,
+                        line_no,
+                        &batch.offset,
+                        &batch.partition,
+                        &first,
+                        last,
+                    ));
+                }
+                previous.insert(batch.partition.clone(), batch.offset.clone());
                 if !start.is_begin() && !batch.offset.is_after(start) {
                     return Ok(true); // consumed by an earlier run
                 }
@@ -152,18 +167,42 @@ fn cursor_partition(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
+/// The partition and offset of a line that starts with a plain cursor, as
+/// Nakadi writes low-level batches: `{"cursor":{"partition":"P","offset":"O"},...`.
+fn leading_cursor(line: &[u8]) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix(br#"{"cursor":{"partition":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let partition = std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = rest[end + 1..].strip_prefix(br#","offset":""#)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let offset = std::str::from_utf8(&rest[..end]).ok()?;
+    rest[end + 1..]
+        .starts_with(b"}")
+        .then_some((partition, offset))
+}
+
+/// Oldest and newest offset per partition. The first line of a partition is
+/// parsed whole (its first event gives the oldest cursor); later lines only
+/// to their cursor, when it leads the line: the events of every line are
+/// framed, and checked to follow the previous batch, when they are read.
 fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError> {
     let mut seen: HashMap<String, (Offset, Offset)> = HashMap::new();
     for_each_line(files, |path, line_no, line| {
+        if let Some((partition, offset)) = leading_cursor(&line)
+            && let Some((_, newest)) = seen.get_mut(partition)
+        {
+            let offset = Offset::new(offset);
+            if offset.nakadi_cmp(newest) == std::cmp::Ordering::Less {
+                return Err(overlap_error(
+                    path, line_no, &offset, partition, &offset, newest,
+                ));
+            }
+            *newest = offset;
+            return Ok(true);
+        }
         let batch =
             framing::parse_line(line).map_err(|e| recorded_error(path, line_no, &e.to_string()))?;
-        let first = if batch.events.is_empty() {
-            batch.offset.clone()
-        } else {
-            batch
-                .event_offset(0)
-                .unwrap_or_else(|| batch.offset.clone())
-        };
+        let first = first_offset(&batch);
         match seen.get_mut(&*batch.partition) {
             None => {
                 // The offset before the first recorded event is the oldest cursor.
@@ -176,13 +215,13 @@ fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError>
                 if batch.offset.nakadi_cmp(newest) == std::cmp::Ordering::Less
                     || (!batch.events.is_empty() && !first.is_after(newest))
                 {
-                    return Err(recorded_error(
+                    return Err(overlap_error(
                         path,
                         line_no,
-                        &format!(
-                            "batch {} of partition {} (first event {first}) overlaps the previous batch, which ended at {}",
-                            batch.offset, batch.partition, newest
-                        ),
+                        &batch.offset,
+                        &batch.partition,
+                        &first,
+                        newest,
                     ));
                 }
                 *newest = batch.offset.clone();
@@ -200,6 +239,34 @@ fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError>
         .collect();
     partitions.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
     Ok(partitions)
+}
+
+/// Offset of a batch's first event (its cursor when it has none).
+fn first_offset(batch: &Batch) -> Offset {
+    if batch.events.is_empty() {
+        batch.offset.clone()
+    } else {
+        batch
+            .event_offset(0)
+            .unwrap_or_else(|| batch.offset.clone())
+    }
+}
+
+fn overlap_error(
+    path: &Path,
+    line_no: u64,
+    offset: &Offset,
+    partition: &str,
+    first: &Offset,
+    previous: &Offset,
+) -> SourceError {
+    recorded_error(
+        path,
+        line_no,
+        &format!(
+            "batch {offset} of partition {partition} (first event {first}) overlaps the previous batch, which ended at {previous}"
+        ),
+    )
 }
 
 /// Calls `f` with every non-empty line of the files (1-based line numbers).
@@ -334,8 +401,47 @@ mod tests {
             "{\"cursor\":{\"partition\":\"0\",\"offset\":\"1\"},\"events\":[{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"2\"},\"events\":[{\n",
         );
         let source = RecordedSource::open(dir.path()).unwrap();
+        // The cursors are fine; the events of line 2 are not, and reading says where.
+        let partitions = source.partitions().await.unwrap();
+        assert_eq!(partitions[0].newest_available_offset, Offset::new("2"));
+        let ranges = [PartitionRange {
+            partition: "0".into(),
+            start: Offset::begin(),
+            end: Offset::new("2"),
+        }];
+        let results: Vec<Result<Batch, SourceError>> = source.stream(&ranges).collect().await;
+        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(err.contains("a.jsonl:2:"), "{err}");
+        // A line that does not start with its cursor is parsed whole at once.
+        write(
+            dir.path(),
+            "a.jsonl",
+            "{\"cursor\":{\"partition\":\"0\",\"offset\":\"1\"},\"events\":[{}]}\n{\"events\":[{},\"cursor\":{\"partition\":\"0\",\"offset\":\"2\"}}\n",
+        );
         let err = source.partitions().await.unwrap_err().to_string();
         assert!(err.contains("a.jsonl:2:"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn batches_that_overlap_are_refused_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            "{\"cursor\":{\"partition\":\"0\",\"offset\":\"5\"},\"events\":[{},{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"6\"},\"events\":[{},{}]}\n",
+        );
+        let source = RecordedSource::open(dir.path()).unwrap();
+        let ranges = [PartitionRange {
+            partition: "0".into(),
+            start: Offset::begin(),
+            end: Offset::new("6"),
+        }];
+        let results: Vec<Result<Batch, SourceError>> = source.stream(&ranges).collect().await;
+        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("a.jsonl:2:") && err.contains("overlaps the previous batch"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -34,8 +34,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
-use arrow::array::AsArray;
+use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
+use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use datafusion::common::DataFusionError;
@@ -54,6 +55,7 @@ use crate::mapping::{Engine, MappingError};
 use crate::nakadi::{
     Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
 };
+use crate::schema::SEQ_COLUMN;
 use crate::sink::file::data_extension;
 use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
@@ -937,7 +939,13 @@ impl Run<'_> {
 }
 
 /// Runs the generated classification over one partition's decoded events;
-/// returns (MAIN input, CORRECTION input), both with the `events` columns.
+/// returns (MAIN input, CORRECTION input), both with the `events` columns, in
+/// arrival order.
+///
+/// The windows behind the classification sort their input. They get only the
+/// columns they need (the keys and the arrival sequence); the events
+/// themselves are then picked by sequence number, so that wide rows (strings,
+/// lists) are never sorted or copied more than once.
 pub async fn classify(
     engine: &Engine,
     topic: &Topic,
@@ -947,29 +955,65 @@ pub async fn classify(
     if !topic.compaction.compact {
         return Ok((batches, Vec::new()));
     }
+    let events = &topic.schema.events;
+    let seq_index = events.index_of(SEQ_COLUMN)?;
+    let needed = classification_columns(topic, seq_index);
+    let narrow: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| b.project(&needed))
+        .collect::<Result<_, _>>()?;
     let ctx = engine.session();
-
     ctx.register_table(KEY_STATE_TABLE, Arc::new(state.table()?))?;
-    let arrivals = MemTable::try_new(topic.schema.events.clone(), vec![batches])?;
+    let arrivals = MemTable::try_new(Arc::new(events.project(&needed)?), vec![narrow])?;
     ctx.register_table(ARRIVALS_TABLE, Arc::new(arrivals))?;
-    let sql = topic.compaction.classify_sql(&topic.schema.event_columns());
+    let sql = topic.compaction.classify_sql(&[SEQ_COLUMN.to_string()]);
     let mut stream = crate::mapping::engine::execute(ctx.sql(&sql).await?).await?;
-    let flag_index = topic.schema.events.fields().len();
-    let (mut main, mut correction) = (Vec::new(), Vec::new());
+
+    // Per arrival sequence number: 0 = superseded, 1 = MAIN, 2 = CORRECTION.
+    let mut marks: Vec<u8> = Vec::new();
     while let Some(batch) = stream.try_next().await? {
-        let flags = batch.column(flag_index).as_boolean().clone();
-        let events = batch
-            .project(&(0..flag_index).collect::<Vec<_>>())?
-            .with_schema(topic.schema.events.clone())?;
-        let is_main = arrow::compute::not(&flags)?;
-        for (mask, out) in [(&is_main, &mut main), (&flags, &mut correction)] {
-            let rows = filter_record_batch(&events, mask)?;
+        let seqs = batch.column(0).as_primitive::<UInt64Type>();
+        let flags = batch.column(1).as_boolean();
+        for row in 0..batch.num_rows() {
+            let seq = seqs.value(row) as usize;
+            if marks.len() <= seq {
+                marks.resize(seq + 1, 0);
+            }
+            marks[seq] = if flags.value(row) { 2 } else { 1 };
+        }
+    }
+    let (mut main, mut correction) = (Vec::new(), Vec::new());
+    for batch in batches {
+        let seqs = batch.column(seq_index).as_primitive::<UInt64Type>();
+        let mark = |seq: u64| marks.get(seq as usize).copied().unwrap_or(0);
+        let is_main: BooleanArray = seqs.iter().map(|s| s.map(|s| mark(s) == 1)).collect();
+        let is_correction: BooleanArray = seqs.iter().map(|s| s.map(|s| mark(s) == 2)).collect();
+        for (mask, out) in [(&is_main, &mut main), (&is_correction, &mut correction)] {
+            let rows = filter_record_batch(&batch, mask)?;
             if rows.num_rows() > 0 {
                 out.push(rows);
             }
         }
     }
     Ok((main, correction))
+}
+
+/// Indices of the `events` columns the classification reads: the top-level
+/// columns of the keys, and the arrival sequence.
+fn classification_columns(topic: &Topic, seq_index: usize) -> Vec<usize> {
+    let events = &topic.schema.events;
+    let keys = &topic.compaction;
+    let mut needed: Vec<usize> = keys
+        .partitioning_key
+        .iter()
+        .chain([&keys.ordering_key])
+        .filter_map(|path| path.split('.').next())
+        .filter_map(|column| events.index_of(column).ok())
+        .chain([seq_index])
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    needed
 }
 
 /// Whether a plan starts where the committed runs end.
