@@ -166,8 +166,15 @@ impl PartitionDecoder {
         if kept.is_empty() {
             return Ok(());
         }
-        let payload =
-            concat_batches(&self.payload_schema, &payload).map_err(DecodeError::Assemble)?;
+        // One part (no event rejected) is the common case: no copy then.
+        let payload = if payload.len() == 1 {
+            payload
+                .pop()
+                .unwrap_or_else(|| RecordBatch::new_empty(self.payload_schema.clone()))
+        } else {
+            concat_batches(&self.payload_schema, &payload).map_err(DecodeError::Assemble)?
+        };
+
         let batch = self.with_system_columns(payload, &kept)?;
         let batch = self.reject_null_keys(batch, &kept)?;
         if batch.num_rows() > 0 {

@@ -1,7 +1,14 @@
-//! A whole process measured: wall time and peak resident memory (`wait4`).
+//! A whole process measured: wall time and peak resident memory.
+//!
+//! The peak is the process's own high-water mark (`VmHWM` in
+//! `/proc/<pid>/status`), read every few milliseconds until it exits. (The
+//! `ru_maxrss` that `wait4` reports is no good here: Linux carries the
+//! parent's resident size at fork into the child's figure.)
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub struct Measurement {
@@ -44,12 +51,33 @@ pub fn measure(command: &mut Command) -> Result<Measurement, String> {
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
     let pid = child.id() as libc::pid_t;
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        let status = format!("/proc/{pid}/status");
+        std::thread::spawn(move || {
+            let mut peak_kb = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kb) = std::fs::read_to_string(&status)
+                    .ok()
+                    .as_deref()
+                    .and_then(high_water_kb)
+                {
+                    peak_kb = peak_kb.max(kb);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak_kb
+        })
+    };
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data that wait4 fills; pid is our own child,
     // reaped here (std's Child is not waited on afterwards).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let peak_kb = watcher.join().unwrap_or(0);
     if reaped != pid {
         return Err(format!(
             "waiting for {command:?}: {}",
@@ -59,10 +87,15 @@ pub fn measure(command: &mut Command) -> Result<Measurement, String> {
     let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     Ok(Measurement {
         wall,
-        // Linux reports ru_maxrss in KiB.
-        peak_rss_mb: usage.ru_maxrss as f64 * 1024.0 / 1e6,
+        peak_rss_mb: peak_kb as f64 * 1024.0 / 1e6,
         success,
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     })
+}
+
+/// `VmHWM:   123456 kB` -> 123456.
+fn high_water_kb(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

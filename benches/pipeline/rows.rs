@@ -74,6 +74,7 @@ pub fn fingerprint_files(list: &Path, parquet: bool) -> Result<Fingerprint, Stri
             read_csv(&path)?
         };
         for batch in batches {
+            let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
             add_batch(&mut print, &batch, &path)?;
         }
     }
@@ -105,7 +106,11 @@ fn add_batch(print: &mut Fingerprint, batch: &RecordBatch, path: &Path) -> Resul
     Ok(())
 }
 
-fn read_csv(path: &Path) -> Result<Vec<RecordBatch>, String> {
+/// Batches of a file, read one at a time (the benchmark's own memory stays
+/// small beside the processes it measures).
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>>;
+
+fn read_csv(path: &Path) -> Result<Batches, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = std::io::BufReader::new(file);
     let mut header = String::new();
@@ -120,18 +125,15 @@ fn read_csv(path: &Path) -> Result<Vec<RecordBatch>, String> {
         .with_batch_size(65_536)
         .build(reader)
         .map_err(|e| e.to_string())?;
-    csv.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+    Ok(Box::new(csv))
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
+fn read_parquet(path: &Path) -> Result<Batches, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))
+    Ok(Box::new(reader))
 }
 
 /// The expected rows, computed independently with serde_json: every event
