@@ -226,6 +226,11 @@ pub struct TopicSchema {
     pub payload: SchemaRef,
     /// `payload` plus the system columns: the `events` table.
     pub events: SchemaRef,
+    /// What a run decodes: `payload` without the struct fields that neither
+    /// the mapping nor the keys read (see [`crate::mapping::prune`]).
+    pub read_payload: SchemaRef,
+    /// `read_payload` plus the system columns: the `events` table of a run.
+    pub read_events: SchemaRef,
     /// Parts of the JSON schema that have no table form.
     pub warnings: Vec<String>,
     /// Where the schema came from.
@@ -238,13 +243,41 @@ impl TopicSchema {
         origin: String,
     ) -> Result<TopicSchema, SchemaError> {
         let (payload, warnings) = doc.to_arrow()?;
+        let payload = Arc::new(payload);
+        let events = with_system_columns(&payload);
         Ok(TopicSchema {
             category: doc.category,
-            events: with_system_columns(&payload),
-            payload: Arc::new(payload),
+            read_payload: payload.clone(),
+            read_events: events.clone(),
+            events,
+            payload,
             warnings,
             origin,
         })
+    }
+
+    /// Narrows what runs decode to what `mapping` and `keys` read, when the
+    /// mapping gives the same output over the narrower `events` table.
+    async fn prune_for(
+        &mut self,
+        engine: &Engine,
+        mapping: &Mapping,
+        keys: &[String],
+        output: &SchemaRef,
+    ) {
+        let Some(pruned) =
+            crate::mapping::prune::pruned_payload(&self.payload, &mapping.text, keys)
+        else {
+            return;
+        };
+        let events = with_system_columns(&pruned);
+        match mapping.validate(engine, events.clone()).await {
+            Ok(same) if same.fields() == output.fields() => {
+                self.read_payload = Arc::new(pruned);
+                self.read_events = events;
+            }
+            _ => {}
+        }
     }
 
     pub fn event_columns(&self) -> Vec<String> {
@@ -308,7 +341,7 @@ impl Topic {
 
         let schema_path = dir.join(SCHEMA_FILE);
         let category = file.category.unwrap_or_default();
-        let (schema, schema_text) = match (schema_path.exists(), nakadi) {
+        let (mut schema, schema_text) = match (schema_path.exists(), nakadi) {
             (true, _) | (false, None) => {
                 let text = read(&schema_path)?;
                 (load_schema(&schema_path, &text, category)?, text)
@@ -358,6 +391,14 @@ impl Topic {
         }
         check_output(&toml_path, &file.output, &output_schema)?;
         check_warehouse(&toml_path, &file.warehouse, &output_schema)?;
+        let keys: Vec<String> = partitioning_key
+            .iter()
+            .chain([&file.ordering_key])
+            .cloned()
+            .collect();
+        schema
+            .prune_for(engine, &mapping, &keys, &output_schema)
+            .await;
 
         let mut hasher = Sha256::new();
         for part in [&toml_text, &mapping_text, &schema_text] {

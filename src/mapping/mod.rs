@@ -9,6 +9,7 @@
 
 pub mod compaction;
 pub mod engine;
+pub mod prune;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};

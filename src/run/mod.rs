@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{Schema, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use datafusion::common::DataFusionError;
@@ -564,8 +564,8 @@ impl Run<'_> {
         for range in ranges {
             let (sender, receiver) = mpsc::channel::<Batch>(32);
             let mut decoder = PartitionDecoder::new(
-                self.topic.schema.payload.clone(),
-                self.topic.schema.events.clone(),
+                self.topic.schema.read_payload.clone(),
+                self.topic.schema.read_events.clone(),
                 Arc::from(range.partition.as_str()),
                 RequiredKeys {
                     paths: self
@@ -707,7 +707,7 @@ impl Run<'_> {
             partition: partition.clone(),
             source,
         };
-        let events_schema = self.topic.schema.events.clone();
+        let events_schema = self.topic.schema.read_events.clone();
         let (main, correction) = self.classify(&part, state, &query_error).await?;
         let versions = main
             .iter()
@@ -955,9 +955,13 @@ pub async fn classify(
     if !topic.compaction.compact {
         return Ok((batches, Vec::new()));
     }
-    let events = &topic.schema.events;
+    // The batches' own schema: a run decodes a narrower one than a preview.
+    let events = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| topic.schema.events.clone());
     let seq_index = events.index_of(SEQ_COLUMN)?;
-    let needed = classification_columns(topic, seq_index);
+    let needed = classification_columns(topic, &events, seq_index);
     let narrow: Vec<RecordBatch> = batches
         .iter()
         .map(|b| b.project(&needed))
@@ -1000,8 +1004,7 @@ pub async fn classify(
 
 /// Indices of the `events` columns the classification reads: the top-level
 /// columns of the keys, and the arrival sequence.
-fn classification_columns(topic: &Topic, seq_index: usize) -> Vec<usize> {
-    let events = &topic.schema.events;
+fn classification_columns(topic: &Topic, events: &Schema, seq_index: usize) -> Vec<usize> {
     let keys = &topic.compaction;
     let mut needed: Vec<usize> = keys
         .partitioning_key
