@@ -732,3 +732,36 @@ async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
     assert!(files.iter().all(|f| !f.contains("/_state/")), "{files:?}");
     assert!(manifest(&ws, "article-stock-history", 1).state.is_none());
 }
+
+#[tokio::test]
+async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
+    let ws = Workspace::new();
+    let catalog = ws.catalog().await;
+    let topic = catalog.topic("article-stock-changed").unwrap();
+    let fields = |schema: &arrow::datatypes::Schema| -> Vec<String> {
+        match schema.field_with_name("metadata").unwrap().data_type() {
+            arrow::datatypes::DataType::Struct(children) => {
+                children.iter().map(|c| c.name().clone()).collect()
+            }
+            other => panic!("metadata is {other}"),
+        }
+    };
+    // The mapping reads metadata.occurred_at and metadata.eid (both required anyway).
+    assert_eq!(fields(&topic.schema.read_payload), ["eid", "occurred_at"]);
+    // The declared table keeps all of Nakadi's metadata (previews, GET /topics).
+    assert_eq!(fields(&topic.schema.payload).len(), 10);
+    // A mapping that selects metadata whole decodes it whole.
+    let to = ws.sql().join("article-stock-meta");
+    crate::support::copy_dir(&ws.sql().join("article-stock-changed"), &to);
+    std::fs::write(
+        to.join("mapping.sql"),
+        "CREATE VIEW output AS SELECT article_id, version, metadata.flow_id AS flow, metadata.received_at AS received FROM events;\n",
+    )
+    .unwrap();
+    let catalog = ws.catalog().await;
+    let topic = catalog.topic("article-stock-meta").unwrap();
+    assert_eq!(
+        fields(&topic.schema.read_payload),
+        ["eid", "occurred_at", "received_at", "flow_id"]
+    );
+}
