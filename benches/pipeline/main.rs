@@ -12,7 +12,7 @@
 //! turn: `materializer run` on the recorded stream (file source), the DuckDB
 //! script (when `python3 -c 'import duckdb'` works), and `materializer run`
 //! against the Nakadi-compatible server (live path). Every measurement is a
-//! whole process: wall time and peak RSS (from `wait4`). The output rows of
+//! whole process: wall time and peak RSS (the process's own high-water mark). The output rows of
 //! every run are checked: their count on every repetition, their content (a
 //! fingerprint of every row) on the first, against DuckDB's output and, at
 //! small scales or without DuckDB, against a reference computed here with
@@ -277,7 +277,7 @@ impl Bench {
         case: Case,
         data: &Dataset,
         nakadi: Option<&str>,
-    ) -> Result<(Sample, PathBuf), String> {
+    ) -> Result<(Sample, Vec<PathBuf>), String> {
         let out = self.work.join("out-materializer");
         let _ = std::fs::remove_dir_all(&out);
         let mut command = Command::new(BIN);
@@ -330,26 +330,17 @@ impl Bench {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        let list = self.work.join("materializer-files");
-        std::fs::write(
-            &list,
-            files
-                .iter()
-                .map(|f| format!("{}\n", f.display()))
-                .collect::<String>(),
-        )
-        .map_err(|e| e.to_string())?;
         Ok((
             Sample {
                 measurement,
                 rows,
                 timings,
             },
-            list,
+            files,
         ))
     }
 
-    fn duckdb(&self, case: Case, data: &Dataset) -> Result<(Sample, PathBuf), String> {
+    fn duckdb(&self, case: Case, data: &Dataset) -> Result<(Sample, Vec<PathBuf>), String> {
         let out = self.work.join("out-duckdb");
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
@@ -373,15 +364,13 @@ impl Bench {
             .trim()
             .parse()
             .map_err(|_| format!("duckdb printed {:?}", measurement.stdout))?;
-        let list = self.work.join("duckdb-files");
-        std::fs::write(&list, format!("{}\n", target.display())).map_err(|e| e.to_string())?;
         Ok((
             Sample {
                 measurement,
                 rows,
                 timings: None,
             },
-            list,
+            vec![target],
         ))
     }
 }

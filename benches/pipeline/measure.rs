@@ -50,7 +50,7 @@ pub fn measure(command: &mut Command) -> Result<Measurement, String> {
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let pid = child.id() as libc::pid_t;
+    let pid = child.id();
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let done = done.clone();
@@ -70,21 +70,13 @@ pub fn measure(command: &mut Command) -> Result<Measurement, String> {
             peak_kb
         })
     };
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills; pid is our own child,
-    // reaped here (std's Child is not waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let status = child.wait();
     let wall = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     let peak_kb = watcher.join().unwrap_or(0);
-    if reaped != pid {
-        return Err(format!(
-            "waiting for {command:?}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let success = status
+        .map_err(|e| format!("waiting for {command:?}: {e}"))?
+        .success();
     Ok(Measurement {
         wall,
         peak_rss_mb: peak_kb as f64 * 1024.0 / 1e6,

@@ -63,11 +63,11 @@ fn normalize(value: Option<&str>) -> String {
     }
 }
 
-/// The fingerprint of the files listed (one path per line) in `list`.
-pub fn fingerprint_files(list: &Path, parquet: bool) -> Result<Fingerprint, String> {
-    let text = std::fs::read_to_string(list).map_err(|e| e.to_string())?;
+/// The fingerprint of every row of `files`.
+pub fn fingerprint_files(files: &[PathBuf], parquet: bool) -> Result<Fingerprint, String> {
     let mut print = Fingerprint::default();
-    for path in text.lines().filter(|l| !l.is_empty()).map(PathBuf::from) {
+    for path in files {
+        let path = path.as_path();
         let batches = if parquet {
             read_parquet(&path)?
         } else {

@@ -162,18 +162,23 @@ fn recorded_error(path: &Path, line: u64, message: &str) -> SourceError {
 /// The partition named in a line's cursor, when the line starts with it (as
 /// Nakadi writes lines); `None` sends the line to the full parser.
 fn cursor_partition(line: &[u8]) -> Option<&str> {
+    split_partition(line).map(|(partition, _)| partition)
+}
+
+/// The partition of a line that starts with its cursor, and the bytes after
+/// the partition's closing quote.
+fn split_partition(line: &[u8]) -> Option<(&str, &[u8])> {
     let rest = line.strip_prefix(br#"{"cursor":{"partition":""#)?;
     let end = memchr::memchr(b'"', rest)?;
-    std::str::from_utf8(&rest[..end]).ok()
+    let partition = std::str::from_utf8(&rest[..end]).ok()?;
+    Some((partition, &rest[end + 1..]))
 }
 
 /// The partition and offset of a line that starts with a plain cursor, as
 /// Nakadi writes low-level batches: `{"cursor":{"partition":"P","offset":"O"},...`.
 fn leading_cursor(line: &[u8]) -> Option<(&str, &str)> {
-    let rest = line.strip_prefix(br#"{"cursor":{"partition":""#)?;
-    let end = memchr::memchr(b'"', rest)?;
-    let partition = std::str::from_utf8(&rest[..end]).ok()?;
-    let rest = rest[end + 1..].strip_prefix(br#","offset":""#)?;
+    let (partition, rest) = split_partition(line)?;
+    let rest = rest.strip_prefix(br#","offset":""#)?;
     let end = memchr::memchr(b'"', rest)?;
     let offset = std::str::from_utf8(&rest[..end]).ok()?;
     rest[end + 1..]
@@ -392,6 +397,17 @@ mod tests {
         assert_eq!(batches[0].origin.as_deref(), Some("b.jsonl:1"));
     }
 
+    /// The error that ends reading partition 0 from the beginning to `end`.
+    async fn read_error(source: &RecordedSource, end: &str) -> String {
+        let ranges = [PartitionRange {
+            partition: "0".into(),
+            start: Offset::begin(),
+            end: Offset::new(end),
+        }];
+        let results: Vec<Result<Batch, SourceError>> = source.stream(&ranges).collect().await;
+        results.last().unwrap().as_ref().unwrap_err().to_string()
+    }
+
     #[tokio::test]
     async fn a_broken_line_is_an_error_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
@@ -404,13 +420,7 @@ mod tests {
         // The cursors are fine; the events of line 2 are not, and reading says where.
         let partitions = source.partitions().await.unwrap();
         assert_eq!(partitions[0].newest_available_offset, Offset::new("2"));
-        let ranges = [PartitionRange {
-            partition: "0".into(),
-            start: Offset::begin(),
-            end: Offset::new("2"),
-        }];
-        let results: Vec<Result<Batch, SourceError>> = source.stream(&ranges).collect().await;
-        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        let err = read_error(&source, "2").await;
         assert!(err.contains("a.jsonl:2:"), "{err}");
         // A line that does not start with its cursor is parsed whole at once.
         write(
@@ -431,13 +441,7 @@ mod tests {
             "{\"cursor\":{\"partition\":\"0\",\"offset\":\"5\"},\"events\":[{},{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"6\"},\"events\":[{},{}]}\n",
         );
         let source = RecordedSource::open(dir.path()).unwrap();
-        let ranges = [PartitionRange {
-            partition: "0".into(),
-            start: Offset::begin(),
-            end: Offset::new("6"),
-        }];
-        let results: Vec<Result<Batch, SourceError>> = source.stream(&ranges).collect().await;
-        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        let err = read_error(&source, "6").await;
         assert!(
             err.contains("a.jsonl:2:") && err.contains("overlaps the previous batch"),
             "{err}"

@@ -411,6 +411,7 @@ impl Run<'_> {
             std::sync::atomic::Ordering::Relaxed,
         );
 
+        lap(&mut timings.commit);
         Ok(RunSummary {
             topic: self.name(),
             outcome: Outcome::Committed,
@@ -423,10 +424,7 @@ impl Run<'_> {
             partitions: manifest.partitions,
             seconds: 0.0,
             resumed,
-            timings: {
-                lap(&mut timings.commit);
-                timings
-            },
+            timings,
         })
     }
 
