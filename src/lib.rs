@@ -18,6 +18,7 @@ pub mod mapping;
 pub mod nakadi;
 pub mod preview;
 pub mod run;
+mod scan;
 pub mod schema;
 pub mod sink;
 pub mod warehouse;

@@ -86,7 +86,8 @@ pub async fn preview(
             })?,
         batches: Vec::new(),
     };
-    let (main, correction) = classify(engine, topic, batches, &state).await?;
+    let (main, correction) =
+        classify(&topic.compaction, batches, &state).map_err(DataFusionError::from)?;
     let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
     let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
     let main = apply(engine, topic, &mapping, &output_schema, main).await?;

@@ -13,8 +13,11 @@
 //!   the key finds it;
 //! - the rest are older versions that compaction removes.
 //!
-//! One query classifies each partition's events; its rows are split by
-//! `__correction` into the two inputs the mapping is applied to.
+//! [`Compaction::classify_sql`] states the classification as one query; its
+//! rows are split by `__correction` into the two inputs the mapping is applied
+//! to. Runs compute the same classification in a single pass over the events
+//! (`run::classify`, tested against this query), as the query's two windows
+//! would sort every partition twice.
 
 use std::sync::Arc;
 
@@ -140,7 +143,8 @@ impl Compaction {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "-- Topic {topic}: the SQL a run executes for each Nakadi partition.\n\
+            "-- Topic {topic}: what a run does for each Nakadi partition, as SQL.\n\
+             -- (Step 1 runs as one pass over the events, with the same result.)\n\
              -- {ARRIVALS_TABLE}: the partition's decoded events of this run, in arrival order (_seq).\n\
              -- {KEY_STATE_TABLE}: per key, the highest ordering key committed by earlier runs.\n\
              -- Partitioning key: {pk}; ordering key: {ok}.\n\

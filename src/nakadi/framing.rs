@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::cursor::Offset;
+use crate::scan::string_stop;
 
 /// One batch of a Nakadi stream: the cursor of its last event and the events.
 #[derive(Clone, Debug)]
@@ -218,30 +219,24 @@ impl Scanner<'_> {
     }
 
     /// Position after the closing quote of a string whose body starts at `from`.
+    /// Control characters are stepped over: judging the event is the decoder's job.
     fn string_end(&self, from: usize) -> Result<usize, FramingError> {
+        let not_closed = || FramingError {
+            message: "string is not closed".into(),
+            position: from,
+        };
         let mut i = from;
         loop {
-            match memchr::memchr2(b'"', b'\\', &self.buf[i..]) {
-                None => {
-                    return Err(FramingError {
-                        message: "string is not closed".into(),
-                        position: from,
-                    });
-                }
-                Some(k) => {
-                    i += k;
-                    if self.buf[i] == b'\\' {
-                        i += 2;
-                        if i > self.buf.len() {
-                            return Err(FramingError {
-                                message: "string is not closed".into(),
-                                position: from,
-                            });
-                        }
-                    } else {
-                        return Ok(i + 1);
+            i += string_stop(&self.buf[i..]).ok_or_else(not_closed)?;
+            match self.buf[i] {
+                b'"' => return Ok(i + 1),
+                b'\\' => {
+                    i += 2;
+                    if i > self.buf.len() {
+                        return Err(not_closed());
                     }
                 }
+                _ => i += 1,
             }
         }
     }

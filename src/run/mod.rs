@@ -11,6 +11,7 @@
 //! ```
 //! The CLI and the HTTP API both call [`execute`].
 
+mod classify;
 pub mod environment;
 pub mod keystate;
 pub mod ledger;
@@ -34,9 +35,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
-use arrow::array::{AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Schema, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use datafusion::common::DataFusionError;
@@ -50,16 +48,15 @@ use tracing::{debug, info, warn};
 
 use crate::config::Topic;
 use crate::decode::{DecodeError, DecodedPartition, PartitionDecoder, Rejected, RequiredKeys};
-use crate::mapping::compaction::{ARRIVALS_TABLE, KEY_STATE_TABLE};
 use crate::mapping::{Engine, MappingError};
 use crate::nakadi::{
     Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
 };
-use crate::schema::SEQ_COLUMN;
 use crate::sink::file::data_extension;
 use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
 };
+pub use classify::classify;
 pub use environment::{RunEnvironment, SetupError};
 pub use keystate::{KeyState, KeyStateError, StateFile};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
@@ -675,6 +672,8 @@ impl Run<'_> {
         Ok(decoded)
     }
 
+    /// Maps and writes the partitions, `parallelism` at a time, each as its
+    /// own task so that they run on all cores.
     async fn map_and_write(
         &self,
         sequence: u64,
@@ -682,22 +681,107 @@ impl Run<'_> {
         state: &KeyState,
     ) -> Result<Vec<PartitionOutput>, RunError> {
         let parallelism = self.request.parallelism.max(1);
-        let mut outputs: Vec<PartitionOutput> = futures::stream::iter(decoded.into_values())
-            .map(|part| self.map_partition(sequence, part, state))
-            .buffer_unordered(parallelism)
-            .try_collect()
-            .await?;
+        let mapper = Arc::new(Mapper {
+            engine: self.engine.clone(),
+            topic: self.request.topic.clone(),
+            ledger: self.ledger.clone(),
+            progress: self.request.progress.clone(),
+            state: state.clone(),
+        });
+        let mut parts = decoded.into_values();
+        // Dropped on an error or a stop: the partitions still running are aborted.
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut outputs = Vec::new();
+        loop {
+            while tasks.len() < parallelism
+                && let Some(part) = parts.next()
+            {
+                let mapper = mapper.clone();
+                tasks.spawn(async move { mapper.map_partition(sequence, part).await });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            let output = done.map_err(|e| RunError::Internal {
+                topic: self.name(),
+                message: e.to_string(),
+            })??;
+            outputs.push(output);
+        }
         outputs.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
         Ok(outputs)
     }
 
-    /// Classifies a partition's events, applies the mapping to both inputs and
-    /// writes the files.
+    fn manifest(
+        &self,
+        plan: &Plan,
+        outputs: Vec<PartitionOutput>,
+        state: Option<StateFile>,
+    ) -> Manifest {
+        let layout: &TopicLayout = self.ledger.layout();
+        let mut counts = RunCounts::default();
+        let mut files = Vec::new();
+        let mut events_per_partition: HashMap<String, u64> = HashMap::new();
+        for output in outputs {
+            counts.add(&output.counts);
+            events_per_partition.insert(output.partition.clone(), output.counts.events_read);
+            for (kind, file) in output.files {
+                files.push(ManifestFile {
+                    path: layout.relative(&file.path),
+                    kind,
+                    partition: output.partition.clone(),
+                    output_partition: file.output_partition,
+                    rows: file.rows,
+                    bytes: file.bytes,
+                    sha256: file.sha256,
+                });
+            }
+        }
+        Manifest {
+            format_version: 1,
+            topic: self.name(),
+            event_type: self.topic.event_type.clone(),
+            sequence: plan.sequence,
+            run_id: format!("{}-{}", self.topic.name, plan.sequence),
+            attempt: self.attempt.clone(),
+            started_at: self.started_at,
+            committed_at: Utc::now(),
+            fingerprint: self.topic.fingerprint.clone(),
+            output_format: self.topic.output.format,
+            partitions: plan
+                .partitions
+                .iter()
+                .map(|p| PartitionCursors {
+                    events: Some(events_per_partition.get(&p.partition).copied().unwrap_or(0)),
+                    ..p.clone()
+                })
+                .collect(),
+            files,
+            counts,
+            state,
+        }
+    }
+}
+
+/// What mapping and writing a partition needs, owned, so that partitions can
+/// be mapped on separate tasks.
+struct Mapper {
+    engine: Engine,
+    topic: Arc<Topic>,
+    ledger: Ledger,
+    progress: Arc<Progress>,
+    state: KeyState,
+}
+
+impl Mapper {
+    fn name(&self) -> String {
+        self.topic.name.clone()
+    }
+
     async fn map_partition(
         &self,
         sequence: u64,
         part: DecodedPartition,
-        state: &KeyState,
     ) -> Result<PartitionOutput, RunError> {
         let partition = part.partition.to_string();
         let query_error = |source: DataFusionError| RunError::Query {
@@ -706,11 +790,13 @@ impl Run<'_> {
             source,
         };
         let events_schema = self.topic.schema.read_events.clone();
-        let (main, correction) = self.classify(&part, state, &query_error).await?;
+        let state = &self.state;
+        let (main, correction) = classify(&self.topic.compaction, part.batches, state)
+            .map_err(|e| query_error(e.into()))?;
         let versions = main
             .iter()
             .filter(|_| self.topic.compaction.compact)
-            .map(|batch| state.versions_of(self.topic, batch))
+            .map(|batch| state.versions_of(&self.topic, batch))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| RunError::KeyState {
                 topic: self.name(),
@@ -748,7 +834,7 @@ impl Run<'_> {
                     .await?,
             ));
         }
-        let progress = &self.request.progress;
+        let progress = &self.progress;
         Progress::add(&progress.main_rows, counts.main_rows);
         Progress::add(&progress.correction_rows, counts.correction_rows);
         Ok(PartitionOutput {
@@ -757,18 +843,6 @@ impl Run<'_> {
             counts,
             versions,
         })
-    }
-
-    /// Runs the generated classification; returns (MAIN input, CORRECTION input).
-    async fn classify(
-        &self,
-        part: &DecodedPartition,
-        state: &KeyState,
-        query_error: &impl Fn(DataFusionError) -> RunError,
-    ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), RunError> {
-        classify(self.engine, self.topic, part.batches.clone(), state)
-            .await
-            .map_err(query_error)
     }
 
     /// Applies the mapping to `events` and streams the rows into files.
@@ -837,7 +911,7 @@ impl Run<'_> {
         }
         let files = writer.finish().await.map_err(sink_error)?;
         failpoint("first-file-written");
-        let progress = &self.request.progress;
+        let progress = &self.progress;
         Progress::add(&progress.files_written, files.len() as u64);
         Progress::add(&progress.bytes_written, files.iter().map(|f| f.bytes).sum());
         Ok(files)
@@ -874,8 +948,8 @@ impl Run<'_> {
         };
         writer.write(&body).await.map_err(sink_error)?;
         let (bytes, sha256) = writer.finish().await.map_err(sink_error)?;
-        Progress::add(&self.request.progress.files_written, 1);
-        Progress::add(&self.request.progress.bytes_written, bytes);
+        Progress::add(&self.progress.files_written, 1);
+        Progress::add(&self.progress.bytes_written, bytes);
         Ok(WrittenFile {
             path,
             rows: rejected.len() as u64,
@@ -884,137 +958,6 @@ impl Run<'_> {
             output_partition: Vec::new(),
         })
     }
-
-    fn manifest(
-        &self,
-        plan: &Plan,
-        outputs: Vec<PartitionOutput>,
-        state: Option<StateFile>,
-    ) -> Manifest {
-        let layout: &TopicLayout = self.ledger.layout();
-        let mut counts = RunCounts::default();
-        let mut files = Vec::new();
-        let mut events_per_partition: HashMap<String, u64> = HashMap::new();
-        for output in outputs {
-            counts.add(&output.counts);
-            events_per_partition.insert(output.partition.clone(), output.counts.events_read);
-            for (kind, file) in output.files {
-                files.push(ManifestFile {
-                    path: layout.relative(&file.path),
-                    kind,
-                    partition: output.partition.clone(),
-                    output_partition: file.output_partition,
-                    rows: file.rows,
-                    bytes: file.bytes,
-                    sha256: file.sha256,
-                });
-            }
-        }
-        Manifest {
-            format_version: 1,
-            topic: self.name(),
-            event_type: self.topic.event_type.clone(),
-            sequence: plan.sequence,
-            run_id: format!("{}-{}", self.topic.name, plan.sequence),
-            attempt: self.attempt.clone(),
-            started_at: self.started_at,
-            committed_at: Utc::now(),
-            fingerprint: self.topic.fingerprint.clone(),
-            output_format: self.topic.output.format,
-            partitions: plan
-                .partitions
-                .iter()
-                .map(|p| PartitionCursors {
-                    events: Some(events_per_partition.get(&p.partition).copied().unwrap_or(0)),
-                    ..p.clone()
-                })
-                .collect(),
-            files,
-            counts,
-            state,
-        }
-    }
-}
-
-/// Runs the generated classification over one partition's decoded events;
-/// returns (MAIN input, CORRECTION input), both with the `events` columns, in
-/// arrival order.
-///
-/// The windows behind the classification sort their input. They get only the
-/// columns they need (the keys and the arrival sequence); the events
-/// themselves are then picked by sequence number, so that wide rows (strings,
-/// lists) are never sorted or copied more than once.
-pub async fn classify(
-    engine: &Engine,
-    topic: &Topic,
-    batches: Vec<RecordBatch>,
-    state: &KeyState,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), DataFusionError> {
-    if !topic.compaction.compact {
-        return Ok((batches, Vec::new()));
-    }
-    // The batches' own schema: a run decodes a narrower one than a preview.
-    let events = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| topic.schema.events.clone());
-    let seq_index = events.index_of(SEQ_COLUMN)?;
-    let needed = classification_columns(topic, &events, seq_index);
-    let narrow: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| b.project(&needed))
-        .collect::<Result<_, _>>()?;
-    let ctx = engine.session();
-    ctx.register_table(KEY_STATE_TABLE, Arc::new(state.table()?))?;
-    let arrivals = MemTable::try_new(Arc::new(events.project(&needed)?), vec![narrow])?;
-    ctx.register_table(ARRIVALS_TABLE, Arc::new(arrivals))?;
-    let sql = topic.compaction.classify_sql(&[SEQ_COLUMN.to_string()]);
-    let mut stream = crate::mapping::engine::execute(ctx.sql(&sql).await?).await?;
-
-    // Per arrival sequence number: 0 = superseded, 1 = MAIN, 2 = CORRECTION.
-    let mut marks: Vec<u8> = Vec::new();
-    while let Some(batch) = stream.try_next().await? {
-        let seqs = batch.column(0).as_primitive::<UInt64Type>();
-        let flags = batch.column(1).as_boolean();
-        for row in 0..batch.num_rows() {
-            let seq = seqs.value(row) as usize;
-            if marks.len() <= seq {
-                marks.resize(seq + 1, 0);
-            }
-            marks[seq] = if flags.value(row) { 2 } else { 1 };
-        }
-    }
-    let (mut main, mut correction) = (Vec::new(), Vec::new());
-    for batch in batches {
-        let seqs = batch.column(seq_index).as_primitive::<UInt64Type>();
-        let mark = |seq: u64| marks.get(seq as usize).copied().unwrap_or(0);
-        let is_main: BooleanArray = seqs.iter().map(|s| s.map(|s| mark(s) == 1)).collect();
-        let is_correction: BooleanArray = seqs.iter().map(|s| s.map(|s| mark(s) == 2)).collect();
-        for (mask, out) in [(&is_main, &mut main), (&is_correction, &mut correction)] {
-            let rows = filter_record_batch(&batch, mask)?;
-            if rows.num_rows() > 0 {
-                out.push(rows);
-            }
-        }
-    }
-    Ok((main, correction))
-}
-
-/// Indices of the `events` columns the classification reads: the top-level
-/// columns of the keys, and the arrival sequence.
-fn classification_columns(topic: &Topic, events: &Schema, seq_index: usize) -> Vec<usize> {
-    let keys = &topic.compaction;
-    let mut needed: Vec<usize> = keys
-        .partitioning_key
-        .iter()
-        .chain([&keys.ordering_key])
-        .filter_map(|path| path.split('.').next())
-        .filter_map(|column| events.index_of(column).ok())
-        .chain([seq_index])
-        .collect();
-    needed.sort_unstable();
-    needed.dedup();
-    needed
 }
 
 /// Whether a plan starts where the committed runs end.
