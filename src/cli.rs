@@ -55,7 +55,8 @@ struct GlobalArgs {
     /// Log format on stderr. Levels come from RUST_LOG (default: info).
     #[arg(long, global = true, env = "MATERIALIZER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Memory the query engine may hold (MiB) before sorts spill to disk.
+    /// Memory a run may hold (MiB) before spilling to disk: a quarter for the
+    /// decoded events waiting to be mapped, the rest for the query engine's sorts.
     #[arg(
         long,
         global = true,

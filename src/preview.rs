@@ -157,7 +157,8 @@ fn decode(
             reason: r.reason.clone(),
         })
         .collect();
-    Ok((decoded.batches, rejected))
+    let batches = decoded.events.into_batches().map_err(DecodeError::from)?;
+    Ok((batches, rejected))
 }
 
 async fn apply(

@@ -144,29 +144,50 @@ pub struct Reference {
 }
 
 pub fn reference(ndjson: &Path) -> Result<Reference, String> {
-    let text = std::fs::read_to_string(ndjson).map_err(|e| e.to_string())?;
+    // Two streaming passes, so that ten million events fit in memory: the
+    // first flattens every event and finds each article's latest version
+    // (the first arrival among equals), the second flattens those.
     let mut flattened = Fingerprint::default();
-    let mut latest: HashMap<i64, serde_json::Value> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let event: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| format!("{} line {}: {e}", ndjson.display(), n + 1))?;
+    let mut latest: HashMap<i64, (Option<i64>, usize)> = HashMap::new();
+    for_each_event(ndjson, |n, event| {
         add_event(&mut flattened, &event);
         let id = event["article_id"].as_i64().unwrap_or_default();
-        let newer = latest
-            .get(&id)
-            .is_none_or(|old| old["version"].as_i64() < event["version"].as_i64());
+        let version = event["version"].as_i64();
+        let newer = latest.get(&id).is_none_or(|(old, _)| *old < version);
         if newer {
-            latest.insert(id, event);
+            latest.insert(id, (version, n));
         }
-    }
+    })?;
+    let chosen: std::collections::HashSet<usize> = latest.values().map(|(_, n)| *n).collect();
+    drop(latest);
     let mut compacted = Fingerprint::default();
-    for event in latest.values() {
-        add_event(&mut compacted, event);
-    }
+    for_each_event(ndjson, |n, event| {
+        if chosen.contains(&n) {
+            add_event(&mut compacted, &event);
+        }
+    })?;
     Ok(Reference {
         flattened,
         compacted,
     })
+}
+
+fn for_each_event(
+    ndjson: &Path,
+    mut f: impl FnMut(usize, serde_json::Value),
+) -> Result<(), String> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(ndjson).map_err(|e| format!("{}: {e}", ndjson.display()))?;
+    for (n, line) in std::io::BufReader::with_capacity(1 << 20, file)
+        .lines()
+        .enumerate()
+    {
+        let line = line.map_err(|e| format!("{}: {e}", ndjson.display()))?;
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| format!("{} line {}: {e}", ndjson.display(), n + 1))?;
+        f(n, event);
+    }
+    Ok(())
 }
 
 fn add_event(print: &mut Fingerprint, event: &serde_json::Value) {

@@ -17,17 +17,19 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, StructArray, UInt64Array};
 use arrow::compute::{concat_batches, filter_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
 use crate::nakadi::Batch;
 
 mod fast;
+mod spool;
 
 use fast::FastDecoder;
+pub use spool::{Spool, SpoolError, Spooled};
 
 /// Rows per decoded record batch.
 pub const DEFAULT_CHUNK_ROWS: usize = 8192;
@@ -38,6 +40,8 @@ pub enum DecodeError {
     Schema(#[source] ArrowError),
     #[error("cannot assemble decoded rows: {0}")]
     Assemble(#[source] ArrowError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 /// An event that did not become a row, with the reason.
@@ -80,14 +84,20 @@ pub struct PartitionDecoder {
     chunk_rows: usize,
     pending: Vec<Pending>,
     next_seq: u64,
-    output: Vec<RecordBatch>,
+    output: Spool,
+    keys: Vec<RecordBatch>,
+    rows: u64,
     rejected: Vec<Rejected>,
 }
 
 /// What decoding one partition produced.
 pub struct DecodedPartition {
     pub partition: Arc<str>,
-    pub batches: Vec<RecordBatch>,
+    /// The rows, with the system columns, in arrival order.
+    pub events: Spooled,
+    /// The same rows' key columns (the required paths, in their order), kept
+    /// in memory for the classification.
+    pub keys: Vec<RecordBatch>,
     pub rejected: Vec<Rejected>,
     pub rows: u64,
 }
@@ -106,15 +116,23 @@ impl PartitionDecoder {
         Ok(PartitionDecoder {
             fast,
             payload_schema,
+            output: Spool::in_memory(events_schema.clone()),
             events_schema,
             partition,
             required,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             pending: Vec::new(),
             next_seq: 0,
-            output: Vec::new(),
+            keys: Vec::new(),
+            rows: 0,
             rejected: Vec::new(),
         })
+    }
+
+    /// Collects the rows in `spool` (by default they stay in memory).
+    pub fn with_spool(mut self, spool: Spool) -> Self {
+        self.output = spool;
+        self
     }
 
     pub fn with_chunk_rows(mut self, rows: usize) -> Self {
@@ -144,12 +162,12 @@ impl PartitionDecoder {
 
     pub fn finish(mut self) -> Result<DecodedPartition, DecodeError> {
         self.decode_pending()?;
-        let rows = self.output.iter().map(|b| b.num_rows() as u64).sum();
         Ok(DecodedPartition {
             partition: self.partition,
-            batches: self.output,
+            events: self.output.finish()?,
+            keys: self.keys,
             rejected: self.rejected,
-            rows,
+            rows: self.rows,
         })
     }
 
@@ -195,7 +213,9 @@ impl PartitionDecoder {
         let batch = self.with_system_columns(payload, &kept)?;
         let batch = self.reject_null_keys(batch, &kept)?;
         if batch.num_rows() > 0 {
-            self.output.push(batch);
+            self.keys.push(self.key_columns(&batch)?);
+            self.rows += batch.num_rows() as u64;
+            self.output.push(batch)?;
         }
         Ok(())
     }
@@ -267,6 +287,27 @@ impl PartitionDecoder {
         }
         let keep = BooleanArray::from_iter(missing.iter().map(|m| Some(m.is_none())));
         filter_record_batch(&batch, &keep).map_err(DecodeError::Assemble)
+    }
+
+    /// The required paths' columns of `batch`, named by path.
+    fn key_columns(&self, batch: &RecordBatch) -> Result<RecordBatch, DecodeError> {
+        let mut fields = Vec::with_capacity(self.required.paths.len());
+        let mut columns = Vec::with_capacity(self.required.paths.len());
+        for path in &self.required.paths {
+            let column = column_at_path(batch, path).ok_or_else(|| {
+                DecodeError::Assemble(ArrowError::SchemaError(format!(
+                    "key column {path} is not in the decoded events"
+                )))
+            })?;
+            fields.push(Field::new(path, column.data_type().clone(), true));
+            columns.push(column);
+        }
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(DecodeError::Assemble)
     }
 
     fn reject(&mut self, event: &Pending, reason: String) {
@@ -408,7 +449,8 @@ mod tests {
         );
         assert_eq!(out.rows, 2);
         assert!(out.rejected.is_empty());
-        let batch = &out.batches[0];
+        let batches = out.events.into_batches().unwrap();
+        let batch = &batches[0];
         let offsets = batch.column_by_name("_offset").unwrap().as_string::<i32>();
         assert_eq!(offsets.value(0), "1");
         assert_eq!(offsets.value(1), "2");
@@ -429,8 +471,9 @@ mod tests {
             3,
         );
         let ids: Vec<i64> = out
-            .batches
-            .iter()
+            .events
+            .batches()
+            .map(|b| b.unwrap())
             .flat_map(|b| {
                 b.column(0)
                     .as_any()
@@ -465,8 +508,9 @@ mod tests {
         }
         // arrival numbers stay dense over the rows that were kept
         let seqs: Vec<u64> = out
-            .batches
-            .iter()
+            .events
+            .batches()
+            .map(|b| b.unwrap())
             .flat_map(|b| {
                 b.column_by_name("_seq")
                     .unwrap()

@@ -50,6 +50,11 @@ impl Engine {
         })
     }
 
+    /// The memory pool and temp folder shared by every query and run.
+    pub fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
+    }
+
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }

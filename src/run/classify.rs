@@ -24,7 +24,7 @@ use crate::run::KeyState;
 
 /// What became of one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Class {
+pub enum Class {
     /// An older version, removed by compaction.
     Superseded,
     /// The latest version of its key: MAIN input.
@@ -44,24 +44,65 @@ pub fn classify(
     if !keys.compact || batches.is_empty() {
         return Ok((batches, Vec::new()));
     }
-    let classes = classes(keys, &batches, state)?;
-    let (mut main, mut correction) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    for batch in batches {
-        let rows = &classes[start..start + batch.num_rows()];
-        start += batch.num_rows();
-        for (class, out) in [
-            (Class::Main, &mut main),
-            (Class::Correction, &mut correction),
-        ] {
-            let mask: BooleanArray = rows.iter().map(|c| Some(*c == class)).collect();
-            let kept = filter_record_batch(&batch, &mask)?;
-            if kept.num_rows() > 0 {
-                out.push(kept);
-            }
-        }
-    }
+    let key_batches = batches
+        .iter()
+        .map(|b| key_columns(keys, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let classes = classes(keys, &key_batches, state)?;
+    let main = of_class(batches.iter().cloned().map(Ok), &classes[..], Class::Main)
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    let correction = of_class(batches.into_iter().map(Ok), &classes[..], Class::Correction)
+        .collect::<Result<Vec<_>, ArrowError>>()?;
     Ok((main, correction))
+}
+
+/// The partitioning key parts and the ordering key of `batch`, in that order.
+fn key_columns(keys: &Compaction, batch: &RecordBatch) -> Result<Vec<ArrayRef>, ArrowError> {
+    keys.partitioning_key
+        .iter()
+        .chain([&keys.ordering_key])
+        .map(|path| {
+            column_at_path(batch, path).ok_or_else(|| {
+                ArrowError::SchemaError(format!("key column {path} is not in the events"))
+            })
+        })
+        .collect()
+}
+
+/// The rows of `batches` (in the order `classes` was computed for) that are
+/// of class `wanted`.
+pub fn of_class<E, C>(
+    batches: impl Iterator<Item = Result<RecordBatch, E>>,
+    classes: C,
+    wanted: Class,
+) -> impl Iterator<Item = Result<RecordBatch, E>>
+where
+    E: From<ArrowError>,
+    C: AsRef<[Class]>,
+{
+    let mut start = 0;
+    batches.filter_map(move |batch| {
+        let classes = classes.as_ref();
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => return Some(Err(e)),
+        };
+        let end = (start + batch.num_rows()).min(classes.len());
+        let rows = &classes[start.min(end)..end];
+        start += batch.num_rows();
+        if rows.len() != batch.num_rows() {
+            return Some(Err(ArrowError::InvalidArgumentError(
+                "events and their classification differ in length".into(),
+            )
+            .into()));
+        }
+        let mask: BooleanArray = rows.iter().map(|c| Some(*c == wanted)).collect();
+        match filter_record_batch(&batch, &mask) {
+            Ok(kept) if kept.num_rows() == 0 => None,
+            Ok(kept) => Some(Ok(kept)),
+            Err(e) => Some(Err(e.into())),
+        }
+    })
 }
 
 /// Per key: the best candidate for MAIN, the highest ordering key seen so
@@ -72,17 +113,33 @@ struct KeyHistory {
     committed: Option<usize>,
 }
 
-fn classes(
+/// The class of every event, in arrival order. `key_batches` hold the
+/// events' partitioning key parts and then their ordering key, as columns.
+pub fn classes(
     keys: &Compaction,
-    batches: &[RecordBatch],
+    key_batches: &[Vec<ArrayRef>],
     state: &KeyState,
 ) -> Result<Vec<Class>, ArrowError> {
-    let key_columns: Vec<ArrayRef> = keys
-        .partitioning_key
-        .iter()
-        .map(|path| concat_path(batches, path))
-        .collect::<Result<_, _>>()?;
-    let ordering = concat_path(batches, &keys.ordering_key)?;
+    let parts = keys.partitioning_key.len();
+    let column = |i: usize| -> Result<ArrayRef, ArrowError> {
+        let arrays: Vec<&dyn Array> = key_batches
+            .iter()
+            .map(|b| {
+                b.get(i).map(|a| a.as_ref()).ok_or_else(|| {
+                    ArrowError::InvalidArgumentError(format!(
+                        "key batches have fewer than {} columns",
+                        parts + 1
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if arrays.is_empty() {
+            return Err(ArrowError::InvalidArgumentError("no key batches".into()));
+        }
+        concat(&arrays)
+    };
+    let key_columns: Vec<ArrayRef> = (0..parts).map(column).collect::<Result<_, _>>()?;
+    let ordering = column(parts)?;
 
     let key_converter = RowConverter::new(
         key_columns
@@ -148,20 +205,6 @@ fn classes(
         }
     }
     Ok(classes)
-}
-
-/// The column at a dotted path of every batch, as one array.
-fn concat_path(batches: &[RecordBatch], path: &str) -> Result<ArrayRef, ArrowError> {
-    let parts = batches
-        .iter()
-        .map(|b| {
-            column_at_path(b, path).ok_or_else(|| {
-                ArrowError::SchemaError(format!("key column {path} is not in the events"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-    concat(&refs)
 }
 
 /// The key state's keys and ordering keys, in the events' row formats.

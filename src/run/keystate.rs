@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DataFusionError;
@@ -20,7 +19,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Format, OutputSettings, Topic};
-use crate::decode::column_at_path;
 use crate::mapping::Engine;
 use crate::mapping::compaction::KEY_STATE_TABLE;
 use crate::sink::layout::seq_name;
@@ -103,25 +101,6 @@ impl KeyState {
 
     pub fn table(&self) -> Result<MemTable, DataFusionError> {
         MemTable::try_new(self.schema.clone(), vec![self.batches.clone()])
-    }
-
-    /// The key and ordering key columns of MAIN input rows.
-    pub fn versions_of(
-        &self,
-        topic: &Topic,
-        main: &RecordBatch,
-    ) -> Result<RecordBatch, KeyStateError> {
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for path in topic
-            .compaction
-            .partitioning_key
-            .iter()
-            .chain([&topic.compaction.ordering_key])
-        {
-            columns.push(column_at_path(main, path).ok_or(KeyStateError::Schema)?);
-        }
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| KeyStateError::Query(e.into()))
     }
 
     /// This state with the run's MAIN versions merged in, written to the store.

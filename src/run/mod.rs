@@ -4,8 +4,12 @@
 //! plan      start cursors = the newest manifest's end cursors; end cursors =
 //!           the newest offsets now (or the plan an earlier attempt fixed)
 //! read      the source's batches, trimmed to each partition's range
-//! decode    per partition, on blocking threads: rows + rejected events
-//! map       per partition: classify (compaction, corrections), apply the mapping
+//! decode    per partition, on blocking threads: rows + rejected events; the
+//!           rows wait in a spool (memory up to a share of --memory-mb, then
+//!           a temp file), their key columns in memory
+//! map       per partition, on its own task: classify (compaction, corrections)
+//!           in one pass over the keys, apply the mapping to each class as it
+//!           streams out of the spool
 //! write     main, correction and rejected files under deterministic names
 //! commit    manifest put-if-absent, then _SUCCESS, Redshift manifests, hint
 //! ```
@@ -35,10 +39,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
-use datafusion::datasource::MemTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use serde::Serialize;
@@ -47,7 +57,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Topic;
-use crate::decode::{DecodeError, DecodedPartition, PartitionDecoder, Rejected, RequiredKeys};
+use crate::decode::{
+    DecodeError, DecodedPartition, PartitionDecoder, Rejected, RequiredKeys, Spool, Spooled,
+};
 use crate::mapping::{Engine, MappingError};
 use crate::nakadi::{
     Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
@@ -57,6 +69,7 @@ use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
 };
 pub use classify::classify;
+use classify::{Class, classes, of_class};
 pub use environment::{RunEnvironment, SetupError};
 pub use keystate::{KeyState, KeyStateError, StateFile};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
@@ -175,6 +188,9 @@ pub struct RunSummary {
     pub resumed: bool,
     /// Where the time went.
     pub timings: Timings,
+    /// Partitions whose decoded events outgrew their share of the memory
+    /// budget (`--memory-mb`) and waited for mapping in a temp file.
+    pub spilled_partitions: usize,
 }
 
 /// Seconds spent in each stage of a run.
@@ -310,6 +326,7 @@ impl Run<'_> {
                 seconds: 0.0,
                 resumed: false,
                 timings: Timings::default(),
+                spilled_partitions: 0,
             });
         };
         let ranges: Vec<PartitionRange> = plan
@@ -349,6 +366,7 @@ impl Run<'_> {
             .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let decoded = self.cancellable(self.read(&ranges)).await?;
         lap(&mut timings.read);
+        let spilled_partitions = decoded.values().filter(|p| p.events.spilled()).count();
 
         progress.set_stage(Stage::Mapping);
         let mut outputs = self
@@ -422,6 +440,7 @@ impl Run<'_> {
             seconds: 0.0,
             resumed,
             timings,
+            spilled_partitions,
         })
     }
 
@@ -556,8 +575,12 @@ impl Run<'_> {
         let progress = &self.request.progress;
         let mut open: HashMap<String, Open> = HashMap::new();
         let mut decoders = Vec::new();
+        // Decoded events may hold a quarter of the memory budget; the rest is
+        // for classification and the mapping's operators.
+        let spool_cap = self.engine.settings().memory_limit / 4 / ranges.len().max(1);
         for range in ranges {
-            let (sender, receiver) = mpsc::channel::<Batch>(32);
+            // Few lines in flight per partition: each may be megabytes.
+            let (sender, receiver) = mpsc::channel::<Batch>(4);
             let mut decoder = PartitionDecoder::new(
                 self.topic.schema.read_payload.clone(),
                 self.topic.schema.read_events.clone(),
@@ -577,7 +600,13 @@ impl Run<'_> {
                 topic: self.name(),
                 partition: range.partition.clone(),
                 source,
-            })?;
+            })?
+            .with_spool(Spool::bounded(
+                self.topic.schema.read_events.clone(),
+                self.engine.runtime(),
+                &range.partition,
+                spool_cap,
+            ));
             let partition = range.partition.clone();
             decoders.push((
                 partition,
@@ -790,20 +819,15 @@ impl Mapper {
             source,
         };
         let events_schema = self.topic.schema.read_events.clone();
-        let state = &self.state;
-        let (main, correction) = classify(&self.topic.compaction, part.batches, state)
-            .map_err(|e| query_error(e.into()))?;
-        let versions = main
-            .iter()
-            .filter(|_| self.topic.compaction.compact)
-            .map(|batch| state.versions_of(&self.topic, batch))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| RunError::KeyState {
-                topic: self.name(),
-                source,
-            })?;
-        let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
-        let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
+        let classes = self.classify(&part, &query_error)?;
+        let (main_input, correction_events) = match &classes {
+            Some(classes) => (
+                count_of(classes, Class::Main),
+                count_of(classes, Class::Correction),
+            ),
+            None => (part.rows, 0),
+        };
+        let versions = self.main_versions(part.keys, classes.as_ref())?;
         let mut counts = RunCounts {
             events_read: part.rows + part.rejected.len() as u64,
             events_rejected: part.rejected.len() as u64,
@@ -813,10 +837,20 @@ impl Mapper {
             ..Default::default()
         };
 
+        let events = Arc::new(part.events);
         let mut files = Vec::new();
-        for (kind, batches) in [(FileKind::Main, main), (FileKind::Correction, correction)] {
-            let table =
-                MemTable::try_new(events_schema.clone(), vec![batches]).map_err(&query_error)?;
+        for kind in [FileKind::Main, FileKind::Correction] {
+            let wanted = match kind {
+                FileKind::Main => Class::Main,
+                _ => Class::Correction,
+            };
+            let input = EventsOfClass {
+                events: events.clone(),
+                classes: classes.clone(),
+                wanted,
+            };
+            let table = StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
+                .map_err(&query_error)?;
             let written = self
                 .write_mapped(kind, sequence, &partition, Arc::new(table))
                 .await?;
@@ -845,13 +879,50 @@ impl Mapper {
         })
     }
 
+    /// The class of every event of the partition; `None` when the topic does
+    /// not compact (every event is MAIN input).
+    fn classify(
+        &self,
+        part: &DecodedPartition,
+        query_error: &impl Fn(DataFusionError) -> RunError,
+    ) -> Result<Option<Arc<[Class]>>, RunError> {
+        if !self.topic.compaction.compact || part.rows == 0 {
+            return Ok(None);
+        }
+        let keys: Vec<Vec<ArrayRef>> = part.keys.iter().map(|b| b.columns().to_vec()).collect();
+        let classes = classes(&self.topic.compaction, &keys, &self.state)
+            .map_err(|e| query_error(e.into()))?;
+        Ok(Some(classes.into()))
+    }
+
+    /// The keys and ordering keys of the MAIN input, for the key state.
+    fn main_versions(
+        &self,
+        keys: Vec<RecordBatch>,
+        classes: Option<&Arc<[Class]>>,
+    ) -> Result<Vec<RecordBatch>, RunError> {
+        let Some(classes) = classes else {
+            return Ok(Vec::new());
+        };
+        let schema = self.state.schema.clone();
+        of_class(keys.into_iter().map(Ok), classes.clone(), Class::Main)
+            .map(|batch| {
+                batch.and_then(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            })
+            .collect::<Result<Vec<_>, ArrowError>>()
+            .map_err(|e| RunError::KeyState {
+                topic: self.name(),
+                source: KeyStateError::Query(e.into()),
+            })
+    }
+
     /// Applies the mapping to `events` and streams the rows into files.
     async fn write_mapped(
         &self,
         kind: FileKind,
         sequence: u64,
         partition: &str,
-        events: Arc<MemTable>,
+        events: Arc<StreamingTable>,
     ) -> Result<Vec<WrittenFile>, RunError> {
         let query_error = |source: DataFusionError| RunError::Query {
             topic: self.name(),
@@ -957,6 +1028,43 @@ impl Mapper {
             sha256,
             output_partition: Vec::new(),
         })
+    }
+}
+
+fn count_of(classes: &[Class], wanted: Class) -> u64 {
+    classes.iter().filter(|c| **c == wanted).count() as u64
+}
+
+/// One class of a partition's events, read from its spool as DataFusion
+/// asks for them.
+#[derive(Debug)]
+struct EventsOfClass {
+    events: Arc<Spooled>,
+    /// `None`: no compaction, every event is MAIN input.
+    classes: Option<Arc<[Class]>>,
+    wanted: Class,
+}
+
+impl PartitionStream for EventsOfClass {
+    fn schema(&self) -> &SchemaRef {
+        self.events.schema()
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = self
+            .events
+            .batches()
+            .map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
+        let batches: Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> =
+            match (&self.classes, self.wanted) {
+                (Some(classes), wanted) => Box::new(of_class(batches, classes.clone(), wanted)),
+                (None, Class::Main) => Box::new(batches),
+                (None, _) => Box::new(std::iter::empty()),
+            };
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.events.schema().clone(),
+            futures::stream::iter(batches),
+        ))
     }
 }
 

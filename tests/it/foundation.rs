@@ -765,3 +765,48 @@ async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
         ["eid", "occurred_at", "received_at", "flow_id"]
     );
 }
+
+/// With a memory budget too small for the decoded events, every partition
+/// spills them to a temp file, and the run writes the very same files.
+#[tokio::test]
+async fn a_run_that_spills_decoded_events_writes_the_same_files() {
+    use materializer::sink::{OutputLocation, S3Settings};
+    use materializer::{Engine, EngineSettings};
+
+    let ws = Workspace::new();
+    ws.record(
+        "article-stock-changed",
+        &crate::support::article_stream(6000, 3, 11),
+    );
+    let roomy = ws.run("article-stock-changed").await.unwrap();
+    assert_eq!(roomy.spilled_partitions, 0);
+
+    let tight_out = ws.path("out-tight");
+    let output =
+        OutputLocation::parse(&tight_out.display().to_string(), &S3Settings::default()).unwrap();
+    let engine = Engine::new(EngineSettings {
+        memory_limit: 256 << 10,
+        ..EngineSettings::default()
+    })
+    .unwrap();
+    let request = ws.request("article-stock-changed", output).await;
+    let tight = materializer::run::execute(&engine, request).await.unwrap();
+    assert_eq!(tight.spilled_partitions, 3);
+    assert_eq!(tight.counts, roomy.counts);
+    assert!(tight.counts.correction_events > 0 && tight.counts.superseded > 0);
+
+    let data_files: Vec<&str> = roomy
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| p.ends_with(".csv"))
+        .collect();
+    assert_eq!(data_files.len(), 6, "{data_files:?}");
+    for path in data_files {
+        let topic_dir = "article-stock-changed";
+        let roomy_bytes = std::fs::read(ws.out().join(topic_dir).join(path)).unwrap();
+        let tight_bytes = std::fs::read(tight_out.join(topic_dir).join(path)).unwrap();
+        assert!(roomy_bytes.len() > 100, "{path}");
+        assert!(roomy_bytes == tight_bytes, "{path} differs");
+    }
+}

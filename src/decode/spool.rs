@@ -1,0 +1,333 @@
+//! Where a partition's decoded events wait for mapping.
+//!
+//! A run maps a partition only after reading all of it (compaction needs every
+//! version of a key), so decoded events are held until then. They stay in
+//! memory while the engine's memory pool grants room and go to an Arrow IPC
+//! file in the engine's temp folder after that; the pool is the one DataFusion's
+//! sorts draw from, so `--memory-mb` bounds both. Reading a spool gives the
+//! batches back in the order they were pushed.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DataFusionError;
+use datafusion::execution::SpillFile;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::spill_file::SpillWriter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("cannot create a spill file for decoded events: {0}")]
+    Create(#[source] DataFusionError),
+    #[error("writing decoded events to the spill file {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("reading decoded events back from the spill file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: ArrowError,
+    },
+}
+
+/// Decoded events being collected.
+pub struct Spool {
+    schema: SchemaRef,
+    budget: Option<Budget>,
+    memory: Vec<RecordBatch>,
+    file: Option<(
+        Arc<dyn SpillFile>,
+        StreamWriter<BufWriter<Box<dyn SpillWriter>>>,
+    )>,
+}
+
+/// Room in the memory pool, and the temp folder for what does not fit.
+struct Budget {
+    runtime: Arc<RuntimeEnv>,
+    reservation: MemoryReservation,
+    /// The most this spool holds in memory, whatever the pool would grant.
+    cap: usize,
+    partition: String,
+}
+
+impl Spool {
+    /// A spool that keeps everything in memory (previews, tests).
+    pub fn in_memory(schema: SchemaRef) -> Spool {
+        Spool {
+            schema,
+            budget: None,
+            memory: Vec::new(),
+            file: None,
+        }
+    }
+
+    /// A spool that holds up to `cap` bytes, as far as `runtime`'s memory pool
+    /// grants them, and spills the rest.
+    pub fn bounded(
+        schema: SchemaRef,
+        runtime: Arc<RuntimeEnv>,
+        partition: &str,
+        cap: usize,
+    ) -> Spool {
+        let reservation = MemoryConsumer::new(format!("decoded events of partition {partition}"))
+            .with_can_spill(true)
+            .register(&runtime.memory_pool);
+        Spool {
+            schema,
+            budget: Some(Budget {
+                runtime,
+                reservation,
+                cap,
+                partition: partition.to_string(),
+            }),
+            memory: Vec::new(),
+            file: None,
+        }
+    }
+
+    pub fn push(&mut self, batch: RecordBatch) -> Result<(), SpoolError> {
+        if self.file.is_none() {
+            let granted = match &self.budget {
+                None => true,
+                Some(budget) => {
+                    let size = batch.get_array_memory_size();
+                    budget.reservation.size() + size <= budget.cap
+                        && budget.reservation.try_grow(size).is_ok()
+                }
+            };
+            if granted {
+                self.memory.push(batch);
+                return Ok(());
+            }
+        }
+        self.spill(&batch)
+    }
+
+    /// Writes `batch` to the spill file, opening it first if need be. Once a
+    /// spool spills, every later batch goes to the file, which keeps the order.
+    fn spill(&mut self, batch: &RecordBatch) -> Result<(), SpoolError> {
+        if self.file.is_none() {
+            let Some(budget) = &self.budget else {
+                self.memory.push(batch.clone()); // unbounded: nothing to spill to
+                return Ok(());
+            };
+            let file = budget
+                .runtime
+                .disk_manager
+                .create_tmp_file("decoded events")
+                .map_err(SpoolError::Create)?;
+            let handle = file.open_writer().map_err(SpoolError::Create)?;
+            let writer =
+                StreamWriter::try_new(BufWriter::with_capacity(1 << 20, handle), &self.schema)
+                    .map_err(|source| write_error(&file, source))?;
+            tracing::info!(
+                partition = %budget.partition,
+                held_bytes = budget.reservation.size(),
+                spill_file = %describe(&file),
+                "decoded events exceed the memory budget: spilling the rest to disk"
+            );
+            self.file = Some((file, writer));
+        }
+        if let Some((file, writer)) = &mut self.file {
+            writer
+                .write(batch)
+                .map_err(|source| write_error(file, source))?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Spooled, SpoolError> {
+        let file = match self.file {
+            Some((file, mut writer)) => {
+                writer
+                    .finish()
+                    .map_err(|source| write_error(&file, source))?;
+                let mut handle = writer
+                    .into_inner()
+                    .map_err(|source| write_error(&file, source))?
+                    .into_inner()
+                    .map_err(|e| write_error(&file, e.into_error().into()))?;
+                handle
+                    .finish()
+                    .map_err(|e| write_error(&file, ArrowError::ExternalError(Box::new(e))))?;
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Spooled {
+            schema: self.schema,
+            memory: self.memory,
+            file,
+            _reservation: self.budget.map(|b| b.reservation),
+        })
+    }
+}
+
+fn write_error(file: &Arc<dyn SpillFile>, source: ArrowError) -> SpoolError {
+    SpoolError::Write {
+        path: describe(file),
+        source,
+    }
+}
+
+fn describe(file: &Arc<dyn SpillFile>) -> String {
+    file.path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(in the spill store)".into())
+}
+
+/// A partition's decoded events, ready to be read (as often as needed).
+/// Dropping it gives back its memory and deletes its spill file.
+pub struct Spooled {
+    schema: SchemaRef,
+    memory: Vec<RecordBatch>,
+    file: Option<Arc<dyn SpillFile>>,
+    _reservation: Option<MemoryReservation>,
+}
+
+impl std::fmt::Debug for Spooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spooled")
+            .field("batches_in_memory", &self.memory.len())
+            .field("spill_file", &self.file.as_ref().map(describe))
+            .finish()
+    }
+}
+
+impl Spooled {
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Whether some of the events went to disk.
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The batches, in the order they were pushed.
+    pub fn batches(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<RecordBatch, SpoolError>> + Send + 'static> {
+        let memory = self.memory.clone().into_iter().map(Ok);
+        let Some(file) = &self.file else {
+            return Box::new(memory);
+        };
+        let path = describe(file);
+        let read_error = move |source: ArrowError| SpoolError::Read {
+            path: path.clone(),
+            source,
+        };
+        let reader = file
+            .path()
+            .ok_or_else(|| {
+                ArrowError::IoError(
+                    "spill file has no path".into(),
+                    std::io::ErrorKind::Unsupported.into(),
+                )
+            })
+            .and_then(|p| File::open(p).map_err(ArrowError::from))
+            .map_err(read_error.clone())
+            .and_then(|handle| {
+                StreamReader::try_new(BufReader::with_capacity(1 << 20, handle), None)
+                    .map_err(read_error.clone())
+            });
+        match reader {
+            Ok(reader) => Box::new(memory.chain(reader.map(move |b| b.map_err(&read_error)))),
+            Err(e) => Box::new(memory.chain(std::iter::once(Err(e)))),
+        }
+    }
+
+    /// All batches in memory (for previews, which never spill).
+    pub fn into_batches(self) -> Result<Vec<RecordBatch>, SpoolError> {
+        self.batches().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+    fn batch(schema: &SchemaRef, from: i64) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + 1000).collect();
+        let names: Vec<String> = ids.iter().map(|i| format!("name-{i:06}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn what_does_not_fit_goes_to_disk_and_comes_back_in_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let one = batch(&schema, 0).get_array_memory_size();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(one * 2 + one / 2, 1.0)
+            .build_arc()
+            .unwrap();
+        let mut spool = Spool::bounded(schema.clone(), runtime.clone(), "0", usize::MAX);
+        let pushed: Vec<RecordBatch> = (0..6).map(|i| batch(&schema, i * 1000)).collect();
+        for b in &pushed {
+            spool.push(b.clone()).unwrap();
+        }
+        let spooled = spool.finish().unwrap();
+        assert!(spooled.spilled());
+        assert_eq!(runtime.memory_pool.reserved(), one * 2);
+        let read: Vec<RecordBatch> = spooled.batches().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read, pushed);
+        // a second read gives the same
+        assert_eq!(spooled.batches().count(), 6);
+        drop(spooled);
+        assert_eq!(runtime.memory_pool.reserved(), 0);
+    }
+
+    #[test]
+    fn a_spool_holds_no_more_than_its_cap() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let one = batch(&schema, 0).get_array_memory_size();
+        let runtime = RuntimeEnvBuilder::new().build_arc().unwrap();
+        let mut spool = Spool::bounded(schema.clone(), runtime.clone(), "0", one * 3);
+        for i in 0..5 {
+            spool.push(batch(&schema, i * 1000)).unwrap();
+        }
+        assert_eq!(runtime.memory_pool.reserved(), one * 3);
+        let spooled = spool.finish().unwrap();
+        assert!(spooled.spilled());
+        assert_eq!(spooled.batches().count(), 5);
+    }
+
+    #[test]
+    fn an_unbounded_spool_keeps_everything() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let mut spool = Spool::in_memory(schema.clone());
+        spool.push(batch(&schema, 0)).unwrap();
+        let spooled = spool.finish().unwrap();
+        assert!(!spooled.spilled());
+        assert_eq!(spooled.into_batches().unwrap(), vec![batch(&schema, 0)]);
+    }
+}
