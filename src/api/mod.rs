@@ -631,10 +631,16 @@ async fn sample_events(
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + app.settings.preview_timeout;
     while events.len() < limit {
-        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+        let mut next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(batch)) => batch.map_err(source_error)?,
             Ok(None) | Err(_) => break,
         };
+        next.frame().map_err(|e| {
+            source_error(crate::nakadi::SourceError::Partition {
+                partition: next.partition.to_string(),
+                message: format!("{}: {e}", next.origin.as_deref().unwrap_or("a batch")),
+            })
+        })?;
         for i in 0..next.event_count() {
             if events.len() < limit {
                 events.push(next.line.slice(next.events[i].clone()));

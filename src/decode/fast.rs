@@ -39,10 +39,12 @@ type Step<T = ()> = Result<T, GiveUp>;
 const MAX_DEPTH: usize = 128;
 
 /// Decodes chunks of events (one JSON object each) into record batches of
-/// the payload schema.
+/// the payload schema. Events are appended one by one, or a whole events
+/// array of a stream line at once; `finish` hands out the chunk.
 pub struct FastDecoder {
     schema: SchemaRef,
     root: StructColumn,
+    rows: usize,
 }
 
 impl FastDecoder {
@@ -51,40 +53,100 @@ impl FastDecoder {
         Some(FastDecoder {
             schema: schema.clone(),
             root: StructColumn::new(schema.fields())?,
+            rows: 0,
         })
     }
 
+    /// Events appended since the last `finish` or `reset`.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends one event. After giving up, the chunk is spoilt: `reset`.
+    pub fn append(&mut self, event: &[u8]) -> Result<(), GiveUp> {
+        // arrow-json refuses bytes that are not UTF-8 anywhere in an
+        // event, also in fields nobody reads: so do we.
+        std::str::from_utf8(event).map_err(|_| GiveUp)?;
+        let mut cursor = Cursor { buf: event, pos: 0 };
+        cursor.ws();
+        self.root.object(&mut cursor, 0)?;
+        cursor.ws();
+        if cursor.pos != event.len() {
+            return Err(GiveUp);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Appends the events of the JSON array whose content starts at `from`
+    /// in `line` (after its `[`), pushing the span of each event to `spans`.
+    /// Returns the position after the array's `]`. After giving up, the
+    /// chunk is spoilt: `reset`.
+    pub fn append_array(
+        &mut self,
+        line: &[u8],
+        from: usize,
+        spans: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<usize, GiveUp> {
+        std::str::from_utf8(&line[from..]).map_err(|_| GiveUp)?;
+        let mut cursor = Cursor {
+            buf: line,
+            pos: from,
+        };
+        cursor.ws();
+        if cursor.peek()? == b']' {
+            return Ok(cursor.pos + 1);
+        }
+        loop {
+            cursor.ws();
+            let start = cursor.pos;
+            self.root.object(&mut cursor, 0)?;
+            spans.push(start..cursor.pos);
+            self.rows += 1;
+            cursor.ws();
+            match cursor.next()? {
+                b',' => continue,
+                b']' => return Ok(cursor.pos),
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// The chunk as a record batch; `None` when its columns do not assemble
+    /// (the caller decodes the chunk the other way). Starts the next chunk.
+    pub fn finish(&mut self) -> Option<RecordBatch> {
+        let rows = std::mem::take(&mut self.rows);
+        let batch = self.assemble(rows);
+        if batch.is_none() {
+            self.reset();
+        }
+        batch
+    }
+
+    /// Drops whatever the chunk holds.
+    pub fn reset(&mut self) {
+        if let Some(root) = StructColumn::new(self.schema.fields()) {
+            self.root = root;
+        }
+        self.rows = 0;
+    }
+
     /// Decodes every event of the chunk, or gives up on all of them.
+    #[cfg(test)]
     pub fn decode<'a>(
         &mut self,
         events: impl ExactSizeIterator<Item = &'a [u8]>,
     ) -> Option<RecordBatch> {
-        let rows = events.len();
-        let result = self.decode_all(events, rows);
-        if result.is_none() {
-            // Start the next chunk from empty buffers.
-            self.root = StructColumn::new(self.schema.fields())?;
-        }
-        result
-    }
-
-    fn decode_all<'a>(
-        &mut self,
-        events: impl Iterator<Item = &'a [u8]>,
-        rows: usize,
-    ) -> Option<RecordBatch> {
         for event in events {
-            // arrow-json refuses bytes that are not UTF-8 anywhere in an
-            // event, also in fields nobody reads: so do we.
-            std::str::from_utf8(event).ok()?;
-            let mut cursor = Cursor { buf: event, pos: 0 };
-            cursor.ws();
-            self.root.object(&mut cursor, 0).ok()?;
-            cursor.ws();
-            if cursor.pos != event.len() {
+            if self.append(event).is_err() {
+                self.reset();
                 return None;
             }
         }
+        self.finish()
+    }
+
+    fn assemble(&mut self, rows: usize) -> Option<RecordBatch> {
         let (columns, nulls) = self.root.finish().ok()?;
         if nulls.is_some() {
             return None;

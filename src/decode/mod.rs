@@ -23,7 +23,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
-use crate::nakadi::Batch;
+use crate::nakadi::{Batch, Offset};
 
 mod fast;
 mod spool;
@@ -42,6 +42,8 @@ pub enum DecodeError {
     Assemble(#[source] ArrowError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error("{at}: {message}")]
+    Framing { at: String, message: String },
 }
 
 /// An event that did not become a row, with the reason.
@@ -83,6 +85,12 @@ pub struct PartitionDecoder {
     fast: Option<FastDecoder>,
     chunk_rows: usize,
     pending: Vec<Pending>,
+    /// The fast decoder gave up on an event of the pending chunk.
+    slow_chunk: bool,
+    /// Cursor of the last batch pushed.
+    last_offset: Option<Offset>,
+    /// Events and bytes queued since `take_seen`.
+    seen: (u64, u64),
     next_seq: u64,
     output: Spool,
     keys: Vec<RecordBatch>,
@@ -122,6 +130,9 @@ impl PartitionDecoder {
             required,
             chunk_rows: DEFAULT_CHUNK_ROWS,
             pending: Vec::new(),
+            slow_chunk: false,
+            last_offset: None,
+            seen: (0, 0),
             next_seq: 0,
             keys: Vec::new(),
             rows: 0,
@@ -141,23 +152,120 @@ impl PartitionDecoder {
     }
 
     /// Queues the events of a batch; decodes whenever a chunk is full.
+    /// A batch whose events are not framed yet is framed while it is decoded.
     pub fn push(&mut self, batch: &Batch) -> Result<(), DecodeError> {
+        let Some(from) = batch.unframed else {
+            return self.push_framed(batch);
+        };
+        if self.push_unframed(batch, from)? {
+            return Ok(());
+        }
+        let mut framed = batch.clone();
+        framed.frame().map_err(|e| DecodeError::Framing {
+            at: batch.origin.as_deref().unwrap_or("a batch").to_string(),
+            message: e.to_string(),
+        })?;
+        if let Some(previous) = &self.last_offset {
+            // A redelivered start (live streams) is trimmed; in a recording
+            // it is an error, as the source reports it for framed lines.
+            if let Some(origin) = &batch.origin
+                && framed.event_count() > 0
+                && framed
+                    .event_offset(0)
+                    .is_some_and(|first| !first.is_after(previous))
+            {
+                return Err(overlap(origin, &framed, previous));
+            }
+            let end = framed.offset.clone();
+            framed
+                .retain_between(previous, &end)
+                .map_err(|message| DecodeError::Framing {
+                    at: batch.origin.as_deref().unwrap_or("a batch").to_string(),
+                    message,
+                })?;
+        }
+        self.push_framed(&framed)
+    }
+
+    /// Queues the event at `span` of `batch`, `before_last` events before the
+    /// batch's cursor.
+    fn queue(&mut self, batch: &Batch, before_last: usize, span: Range<usize>) {
+        let offset = batch
+            .offset
+            .minus(before_last as u64)
+            .unwrap_or_else(|| batch.offset.clone());
+        self.seen.0 += 1;
+        self.seen.1 += span.len() as u64;
+        self.pending.push(Pending {
+            line: batch.line.clone(),
+            span,
+            offset: offset.to_string(),
+            origin: batch.origin.clone(),
+        });
+    }
+
+    /// Events counted since the last call (events, bytes), for progress.
+    pub fn take_seen(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.seen)
+    }
+
+    fn push_framed(&mut self, batch: &Batch) -> Result<(), DecodeError> {
         for (i, span) in batch.events.iter().enumerate() {
-            let offset = batch
-                .event_offset(i)
-                .map(|o| o.to_string())
-                .unwrap_or_else(|| batch.offset.to_string());
-            self.pending.push(Pending {
-                line: batch.line.clone(),
-                span: span.clone(),
-                offset,
-                origin: batch.origin.clone(),
-            });
+            if !self.slow_chunk
+                && let Some(fast) = &mut self.fast
+                && fast.append(&batch.line[span.clone()]).is_err()
+            {
+                self.slow_chunk = true;
+            }
+            self.queue(batch, batch.events.len() - 1 - i, span.clone());
             if self.pending.len() >= self.chunk_rows {
                 self.decode_pending()?;
             }
         }
+        self.last_offset = Some(batch.offset.clone());
         Ok(())
+    }
+
+    /// Decodes the events array of an unframed batch straight into the fast
+    /// decoder's columns, framing it on the way. `false` when the batch must
+    /// be framed first (the fast decoder gave up, or is not there).
+    fn push_unframed(&mut self, batch: &Batch, from: usize) -> Result<bool, DecodeError> {
+        if self.slow_chunk {
+            return Ok(false);
+        }
+        let Some(fast) = &mut self.fast else {
+            return Ok(false);
+        };
+        let mut spans = Vec::new();
+        let rows_before = fast.rows();
+        let appended = fast
+            .append_array(&batch.line, from, &mut spans)
+            .is_ok_and(|end| closes_the_line(&batch.line[end..]));
+        let overlaps = appended
+            && !spans.is_empty()
+            && self.last_offset.as_ref().is_some_and(|previous| {
+                batch
+                    .offset
+                    .minus((spans.len() - 1) as u64)
+                    .is_none_or(|first| !first.is_after(previous))
+            });
+        if !appended || overlaps {
+            // What the line appended cannot be taken back: the rest of the
+            // chunk goes the slow way.
+            if fast.rows() != rows_before || !appended {
+                self.slow_chunk = true;
+            }
+            return Ok(false);
+        }
+        let n = spans.len();
+        for (i, span) in spans.into_iter().enumerate() {
+            self.queue(batch, n - 1 - i, span);
+        }
+        self.last_offset = Some(batch.offset.clone());
+        if self.pending.len() >= self.chunk_rows {
+            self.decode_pending()?;
+        }
+        Ok(true)
     }
 
     pub fn finish(mut self) -> Result<DecodedPartition, DecodeError> {
@@ -178,10 +286,16 @@ impl PartitionDecoder {
         let pending = std::mem::take(&mut self.pending);
         let mut parts: Vec<(Range<usize>, RecordBatch)> = Vec::new();
         let mut failed: Vec<(usize, String)> = Vec::new();
-        let quick = self
-            .fast
-            .as_mut()
-            .and_then(|fast| fast.decode(pending.iter().map(Pending::bytes)));
+        // The fast decoder holds every pending event, unless it gave up on one.
+        let slow = std::mem::take(&mut self.slow_chunk);
+        let quick = match &mut self.fast {
+            Some(fast) if slow => {
+                fast.reset();
+                None
+            }
+            Some(fast) => fast.finish().filter(|b| b.num_rows() == pending.len()),
+            None => None,
+        };
         match quick {
             Some(batch) => parts.push((0..pending.len(), batch)),
             None => self.decode_range(&pending, 0..pending.len(), &mut parts, &mut failed),
@@ -321,6 +435,28 @@ impl PartitionDecoder {
     }
 }
 
+/// Whether `rest` (what follows a line's events array) just closes the batch.
+fn closes_the_line(rest: &[u8]) -> bool {
+    let mut bytes = rest
+        .iter()
+        .filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    bytes.next() == Some(&b'}') && bytes.next().is_none()
+}
+
+/// A recorded batch whose first event is not after the previous batch's last.
+fn overlap(origin: &str, batch: &Batch, previous: &Offset) -> DecodeError {
+    let first = batch
+        .event_offset(0)
+        .unwrap_or_else(|| batch.offset.clone());
+    DecodeError::Framing {
+        at: origin.to_string(),
+        message: format!(
+            "batch {} of partition {} (first event {first}) overlaps the previous batch, which ended at {previous}",
+            batch.offset, batch.partition
+        ),
+    }
+}
+
 fn new_json_decoder(schema: &SchemaRef, rows: usize) -> Result<Decoder, ArrowError> {
     arrow_json::ReaderBuilder::new(schema.clone())
         .with_batch_size(rows.max(1))
@@ -421,6 +557,17 @@ mod tests {
     }
 
     fn decode(lines: &[&str], chunk: usize) -> DecodedPartition {
+        decode_with(lines, chunk, parse_line, None).unwrap()
+    }
+
+    /// Decodes `lines` parsed by `parse` (framed whole, or just their head),
+    /// as lines of a recording when `origin` is given.
+    fn decode_with(
+        lines: &[&str],
+        chunk: usize,
+        parse: fn(Bytes) -> Result<Batch, crate::nakadi::FramingError>,
+        origin: Option<&str>,
+    ) -> Result<DecodedPartition, DecodeError> {
         let (payload, events) = schema();
         let mut decoder = PartitionDecoder::new(
             payload,
@@ -432,11 +579,82 @@ mod tests {
         )
         .unwrap()
         .with_chunk_rows(chunk);
-        for line in lines {
-            let batch = parse_line(Bytes::copy_from_slice(line.as_bytes())).unwrap();
-            decoder.push(&batch).unwrap();
+        for (n, line) in lines.iter().enumerate() {
+            let mut batch = parse(Bytes::copy_from_slice(line.as_bytes())).unwrap();
+            batch.origin = origin.map(|o| Arc::from(format!("{o}:{}", n + 1)));
+            decoder.push(&batch)?;
         }
-        decoder.finish().unwrap()
+        decoder.finish()
+    }
+
+    /// Rows (as text) and rejected events (offset, reason) of a decode.
+    fn outcome(out: DecodedPartition) -> (Vec<String>, Vec<(String, String)>) {
+        let batches = out.events.into_batches().unwrap();
+        let rows = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+            .lines()
+            .skip(3)
+            .filter(|l| !l.starts_with('+'))
+            .map(str::to_string)
+            .collect();
+        let rejected = out
+            .rejected
+            .iter()
+            .map(|r| (r.offset.clone(), r.reason.clone()))
+            .collect();
+        (rows, rejected)
+    }
+
+    const LINES: [&str; 5] = [
+        r#"{"cursor":{"partition":"0","offset":"2"},"events":[{"id":1,"meta":{"v":1}},{"id":2,"name":"b","meta":{"v":2}}]}"#,
+        r#"{"cursor":{"partition":"0","offset":"5"},"events":[ {"id":3,"meta":{"v":3}} , {"id":4,"name":"d\u00e9","meta":{"v":4}},{"id":5,"meta":{"v":5}} ] }"#,
+        r#"{"cursor":{"partition":"0","offset":"7"},"events":[{"id":"x","meta":{"v":6}},{"id":7,"meta":{}}]}"#,
+        r#"{"cursor":{"partition":"0","offset":"9"},"events":[{"id":8,"meta":{"v":8}},{"id":9,"meta":{"v":9}}],"info":{"debug":"]}"}}"#,
+        r#"{"cursor":{"partition":"0","offset":"10"},"events":[{"id":10,"meta":{"v":10}}]}"#,
+    ];
+
+    /// Lines whose events the decoder frames itself give the same rows,
+    /// rejections and offsets as lines framed beforehand, across chunk
+    /// boundaries, a chunk with a bad event, and a line with more after its
+    /// events.
+    #[test]
+    fn unframed_lines_decode_as_framed_ones() {
+        for chunk in [1, 3, 4, 100] {
+            let framed = outcome(decode_with(&LINES, chunk, parse_line, None).unwrap());
+            let unframed = outcome(
+                decode_with(&LINES, chunk, crate::nakadi::framing::parse_head, None).unwrap(),
+            );
+            assert_eq!(framed.0.len(), 8, "chunk {chunk}");
+            assert_eq!(framed.1.len(), 2, "chunk {chunk}");
+            assert_eq!(unframed, framed, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_batch_that_overlaps_the_previous_is_an_error_naming_its_line() {
+        let lines = [
+            r#"{"cursor":{"partition":"0","offset":"2"},"events":[{"id":1,"meta":{"v":1}},{"id":2,"meta":{"v":2}}]}"#,
+            r#"{"cursor":{"partition":"0","offset":"3"},"events":[{"id":2,"meta":{"v":2}},{"id":3,"meta":{"v":3}}]}"#,
+        ];
+        let err = decode_with(
+            &lines,
+            100,
+            crate::nakadi::framing::parse_head,
+            Some("a.jsonl"),
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(
+            err.starts_with("a.jsonl:2: ")
+                && err.contains("overlaps the previous batch, which ended at 2"),
+            "{err}"
+        );
+        // From a live stream, the events delivered before are dropped.
+        let live =
+            outcome(decode_with(&lines, 100, crate::nakadi::framing::parse_head, None).unwrap());
+        assert_eq!(live.0.len(), 3);
     }
 
     #[test]

@@ -29,11 +29,30 @@ pub struct Batch {
     /// The line the batch arrived in; `events` are spans of it.
     pub line: Bytes,
     pub events: Vec<Range<usize>>,
+    /// Set by [`parse_head`]: the events are not framed yet (`events` is
+    /// empty); their array starts at this position of `line`, after its `[`.
+    /// The decoder frames them while it decodes them, in one pass.
+    pub unframed: Option<usize>,
     /// Where the line came from, for messages about recorded files.
     pub origin: Option<Arc<str>>,
 }
 
 impl Batch {
+    /// A line that carries no events (a keep-alive). Unframed batches may
+    /// still turn out to have none.
+    pub fn is_keep_alive(&self) -> bool {
+        self.unframed.is_none() && self.events.is_empty()
+    }
+
+    /// Frames the events of a batch from [`parse_head`].
+    pub fn frame(&mut self) -> Result<(), FramingError> {
+        if self.unframed.is_some() {
+            self.events = parse_line(self.line.clone())?.events;
+            self.unframed = None;
+        }
+        Ok(())
+    }
+
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
@@ -108,6 +127,41 @@ struct RawCursor {
     cursor_token: Option<String>,
 }
 
+/// Parses the head of a stream line: its cursor, when the line starts with
+/// `{"cursor":{...},"events":[` as Nakadi writes it, leaving the events to be
+/// framed by whoever reads them next; any other line is parsed whole.
+pub fn parse_head(line: Bytes) -> Result<Batch, FramingError> {
+    match leading_events(&line) {
+        Some((cursor, events_at)) => Ok(Batch {
+            partition: Arc::from(cursor.partition),
+            offset: Offset::new(cursor.offset),
+            event_type: cursor.event_type,
+            cursor_token: cursor.cursor_token,
+            line,
+            events: Vec::new(),
+            unframed: Some(events_at),
+            origin: None,
+        }),
+        None => parse_line(line),
+    }
+}
+
+/// The cursor of a line that opens with it and then with the events array,
+/// and the position after the array's `[`.
+fn leading_events(line: &[u8]) -> Option<(RawCursor, usize)> {
+    let mut scanner = Scanner { buf: line, pos: 0 };
+    scanner.skip_ws();
+    scanner.expect(b'{').ok()?;
+    scanner.field_named(b"cursor")?;
+    let span = scanner.value().ok()?;
+    let cursor: RawCursor = serde_json::from_slice(&line[span]).ok()?;
+    scanner.skip_ws();
+    scanner.expect(b',').ok()?;
+    scanner.field_named(b"events")?;
+    scanner.expect(b'[').ok()?;
+    Some((cursor, scanner.pos))
+}
+
 /// Parses one stream line (without its line terminator).
 pub fn parse_line(line: Bytes) -> Result<Batch, FramingError> {
     let mut scanner = Scanner { buf: &line, pos: 0 };
@@ -168,6 +222,7 @@ pub fn parse_line(line: Bytes) -> Result<Batch, FramingError> {
         cursor_token: cursor.cursor_token,
         line,
         events,
+        unframed: None,
         origin: None,
     })
 }
@@ -208,6 +263,19 @@ impl Scanner<'_> {
         } else {
             Err(self.error(&format!("expected '{}'", wanted as char)))
         }
+    }
+
+    /// `"name":` (with any whitespace around), up to the value.
+    fn field_named(&mut self, name: &[u8]) -> Option<()> {
+        self.skip_ws();
+        let key = self.string().ok()?;
+        if key.len() != name.len() + 2 || &self.buf[key.start + 1..key.end - 1] != name {
+            return None;
+        }
+        self.skip_ws();
+        self.expect(b':').ok()?;
+        self.skip_ws();
+        Some(())
     }
 
     /// A string at the current position; returns its span including the quotes.
@@ -376,6 +444,35 @@ mod tests {
         assert!(parse(r#"{"events":[]}"#).is_err());
         assert!(parse(r#"{"cursor":{"partition":"0"}}"#).is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn a_head_leaves_the_events_to_frame_later() {
+        let line = r#"{"cursor":{"partition":"3","offset":"9","cursor_token":"t"}, "events" : [{"a":"]"},{"b":[1]}]}"#;
+        let mut batch = parse_head(Bytes::from(line)).unwrap();
+        assert_eq!((&*batch.partition, batch.offset.as_str()), ("3", "9"));
+        assert_eq!(batch.cursor_token.as_deref(), Some("t"));
+        assert!(!batch.is_keep_alive() && batch.events.is_empty());
+        assert_eq!(&line[batch.unframed.unwrap()..][..7], r#"{"a":"]"#);
+        batch.frame().unwrap();
+        assert_eq!(batch.event_count(), 2);
+        assert_eq!(batch.event_bytes(1), br#"{"b":[1]}"#);
+        // Anything else is framed whole at once.
+        for other in [
+            r#"{"events":[{}],"cursor":{"partition":"0","offset":"1"}}"#,
+            r#"{"cursor":{"partition":"0","offset":"1"}}"#,
+            r#"{"cursor":{"partition":"0","offset":"1"},"events":null}"#,
+        ] {
+            let batch = parse_head(Bytes::from(other)).unwrap();
+            assert!(batch.unframed.is_none(), "{other}");
+        }
+        assert!(
+            parse_head(Bytes::from(
+                r#"{"cursor":{"partition":"0","offset":"1"},"events":[{"#
+            ))
+            .is_ok()
+        );
+        assert!(parse_head(Bytes::from(r#"{"cursor":{"partition":"0"},"events":[]}"#)).is_err());
     }
 
     #[test]

@@ -160,7 +160,7 @@ async fn deliver(
             }
             Ok(Ok(Line::Complete(line))) => line,
         };
-        let batch = match framing::parse_line(line) {
+        let batch = match framing::parse_head(line) {
             Ok(batch) => batch,
             Err(e) => {
                 return Err(Interruption::Resume {
@@ -172,7 +172,7 @@ async fn deliver(
         if *batch.partition != *range.partition {
             continue;
         }
-        if batch.events.is_empty() {
+        if batch.is_keep_alive() {
             debug!(partition = %range.partition, "keep-alive");
             continue;
         }

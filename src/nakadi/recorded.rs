@@ -97,17 +97,19 @@ impl RecordedSource {
                 if cursor_partition(&line).is_some_and(|p| !starts.contains_key(p)) {
                     return Ok(true); // a partition this run does not read
                 }
-                let mut batch = framing::parse_line(line)
+                // The events are framed by the decoder, as it decodes them; it
+                // also checks that they follow the previous batch.
+                let mut batch = framing::parse_head(line)
                     .map_err(|e| recorded_error(path, line_no, &e.to_string()))?;
                 let Some(start) = starts.get(&*batch.partition) else {
                     return Ok(true);
                 };
-                if batch.events.is_empty() {
+                if batch.is_keep_alive() {
                     return Ok(true);
                 }
                 let first = first_offset(&batch);
                 if let Some(last) = previous.get(&batch.partition)
-                    && !first.is_after(last)
+                    && (!first.is_after(last) || !batch.offset.is_after(last))
                 {
                     return Err(overlap_error(
                         path,
@@ -246,7 +248,8 @@ fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError>
     Ok(partitions)
 }
 
-/// Offset of a batch's first event (its cursor when it has none).
+/// Offset of a batch's first event (its cursor when it has none, or when its
+/// events are not framed yet).
 fn first_offset(batch: &Batch) -> Offset {
     if batch.events.is_empty() {
         batch.offset.clone()
@@ -391,21 +394,23 @@ mod tests {
             start: Offset::new("001-0001-000000000000000001"),
             end: Offset::new("001-0001-000000000000000002"),
         }];
-        let batches: Vec<Batch> = source.stream(&ranges).map(|b| b.unwrap()).collect().await;
+        let mut batches: Vec<Batch> = source.stream(&ranges).map(|b| b.unwrap()).collect().await;
         assert_eq!(batches.len(), 1);
+        // Lines that start with their cursor come unframed; the decoder frames them.
+        assert!(batches[0].unframed.is_some());
+        batches[0].frame().unwrap();
         assert_eq!(batches[0].event_bytes(0), br#"{"x":4}"#);
         assert_eq!(batches[0].origin.as_deref(), Some("b.jsonl:1"));
     }
 
-    /// The error that ends reading partition 0 from the beginning to `end`.
-    async fn read_error(source: &RecordedSource, end: &str) -> String {
+    /// The batches read from partition 0, from the beginning to `end`.
+    async fn read_all(source: &RecordedSource, end: &str) -> Vec<Result<Batch, SourceError>> {
         let ranges = [PartitionRange {
             partition: "0".into(),
             start: Offset::begin(),
             end: Offset::new(end),
         }];
-        let results: Vec<Result<Batch, SourceError>> = source.stream(&ranges).collect().await;
-        results.last().unwrap().as_ref().unwrap_err().to_string()
+        source.stream(&ranges).collect().await
     }
 
     #[tokio::test]
@@ -417,11 +422,15 @@ mod tests {
             "{\"cursor\":{\"partition\":\"0\",\"offset\":\"1\"},\"events\":[{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"2\"},\"events\":[{\n",
         );
         let source = RecordedSource::open(dir.path()).unwrap();
-        // The cursors are fine; the events of line 2 are not, and reading says where.
+        // The cursors are fine; the events of line 2 are not. They are framed
+        // by the decoder, and the line's origin says where they came from.
         let partitions = source.partitions().await.unwrap();
         assert_eq!(partitions[0].newest_available_offset, Offset::new("2"));
-        let err = read_error(&source, "2").await;
-        assert!(err.contains("a.jsonl:2:"), "{err}");
+        let batches = read_all(&source, "2").await;
+        let mut second = batches[1].as_ref().unwrap().clone();
+        assert_eq!(second.origin.as_deref(), Some("a.jsonl:2"));
+        assert!(second.unframed.is_some());
+        assert!(second.frame().is_err());
         // A line that does not start with its cursor is parsed whole at once.
         write(
             dir.path(),
@@ -433,15 +442,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batches_that_overlap_are_refused_when_read() {
+    async fn batches_whose_cursors_do_not_advance_are_refused_when_read() {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
             "a.jsonl",
-            "{\"cursor\":{\"partition\":\"0\",\"offset\":\"5\"},\"events\":[{},{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"6\"},\"events\":[{},{}]}\n",
+            "{\"cursor\":{\"partition\":\"0\",\"offset\":\"5\"},\"events\":[{},{}]}\n{\"cursor\":{\"partition\":\"0\",\"offset\":\"5\"},\"events\":[{}]}\n",
         );
-        let source = RecordedSource::open(dir.path()).unwrap();
-        let err = read_error(&source, "6").await;
+        let source = RecordedSource::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let batches = read_all(&source, "5").await;
+        let err = batches.last().unwrap().as_ref().unwrap_err().to_string();
         assert!(
             err.contains("a.jsonl:2:") && err.contains("overlaps the previous batch"),
             "{err}"

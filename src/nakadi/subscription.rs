@@ -462,14 +462,14 @@ async fn run_sessions(
                 }
                 Ok(Ok(Line::Complete(line))) => line,
             };
-            let batch = match framing::parse_line(line) {
+            let batch = match framing::parse_head(line) {
                 Ok(batch) => batch,
                 Err(e) => break format!("a malformed batch line ({e})"),
             };
             if let Some(s) = session.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                 record_token(&mut s.tokens, &batch);
             }
-            if batch.events.is_empty() || tx.is_closed() {
+            if batch.is_keep_alive() || tx.is_closed() {
                 continue; // keep-alive, or the run has all it needs: hold the session for the commit
             }
             delivered = true;

@@ -570,6 +570,8 @@ impl Run<'_> {
         struct Open {
             position: Offset,
             end: Offset,
+            /// Whether a batch of this range went to the decoder yet.
+            started: bool,
             sender: mpsc::Sender<Batch>,
         }
         let progress = &self.request.progress;
@@ -608,21 +610,25 @@ impl Run<'_> {
                 spool_cap,
             ));
             let partition = range.partition.clone();
-            decoders.push((
-                partition,
+            decoders.push((partition, {
+                let progress = progress.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut receiver = receiver;
                     while let Some(batch) = receiver.blocking_recv() {
                         decoder.push(&batch)?;
+                        let (events, bytes) = decoder.take_seen();
+                        Progress::add(&progress.events_read, events);
+                        Progress::add(&progress.bytes_read, bytes);
                     }
                     decoder.finish()
-                }),
-            ));
+                })
+            }));
             open.insert(
                 range.partition.clone(),
                 Open {
                     position: range.start.clone(),
                     end: range.end.clone(),
+                    started: false,
                     sender,
                 },
             );
@@ -641,22 +647,36 @@ impl Run<'_> {
             let Some(state) = open.get_mut(&partition) else {
                 continue; // finished already, or not part of this run
             };
-            batch
-                .retain_between(&state.position, &state.end)
-                .map_err(|message| RunError::Source {
-                    topic: self.name(),
-                    source: SourceError::Partition {
-                        partition: partition.clone(),
-                        message,
-                    },
+            let source_error = |message: String| RunError::Source {
+                topic: self.name(),
+                source: SourceError::Partition {
+                    partition: partition.clone(),
+                    message,
+                },
+            };
+            // A batch at an edge of the range may hold events outside it: it
+            // is framed here and trimmed. The others go to the decoder as
+            // they are, which frames their events while it decodes them.
+            let at_edge = !state.started
+                || batch.offset.is_after(&state.end)
+                || !batch.offset.is_after(&state.position);
+            if batch.unframed.is_some() && at_edge {
+                batch.frame().map_err(|e| {
+                    source_error(match &batch.origin {
+                        Some(origin) => format!("{origin}: {e}"),
+                        None => e.to_string(),
+                    })
                 })?;
-            if !batch.events.is_empty() {
-                Progress::add(&progress.events_read, batch.events.len() as u64);
-                Progress::add(
-                    &progress.bytes_read,
-                    batch.events.iter().map(|r| r.len() as u64).sum::<u64>(),
-                );
+            }
+            let has_events = batch.unframed.is_some() || {
+                batch
+                    .retain_between(&state.position, &state.end)
+                    .map_err(source_error)?;
+                !batch.events.is_empty()
+            };
+            if has_events {
                 state.position = batch.offset.clone();
+                state.started = true;
                 if state.sender.send(batch).await.is_err() {
                     break; // the decoder failed; its error is collected below
                 }

@@ -810,3 +810,29 @@ async fn a_run_that_spills_decoded_events_writes_the_same_files() {
         assert!(roomy_bytes == tight_bytes, "{path} differs");
     }
 }
+
+/// A recorded line cut short in its events fails the run, naming the file and
+/// line; nothing is committed.
+#[tokio::test]
+async fn a_recording_with_a_cut_line_fails_naming_the_file_and_line() {
+    let ws = Workspace::new();
+    let mut lines = crate::support::article_stream(400, 1, 5);
+    assert!(lines.len() >= 4);
+    let cut = lines[1].len() / 2;
+    lines[1].truncate(cut);
+    ws.record("article-stock-changed", &lines);
+    let err = ws
+        .run("article-stock-changed")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("article-stock-changed") && err.contains("stream.jsonl:2: "),
+        "{err}"
+    );
+    assert!(
+        !ws.out_files().iter().any(|f| f.contains("_manifests/")),
+        "{:?}",
+        ws.out_files()
+    );
+}
