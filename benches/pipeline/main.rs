@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench pipeline -- [--events N | --scales N,N,..] [--runs R]
 //!     [--cases flatten_csv,compact_csv,compact_parquet] [--no-nakadi] [--no-duckdb]
-//!     [--memory-mb M] [--data DIR] [--report DIR]
+//!     [--nakadi-up-to N] [--memory-mb M] [--data DIR] [--report DIR]
 //! ```
 //!
 //! For each scale it generates the events once (NDJSON for DuckDB, Nakadi
@@ -93,6 +93,9 @@ struct Options {
     runs: usize,
     cases: Vec<Case>,
     nakadi: bool,
+    /// Largest scale measured through the Nakadi-compatible server, which
+    /// holds every recorded event in memory.
+    nakadi_up_to: u64,
     duckdb: bool,
     memory_mb: Option<u64>,
     data: PathBuf,
@@ -109,6 +112,7 @@ fn parse_options() -> Result<Options, String> {
         runs: if smoke { 1 } else { 3 },
         cases: Case::ALL.to_vec(),
         nakadi: true,
+        nakadi_up_to: u64::MAX,
         duckdb: true,
         memory_mb: None,
         data: base.join("data"),
@@ -144,6 +148,7 @@ fn parse_options() -> Result<Options, String> {
                     .collect::<Result<_, _>>()?
             }
             "--no-nakadi" => options.nakadi = false,
+            "--nakadi-up-to" => options.nakadi_up_to = parse_count(&value("--nakadi-up-to")?)?,
             "--no-duckdb" => options.duckdb = false,
             "--memory-mb" => {
                 options.memory_mb = Some(
@@ -622,7 +627,7 @@ fn run_all(bench: &Bench) -> Result<(), String> {
         let reference = (!bench.duckdb || events <= 200_000)
             .then(|| rows::reference(&data.ndjson))
             .transpose()?;
-        let server = if options.nakadi {
+        let server = if options.nakadi && events <= options.nakadi_up_to {
             Some(NakadiServer::start(&bench.sql_dir, &data.recordings)?)
         } else {
             None
