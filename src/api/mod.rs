@@ -638,7 +638,7 @@ async fn sample_events(
         next.frame().map_err(|e| {
             source_error(crate::nakadi::SourceError::Partition {
                 partition: next.partition.to_string(),
-                message: format!("{}: {e}", next.origin.as_deref().unwrap_or("a batch")),
+                message: format!("{}: {e}", next.origin_or_unknown()),
             })
         })?;
         for i in 0..next.event_count() {

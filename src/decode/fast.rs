@@ -57,11 +57,6 @@ impl FastDecoder {
         })
     }
 
-    /// Events appended since the last `finish` or `reset`.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// Appends one event. After giving up, the chunk is spoilt: `reset`.
     pub fn append(&mut self, event: &[u8]) -> Result<(), GiveUp> {
         // arrow-json refuses bytes that are not UTF-8 anywhere in an

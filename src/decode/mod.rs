@@ -23,6 +23,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
+use crate::nakadi::framing::overlap_message;
 use crate::nakadi::{Batch, Offset};
 
 mod fast;
@@ -162,7 +163,7 @@ impl PartitionDecoder {
         }
         let mut framed = batch.clone();
         framed.frame().map_err(|e| DecodeError::Framing {
-            at: batch.origin.as_deref().unwrap_or("a batch").to_string(),
+            at: batch.origin_or_unknown().to_string(),
             message: e.to_string(),
         })?;
         if let Some(previous) = &self.last_offset {
@@ -180,7 +181,7 @@ impl PartitionDecoder {
             framed
                 .retain_between(previous, &end)
                 .map_err(|message| DecodeError::Framing {
-                    at: batch.origin.as_deref().unwrap_or("a batch").to_string(),
+                    at: batch.origin_or_unknown().to_string(),
                     message,
                 })?;
         }
@@ -237,7 +238,6 @@ impl PartitionDecoder {
             return Ok(false);
         };
         let mut spans = Vec::new();
-        let rows_before = fast.rows();
         let appended = fast
             .append_array(&batch.line, from, &mut spans)
             .is_ok_and(|end| closes_the_line(&batch.line[end..]));
@@ -250,11 +250,9 @@ impl PartitionDecoder {
                     .is_none_or(|first| !first.is_after(previous))
             });
         if !appended || overlaps {
-            // What the line appended cannot be taken back: the rest of the
-            // chunk goes the slow way.
-            if fast.rows() != rows_before || !appended {
-                self.slow_chunk = true;
-            }
+            // What the line appended (perhaps half an event) cannot be taken
+            // back: the rest of the chunk goes the slow way.
+            self.slow_chunk = true;
             return Ok(false);
         }
         let n = spans.len();
@@ -450,10 +448,7 @@ fn overlap(origin: &str, batch: &Batch, previous: &Offset) -> DecodeError {
         .unwrap_or_else(|| batch.offset.clone());
     DecodeError::Framing {
         at: origin.to_string(),
-        message: format!(
-            "batch {} of partition {} (first event {first}) overlaps the previous batch, which ended at {previous}",
-            batch.offset, batch.partition
-        ),
+        message: overlap_message(&batch.offset, &batch.partition, &first, previous),
     }
 }
 

@@ -260,6 +260,13 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]))
+    }
+
     fn batch(schema: &SchemaRef, from: i64) -> RecordBatch {
         let ids: Vec<i64> = (from..from + 1000).collect();
         let names: Vec<String> = ids.iter().map(|i| format!("name-{i:06}")).collect();
@@ -275,10 +282,7 @@ mod tests {
 
     #[test]
     fn what_does_not_fit_goes_to_disk_and_comes_back_in_order() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let one = batch(&schema, 0).get_array_memory_size();
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(one * 2 + one / 2, 1.0)
@@ -302,10 +306,7 @@ mod tests {
 
     #[test]
     fn a_spool_holds_no_more_than_its_cap() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let one = batch(&schema, 0).get_array_memory_size();
         let runtime = RuntimeEnvBuilder::new().build_arc().unwrap();
         let mut spool = Spool::bounded(schema.clone(), runtime.clone(), "0", one * 3);
@@ -320,10 +321,7 @@ mod tests {
 
     #[test]
     fn an_unbounded_spool_keeps_everything() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let mut spool = Spool::in_memory(schema.clone());
         spool.push(batch(&schema, 0)).unwrap();
         let spooled = spool.finish().unwrap();

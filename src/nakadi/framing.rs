@@ -44,6 +44,11 @@ impl Batch {
         self.unframed.is_none() && self.events.is_empty()
     }
 
+    /// Where the batch came from, for messages: its recorded file and line.
+    pub fn origin_or_unknown(&self) -> &str {
+        self.origin.as_deref().unwrap_or("a batch")
+    }
+
     /// Frames the events of a batch from [`parse_head`].
     pub fn frame(&mut self) -> Result<(), FramingError> {
         if self.unframed.is_some() {
@@ -107,6 +112,19 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// Why a batch is refused when its first event is not after the last event
+/// of the partition's previous batch.
+pub fn overlap_message(
+    offset: &Offset,
+    partition: &str,
+    first: &Offset,
+    previous: &Offset,
+) -> String {
+    format!(
+        "batch {offset} of partition {partition} (first event {first}) overlaps the previous batch, which ended at {previous}"
+    )
 }
 
 /// A line that is not a Nakadi batch.

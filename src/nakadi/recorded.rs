@@ -271,9 +271,7 @@ fn overlap_error(
     recorded_error(
         path,
         line_no,
-        &format!(
-            "batch {offset} of partition {partition} (first event {first}) overlaps the previous batch, which ended at {previous}"
-        ),
+        &framing::overlap_message(offset, partition, first, previous),
     )
 }
 

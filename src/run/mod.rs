@@ -661,18 +661,18 @@ impl Run<'_> {
                 || batch.offset.is_after(&state.end)
                 || !batch.offset.is_after(&state.position);
             if batch.unframed.is_some() && at_edge {
-                batch.frame().map_err(|e| {
-                    source_error(match &batch.origin {
-                        Some(origin) => format!("{origin}: {e}"),
-                        None => e.to_string(),
-                    })
-                })?;
-            }
-            let has_events = batch.unframed.is_some() || {
                 batch
-                    .retain_between(&state.position, &state.end)
-                    .map_err(source_error)?;
-                !batch.events.is_empty()
+                    .frame()
+                    .map_err(|e| source_error(format!("{}: {e}", batch.origin_or_unknown())))?;
+            }
+            let has_events = match batch.unframed {
+                Some(_) => true, // inside the range: the decoder frames it
+                None => {
+                    batch
+                        .retain_between(&state.position, &state.end)
+                        .map_err(source_error)?;
+                    !batch.events.is_empty()
+                }
             };
             if has_events {
                 state.position = batch.offset.clone();
