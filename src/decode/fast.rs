@@ -190,7 +190,18 @@ struct StructColumn {
     seen: Vec<u64>,
     stamp: u64,
     nulls: NullBufferBuilder,
+    /// Keys met so far (up to [`MAX_KNOWN_KEYS`]) with their field (`None`:
+    /// not read), and the keys of the last object as indices into them. The
+    /// objects of a topic mostly repeat their keys in one order, so a key is
+    /// usually placed with one comparison, read or not.
+    known: Vec<(Box<[u8]>, Option<usize>)>,
+    shape: Vec<u8>,
 }
+
+/// Distinct keys an object column remembers (indices fit a byte): enough for
+/// records; objects used as maps (a key per entry) soon fill it, and are then
+/// placed by name alone.
+const MAX_KNOWN_KEYS: usize = 256;
 
 struct ListColumn {
     item: FieldRef,
@@ -429,6 +440,8 @@ impl StructColumn {
             seen: vec![0; fields.len()],
             stamp: 0,
             nulls: NullBufferBuilder::new(0),
+            known: Vec::new(),
+            shape: Vec::new(),
         })
     }
 
@@ -444,13 +457,13 @@ impl StructColumn {
         if c.peek()? == b'}' {
             c.pos += 1;
         } else {
-            loop {
+            for k in 0.. {
                 c.ws();
                 let key = c.plain_key()?;
                 c.ws();
                 c.eat(b':')?;
                 c.ws();
-                match self.field_index(key, next) {
+                match self.place(key, k, next) {
                     Some(i) => {
                         if self.seen[i] == self.stamp {
                             return Err(GiveUp); // arrow-json keeps the last; leave it to it
@@ -480,6 +493,36 @@ impl StructColumn {
         }
         self.nulls.append_non_null();
         Ok(())
+    }
+
+    /// The field of the `k`-th key of an object (`None`: a key not read);
+    /// `next` is the field after the last one placed.
+    fn place(&mut self, key: &[u8], k: usize, next: usize) -> Option<usize> {
+        if let Some(&known) = self.shape.get(k) {
+            let (name, field) = &self.known[usize::from(known)];
+            if **name == *key {
+                return *field;
+            }
+        }
+        if self.known.len() == MAX_KNOWN_KEYS {
+            return self.field_index(key, next); // a map, most likely
+        }
+        let known = match self.known.iter().position(|(name, _)| **name == *key) {
+            Some(known) => known,
+            None => {
+                let field = self.field_index(key, next);
+                self.known.push((key.into(), field));
+                self.known.len() - 1
+            }
+        };
+        if let Ok(index) = u8::try_from(known) {
+            if k < self.shape.len() {
+                self.shape[k] = index;
+            } else if k == self.shape.len() {
+                self.shape.push(index);
+            }
+        }
+        self.known[known].1
     }
 
     /// Fields mostly arrive in schema order: try the one after the last first.
@@ -869,6 +912,33 @@ mod tests {
         let expected = arrow_json(&schema, &events).expect("arrow-json decodes these");
         let got = fast(&schema, &events).expect("the fast road decodes these");
         assert_eq!(got, expected);
+    }
+
+    /// Keys are placed by the order the last object had; objects that change
+    /// it, drop or add keys, or hold more keys than remembered still decode
+    /// as arrow-json decodes them.
+    #[test]
+    fn key_order_changes_decode_like_arrow_json() {
+        let schema = schema();
+        let many_keys: String = (0..300).map(|i| format!(",\"k{i}\":{i}")).collect();
+        let wide = format!(r#"{{"id":7,"meta":{{"v":1{many_keys},"tag":"w"}}}}"#);
+        let events = [
+            r#"{"id":1,"name":"a","x":1,"meta":{"v":1,"tag":"t"}}"#,
+            r#"{"id":2,"name":"b","x":2,"meta":{"v":2,"tag":"u"}}"#,
+            r#"{"name":"c","id":3,"meta":{"tag":"v","v":3},"x":3}"#,
+            r#"{"id":4,"x":4,"meta":{"v":4}}"#,
+            r#"{"y":0,"id":5,"name":"e","x":5,"z":[1],"meta":{"v":5,"tag":"t"}}"#,
+            &wide,
+            r#"{"id":8,"name":"h","x":8,"meta":{"v":8,"tag":"t"}}"#,
+        ];
+        let expected = arrow_json(&schema, &events).expect("arrow-json decodes these");
+        assert_eq!(fast(&schema, &events).expect("decodes"), expected);
+        // a duplicate key is still seen once the order is known
+        let duplicate = [
+            r#"{"id":1,"name":"a"}"#,
+            r#"{"id":2,"name":"b","name":"c"}"#,
+        ];
+        assert!(fast(&schema, &duplicate).is_none());
     }
 
     /// Anything arrow-json might read differently, or reject, is left to it.

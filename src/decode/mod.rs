@@ -15,7 +15,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, StructArray, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, StringArray, StringBuilder, StructArray, UInt64Array,
+};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -24,7 +26,7 @@ use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
 use crate::nakadi::framing::overlap_message;
-use crate::nakadi::{Batch, Offset};
+use crate::nakadi::{Batch, Offset, OffsetSteps};
 
 mod fast;
 mod spool;
@@ -63,16 +65,56 @@ pub struct RequiredKeys {
     pub paths: Vec<String>,
 }
 
-struct Pending {
+/// The batch events came in, shared by them.
+struct Carrier {
     line: Bytes,
-    span: Range<usize>,
-    offset: String,
     origin: Option<Arc<str>>,
+    cursor: Offset,
+    /// The cursor taken apart, to write its events' offsets.
+    steps: Option<OffsetSteps>,
+}
+
+impl Carrier {
+    fn of(batch: &Batch) -> Arc<Carrier> {
+        Arc::new(Carrier {
+            line: batch.line.clone(),
+            origin: batch.origin.clone(),
+            steps: OffsetSteps::of(&batch.offset),
+            cursor: batch.offset.clone(),
+        })
+    }
+}
+
+/// An event waiting to be decoded.
+struct Pending {
+    batch: Arc<Carrier>,
+    span: Range<usize>,
+    /// Events after this one in its batch (the last one's offset is the cursor).
+    before_last: u64,
 }
 
 impl Pending {
     fn bytes(&self) -> &[u8] {
-        &self.line[self.span.clone()]
+        &self.batch.line[self.span.clone()]
+    }
+
+    /// Appends the event's offset to `out` (its batch's cursor when the
+    /// offset cannot be counted back from it).
+    fn write_offset(&self, out: &mut String) {
+        let counted = self
+            .batch
+            .steps
+            .as_ref()
+            .is_some_and(|steps| steps.write_minus(self.before_last, out));
+        if !counted {
+            out.push_str(self.batch.cursor.as_str());
+        }
+    }
+
+    fn offset(&self) -> String {
+        let mut offset = String::new();
+        self.write_offset(&mut offset);
+        offset
     }
 }
 
@@ -94,7 +136,8 @@ pub struct PartitionDecoder {
     seen: (u64, u64),
     next_seq: u64,
     output: Spool,
-    keys: Vec<RecordBatch>,
+    /// Key columns of the rows, kept for the classification (`None`: not kept).
+    keys: Option<Vec<RecordBatch>>,
     rows: u64,
     rejected: Vec<Rejected>,
 }
@@ -105,7 +148,7 @@ pub struct DecodedPartition {
     /// The rows, with the system columns, in arrival order.
     pub events: Spooled,
     /// The same rows' key columns (the required paths, in their order), kept
-    /// in memory for the classification.
+    /// in memory for the classification; empty when not kept.
     pub keys: Vec<RecordBatch>,
     pub rejected: Vec<Rejected>,
     pub rows: u64,
@@ -135,7 +178,7 @@ impl PartitionDecoder {
             last_offset: None,
             seen: (0, 0),
             next_seq: 0,
-            keys: Vec::new(),
+            keys: Some(Vec::new()),
             rows: 0,
             rejected: Vec::new(),
         })
@@ -144,6 +187,13 @@ impl PartitionDecoder {
     /// Collects the rows in `spool` (by default they stay in memory).
     pub fn with_spool(mut self, spool: Spool) -> Self {
         self.output = spool;
+        self
+    }
+
+    /// Keeps no key columns (a topic that does not compact needs none). Events
+    /// whose keys are null are still rejected.
+    pub fn without_key_columns(mut self) -> Self {
+        self.keys = None;
         self
     }
 
@@ -190,18 +240,13 @@ impl PartitionDecoder {
 
     /// Queues the event at `span` of `batch`, `before_last` events before the
     /// batch's cursor.
-    fn queue(&mut self, batch: &Batch, before_last: usize, span: Range<usize>) {
-        let offset = batch
-            .offset
-            .minus(before_last as u64)
-            .unwrap_or_else(|| batch.offset.clone());
+    fn queue(&mut self, batch: &Arc<Carrier>, before_last: usize, span: Range<usize>) {
         self.seen.0 += 1;
         self.seen.1 += span.len() as u64;
         self.pending.push(Pending {
-            line: batch.line.clone(),
+            batch: batch.clone(),
             span,
-            offset: offset.to_string(),
-            origin: batch.origin.clone(),
+            before_last: before_last as u64,
         });
     }
 
@@ -211,6 +256,7 @@ impl PartitionDecoder {
     }
 
     fn push_framed(&mut self, batch: &Batch) -> Result<(), DecodeError> {
+        let carrier = Carrier::of(batch);
         for (i, span) in batch.events.iter().enumerate() {
             if !self.slow_chunk
                 && let Some(fast) = &mut self.fast
@@ -218,7 +264,7 @@ impl PartitionDecoder {
             {
                 self.slow_chunk = true;
             }
-            self.queue(batch, batch.events.len() - 1 - i, span.clone());
+            self.queue(&carrier, batch.events.len() - 1 - i, span.clone());
             if self.pending.len() >= self.chunk_rows {
                 self.decode_pending()?;
             }
@@ -256,8 +302,9 @@ impl PartitionDecoder {
             return Ok(false);
         }
         let n = spans.len();
+        let carrier = Carrier::of(batch);
         for (i, span) in spans.into_iter().enumerate() {
-            self.queue(batch, n - 1 - i, span);
+            self.queue(&carrier, n - 1 - i, span);
         }
         self.last_offset = Some(batch.offset.clone());
         if self.pending.len() >= self.chunk_rows {
@@ -271,7 +318,7 @@ impl PartitionDecoder {
         Ok(DecodedPartition {
             partition: self.partition,
             events: self.output.finish()?,
-            keys: self.keys,
+            keys: self.keys.unwrap_or_default(),
             rejected: self.rejected,
             rows: self.rows,
         })
@@ -325,7 +372,9 @@ impl PartitionDecoder {
         let batch = self.with_system_columns(payload, &kept)?;
         let batch = self.reject_null_keys(batch, &kept)?;
         if batch.num_rows() > 0 {
-            self.keys.push(self.key_columns(&batch)?);
+            if let Some(keys) = &mut self.keys {
+                keys.push(key_columns(&self.required, &batch)?);
+            }
             self.rows += batch.num_rows() as u64;
             self.output.push(batch)?;
         }
@@ -361,9 +410,15 @@ impl PartitionDecoder {
             &*self.partition,
             n,
         )));
-        let offsets: ArrayRef = Arc::new(StringArray::from_iter_values(
-            kept.iter().map(|p| p.offset.as_str()),
-        ));
+        let offset_bytes = kept.first().map_or(0, |p| p.batch.cursor.as_str().len());
+        let mut offsets = StringBuilder::with_capacity(n, n * offset_bytes);
+        let mut offset = String::new();
+        for event in kept {
+            offset.clear();
+            event.write_offset(&mut offset);
+            offsets.append_value(&offset);
+        }
+        let offsets: ArrayRef = Arc::new(offsets.finish());
         let seq: ArrayRef = Arc::new(UInt64Array::from_iter_values(
             self.next_seq..self.next_seq + n as u64,
         ));
@@ -402,35 +457,36 @@ impl PartitionDecoder {
     }
 
     /// The required paths' columns of `batch`, named by path.
-    fn key_columns(&self, batch: &RecordBatch) -> Result<RecordBatch, DecodeError> {
-        let mut fields = Vec::with_capacity(self.required.paths.len());
-        let mut columns = Vec::with_capacity(self.required.paths.len());
-        for path in &self.required.paths {
-            let column = column_at_path(batch, path).ok_or_else(|| {
-                DecodeError::Assemble(ArrowError::SchemaError(format!(
-                    "key column {path} is not in the decoded events"
-                )))
-            })?;
-            fields.push(Field::new(path, column.data_type().clone(), true));
-            columns.push(column);
-        }
-        RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-        )
-        .map_err(DecodeError::Assemble)
-    }
-
     fn reject(&mut self, event: &Pending, reason: String) {
         self.rejected.push(Rejected {
             partition: self.partition.clone(),
-            offset: event.offset.clone(),
-            origin: event.origin.clone(),
+            offset: event.offset(),
+            origin: event.batch.origin.clone(),
             reason,
-            raw: event.line.slice(event.span.clone()),
+            raw: event.batch.line.slice(event.span.clone()),
         });
     }
+}
+
+/// The key columns of `batch` (the required paths, in their order).
+fn key_columns(required: &RequiredKeys, batch: &RecordBatch) -> Result<RecordBatch, DecodeError> {
+    let mut fields = Vec::with_capacity(required.paths.len());
+    let mut columns = Vec::with_capacity(required.paths.len());
+    for path in &required.paths {
+        let column = column_at_path(batch, path).ok_or_else(|| {
+            DecodeError::Assemble(ArrowError::SchemaError(format!(
+                "key column {path} is not in the decoded events"
+            )))
+        })?;
+        fields.push(Field::new(path, column.data_type().clone(), true));
+        columns.push(column);
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(DecodeError::Assemble)
 }
 
 /// Whether `rest` (what follows a line's events array) just closes the batch.

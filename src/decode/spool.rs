@@ -1,11 +1,15 @@
 //! Where a partition's decoded events wait for mapping.
 //!
-//! A run maps a partition only after reading all of it (compaction needs every
-//! version of a key), so decoded events are held until then. They stay in
-//! memory while the engine's memory pool grants room and go to an Arrow IPC
-//! file in the engine's temp folder after that; the pool is the one DataFusion's
-//! sorts draw from, so `--memory-mb` bounds both. Reading a spool gives the
-//! batches back in the order they were pushed.
+//! A compacting topic's partition is mapped only after all of it was read
+//! (compaction needs every version of a key), so decoded events are held until
+//! then. They stay in memory while the engine's memory pool grants room and go
+//! to an Arrow IPC file in the engine's temp folder after that; the pool is the
+//! one DataFusion's sorts draw from, so `--memory-mb` bounds both. Reading a
+//! spool gives the batches back in the order they were pushed.
+//!
+//! A topic that does not compact needs no waiting: its spool passes every
+//! batch on to a mapping that runs while the partition is read
+//! ([`Spool::passing_to`]), and holds nothing.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -21,6 +25,7 @@ use datafusion::execution::SpillFile;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::spill_file::SpillWriter;
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -32,6 +37,8 @@ pub enum SpoolError {
         #[source]
         source: ArrowError,
     },
+    #[error("the mapping stopped reading the decoded events of partition {partition}")]
+    Closed { partition: String },
     #[error("reading decoded events back from the spill file {path}: {source}")]
     Read {
         path: String,
@@ -49,6 +56,8 @@ pub struct Spool {
         Arc<dyn SpillFile>,
         StreamWriter<BufWriter<Box<dyn SpillWriter>>>,
     )>,
+    /// Where every batch goes at once, when the spool holds nothing.
+    onward: Option<(mpsc::Sender<RecordBatch>, String)>,
 }
 
 /// Room in the memory pool, and the temp folder for what does not fit.
@@ -68,6 +77,21 @@ impl Spool {
             budget: None,
             memory: Vec::new(),
             file: None,
+            onward: None,
+        }
+    }
+
+    /// A spool that hands every batch to `onward` as it comes, waiting while
+    /// the receiver is behind. Pushing blocks the thread: for a decoder on a
+    /// blocking thread, feeding a mapping that reads as the partition is read.
+    pub fn passing_to(
+        schema: SchemaRef,
+        partition: &str,
+        onward: mpsc::Sender<RecordBatch>,
+    ) -> Spool {
+        Spool {
+            onward: Some((onward, partition.to_string())),
+            ..Spool::in_memory(schema)
         }
     }
 
@@ -92,10 +116,16 @@ impl Spool {
             }),
             memory: Vec::new(),
             file: None,
+            onward: None,
         }
     }
 
     pub fn push(&mut self, batch: RecordBatch) -> Result<(), SpoolError> {
+        if let Some((onward, partition)) = &self.onward {
+            return onward.blocking_send(batch).map_err(|_| SpoolError::Closed {
+                partition: partition.clone(),
+            });
+        }
         if self.file.is_none() {
             let granted = match &self.budget {
                 None => true,
@@ -317,6 +347,40 @@ mod tests {
         let spooled = spool.finish().unwrap();
         assert!(spooled.spilled());
         assert_eq!(spooled.batches().count(), 5);
+    }
+
+    #[test]
+    fn a_passing_spool_hands_batches_on_in_order_and_holds_none() {
+        let schema = schema();
+        let (sender, mut receiver) = mpsc::channel(1);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Some(b) = receiver.blocking_recv() {
+                got.push(b);
+            }
+            got
+        });
+        let mut spool = Spool::passing_to(schema.clone(), "0", sender);
+        let pushed: Vec<RecordBatch> = (0..3).map(|i| batch(&schema, i * 1000)).collect();
+        for b in &pushed {
+            spool.push(b.clone()).unwrap();
+        }
+        let spooled = spool.finish().unwrap();
+        assert_eq!(reader.join().unwrap(), pushed);
+        assert_eq!(spooled.batches().count(), 0);
+    }
+
+    #[test]
+    fn a_passing_spool_whose_reader_is_gone_says_so() {
+        let schema = schema();
+        let (sender, receiver) = mpsc::channel(1);
+        drop(receiver);
+        let mut spool = Spool::passing_to(schema.clone(), "3", sender);
+        let err = spool.push(batch(&schema, 0)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the mapping stopped reading the decoded events of partition 3"
+        );
     }
 
     #[test]

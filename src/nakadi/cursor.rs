@@ -51,20 +51,18 @@ impl Offset {
     /// The offset `n` events before this one in the same timeline
     /// (events of a partition have consecutive offsets).
     pub fn minus(&self, n: u64) -> Option<Offset> {
-        let (prefix, digits) = self.split_numeric()?;
-        let value: u64 = digits.parse().ok()?;
-        let lowered = value.checked_sub(n)?;
-        let width = if prefix.is_empty() { 0 } else { digits.len() };
-        Some(Offset(format!("{prefix}{lowered:0width$}")))
+        let mut lowered = String::new();
+        OffsetSteps::of(self)?
+            .write_minus(n, &mut lowered)
+            .then_some(Offset(lowered))
     }
 
     /// The offset `n` events after this one in the same timeline.
     pub fn plus(&self, n: u64) -> Option<Offset> {
-        let (prefix, digits) = self.split_numeric()?;
-        let value: u64 = digits.parse().ok()?;
-        let raised = value.checked_add(n)?;
-        let width = if prefix.is_empty() { 0 } else { digits.len() };
-        Some(Offset(format!("{prefix}{raised:0width$}")))
+        let steps = OffsetSteps::of(self)?;
+        let mut raised = String::new();
+        steps.write(steps.value.checked_add(n)?, &mut raised);
+        Some(Offset(raised))
     }
 
     /// Number of events after `self` up to and including `later`, when both
@@ -96,6 +94,51 @@ impl Offset {
 
     pub fn is_after(&self, other: &Offset) -> bool {
         self.nakadi_cmp(other) == Ordering::Greater
+    }
+}
+
+/// A numeric offset taken apart once, to write the offsets before it without
+/// parsing it again (a batch's events count down from its cursor).
+#[derive(Clone, Debug)]
+pub struct OffsetSteps {
+    prefix: String,
+    value: u64,
+    /// Digits to pad to: those of the offset when it has a prefix (Nakadi's
+    /// fixed-width offsets), none for a plain number.
+    width: usize,
+}
+
+impl OffsetSteps {
+    /// `None` for `BEGIN` and offsets that do not end in a number.
+    pub fn of(offset: &Offset) -> Option<OffsetSteps> {
+        let (prefix, digits) = offset.split_numeric()?;
+        Some(OffsetSteps {
+            prefix: prefix.to_string(),
+            value: digits.parse().ok()?,
+            width: if prefix.is_empty() { 0 } else { digits.len() },
+        })
+    }
+
+    /// Appends the offset `n` events before this one to `out`; `false` (and
+    /// nothing appended) when there is none.
+    pub fn write_minus(&self, n: u64, out: &mut String) -> bool {
+        let Some(lowered) = self.value.checked_sub(n) else {
+            return false;
+        };
+        self.write(lowered, out);
+        true
+    }
+
+    /// Appends the offset numbered `value` in this offset's timeline.
+    fn write(&self, value: u64, out: &mut String) {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value);
+        out.push_str(&self.prefix);
+        out.extend(std::iter::repeat_n(
+            '0',
+            self.width.saturating_sub(digits.len()),
+        ));
+        out.push_str(digits);
     }
 }
 
@@ -156,6 +199,7 @@ mod tests {
         assert_eq!(o.minus(3).unwrap().as_str(), "001-0001-000000000000000120");
         assert_eq!(o.plus(1).unwrap().as_str(), "001-0001-000000000000000124");
         assert_eq!(Offset::new("42").minus(2).unwrap().as_str(), "40");
+        assert_eq!(Offset::new("7-99").plus(1).unwrap().as_str(), "7-100");
         assert_eq!(
             Offset::new("001-0001-000000000000000100").distance_to(&o),
             Some(23)

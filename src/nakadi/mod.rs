@@ -21,7 +21,7 @@ use futures::stream::BoxStream;
 
 pub use auth::TokenSource;
 pub use client::{NakadiClient, NakadiError, NakadiSettings};
-pub use cursor::{Cursor, Offset, partition_cmp};
+pub use cursor::{Cursor, Offset, OffsetSteps, partition_cmp};
 pub use framing::{Batch, FramingError};
 pub use recorded::RecordedSource;
 pub use subscription::{ReadFrom, SubscriptionReader, SubscriptionSettings};

@@ -47,8 +47,9 @@ use chrono::Utc;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use serde::Serialize;
@@ -360,17 +361,38 @@ impl Run<'_> {
         })?;
         lap(&mut timings.plan);
         failpoint("planned");
+        let mapper = Arc::new(Mapper {
+            engine: self.engine.clone(),
+            topic: self.request.topic.clone(),
+            ledger: self.ledger.clone(),
+            progress: self.request.progress.clone(),
+            state: state.clone(),
+            sequence: plan.sequence,
+        });
+        // A topic that does not compact is mapped while it is read, when its
+        // mapping reads the events once (as a stream can be read).
+        let mut writers = if !self.topic.compaction.compact && mapper.reads_events_once().await? {
+            Some(MainWriters::new(mapper.clone()))
+        } else {
+            None
+        };
         progress.set_stage(Stage::Reading);
         progress
             .partitions_total
             .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let decoded = self.cancellable(self.read(&ranges)).await?;
+        let decoded = self
+            .cancellable(self.read(&ranges, writers.as_mut()))
+            .await?;
+        let main_files = match writers {
+            Some(writers) => self.cancellable(writers.finish()).await?,
+            None => HashMap::new(),
+        };
         lap(&mut timings.read);
         let spilled_partitions = decoded.values().filter(|p| p.events.spilled()).count();
 
         progress.set_stage(Stage::Mapping);
         let mut outputs = self
-            .cancellable(self.map_and_write(plan.sequence, decoded, &state))
+            .cancellable(self.map_and_write(&mapper, decoded, main_files))
             .await?;
         let versions: Vec<RecordBatch> = outputs
             .iter_mut()
@@ -563,9 +585,12 @@ impl Run<'_> {
     }
 
     /// Reads every range and decodes it, one decoder thread per partition.
+    /// With `writers`, each partition's rows go on to a MAIN writer as they
+    /// are decoded instead of waiting in a spool.
     async fn read(
         &self,
         ranges: &[PartitionRange],
+        mut writers: Option<&mut MainWriters>,
     ) -> Result<BTreeMap<String, DecodedPartition>, RunError> {
         struct Open {
             position: Offset,
@@ -602,13 +627,23 @@ impl Run<'_> {
                 topic: self.name(),
                 partition: range.partition.clone(),
                 source,
-            })?
-            .with_spool(Spool::bounded(
-                self.topic.schema.read_events.clone(),
-                self.engine.runtime(),
-                &range.partition,
-                spool_cap,
-            ));
+            })?;
+            let events_schema = self.topic.schema.read_events.clone();
+            decoder = match writers.as_deref_mut() {
+                Some(writers) => decoder
+                    .with_spool(Spool::passing_to(
+                        events_schema,
+                        &range.partition,
+                        writers.start(&range.partition),
+                    ))
+                    .without_key_columns(),
+                None => decoder.with_spool(Spool::bounded(
+                    events_schema,
+                    self.engine.runtime(),
+                    &range.partition,
+                    spool_cap,
+                )),
+            };
             let partition = range.partition.clone();
             decoders.push((partition, {
                 let progress = progress.clone();
@@ -636,7 +671,15 @@ impl Run<'_> {
 
         let mut stream = self.request.source.stream(ranges);
         while !open.is_empty() {
-            let Some(batch) = stream.next().await else {
+            let next = match writers.as_deref_mut() {
+                // A writer that fails ends the run at once.
+                Some(writers) => tokio::select! {
+                    next = stream.next() => next,
+                    failed = writers.failure() => return Err(failed),
+                },
+                None => stream.next().await,
+            };
+            let Some(batch) = next else {
                 break;
             };
             let mut batch = batch.map_err(|source| RunError::Source {
@@ -722,21 +765,15 @@ impl Run<'_> {
     }
 
     /// Maps and writes the partitions, `parallelism` at a time, each as its
-    /// own task so that they run on all cores.
+    /// own task so that they run on all cores. `main_files`: the MAIN files
+    /// written while the partitions were read.
     async fn map_and_write(
         &self,
-        sequence: u64,
+        mapper: &Arc<Mapper>,
         decoded: BTreeMap<String, DecodedPartition>,
-        state: &KeyState,
+        mut main_files: HashMap<String, Vec<WrittenFile>>,
     ) -> Result<Vec<PartitionOutput>, RunError> {
         let parallelism = self.request.parallelism.max(1);
-        let mapper = Arc::new(Mapper {
-            engine: self.engine.clone(),
-            topic: self.request.topic.clone(),
-            ledger: self.ledger.clone(),
-            progress: self.request.progress.clone(),
-            state: state.clone(),
-        });
         let mut parts = decoded.into_values();
         // Dropped on an error or a stop: the partitions still running are aborted.
         let mut tasks = tokio::task::JoinSet::new();
@@ -746,7 +783,8 @@ impl Run<'_> {
                 && let Some(part) = parts.next()
             {
                 let mapper = mapper.clone();
-                tasks.spawn(async move { mapper.map_partition(sequence, part).await });
+                let main = main_files.remove(&*part.partition);
+                tasks.spawn(async move { mapper.map_partition(part, main).await });
             }
             let Some(done) = tasks.join_next().await else {
                 break;
@@ -820,6 +858,8 @@ struct Mapper {
     ledger: Ledger,
     progress: Arc<Progress>,
     state: KeyState,
+    /// The run's sequence number, in the files' names.
+    sequence: u64,
 }
 
 impl Mapper {
@@ -827,11 +867,14 @@ impl Mapper {
         self.topic.name.clone()
     }
 
+    /// Classifies a decoded partition and writes its files; `main`: its MAIN
+    /// files when they were written while it was read.
     async fn map_partition(
         &self,
-        sequence: u64,
         part: DecodedPartition,
+        mut main: Option<Vec<WrittenFile>>,
     ) -> Result<PartitionOutput, RunError> {
+        let sequence = self.sequence;
         let partition = part.partition.to_string();
         let query_error = |source: DataFusionError| RunError::Query {
             topic: self.name(),
@@ -864,16 +907,21 @@ impl Mapper {
                 FileKind::Main => Class::Main,
                 _ => Class::Correction,
             };
-            let input = EventsOfClass {
-                events: events.clone(),
-                classes: classes.clone(),
-                wanted,
+            let written = match (kind, main.take()) {
+                (FileKind::Main, Some(written)) => written,
+                _ => {
+                    let input = EventsOfClass {
+                        events: events.clone(),
+                        classes: classes.clone(),
+                        wanted,
+                    };
+                    let table =
+                        StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
+                            .map_err(&query_error)?;
+                    self.write_mapped(kind, sequence, &partition, Arc::new(table))
+                        .await?
+                }
             };
-            let table = StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
-                .map_err(&query_error)?;
-            let written = self
-                .write_mapped(kind, sequence, &partition, Arc::new(table))
-                .await?;
             let rows: u64 = written.iter().map(|f| f.rows).sum();
             match kind {
                 FileKind::Main => counts.main_rows = rows,
@@ -897,6 +945,58 @@ impl Mapper {
             counts,
             versions,
         })
+    }
+
+    /// Whether the mapping reads the events table exactly once (one scan in
+    /// its physical plan), so that it can read them as a stream.
+    async fn reads_events_once(&self) -> Result<bool, RunError> {
+        let mapping_error = |source: MappingError| RunError::Mapping {
+            topic: self.name(),
+            source,
+        };
+        let engine_error = |source: DataFusionError| {
+            mapping_error(MappingError::Engine {
+                context: "planning the mapping over streamed events".into(),
+                source,
+            })
+        };
+        let schema = self.topic.schema.read_events.clone();
+        let (_, receiver) = mpsc::channel(1);
+        let table = StreamingTable::try_new(
+            schema.clone(),
+            vec![Arc::new(PassedEvents::new(schema, receiver))],
+        )
+        .map_err(engine_error)?;
+        let ctx = self.engine.session();
+        let frame = self
+            .topic
+            .mapping
+            .apply(&ctx, Arc::new(table))
+            .await
+            .map_err(mapping_error)?;
+        let plan = frame.create_physical_plan().await.map_err(engine_error)?;
+        Ok(count_scans(plan.as_ref()) == 1)
+    }
+
+    /// Writes the MAIN files of a partition from its events as its decoder
+    /// passes them on.
+    async fn write_passed(
+        &self,
+        partition: &str,
+        events: mpsc::Receiver<RecordBatch>,
+    ) -> Result<Vec<WrittenFile>, RunError> {
+        let schema = self.topic.schema.read_events.clone();
+        let table = StreamingTable::try_new(
+            schema.clone(),
+            vec![Arc::new(PassedEvents::new(schema, events))],
+        )
+        .map_err(|source| RunError::Query {
+            topic: self.name(),
+            partition: partition.to_string(),
+            source,
+        })?;
+        self.write_mapped(FileKind::Main, self.sequence, partition, Arc::new(table))
+            .await
     }
 
     /// The class of every event of the partition; `None` when the topic does
@@ -1051,6 +1151,83 @@ impl Mapper {
     }
 }
 
+/// The MAIN writers of a run whose partitions are mapped while they are read,
+/// one task per partition. Dropping it aborts the writers still running.
+struct MainWriters {
+    mapper: Arc<Mapper>,
+    tasks: tokio::task::JoinSet<(String, Result<Vec<WrittenFile>, RunError>)>,
+    written: HashMap<String, Vec<WrittenFile>>,
+}
+
+impl MainWriters {
+    fn new(mapper: Arc<Mapper>) -> MainWriters {
+        MainWriters {
+            mapper,
+            tasks: tokio::task::JoinSet::new(),
+            written: HashMap::new(),
+        }
+    }
+
+    /// Starts the writer of `partition`; its rows go to the sender returned.
+    fn start(&mut self, partition: &str) -> mpsc::Sender<RecordBatch> {
+        // Two batches in flight: the decoder stays ahead of the writer
+        // without holding the partition.
+        let (sender, receiver) = mpsc::channel(2);
+        let mapper = self.mapper.clone();
+        let partition = partition.to_string();
+        self.tasks.spawn(async move {
+            let result = mapper.write_passed(&partition, receiver).await;
+            (partition, result)
+        });
+        sender
+    }
+
+    /// The first writer error; pending for as long as none fails.
+    async fn failure(&mut self) -> RunError {
+        loop {
+            match self.tasks.join_next().await {
+                Some(joined) => {
+                    if let Err(e) = self.take(joined) {
+                        return e;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// The MAIN files per partition, once every writer has finished (they
+    /// finish when their decoders do).
+    async fn finish(mut self) -> Result<HashMap<String, Vec<WrittenFile>>, RunError> {
+        while let Some(joined) = self.tasks.join_next().await {
+            self.take(joined)?;
+        }
+        Ok(self.written)
+    }
+
+    fn take(
+        &mut self,
+        joined: Result<(String, Result<Vec<WrittenFile>, RunError>), tokio::task::JoinError>,
+    ) -> Result<(), RunError> {
+        let (partition, result) = joined.map_err(|e| RunError::Internal {
+            topic: self.mapper.name(),
+            message: e.to_string(),
+        })?;
+        self.written.insert(partition, result?);
+        Ok(())
+    }
+}
+
+/// How many times a physical plan scans a streaming table.
+fn count_scans(plan: &dyn ExecutionPlan) -> usize {
+    let here = usize::from(plan.is::<StreamingTableExec>());
+    here + plan
+        .children()
+        .into_iter()
+        .map(|child| count_scans(child.as_ref()))
+        .sum::<usize>()
+}
+
 fn count_of(classes: &[Class], wanted: Class) -> u64 {
     classes.iter().filter(|c| **c == wanted).count() as u64
 }
@@ -1085,6 +1262,46 @@ impl PartitionStream for EventsOfClass {
             self.events.schema().clone(),
             futures::stream::iter(batches),
         ))
+    }
+}
+
+/// A partition's events as its decoder passes them on; they can be read once.
+#[derive(Debug)]
+struct PassedEvents {
+    schema: SchemaRef,
+    events: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+}
+
+impl PassedEvents {
+    fn new(schema: SchemaRef, events: mpsc::Receiver<RecordBatch>) -> PassedEvents {
+        PassedEvents {
+            schema,
+            events: Mutex::new(Some(events)),
+        }
+    }
+}
+
+impl PartitionStream for PassedEvents {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let events = self.events.lock().ok().and_then(|mut events| events.take());
+        let stream = match events {
+            Some(events) => futures::stream::unfold(events, |mut events| async move {
+                events.recv().await.map(|batch| (Ok(batch), events))
+            })
+            .boxed(),
+            None => futures::stream::once(async {
+                Err(DataFusionError::Internal(
+                    "the events of a partition passed on as they are decoded can be read once"
+                        .into(),
+                ))
+            })
+            .boxed(),
+        };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
 

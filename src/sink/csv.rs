@@ -7,7 +7,7 @@
 //! Timestamps are written in UTC (`2024-06-04T07:50:22.311Z` by default).
 
 use arrow::array::{Array, AsArray};
-use arrow::buffer::ScalarBuffer;
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
     Schema, TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
@@ -46,6 +46,8 @@ pub struct CsvEncoder {
     quote: u8,
     escape: Option<u8>,
     null: Vec<u8>,
+    /// The bytes that make a text value need quotes, by value.
+    special: [bool; 256],
     header: bool,
     timestamp: TimeFormat,
     date: TimeFormat,
@@ -55,10 +57,20 @@ type CellWriter<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;
 
 impl CsvEncoder {
     pub fn new(options: &CsvOptions) -> Result<CsvEncoder, String> {
+        let (delimiter, quote, escape) = (
+            options.delimiter as u8,
+            options.quote as u8,
+            options.escape.map(|c| c as u8),
+        );
+        let mut special = [false; 256];
+        for b in [delimiter, quote, b'\n', b'\r'].into_iter().chain(escape) {
+            special[b as usize] = true;
+        }
         Ok(CsvEncoder {
-            delimiter: options.delimiter as u8,
-            quote: options.quote as u8,
-            escape: options.escape.map(|c| c as u8),
+            delimiter,
+            quote,
+            escape,
+            special,
             null: options.null.as_bytes().to_vec(),
             header: options.header,
             timestamp: TimeFormat::parse(&options.timestamp_format, "%Y-%m-%dT%H:%M:%S%.fZ")?,
@@ -87,13 +99,14 @@ impl CsvEncoder {
             .iter()
             .map(|column| self.cell_writer(column.as_ref()))
             .collect::<Result<_, _>>()?;
-        let columns = batch.columns();
+        let nulls: Vec<Option<NullBuffer>> =
+            batch.columns().iter().map(|c| c.logical_nulls()).collect();
         for row in 0..batch.num_rows() {
             for (i, write) in writers.iter().enumerate() {
                 if i > 0 {
                     out.push(self.delimiter);
                 }
-                if columns[i].is_null(row) {
+                if nulls[i].as_ref().is_some_and(|n| n.is_null(row)) {
                     out.extend_from_slice(&self.null);
                 } else {
                     write(row, out);
@@ -107,13 +120,7 @@ impl CsvEncoder {
     fn needs_quotes(&self, value: &[u8]) -> bool {
         value.is_empty()
             || (!self.null.is_empty() && value == self.null.as_slice())
-            || value.iter().any(|&b| {
-                b == self.delimiter
-                    || b == self.quote
-                    || b == b'\n'
-                    || b == b'\r'
-                    || Some(b) == self.escape
-            })
+            || value.iter().any(|&b| self.special[b as usize])
     }
 
     /// Writes a text value, quoted when it must be.

@@ -671,8 +671,9 @@ async fn late_events_are_corrections_across_runs() {
     );
 }
 
-#[tokio::test]
-async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
+/// A workspace with the topic `article-stock-history`: the example topic
+/// with `compact = false`, and three versions of one article recorded.
+fn history_workspace() -> Workspace {
     let ws = Workspace::new();
     let from = ws.sql().join("article-stock-changed");
     let to = ws.sql().join("article-stock-history");
@@ -700,6 +701,12 @@ async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
         ),
     )
     .unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
+    let ws = history_workspace();
     let summary = ws.run("article-stock-history").await.unwrap();
     assert_eq!(
         summary.counts,
@@ -731,6 +738,51 @@ async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
     let files = ws.out_files();
     assert!(files.iter().all(|f| !f.contains("/_state/")), "{files:?}");
     assert!(manifest(&ws, "article-stock-history", 1).state.is_none());
+}
+
+/// Such a topic is mapped while it is read, as a stream read once; a mapping
+/// that reads the events twice gets them from the spool instead.
+#[tokio::test]
+async fn a_mapping_that_reads_the_events_twice_sees_every_event_twice() {
+    let ws = history_workspace();
+    let mapping = ws.sql().join("article-stock-history/mapping.sql");
+    let sql = std::fs::read_to_string(&mapping).unwrap();
+    // The analyst's output, then the same rows again from a second scan.
+    let twice = sql.replace("CREATE VIEW output AS", "CREATE VIEW once AS")
+        + "\nCREATE VIEW output AS SELECT * FROM once UNION ALL SELECT * FROM once;\n";
+    std::fs::write(&mapping, twice).unwrap();
+    let summary = ws.run("article-stock-history").await.unwrap();
+    assert_eq!(
+        (summary.counts.main_input, summary.counts.main_rows),
+        (3, 6)
+    );
+    let (_, main) =
+        csv_rows(&ws.read_out("article-stock-history/main/run=0000000001/main-0000000001-p0.csv"));
+    let mut versions: Vec<String> = main.iter().map(|r| r[4].clone().unwrap()).collect();
+    versions.sort();
+    assert_eq!(versions, ["10", "10", "11", "11", "12", "12"]);
+}
+
+/// A MAIN file that cannot be written while the partition is read ends the
+/// run with the writer's error, and commits nothing.
+#[tokio::test]
+async fn a_main_file_that_cannot_be_written_fails_the_run_naming_it() {
+    let ws = history_workspace();
+    // A file where the run's MAIN folder should be.
+    let blocked = ws.out().join("article-stock-history/main/run=0000000001");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "not a folder").unwrap();
+    let err = ws
+        .run("article-stock-history")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("main-0000000001-p0.csv") && !err.contains("stopped reading"),
+        "{err}"
+    );
+    let files = ws.out_files();
+    assert!(files.iter().all(|f| !f.contains("_manifest")), "{files:?}");
 }
 
 #[tokio::test]
