@@ -20,7 +20,10 @@ use sha2::{Digest, Sha256};
 
 use crate::mapping::{Compaction, Engine, Mapping, MappingError};
 use crate::nakadi::{NakadiClient, SubscriptionSettings};
-use crate::schema::{Category, EventTypeSchema, SchemaError, field_at_path, with_system_columns};
+use crate::schema::{
+    Category, EventTypeSchema, SYSTEM_COLUMNS, SchemaError, field_at_path,
+    with_some_system_columns, with_system_columns,
+};
 
 pub const TOPIC_FILE: &str = "topic.toml";
 pub const MAPPING_FILE: &str = "mapping.sql";
@@ -229,7 +232,8 @@ pub struct TopicSchema {
     /// What a run decodes: `payload` without the struct fields that neither
     /// the mapping nor the keys read (see [`crate::mapping::prune`]).
     pub read_payload: SchemaRef,
-    /// `read_payload` plus the system columns: the `events` table of a run.
+    /// `read_payload` plus the system columns the mapping reads: the
+    /// `events` table of a run.
     pub read_events: SchemaRef,
     /// Parts of the JSON schema that have no table form.
     pub warnings: Vec<String>,
@@ -265,12 +269,13 @@ impl TopicSchema {
         keys: &[String],
         output: &SchemaRef,
     ) {
-        let Some(pruned) =
-            crate::mapping::prune::pruned_payload(&self.payload, &mapping.text, keys)
-        else {
+        let pruned = crate::mapping::prune::pruned_payload(&self.payload, &mapping.text, keys);
+        let system = crate::mapping::prune::system_columns_read(&mapping.text);
+        if pruned.is_none() && system.len() == SYSTEM_COLUMNS.len() {
             return;
-        };
-        let events = with_system_columns(&pruned);
+        }
+        let pruned = pruned.unwrap_or_else(|| self.payload.as_ref().clone());
+        let events = with_some_system_columns(&pruned, &system);
         match mapping.validate(engine, events.clone()).await {
             Ok(same) if same.fields() == output.fields() => {
                 self.read_payload = Arc::new(pruned);

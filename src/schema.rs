@@ -112,16 +112,29 @@ impl EventTypeSchema {
     }
 }
 
+/// The system columns, in the order they follow the payload.
+pub const SYSTEM_COLUMNS: [&str; 3] = [PARTITION_COLUMN, OFFSET_COLUMN, SEQ_COLUMN];
+
 /// The `events` table: payload columns plus the system columns.
 pub fn with_system_columns(payload: &Schema) -> SchemaRef {
+    with_some_system_columns(payload, &SYSTEM_COLUMNS)
+}
+
+/// Payload columns plus those of the system columns named in `wanted`.
+pub fn with_some_system_columns(payload: &Schema, wanted: &[&str]) -> SchemaRef {
     let mut fields: Vec<Field> = payload
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
-    fields.push(Field::new(OFFSET_COLUMN, DataType::Utf8, false));
-    fields.push(Field::new(SEQ_COLUMN, DataType::UInt64, false));
+    for name in SYSTEM_COLUMNS.into_iter().filter(|c| wanted.contains(c)) {
+        let data_type = if name == SEQ_COLUMN {
+            DataType::UInt64
+        } else {
+            DataType::Utf8
+        };
+        fields.push(Field::new(name, data_type, false));
+    }
     Arc::new(Schema::new(fields))
 }
 

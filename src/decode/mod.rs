@@ -10,7 +10,8 @@
 //! handed to the decoder is therefore either a row or a rejection.
 //!
 //! Each row gets the system columns `_partition`, `_offset` and `_seq` (the
-//! arrival number within the partition in this run).
+//! arrival number within the partition in this run), or those of them the
+//! events schema has: a run leaves out what its mapping does not read.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 
 use crate::nakadi::framing::overlap_message;
 use crate::nakadi::{Batch, Offset, OffsetSteps};
+use crate::schema::{OFFSET_COLUMN, PARTITION_COLUMN, SEQ_COLUMN};
 
 mod fast;
 mod spool;
@@ -155,7 +157,7 @@ pub struct DecodedPartition {
 }
 
 impl PartitionDecoder {
-    /// `events_schema` is `payload_schema` plus the system columns.
+    /// `events_schema` is `payload_schema` plus system columns (all or some).
     pub fn new(
         payload_schema: SchemaRef,
         events_schema: SchemaRef,
@@ -400,31 +402,34 @@ impl PartitionDecoder {
         }
     }
 
+    /// Adds the system columns the events schema has (a run leaves out
+    /// those its mapping does not read).
     fn with_system_columns(
         &mut self,
         payload: RecordBatch,
         kept: &[&Pending],
     ) -> Result<RecordBatch, DecodeError> {
         let n = payload.num_rows();
-        let partition: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            &*self.partition,
-            n,
-        )));
-        let offset_bytes = kept.first().map_or(0, |p| p.batch.cursor.as_str().len());
-        let mut offsets = StringBuilder::with_capacity(n, n * offset_bytes);
-        let mut offset = String::new();
-        for event in kept {
-            offset.clear();
-            event.write_offset(&mut offset);
-            offsets.append_value(&offset);
-        }
-        let offsets: ArrayRef = Arc::new(offsets.finish());
-        let seq: ArrayRef = Arc::new(UInt64Array::from_iter_values(
-            self.next_seq..self.next_seq + n as u64,
-        ));
-        self.next_seq += n as u64;
         let mut columns = payload.columns().to_vec();
-        columns.extend([partition, offsets, seq]);
+        for field in self.events_schema.fields().iter().skip(columns.len()) {
+            let column: ArrayRef = match field.name().as_str() {
+                PARTITION_COLUMN => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    &*self.partition,
+                    n,
+                ))),
+                OFFSET_COLUMN => Arc::new(offsets(kept)),
+                SEQ_COLUMN => Arc::new(UInt64Array::from_iter_values(
+                    self.next_seq..self.next_seq + n as u64,
+                )),
+                other => {
+                    return Err(DecodeError::Assemble(ArrowError::SchemaError(format!(
+                        "{other} is not a system column"
+                    ))));
+                }
+            };
+            columns.push(column);
+        }
+        self.next_seq += n as u64;
         RecordBatch::try_new(self.events_schema.clone(), columns).map_err(DecodeError::Assemble)
     }
 
@@ -466,6 +471,19 @@ impl PartitionDecoder {
             raw: event.batch.line.slice(event.span.clone()),
         });
     }
+}
+
+/// The offsets of `events`, as a column.
+fn offsets(events: &[&Pending]) -> StringArray {
+    let offset_bytes = events.first().map_or(0, |p| p.batch.cursor.as_str().len());
+    let mut offsets = StringBuilder::with_capacity(events.len(), events.len() * offset_bytes);
+    let mut offset = String::new();
+    for event in events {
+        offset.clear();
+        event.write_offset(&mut offset);
+        offsets.append_value(&offset);
+    }
+    offsets.finish()
 }
 
 /// The key columns of `batch` (the required paths, in their order).

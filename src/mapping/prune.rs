@@ -18,6 +18,8 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use crate::schema::SYSTEM_COLUMNS;
+
 /// What a text reads of each struct column.
 #[derive(Debug, Default, PartialEq)]
 enum Use {
@@ -99,6 +101,29 @@ pub fn pruned_payload(payload: &Schema, mapping_sql: &str, key_paths: &[String])
         })
         .collect();
     pruned_any.then(|| Schema::new_with_metadata(fields, payload.metadata().clone()))
+}
+
+/// The system columns (`_partition`, `_offset`, `_seq`) a mapping text names;
+/// all of them when it has a wildcard or does not tokenize.
+pub fn system_columns_read(mapping_sql: &str) -> Vec<&'static str> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, mapping_sql).tokenize() else {
+        return SYSTEM_COLUMNS.to_vec();
+    };
+    let tokens: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if (0..tokens.len()).any(|i| tokens[i] == Token::Mul && is_wildcard(&tokens, i)) {
+        return SYSTEM_COLUMNS.to_vec();
+    }
+    SYSTEM_COLUMNS
+        .into_iter()
+        .filter(|column| {
+            tokens
+                .iter()
+                .any(|t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(column)))
+        })
+        .collect()
 }
 
 /// Mentions of the struct columns in a SQL text; `None` when it has a
@@ -260,5 +285,24 @@ mod tests {
         );
         // A product and count(*) are not wildcards.
         assert!(kept("CREATE VIEW output AS SELECT id * 2 AS d, count(*) AS n, price.amount FROM events GROUP BY id, price.amount", &[]).is_some());
+    }
+
+    #[test]
+    fn system_columns_are_read_when_named_or_under_a_wildcard() {
+        assert_eq!(
+            system_columns_read("CREATE VIEW output AS SELECT id, price.amount FROM events"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            system_columns_read(
+                "CREATE VIEW output AS SELECT id, e._OFFSET AS o FROM events e ORDER BY \"_seq\""
+            ),
+            ["_offset", "_seq"]
+        );
+        assert_eq!(
+            system_columns_read("CREATE VIEW output AS SELECT * FROM events"),
+            SYSTEM_COLUMNS
+        );
+        assert_eq!(system_columns_read("SELECT 'unclosed"), SYSTEM_COLUMNS);
     }
 }

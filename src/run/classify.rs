@@ -11,6 +11,10 @@
 //! type orders as it does in a SQL `ORDER BY`.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::num::NonZeroU128;
+
+use foldhash::fast::RandomState;
 
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::compute::{concat, filter_record_batch};
@@ -105,12 +109,13 @@ where
     })
 }
 
-/// Per key: the best candidate for MAIN, the highest ordering key seen so
-/// far, and the highest one committed by earlier runs.
-struct KeyHistory {
+/// Per key: the best candidate for MAIN with its ordering key, the highest
+/// ordering key seen so far, and the highest one committed by earlier runs.
+struct KeyHistory<O> {
+    latest_ordering: Option<O>,
+    highest: Option<O>,
+    committed: Option<O>,
     latest: usize,
-    highest: Option<usize>,
-    committed: Option<usize>,
 }
 
 /// The class of every event, in arrival order. `key_batches` hold the
@@ -151,60 +156,118 @@ pub fn classes(
     let event_keys = key_converter.convert_columns(&key_columns)?;
     let event_ordering = ordering_converter.convert_columns(&[ordering.clone()])?;
     let (state_keys, state_ordering) = state_rows(state, &key_converter, &ordering_converter)?;
-    let committed = committed_by_key(&state_keys, &state_ordering);
 
-    let key_is_null = |i: usize| -> bool { key_columns.iter().any(|c| c.is_null(i)) };
-    let ordering_of =
-        |i: usize| -> Option<Row<'_>> { ordering.is_valid(i).then(|| event_ordering.row(i)) };
+    let events = Events {
+        n: ordering.len(),
+        key_is_null: |i: usize| key_columns.iter().any(|c| c.is_null(i)),
+        has_ordering: |i: usize| ordering.is_valid(i),
+    };
+    // Keys and ordering keys of fixed-width types (integers, dates...) fit in
+    // a u128 each: kept in the hash table itself, they spare a lookup in the
+    // row buffers per comparison.
+    if let (Some(k), Some(o), Some(sk), Some(so)) = (
+        packed(&event_keys),
+        packed(&event_ordering),
+        packed(&state_keys),
+        packed(&state_ordering),
+    ) {
+        drop((event_keys, event_ordering, state_keys, state_ordering));
+        return Ok(events.classify(|i| k[i], |i| o[i], &sk, &so));
+    }
+    let state_keys: Vec<Row<'_>> = state_keys.iter().collect();
+    let state_ordering: Vec<Row<'_>> = state_ordering.iter().collect();
+    Ok(events.classify(
+        |i| event_keys.row(i),
+        |i| event_ordering.row(i),
+        &state_keys,
+        &state_ordering,
+    ))
+}
 
-    let n = ordering.len();
-    let mut classes = vec![Class::Superseded; n];
-    let mut histories: HashMap<Row<'_>, KeyHistory> = HashMap::new();
-    for i in 0..n {
-        let key = event_keys.row(i);
-        let history = histories.entry(key).or_insert_with(|| KeyHistory {
-            latest: i,
-            highest: None,
-            // A null key part matches nothing in SQL, not even a null.
-            committed: if key_is_null(i) {
-                None
-            } else {
-                committed.get(&key).copied()
-            },
-        });
-        let own = ordering_of(i);
-        if let Some(own) = own {
-            let newer_arrived = history.highest.is_some_and(|h| event_ordering.row(h) > own);
-            let already_committed = history
-                .committed
-                .is_some_and(|c| own <= state_ordering.row(c));
-            if newer_arrived || already_committed {
-                classes[i] = Class::Correction;
+/// What the classification asks of the events besides their keys.
+struct Events<N, V> {
+    n: usize,
+    key_is_null: N,
+    has_ordering: V,
+}
+
+impl<N: Fn(usize) -> bool, V: Fn(usize) -> bool> Events<N, V> {
+    /// One pass in arrival order with a hash table per key. `key(i)` and
+    /// `ordering(i)` give an event's key and ordering key in a form that
+    /// compares as the row format does; `state_*` the key state's, alike.
+    fn classify<K: Hash + Eq + Copy, O: Ord + Copy>(
+        &self,
+        key: impl Fn(usize) -> K,
+        ordering: impl Fn(usize) -> O,
+        state_keys: &[K],
+        state_ordering: &[O],
+    ) -> Vec<Class> {
+        let committed = committed_by_key(state_keys, state_ordering);
+        let ordering_of = |i: usize| (self.has_ordering)(i).then(|| ordering(i));
+        let mut classes = vec![Class::Superseded; self.n];
+        let mut histories: HashMap<K, KeyHistory<O>, RandomState> = HashMap::default();
+        for i in 0..self.n {
+            let key = key(i);
+            let own = ordering_of(i);
+            let history = histories.entry(key).or_insert_with(|| KeyHistory {
+                latest: i,
+                latest_ordering: own,
+                highest: None,
+                // A null key part matches nothing in SQL, not even a null.
+                committed: if (self.key_is_null)(i) {
+                    None
+                } else {
+                    committed.get(&key).copied()
+                },
+            });
+            if let Some(own) = own {
+                let newer_arrived = history.highest.is_some_and(|h| h > own);
+                let already_committed = history.committed.is_some_and(|c| own <= c);
+                if newer_arrived || already_committed {
+                    classes[i] = Class::Correction;
+                }
+                if history.highest.is_none_or(|h| own > h) {
+                    history.highest = Some(own);
+                }
             }
-            if history.highest.is_none_or(|h| own > event_ordering.row(h)) {
-                history.highest = Some(i);
+            // The latest version: highest ordering key (nulls last), then the
+            // latest arrival among equals.
+            if history.latest != i {
+                let ranks_first = match (own, history.latest_ordering) {
+                    (Some(own), Some(current)) => own >= current,
+                    (Some(_), None) | (None, None) => true,
+                    (None, Some(_)) => false,
+                };
+                if ranks_first {
+                    history.latest = i;
+                    history.latest_ordering = own;
+                }
             }
         }
-        // The latest version: highest ordering key (nulls last), then the
-        // latest arrival among equals.
-        if history.latest != i {
-            let current = ordering_of(history.latest);
-            let ranks_first = match (own, current) {
-                (Some(own), Some(current)) => own >= current,
-                (Some(_), None) | (None, None) => true,
-                (None, Some(_)) => false,
-            };
-            if ranks_first {
-                history.latest = i;
+        for history in histories.values() {
+            if classes[history.latest] == Class::Superseded {
+                classes[history.latest] = Class::Main;
             }
         }
+        classes
     }
-    for history in histories.values() {
-        if classes[history.latest] == Class::Superseded {
-            classes[history.latest] = Class::Main;
-        }
-    }
-    Ok(classes)
+}
+
+/// The rows as numbers that compare as the rows do, when every row has at
+/// most 15 bytes: the bytes first, zero-padded, then the length (never zero,
+/// so that an `Option` of one takes no more room).
+fn packed(rows: &Rows) -> Option<Vec<NonZeroU128>> {
+    rows.iter()
+        .map(|row| {
+            let bytes = row.as_ref();
+            let mut word = [0u8; 16];
+            word.get_mut(..bytes.len())?.copy_from_slice(bytes);
+            word[15] = u8::try_from(bytes.len())
+                .ok()
+                .filter(|len| (1..16).contains(len))?;
+            NonZeroU128::new(u128::from_be_bytes(word))
+        })
+        .collect()
 }
 
 /// The key state's keys and ordering keys, in the events' row formats.
@@ -231,18 +294,18 @@ fn state_rows(
     Ok((keys, ordering))
 }
 
-/// Per committed key, the index of its highest committed ordering key.
-fn committed_by_key<'a>(keys: &'a Rows, ordering: &'a Rows) -> HashMap<Row<'a>, usize> {
-    let mut committed: HashMap<Row<'a>, usize> = HashMap::with_capacity(keys.num_rows());
-    for i in 0..keys.num_rows() {
+/// Per committed key, its highest committed ordering key.
+fn committed_by_key<K: Hash + Eq + Copy, O: Ord + Copy>(
+    keys: &[K],
+    ordering: &[O],
+) -> HashMap<K, O, RandomState> {
+    let mut committed: HashMap<K, O, RandomState> =
+        HashMap::with_capacity_and_hasher(keys.len(), RandomState::default());
+    for (key, ordering) in keys.iter().zip(ordering) {
         committed
-            .entry(keys.row(i))
-            .and_modify(|best| {
-                if ordering.row(i) > ordering.row(*best) {
-                    *best = i;
-                }
-            })
-            .or_insert(i);
+            .entry(*key)
+            .and_modify(|best| *best = (*best).max(*ordering))
+            .or_insert(*ordering);
     }
     committed
 }
@@ -251,7 +314,7 @@ fn committed_by_key<'a>(keys: &'a Rows, ordering: &'a Rows) -> HashMap<Row<'a>, 
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{AsArray, Int64Array, StringArray, UInt64Array};
+    use arrow::array::{AsArray, Int32Array, Int64Array, StringArray, UInt64Array};
     use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
     use futures::TryStreamExt;
 
@@ -280,11 +343,33 @@ mod tests {
         }
     }
 
-    /// Events with a two-part key (text, sometimes null; number), versions
+    /// The shop key part: as text (keys compared as rows), or as small
+    /// numbers (keys packed into integers).
+    fn shop_column(shops: impl Iterator<Item = Option<u64>>, text: bool) -> ArrayRef {
+        if text {
+            Arc::new(
+                shops
+                    .map(|s| s.map(|s| format!("shop-{s}")))
+                    .collect::<StringArray>(),
+            )
+        } else {
+            Arc::new(shops.map(|s| s.map(|s| s as i32)).collect::<Int32Array>())
+        }
+    }
+
+    fn shop_type(text: bool) -> DataType {
+        if text {
+            DataType::Utf8
+        } else {
+            DataType::Int32
+        }
+    }
+
+    /// Events with a two-part key (shop, sometimes null; number), versions
     /// that repeat, go back and are sometimes null; split into several batches.
-    fn events(seed: u64, n: usize) -> Vec<RecordBatch> {
+    fn events(seed: u64, n: usize, text: bool) -> Vec<RecordBatch> {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("shop", DataType::Utf8, true),
+            Field::new("shop", shop_type(text), true),
             Field::new("id", DataType::Int64, true),
             Field::new("version", DataType::Int64, true),
             Field::new(SEQ_COLUMN, DataType::UInt64, false),
@@ -294,7 +379,7 @@ mod tests {
         for seq in 0..n as u64 {
             let shop = match rng.below(7) {
                 0 => None,
-                s => Some(format!("shop-{}", s % 3)),
+                s => Some(s % 3),
             };
             let id = (rng.below(20) != 0).then(|| rng.below(15) as i64);
             let version = (rng.below(12) != 0).then(|| rng.below(9) as i64);
@@ -305,7 +390,7 @@ mod tests {
                 RecordBatch::try_new(
                     schema.clone(),
                     vec![
-                        Arc::new(chunk.iter().map(|r| r.0.clone()).collect::<StringArray>()),
+                        shop_column(chunk.iter().map(|r| r.0), text),
                         Arc::new(chunk.iter().map(|r| r.1).collect::<Int64Array>()),
                         Arc::new(chunk.iter().map(|r| r.2).collect::<Int64Array>()),
                         Arc::new(chunk.iter().map(|r| r.3).collect::<UInt64Array>()),
@@ -316,9 +401,9 @@ mod tests {
             .collect()
     }
 
-    fn state(seed: u64) -> KeyState {
+    fn state(seed: u64, text: bool) -> KeyState {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("__key_0", DataType::Utf8, true),
+            Field::new("__key_0", shop_type(text), true),
             Field::new("__key_1", DataType::Int64, true),
             Field::new("__ordering", DataType::Int64, true),
         ]));
@@ -328,18 +413,14 @@ mod tests {
             for id in 0..15 {
                 if rng.below(3) == 0 {
                     let version = (rng.below(10) != 0).then(|| rng.below(9) as i64);
-                    rows.push((format!("shop-{shop}"), id as i64, version));
+                    rows.push((shop, id as i64, version));
                 }
             }
         }
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(
-                    rows.iter()
-                        .map(|r| Some(r.0.clone()))
-                        .collect::<StringArray>(),
-                ),
+                shop_column(rows.iter().map(|r| Some(r.0)), text),
                 Arc::new(rows.iter().map(|r| Some(r.1)).collect::<Int64Array>()),
                 Arc::new(rows.iter().map(|r| r.2).collect::<Int64Array>()),
             ],
@@ -402,15 +483,40 @@ mod tests {
         (main, correction)
     }
 
+    #[test]
+    fn packed_rows_compare_as_rows_do() {
+        let numbers: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(5),
+            None,
+            Some(-3),
+            Some(i64::MAX),
+            Some(0),
+            Some(5),
+        ]));
+        let converter = RowConverter::new(vec![SortField::new(DataType::Int64)]).unwrap();
+        let rows = converter.convert_columns(&[numbers]).unwrap();
+        let words = packed(&rows).expect("9-byte rows pack");
+        for i in 0..rows.num_rows() {
+            for j in 0..rows.num_rows() {
+                assert_eq!(words[i].cmp(&words[j]), rows.row(i).cmp(&rows.row(j)));
+            }
+        }
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["a longer text than fits"]));
+        let converter = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
+        assert!(packed(&converter.convert_columns(&[text]).unwrap()).is_none());
+    }
+
     #[tokio::test]
     async fn classifies_as_the_generated_sql_does() {
         for seed in 1..=12 {
-            let batches = events(seed, 400);
+            // Text shops take the row-format path, numeric ones the packed one.
+            let text = seed % 3 != 0;
+            let batches = events(seed, 400, text);
             let state = if seed % 2 == 0 {
-                state(seed)
+                state(seed, text)
             } else {
                 KeyState {
-                    schema: state(seed).schema,
+                    schema: state(seed, text).schema,
                     batches: Vec::new(),
                 }
             };
@@ -426,8 +532,8 @@ mod tests {
 
     #[test]
     fn keeps_arrival_order_and_every_column() {
-        let batches = events(99, 50);
-        let (main, correction) = classify(&keys(), batches.clone(), &state(99)).unwrap();
+        let batches = events(99, 50, true);
+        let (main, correction) = classify(&keys(), batches.clone(), &state(99, true)).unwrap();
         for out in [&main, &correction] {
             for batch in out.iter() {
                 assert_eq!(batch.schema(), batches[0].schema());
@@ -442,7 +548,7 @@ mod tests {
             compact: false,
             ..keys()
         };
-        let (all, none) = classify(&no_compaction, batches.clone(), &state(99)).unwrap();
+        let (all, none) = classify(&no_compaction, batches.clone(), &state(99, true)).unwrap();
         assert_eq!(all, batches);
         assert!(none.is_empty());
     }
