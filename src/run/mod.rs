@@ -633,7 +633,6 @@ impl Run<'_> {
                 Some(writers) => decoder
                     .with_spool(Spool::passing_to(
                         events_schema,
-                        &range.partition,
                         writers.start(&range.partition),
                     ))
                     .without_key_columns(),

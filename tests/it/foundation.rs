@@ -763,6 +763,25 @@ async fn a_mapping_that_reads_the_events_twice_sees_every_event_twice() {
     assert_eq!(versions, ["10", "10", "11", "11", "12", "12"]);
 }
 
+/// A mapping that stops reading early still sees every event counted.
+#[tokio::test]
+async fn a_mapping_with_a_limit_reads_what_it_wants_and_every_event_is_counted() {
+    let ws = history_workspace();
+    let mapping = ws.sql().join("article-stock-history/mapping.sql");
+    let sql = std::fs::read_to_string(&mapping).unwrap();
+    let limited = sql.trim_end().trim_end_matches(';').to_string() + "\nLIMIT 1;\n";
+    std::fs::write(&mapping, limited).unwrap();
+    let summary = ws.run("article-stock-history").await.unwrap();
+    assert_eq!(
+        (
+            summary.counts.events_read,
+            summary.counts.main_input,
+            summary.counts.main_rows
+        ),
+        (3, 3, 1)
+    );
+}
+
 /// A MAIN file that cannot be written while the partition is read ends the
 /// run with the writer's error, and commits nothing.
 #[tokio::test]
