@@ -65,7 +65,7 @@ use crate::mapping::{Engine, MappingError};
 use crate::nakadi::{
     Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
 };
-use crate::sink::file::data_extension;
+use crate::sink::file::{OPEN_FILE_BYTES, data_extension};
 use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
 };
@@ -370,12 +370,15 @@ impl Run<'_> {
             sequence: plan.sequence,
         });
         // A topic that does not compact is mapped while it is read, when its
-        // mapping reads the events once (as a stream can be read).
-        let mut writers = if !self.topic.compaction.compact && mapper.reads_events_once().await? {
-            Some(MainWriters::new(mapper.clone()))
-        } else {
-            None
-        };
+        // mapping reads the events once (as a stream can be read) and a file
+        // open per partition fits half the memory budget (all are open at once).
+        let writers_fit = ranges.len() * OPEN_FILE_BYTES <= self.engine.settings().memory_limit / 2;
+        let mut writers =
+            if !self.topic.compaction.compact && writers_fit && mapper.reads_events_once().await? {
+                Some(MainWriters::new(mapper.clone()))
+            } else {
+                None
+            };
         progress.set_stage(Stage::Reading);
         progress
             .partitions_total

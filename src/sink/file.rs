@@ -25,6 +25,11 @@ use crate::config::{CsvCompression, Format, OutputSettings, ParquetCompression};
 
 /// Bytes buffered before an upload turns multipart, and the size of each part.
 pub const PART_BYTES: usize = 8 << 20;
+/// Parts of one file uploading at once.
+const PARTS_IN_FLIGHT: usize = 2;
+/// What an open file may hold in memory: the part being filled and those
+/// uploading.
+pub const OPEN_FILE_BYTES: usize = PART_BYTES * (1 + PARTS_IN_FLIGHT);
 /// Encoded bytes collected before they are handed to the upload.
 const FLUSH_BYTES: usize = 1 << 20;
 
@@ -51,7 +56,7 @@ impl ObjectWriter {
     pub fn new(store: Arc<dyn ObjectStore>, path: Path) -> ObjectWriter {
         ObjectWriter {
             inner: BufWriter::with_capacity(store, path.clone(), PART_BYTES)
-                .with_max_concurrency(2),
+                .with_max_concurrency(PARTS_IN_FLIGHT),
             path,
             hasher: Sha256::new(),
             bytes: 0,
