@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -188,54 +188,53 @@ fn leading_cursor(line: &[u8]) -> Option<(&str, &str)> {
         .then_some((partition, offset))
 }
 
+/// Files at least this large are scanned in two pieces, on two threads.
+const SPLIT_BYTES: u64 = 64 << 20;
+
 /// Oldest and newest offset per partition. The first line of a partition is
 /// parsed whole (its first event gives the oldest cursor); later lines only
 /// to their cursor, when it leads the line: the events of every line are
 /// framed, and checked to follow the previous batch, when they are read.
 fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError> {
+    scan_partitions_split_from(files, SPLIT_BYTES)
+}
+
+/// [`scan_partitions`], splitting files of `split_bytes` or more in two
+/// pieces scanned side by side; joining the pieces in order gives what one
+/// scan from the top would (the same offsets, the same first error).
+fn scan_partitions_split_from(
+    files: &[PathBuf],
+    split_bytes: u64,
+) -> Result<Vec<PartitionInfo>, SourceError> {
     let mut seen: HashMap<String, (Offset, Offset)> = HashMap::new();
-    for_each_line(files, |path, line_no, line| {
-        if let Some((partition, offset)) = leading_cursor(&line)
-            && let Some((_, newest)) = seen.get_mut(partition)
-        {
-            let offset = Offset::new(offset);
-            if offset.nakadi_cmp(newest) == std::cmp::Ordering::Less {
-                return Err(overlap_error(
-                    path, line_no, &offset, partition, &offset, newest,
-                ));
-            }
-            *newest = offset;
-            return Ok(true);
+    for path in files {
+        let pieces = pieces_of(path, split_bytes)?;
+        let scans: Vec<Result<PieceScan, SourceError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .map(|range| scope.spawn(|| scan_piece(path, range.clone())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(SourceError::Io {
+                            path: path.display().to_string(),
+                            source: std::io::Error::other("scanning the recording failed"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut lines_before = 0;
+        for scan in scans {
+            let scan = scan?;
+            let lines = scan.lines;
+            join_piece(&mut seen, scan)
+                .map_err(|(line, message)| recorded_error(path, lines_before + line, &message))?;
+            lines_before += lines;
         }
-        let batch =
-            framing::parse_line(line).map_err(|e| recorded_error(path, line_no, &e.to_string()))?;
-        let first = first_offset(&batch);
-        match seen.get_mut(&*batch.partition) {
-            None => {
-                // The offset before the first recorded event is the oldest cursor.
-                let oldest = first
-                    .minus(if batch.events.is_empty() { 0 } else { 1 })
-                    .unwrap_or_else(Offset::begin);
-                seen.insert(batch.partition.to_string(), (oldest, batch.offset.clone()));
-            }
-            Some((_, newest)) => {
-                if batch.offset.nakadi_cmp(newest) == std::cmp::Ordering::Less
-                    || (!batch.events.is_empty() && !first.is_after(newest))
-                {
-                    return Err(overlap_error(
-                        path,
-                        line_no,
-                        &batch.offset,
-                        &batch.partition,
-                        &first,
-                        newest,
-                    ));
-                }
-                *newest = batch.offset.clone();
-            }
-        }
-        Ok(true)
-    })?;
+    }
     let mut partitions: Vec<PartitionInfo> = seen
         .into_iter()
         .map(|(partition, (oldest, newest))| PartitionInfo {
@@ -246,6 +245,192 @@ fn scan_partitions(files: &[PathBuf]) -> Result<Vec<PartitionInfo>, SourceError>
         .collect();
     partitions.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
     Ok(partitions)
+}
+
+/// What scanning a piece of a file found.
+struct PieceScan {
+    /// Lines in the piece (all of them, blank ones included).
+    lines: u64,
+    /// Per partition, in order of first appearance.
+    partitions: Vec<(String, PartitionScan)>,
+    /// The first line that is wrong whatever came before the piece.
+    error: Option<(u64, String)>,
+}
+
+/// A partition as one piece saw it.
+struct PartitionScan {
+    /// Its first line in the piece, which only the pieces before can check.
+    head: LineHead,
+    newest: Offset,
+}
+
+struct LineHead {
+    line: u64,
+    /// The cursor's offset, when the line starts with its cursor.
+    leading: Option<Offset>,
+    /// (cursor, first event's offset, whether it has events), or why the line
+    /// does not parse (an error only if the partition is new there).
+    parsed: Result<(Offset, Offset, bool), String>,
+}
+
+/// The byte ranges to scan `path` in: two halves split after a newline, or
+/// the whole file.
+fn pieces_of(path: &Path, split_bytes: u64) -> Result<Vec<std::ops::Range<u64>>, SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size < split_bytes.max(2) {
+        return Ok(vec![0..size]);
+    }
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(size / 2)).map_err(io)?;
+    let mut at = size / 2;
+    let mut window = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut window).map_err(io)?;
+        if n == 0 {
+            return Ok(vec![0..size]);
+        }
+        if let Some(k) = memchr::memchr(b'\n', &window[..n]) {
+            let split = at + k as u64 + 1;
+            return Ok(vec![0..split, split..size]);
+        }
+        at += n as u64;
+    }
+}
+
+/// Scans one piece of a file: every partition's lines after its first one
+/// in the piece are checked here, as a scan from the top would check them.
+fn scan_piece(path: &Path, range: std::ops::Range<u64>) -> Result<PieceScan, SourceError> {
+    let mut scan = PieceScan {
+        lines: 0,
+        partitions: Vec::new(),
+        error: None,
+    };
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let lines = for_each_line_of(path, range, |line_no, line| {
+        let leading = leading_cursor(&line);
+        if let Some((partition, offset)) = leading
+            && let Some(&i) = index.get(partition)
+        {
+            let offset = Offset::new(offset);
+            let newest = &mut scan.partitions[i].1.newest;
+            if offset.nakadi_cmp(newest) == std::cmp::Ordering::Less {
+                let message = framing::overlap_message(&offset, partition, &offset, newest);
+                return stop_at(&mut scan, line_no, message);
+            }
+            *newest = offset;
+            return Ok(true);
+        }
+        let leading =
+            leading.map(|(partition, offset)| (partition.to_string(), Offset::new(offset)));
+        let batch = match framing::parse_line(line) {
+            Ok(batch) => batch,
+            Err(e) => match leading {
+                // Whether this is an error depends on the pieces before.
+                Some((partition, offset)) => {
+                    index.insert(partition.clone(), scan.partitions.len());
+                    scan.partitions.push((
+                        partition,
+                        PartitionScan {
+                            head: LineHead {
+                                line: line_no,
+                                leading: Some(offset.clone()),
+                                parsed: Err(e.to_string()),
+                            },
+                            newest: offset,
+                        },
+                    ));
+                    return Ok(true);
+                }
+                None => return stop_at(&mut scan, line_no, e.to_string()),
+            },
+        };
+        let first = first_offset(&batch);
+        let has_events = !batch.events.is_empty();
+        match index.get(&*batch.partition) {
+            None => {
+                index.insert(batch.partition.to_string(), scan.partitions.len());
+                scan.partitions.push((
+                    batch.partition.to_string(),
+                    PartitionScan {
+                        head: LineHead {
+                            line: line_no,
+                            leading: leading.map(|(_, offset)| offset),
+                            parsed: Ok((batch.offset.clone(), first, has_events)),
+                        },
+                        newest: batch.offset.clone(),
+                    },
+                ));
+            }
+            Some(&i) => {
+                let newest = &mut scan.partitions[i].1.newest;
+                if batch.offset.nakadi_cmp(newest) == std::cmp::Ordering::Less
+                    || (has_events && !first.is_after(newest))
+                {
+                    let message =
+                        framing::overlap_message(&batch.offset, &batch.partition, &first, newest);
+                    return stop_at(&mut scan, line_no, message);
+                }
+                *newest = batch.offset.clone();
+            }
+        }
+        Ok(true)
+    })?;
+    scan.lines = lines;
+    Ok(scan)
+}
+
+/// Ends a piece's scan at a line that is wrong whatever came before.
+fn stop_at(scan: &mut PieceScan, line: u64, message: String) -> Result<bool, SourceError> {
+    scan.error = Some((line, message));
+    Ok(false)
+}
+
+/// Adds a piece's partitions to what the pieces before it found, checking
+/// each partition's first line in the piece against them. The error is the
+/// piece's first wrong line (its number within the piece).
+fn join_piece(
+    seen: &mut HashMap<String, (Offset, Offset)>,
+    scan: PieceScan,
+) -> Result<(), (u64, String)> {
+    let mut errors: Vec<(u64, String)> = scan.error.into_iter().collect();
+    for (partition, part) in scan.partitions {
+        let head = part.head;
+        match seen.get_mut(&partition) {
+            Some((_, newest)) => {
+                let wrong = match (&head.leading, &head.parsed) {
+                    (Some(offset), _) => (offset.nakadi_cmp(newest) == std::cmp::Ordering::Less)
+                        .then(|| framing::overlap_message(offset, &partition, offset, newest)),
+                    (None, Ok((cursor, first, has_events))) => (cursor.nakadi_cmp(newest)
+                        == std::cmp::Ordering::Less
+                        || (*has_events && !first.is_after(newest)))
+                    .then(|| framing::overlap_message(cursor, &partition, first, newest)),
+                    (None, Err(message)) => Some(message.clone()),
+                };
+                match wrong {
+                    Some(message) => errors.push((head.line, message)),
+                    None => *newest = part.newest,
+                }
+            }
+            None => match head.parsed {
+                Ok((_, first, has_events)) => {
+                    // The offset before the first recorded event is the oldest cursor.
+                    let oldest = first
+                        .minus(u64::from(has_events))
+                        .unwrap_or_else(Offset::begin);
+                    seen.insert(partition, (oldest, part.newest));
+                }
+                Err(message) => errors.push((head.line, message)),
+            },
+        }
+    }
+    match errors.into_iter().min_by_key(|(line, _)| *line) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// Offset of a batch's first event (its cursor when it has none, or when its
@@ -282,48 +467,69 @@ fn for_each_line(
     mut f: impl FnMut(&Path, u64, Bytes) -> Result<bool, SourceError>,
 ) -> Result<(), SourceError> {
     for path in files {
-        let io = |source| SourceError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut file = File::open(path).map_err(io)?;
-        let mut carry = BytesMut::new();
-        let mut line_no = 0u64;
-        loop {
-            let mut block = BytesMut::with_capacity(carry.len() + READ_BLOCK);
-            block.extend_from_slice(&carry);
-            let filled = block.len();
-            block.resize(filled + READ_BLOCK, 0);
-            let n = read_full(&mut file, &mut block[filled..]).map_err(io)?;
-            block.truncate(filled + n);
-            let eof = n == 0;
-            let block = block.freeze();
-            let mut start = 0;
-            while let Some(k) = memchr::memchr(b'\n', &block[start..]) {
-                line_no += 1;
-                let line = trim_line(block.slice(start..start + k));
-                start += k + 1;
-                if !line.is_empty() && !f(path, line_no, line)? {
-                    return Ok(());
-                }
-            }
-            carry = BytesMut::from(&block[start..]);
-            if eof {
-                if !carry.is_empty() {
-                    line_no += 1;
-                    let line = trim_line(carry.freeze());
-                    if !line.is_empty() && !f(path, line_no, line)? {
-                        return Ok(());
-                    }
-                }
-                break;
-            }
+        let mut stopped = false;
+        for_each_line_of(path, 0..u64::MAX, |line_no, line| {
+            let go_on = f(path, line_no, line)?;
+            stopped = !go_on;
+            Ok(go_on)
+        })?;
+        if stopped {
+            break;
         }
     }
     Ok(())
 }
 
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Calls `f` with every non-empty line of the bytes `range` of a file (line
+/// numbers from 1 at the start of the range); `f` returns `false` to stop
+/// early. Returns the number of lines read, blank ones included.
+fn for_each_line_of(
+    path: &Path,
+    range: std::ops::Range<u64>,
+    mut f: impl FnMut(u64, Bytes) -> Result<bool, SourceError>,
+) -> Result<u64, SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(range.start)).map_err(io)?;
+    let mut file = file.take(range.end.saturating_sub(range.start));
+    let mut carry = BytesMut::new();
+    let mut line_no = 0u64;
+    loop {
+        let mut block = BytesMut::with_capacity(carry.len() + READ_BLOCK);
+        block.extend_from_slice(&carry);
+        let filled = block.len();
+        block.resize(filled + READ_BLOCK, 0);
+        let n = read_full(&mut file, &mut block[filled..]).map_err(io)?;
+        block.truncate(filled + n);
+        let eof = n == 0;
+        let block = block.freeze();
+        let mut start = 0;
+        while let Some(k) = memchr::memchr(b'\n', &block[start..]) {
+            line_no += 1;
+            let line = trim_line(block.slice(start..start + k));
+            start += k + 1;
+            if !line.is_empty() && !f(line_no, line)? {
+                return Ok(line_no);
+            }
+        }
+        carry = BytesMut::from(&block[start..]);
+        if eof {
+            if !carry.is_empty() {
+                line_no += 1;
+                let line = trim_line(carry.freeze());
+                if !line.is_empty() && !f(line_no, line)? {
+                    return Ok(line_no);
+                }
+            }
+            return Ok(line_no);
+        }
+    }
+}
+
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut total = 0;
     while total < buf.len() {
         match file.read(&mut buf[total..])? {
@@ -473,6 +679,85 @@ mod tests {
         assert!(
             err.contains(":2:") && err.contains("overlaps the previous batch"),
             "{err}"
+        );
+    }
+
+    /// Lines of a recording of three partitions: batches of two events, a
+    /// keep-alive line now and then, a blank line, lines written without a
+    /// leading cursor.
+    fn recording_lines() -> Vec<String> {
+        let mut next = [0u64; 3];
+        let mut lines = Vec::new();
+        for i in 0..30u64 {
+            let p = (i * 7 % 3) as usize;
+            let line = if i % 11 == 5 {
+                format!(
+                    r#"{{"cursor":{{"partition":"{p}","offset":"001-0001-{:018}"}}}}"#,
+                    next[p]
+                )
+            } else {
+                next[p] += 2;
+                let events = format!(r#"[{{"x":{i}}},{{"x":{}}}]"#, i + 100);
+                if i % 4 == 3 {
+                    format!(
+                        r#"{{"events":{events},"cursor":{{"offset":"001-0001-{:018}","partition":"{p}"}}}}"#,
+                        next[p]
+                    )
+                } else {
+                    format!(
+                        r#"{{"cursor":{{"partition":"{p}","offset":"001-0001-{:018}"}},"events":{events}}}"#,
+                        next[p]
+                    )
+                }
+            };
+            lines.push(line);
+            if i == 17 {
+                lines.push(String::new());
+            }
+        }
+        lines
+    }
+
+    /// Scanned in two pieces, a file gives what one scan from the top gives:
+    /// the same offsets, or the same first error, wherever a line goes wrong.
+    #[test]
+    fn a_file_scanned_in_two_pieces_gives_what_one_scan_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let both = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let files = vec![path.clone()];
+            let whole = scan_partitions_split_from(&files, u64::MAX).map_err(|e| e.to_string());
+            let pieces = scan_partitions_split_from(&files, 1).map_err(|e| e.to_string());
+            assert_eq!(pieces_of(&path, 1).unwrap().len(), 2);
+            (whole, pieces)
+        };
+        let lines = recording_lines();
+        let (whole, pieces) = both(&(lines.join("\n") + "\n"));
+        assert_eq!(whole.as_ref().map(Vec::len), Ok(3));
+        assert_eq!(pieces, whole);
+        let mut errors_in_the_second_piece = 0;
+        for broken in 0..lines.len() {
+            if lines[broken].is_empty() {
+                continue;
+            }
+            // An offset going back, a line cut short.
+            for change in [
+                lines[broken].replacen(r#""offset":"0"#, r#""offset":""#, 1),
+                lines[broken][..lines[broken].len() / 2].to_string(),
+            ] {
+                let mut changed = lines.clone();
+                changed[broken] = change;
+                let (whole, pieces) = both(&(changed.join("\n") + "\n"));
+                assert_eq!(pieces, whole, "line {}", broken + 1);
+                if whole.is_err() && broken >= lines.len() / 2 {
+                    errors_in_the_second_piece += 1;
+                }
+            }
+        }
+        assert!(
+            errors_in_the_second_piece > 10,
+            "{errors_in_the_second_piece}"
         );
     }
 }
