@@ -88,23 +88,14 @@ impl FastDecoder {
             buf: line,
             pos: from,
         };
-        cursor.ws();
-        if cursor.peek()? == b']' {
-            return Ok(cursor.pos + 1);
-        }
-        loop {
-            cursor.ws();
-            let start = cursor.pos;
-            self.root.object(&mut cursor, 0)?;
-            spans.push(start..cursor.pos);
+        cursor.items(b']', |c, _| {
+            let start = c.pos;
+            self.root.object(c, 0)?;
+            spans.push(start..c.pos);
             self.rows += 1;
-            cursor.ws();
-            match cursor.next()? {
-                b',' => continue,
-                b']' => return Ok(cursor.pos),
-                _ => return Err(GiveUp),
-            }
-        }
+            Ok(())
+        })?;
+        Ok(cursor.pos)
     }
 
     /// The chunk as a record batch; `None` when its columns do not assemble
@@ -453,36 +444,25 @@ impl StructColumn {
         c.eat(b'{')?;
         self.stamp += 1;
         let mut next = 0;
-        c.ws();
-        if c.peek()? == b'}' {
-            c.pos += 1;
-        } else {
-            for k in 0.. {
-                c.ws();
-                let key = c.plain_key()?;
-                c.ws();
-                c.eat(b':')?;
-                c.ws();
-                match self.place(key, k, next) {
-                    Some(i) => {
-                        if self.seen[i] == self.stamp {
-                            return Err(GiveUp); // arrow-json keeps the last; leave it to it
-                        }
-                        self.seen[i] = self.stamp;
-                        let nullable = self.fields[i].is_nullable();
-                        self.children[i].value(c, nullable, depth)?;
-                        next = i + 1;
+        c.items(b'}', |c, k| {
+            let key = c.plain_key()?;
+            c.ws();
+            c.eat(b':')?;
+            c.ws();
+            match self.place(key, k, next) {
+                Some(i) => {
+                    if self.seen[i] == self.stamp {
+                        return Err(GiveUp); // arrow-json keeps the last; leave it to it
                     }
-                    None => c.skip_value(depth + 1)?,
+                    self.seen[i] = self.stamp;
+                    let nullable = self.fields[i].is_nullable();
+                    self.children[i].value(c, nullable, depth)?;
+                    next = i + 1;
+                    Ok(())
                 }
-                c.ws();
-                match c.next()? {
-                    b',' => continue,
-                    b'}' => break,
-                    _ => return Err(GiveUp),
-                }
+                None => c.skip_value(depth + 1),
             }
-        }
+        })?;
         for (i, child) in self.children.iter_mut().enumerate() {
             if self.seen[i] != self.stamp {
                 if !self.fields[i].is_nullable() {
@@ -581,23 +561,12 @@ impl ListColumn {
         }
         c.eat(b'[')?;
         let mut count: usize = 0;
-        c.ws();
-        if c.peek()? == b']' {
-            c.pos += 1;
-        } else {
-            let nullable = self.item.is_nullable();
-            loop {
-                c.ws();
-                self.values.value(c, nullable, depth)?;
-                count += 1;
-                c.ws();
-                match c.next()? {
-                    b',' => continue,
-                    b']' => break,
-                    _ => return Err(GiveUp),
-                }
-            }
-        }
+        let nullable = self.item.is_nullable();
+        c.items(b']', |c, _| {
+            self.values.value(c, nullable, depth)?;
+            count += 1;
+            Ok(())
+        })?;
         let last = *self.offsets.last().unwrap_or(&0);
         let count = i32::try_from(count).map_err(|_| GiveUp)?;
         self.offsets.push(last.checked_add(count).ok_or(GiveUp)?);
@@ -633,6 +602,29 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// Steps over the items of an array or object whose opening bracket is
+    /// behind the cursor, through its `close`, separated by commas: `item`
+    /// reads the `k`-th one, the cursor on its first byte.
+    #[inline]
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self, usize) -> Step) -> Step {
+        self.ws();
+        if self.peek()? == close {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut k = 0;
+        loop {
+            self.ws();
+            item(self, k)?;
+            self.ws();
+            match self.next()? {
+                b',' => k += 1,
+                b if b == close => return Ok(()),
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.buf.get(self.pos) {
             self.pos += 1;
@@ -817,43 +809,17 @@ impl<'a> Cursor<'a> {
             b'"' => self.skip_string(),
             b'{' => {
                 self.pos += 1;
-                self.ws();
-                if self.peek()? == b'}' {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.ws();
-                    self.skip_string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => continue,
-                        b'}' => return Ok(()),
-                        _ => return Err(GiveUp),
-                    }
-                }
+                self.items(b'}', |c, _| {
+                    c.skip_string()?;
+                    c.ws();
+                    c.eat(b':')?;
+                    c.ws();
+                    c.skip_value(depth + 1)
+                })
             }
             b'[' => {
                 self.pos += 1;
-                self.ws();
-                if self.peek()? == b']' {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.ws();
-                    self.skip_value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => continue,
-                        b']' => return Ok(()),
-                        _ => return Err(GiveUp),
-                    }
-                }
+                self.items(b']', |c, _| c.skip_value(depth + 1))
             }
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),

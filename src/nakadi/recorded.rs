@@ -253,6 +253,8 @@ struct PieceScan {
     lines: u64,
     /// Per partition, in order of first appearance.
     partitions: Vec<(String, PartitionScan)>,
+    /// Where each partition is in `partitions`.
+    index: HashMap<String, usize>,
     /// The first line that is wrong whatever came before the piece.
     error: Option<(u64, String)>,
 }
@@ -307,18 +309,16 @@ fn scan_piece(path: &Path, range: std::ops::Range<u64>) -> Result<PieceScan, Sou
     let mut scan = PieceScan {
         lines: 0,
         partitions: Vec::new(),
+        index: HashMap::new(),
         error: None,
     };
-    let mut index: HashMap<String, usize> = HashMap::new();
     let lines = for_each_line_of(path, range, |line_no, line| {
         let leading = leading_cursor(&line);
         if let Some((partition, offset)) = leading
-            && let Some(&i) = index.get(partition)
+            && let Some(newest) = scan.newest_of(partition)
         {
             let offset = Offset::new(offset);
-            let newest = &mut scan.partitions[i].1.newest;
-            if offset.nakadi_cmp(newest) == std::cmp::Ordering::Less {
-                let message = framing::overlap_message(&offset, partition, &offset, newest);
+            if let Some(message) = overlap(partition, &offset, None, newest) {
                 return stop_at(&mut scan, line_no, message);
             }
             *newest = offset;
@@ -326,52 +326,35 @@ fn scan_piece(path: &Path, range: std::ops::Range<u64>) -> Result<PieceScan, Sou
         }
         let leading =
             leading.map(|(partition, offset)| (partition.to_string(), Offset::new(offset)));
-        let batch = match framing::parse_line(line) {
-            Ok(batch) => batch,
-            Err(e) => match leading {
-                // Whether this is an error depends on the pieces before.
-                Some((partition, offset)) => {
-                    index.insert(partition.clone(), scan.partitions.len());
-                    scan.partitions.push((
-                        partition,
-                        PartitionScan {
-                            head: LineHead {
-                                line: line_no,
-                                leading: Some(offset.clone()),
-                                parsed: Err(e.to_string()),
-                            },
-                            newest: offset,
-                        },
-                    ));
-                    return Ok(true);
-                }
-                None => return stop_at(&mut scan, line_no, e.to_string()),
-            },
+        let batch = match (framing::parse_line(line), &leading) {
+            (Ok(batch), _) => batch,
+            // Whether this is an error depends on the pieces before.
+            (Err(e), Some((partition, offset))) => {
+                let head = LineHead {
+                    line: line_no,
+                    leading: Some(offset.clone()),
+                    parsed: Err(e.to_string()),
+                };
+                scan.start(partition.clone(), head, offset.clone());
+                return Ok(true);
+            }
+            (Err(e), None) => return stop_at(&mut scan, line_no, e.to_string()),
         };
         let first = first_offset(&batch);
         let has_events = !batch.events.is_empty();
-        match index.get(&*batch.partition) {
+        match scan.newest_of(&batch.partition) {
             None => {
-                index.insert(batch.partition.to_string(), scan.partitions.len());
-                scan.partitions.push((
-                    batch.partition.to_string(),
-                    PartitionScan {
-                        head: LineHead {
-                            line: line_no,
-                            leading: leading.map(|(_, offset)| offset),
-                            parsed: Ok((batch.offset.clone(), first, has_events)),
-                        },
-                        newest: batch.offset.clone(),
-                    },
-                ));
+                let head = LineHead {
+                    line: line_no,
+                    leading: leading.map(|(_, offset)| offset),
+                    parsed: Ok((batch.offset.clone(), first, has_events)),
+                };
+                scan.start(batch.partition.to_string(), head, batch.offset.clone());
             }
-            Some(&i) => {
-                let newest = &mut scan.partitions[i].1.newest;
-                if batch.offset.nakadi_cmp(newest) == std::cmp::Ordering::Less
-                    || (has_events && !first.is_after(newest))
+            Some(newest) => {
+                let first_event = has_events.then_some(&first);
+                if let Some(message) = overlap(&batch.partition, &batch.offset, first_event, newest)
                 {
-                    let message =
-                        framing::overlap_message(&batch.offset, &batch.partition, &first, newest);
                     return stop_at(&mut scan, line_no, message);
                 }
                 *newest = batch.offset.clone();
@@ -381,6 +364,35 @@ fn scan_piece(path: &Path, range: std::ops::Range<u64>) -> Result<PieceScan, Sou
     })?;
     scan.lines = lines;
     Ok(scan)
+}
+
+impl PieceScan {
+    /// The newest offset the piece has of `partition` so far.
+    fn newest_of(&mut self, partition: &str) -> Option<&mut Offset> {
+        let i = *self.index.get(partition)?;
+        Some(&mut self.partitions[i].1.newest)
+    }
+
+    /// Records the first line of `partition` in the piece.
+    fn start(&mut self, partition: String, head: LineHead, newest: Offset) {
+        self.index.insert(partition.clone(), self.partitions.len());
+        self.partitions
+            .push((partition, PartitionScan { head, newest }));
+    }
+}
+
+/// Why a batch of `partition` with this cursor (and first event, when it has
+/// events) cannot follow a batch that ended at `newest`; `None` when it can.
+fn overlap(
+    partition: &str,
+    cursor: &Offset,
+    first_event: Option<&Offset>,
+    newest: &Offset,
+) -> Option<String> {
+    let goes_back = cursor.nakadi_cmp(newest) == std::cmp::Ordering::Less
+        || first_event.is_some_and(|first| !first.is_after(newest));
+    goes_back
+        .then(|| framing::overlap_message(cursor, partition, first_event.unwrap_or(cursor), newest))
 }
 
 /// Ends a piece's scan at a line that is wrong whatever came before.
@@ -402,12 +414,10 @@ fn join_piece(
         match seen.get_mut(&partition) {
             Some((_, newest)) => {
                 let wrong = match (&head.leading, &head.parsed) {
-                    (Some(offset), _) => (offset.nakadi_cmp(newest) == std::cmp::Ordering::Less)
-                        .then(|| framing::overlap_message(offset, &partition, offset, newest)),
-                    (None, Ok((cursor, first, has_events))) => (cursor.nakadi_cmp(newest)
-                        == std::cmp::Ordering::Less
-                        || (*has_events && !first.is_after(newest)))
-                    .then(|| framing::overlap_message(cursor, &partition, first, newest)),
+                    (Some(offset), _) => overlap(&partition, offset, None, newest),
+                    (None, Ok((cursor, first, has_events))) => {
+                        overlap(&partition, cursor, has_events.then_some(first), newest)
+                    }
                     (None, Err(message)) => Some(message.clone()),
                 };
                 match wrong {

@@ -962,13 +962,8 @@ impl Mapper {
                 source,
             })
         };
-        let schema = self.topic.schema.read_events.clone();
         let (_, receiver) = mpsc::channel(1);
-        let table = StreamingTable::try_new(
-            schema.clone(),
-            vec![Arc::new(PassedEvents::new(schema, receiver))],
-        )
-        .map_err(engine_error)?;
+        let table = self.passed_events(receiver).map_err(engine_error)?;
         let ctx = self.engine.session();
         let frame = self
             .topic
@@ -980,6 +975,18 @@ impl Mapper {
         Ok(count_scans(plan.as_ref()) == 1)
     }
 
+    /// The `events` table of a partition whose decoder passes its batches on.
+    fn passed_events(
+        &self,
+        events: mpsc::Receiver<RecordBatch>,
+    ) -> Result<StreamingTable, DataFusionError> {
+        let schema = self.topic.schema.read_events.clone();
+        StreamingTable::try_new(
+            schema.clone(),
+            vec![Arc::new(PassedEvents::new(schema, events))],
+        )
+    }
+
     /// Writes the MAIN files of a partition from its events as its decoder
     /// passes them on.
     async fn write_passed(
@@ -987,16 +994,13 @@ impl Mapper {
         partition: &str,
         events: mpsc::Receiver<RecordBatch>,
     ) -> Result<Vec<WrittenFile>, RunError> {
-        let schema = self.topic.schema.read_events.clone();
-        let table = StreamingTable::try_new(
-            schema.clone(),
-            vec![Arc::new(PassedEvents::new(schema, events))],
-        )
-        .map_err(|source| RunError::Query {
-            topic: self.name(),
-            partition: partition.to_string(),
-            source,
-        })?;
+        let table = self
+            .passed_events(events)
+            .map_err(|source| RunError::Query {
+                topic: self.name(),
+                partition: partition.to_string(),
+                source,
+            })?;
         self.write_mapped(FileKind::Main, self.sequence, partition, Arc::new(table))
             .await
     }
