@@ -31,4 +31,4 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 fi
 
-cargo test --locked --all-targets "$@"
+cargo test --locked --workspace --all-targets "$@"

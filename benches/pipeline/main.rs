@@ -439,16 +439,13 @@ impl NakadiServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let child = Command::new(BIN)
-            .arg("--sql-dir")
+        // The server runs in a process of its own (this harness, started
+        // again in server mode), so that its memory is not the harness's.
+        let harness = std::env::current_exe().map_err(|e| e.to_string())?;
+        let child = Command::new(harness)
+            .arg(SERVE_NAKADI)
+            .arg(format!("127.0.0.1:{port}"))
             .arg(sql_dir)
-            .env("RUST_LOG", "warn")
-            .args([
-                "nakadi-server",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--recordings",
-            ])
             .arg(recordings)
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -588,11 +585,43 @@ impl Results {
     }
 }
 
+/// First argument that makes the harness a Nakadi-compatible server:
+/// `<listen address> <sql dir> <recordings dir>`.
+const SERVE_NAKADI: &str = "--serve-nakadi";
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(SERVE_NAKADI) {
+        if let Err(message) = serve_nakadi(&args[2..]) {
+            eprintln!("pipeline bench, Nakadi-compatible server: {message}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(message) = real_main() {
         eprintln!("pipeline bench: {message}");
         std::process::exit(1);
     }
+}
+
+/// Serves the event types of `sql dir` with the recordings until killed.
+fn serve_nakadi(args: &[String]) -> Result<(), String> {
+    let [listen, sql_dir, recordings] = args else {
+        return Err("expected: <listen address> <sql dir> <recordings dir>".into());
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let bus = nakadi_testkit::Bus::new(None, 4);
+        let event_types = nakadi_testkit::topics::load(Path::new(sql_dir), Path::new(recordings))
+            .map_err(|e| e.to_string())?;
+        for event_type in event_types {
+            let name = event_type.name().to_string();
+            bus.add_event_type(event_type.document, event_type.recorded_partitions.max(1))?;
+            bus.append_recording(&name, &event_type.recording)?;
+        }
+        let (_, server) = bus.start(listen).await.map_err(|e| e.to_string())?;
+        server.await.map_err(|e| e.to_string())
+    })
 }
 
 fn real_main() -> Result<(), String> {
@@ -686,7 +715,7 @@ fn run_all(bench: &Bench) -> Result<(), String> {
         drop(server);
     }
     // The fixed overhead: the bundled example topic, a few hundred events.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     for _ in 0..options.runs.max(3) {
         let out = bench.work.join("out-overhead");
         let _ = std::fs::remove_dir_all(&out);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use materializer::api::auth::Tokens;
 use materializer::api::{ApiSettings, AppState};
-use materializer::run::{Ledger, RunEnvironment};
-use materializer::{Engine, EngineSettings};
+use materializer_core::run::{Ledger, RunEnvironment};
+use materializer_core::{Engine, EngineSettings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -285,7 +285,7 @@ async fn a_run_over_http_commits_what_the_cli_commits_and_its_counters_end_at_th
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cli_location = materializer::sink::OutputLocation::parse(
+    let cli_location = materializer_core::sink::OutputLocation::parse(
         &cli_out.display().to_string(),
         &Default::default(),
     )

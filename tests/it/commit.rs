@@ -4,8 +4,8 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use materializer::run::{Ledger, LedgerError, Outcome};
-use materializer::sink::{ObjectWriter, OutputLocation, S3Settings};
+use materializer_core::run::{Ledger, LedgerError, Outcome};
+use materializer_core::sink::{ObjectWriter, OutputLocation, S3Settings};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
@@ -357,7 +357,7 @@ async fn aborted_run_tasks_leave_nothing_visible() {
     for i in 0..15u64 {
         let request = ws.request(TOPIC, t.location.clone()).await;
         let engine = engine.clone();
-        let task = tokio::spawn(async move { materializer::run::execute(&engine, request).await });
+        let task = tokio::spawn(async move { materializer_core::run::execute(&engine, request).await });
         tokio::time::sleep(Duration::from_micros(span * i / 15)).await;
         task.abort();
         let _ = task.await;
@@ -420,8 +420,8 @@ async fn a_second_run_of_a_topic_in_one_process_is_refused() {
     let t = target(&ws, Store::Local, "twice");
     let engine = Workspace::engine();
     let (a, b) = tokio::join!(
-        materializer::run::execute(&engine, ws.request(TOPIC, t.location.clone()).await),
-        materializer::run::execute(&engine, ws.request(TOPIC, t.location.clone()).await),
+        materializer_core::run::execute(&engine, ws.request(TOPIC, t.location.clone()).await),
+        materializer_core::run::execute(&engine, ws.request(TOPIC, t.location.clone()).await),
     );
     let errors: Vec<String> = [&a, &b]
         .iter()
@@ -500,7 +500,7 @@ async fn output_partitions_become_folders_with_their_own_markers() {
         "article_id,brand,model,version,available_qty,occurred_at,eid\n\
          100000002,Nike,Air Runner,3,0,2024-06-03T08:02:00Z,5a1e0000-0000-4000-8000-000000000004\n"
     );
-    let manifest: materializer::run::Manifest =
+    let manifest: materializer_core::run::Manifest =
         serde_json::from_str(&ws.read_out("article-stock-changed/_manifests/0000000001.json"))
             .unwrap();
     let nike = manifest

@@ -1,6 +1,6 @@
 //! Whole runs over the bundled recordings: exact rows of every file.
 
-use materializer::run::{Manifest, Outcome, RunCounts};
+use materializer_core::run::{Manifest, Outcome, RunCounts};
 use sha2::{Digest, Sha256};
 
 use crate::support::{Workspace, csv_rows, parse_csv, row, sorted};
@@ -843,9 +843,9 @@ async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
 async fn roomy_and_tight(
     ws: &Workspace,
     topic: &str,
-) -> (materializer::run::RunSummary, materializer::run::RunSummary) {
-    use materializer::sink::{OutputLocation, S3Settings};
-    use materializer::{Engine, EngineSettings};
+) -> (materializer_core::run::RunSummary, materializer_core::run::RunSummary) {
+    use materializer_core::sink::{OutputLocation, S3Settings};
+    use materializer_core::{Engine, EngineSettings};
 
     let roomy = ws.run(topic).await.unwrap();
     let tight_out = ws.path("out-tight");
@@ -857,7 +857,7 @@ async fn roomy_and_tight(
     })
     .unwrap();
     let request = ws.request(topic, output).await;
-    let tight = materializer::run::execute(&engine, request).await.unwrap();
+    let tight = materializer_core::run::execute(&engine, request).await.unwrap();
     assert_eq!(tight.counts, roomy.counts);
 
     let data_files: Vec<&str> = roomy

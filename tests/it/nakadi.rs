@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use materializer::nakadi::server::Bus;
-use materializer::nakadi::server::faults::{Countdown, FaultPlan, Refusal, Window};
-use materializer::nakadi::{
+use nakadi_testkit::Bus;
+use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
+use materializer_core::source::{
     NakadiClient, NakadiSettings, NakadiSource, ReadFrom, Source, SubscriptionReader,
     SubscriptionSettings, TokenSource,
 };
-use materializer::run::{Ledger, Outcome, RunError, RunSummary, Stage};
-use materializer::sink::{OutputLocation, S3Settings};
+use materializer_core::run::{Ledger, Outcome, RunError, RunSummary, Stage};
+use materializer_core::sink::{OutputLocation, S3Settings};
 
 use crate::support::{Committed, Workspace, article_stream, committed};
 
@@ -88,7 +88,7 @@ async fn run(
     source: Source,
 ) -> Result<RunSummary, RunError> {
     let engine = Workspace::engine();
-    materializer::run::execute(
+    materializer_core::run::execute(
         &engine,
         ws.request_from(TOPIC, output.clone(), source).await,
     )
@@ -473,7 +473,7 @@ async fn a_failed_run_leaves_the_subscription_untouched() {
         cancel.cancel();
     });
     let engine = Workspace::engine();
-    let err = materializer::run::execute(&engine, request)
+    let err = materializer_core::run::execute(&engine, request)
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::Stopped { .. }), "{err}");
@@ -505,7 +505,7 @@ async fn a_commit_after_the_stream_timed_out_goes_through_a_new_stream() {
     );
     reader.recover(&Default::default()).await.unwrap();
     let partitions = client.partitions(EVENT_TYPE).await.unwrap();
-    let ranges = materializer::nakadi::plan_ranges(&partitions, &Default::default());
+    let ranges = materializer_core::source::plan_ranges(&partitions, &Default::default());
     let mut stream = reader.stream(&ranges);
     let mut read = 0;
     use futures::StreamExt;
@@ -661,7 +661,7 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
     let with_file = ws.catalog().await.topic(TOPIC).unwrap();
     std::fs::remove_file(ws.sql().join(TOPIC).join("schema.json")).unwrap();
     let engine = Workspace::engine();
-    let offline = materializer::Catalog::load(&ws.sql(), &engine, None)
+    let offline = materializer_core::Catalog::load(&ws.sql(), &engine, None)
         .await
         .unwrap();
     assert!(
@@ -670,7 +670,7 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         offline.broken[TOPIC]
     );
     let client = NakadiClient::new(settings(&live.url, TokenSource::None)).unwrap();
-    let online = materializer::Catalog::load(&ws.sql(), &engine, Some(&client))
+    let online = materializer_core::Catalog::load(&ws.sql(), &engine, Some(&client))
         .await
         .unwrap();
     let topic = online.topic(TOPIC).unwrap();

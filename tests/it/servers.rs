@@ -105,12 +105,12 @@ impl S3Server {
         name
     }
 
-    pub fn settings(&self) -> materializer::sink::S3Settings {
+    pub fn settings(&self) -> materializer_core::sink::S3Settings {
         self.settings_for(&self.endpoint)
     }
 
-    pub fn settings_for(&self, endpoint: &str) -> materializer::sink::S3Settings {
-        materializer::sink::S3Settings {
+    pub fn settings_for(&self, endpoint: &str) -> materializer_core::sink::S3Settings {
+        materializer_core::sink::S3Settings {
             access_key_id: Some("testing".into()),
             secret_access_key: Some("testing-secret".into()),
             endpoint: Some(endpoint.to_string()),

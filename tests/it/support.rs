@@ -7,14 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use materializer::nakadi::{RecordedSource, Source};
-use materializer::run::{Progress, RunError, RunRequest, RunSummary};
-use materializer::sink::{OutputLocation, S3Settings};
-use materializer::{Catalog, Engine, EngineSettings};
+use materializer_core::source::{RecordedSource, Source};
+use materializer_core::run::{Progress, RunError, RunRequest, RunSummary};
+use materializer_core::sink::{OutputLocation, S3Settings};
+use materializer_core::{Catalog, Engine, EngineSettings};
 use tokio_util::sync::CancellationToken;
 
+/// The repository's top folder (the tests belong to `crates/materializer`).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -85,7 +86,7 @@ impl Workspace {
     ) -> Result<RunSummary, RunError> {
         let engine = Self::engine();
         let request = self.request(topic, output).await;
-        materializer::run::execute(&engine, request).await
+        materializer_core::run::execute(&engine, request).await
     }
 
     /// A run request of `topic` reading its recording.
@@ -338,7 +339,7 @@ pub struct Committed {
 
 pub async fn committed(output: &OutputLocation, topic: &str) -> Committed {
     use object_store::ObjectStoreExt;
-    let ledger = materializer::run::Ledger::new(output.clone(), topic);
+    let ledger = materializer_core::run::Ledger::new(output.clone(), topic);
     let mut result = Committed {
         sequences: ledger.committed_sequences().await.unwrap(),
         ..Default::default()
@@ -357,13 +358,13 @@ pub async fn committed(output: &OutputLocation, topic: &str) -> Committed {
                 .unwrap();
             let text = String::from_utf8(bytes.to_vec()).unwrap();
             match file.kind {
-                materializer::sink::FileKind::Rejected => {
+                materializer_core::sink::FileKind::Rejected => {
                     result.rejected.extend(text.lines().map(String::from))
                 }
                 kind => {
                     let mut rows = parse_csv(&text);
                     rows.remove(0);
-                    if kind == materializer::sink::FileKind::Main {
+                    if kind == materializer_core::sink::FileKind::Main {
                         result.main.extend(rows);
                     } else {
                         result.correction.extend(rows);

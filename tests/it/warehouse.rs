@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use materializer::run::Ledger;
-use materializer::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
+use materializer_core::run::Ledger;
+use materializer_core::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
 
 use crate::servers::postgres;
 use crate::support::{Workspace, parse_csv};
@@ -285,7 +285,7 @@ async fn materialize_and_load(
     ws: &Workspace,
     runs: &[Vec<Version>],
     label: &str,
-) -> (String, Vec<materializer::run::RunCounts>) {
+) -> (String, Vec<materializer_core::run::RunCounts>) {
     let pg = postgres();
     let database = pg.database(label);
     let catalog = ws.catalog().await;
@@ -415,7 +415,7 @@ async fn parquet_output_holds_the_same_rows_as_csv() {
     )
     .unwrap();
     let parquet_out = ws.path("parquet-out");
-    let location = materializer::sink::OutputLocation::parse(
+    let location = materializer_core::sink::OutputLocation::parse(
         &parquet_out.display().to_string(),
         &Default::default(),
     )

@@ -22,9 +22,9 @@ use super::client::{
     CommitOutcome, NakadiClient, NakadiError, Refused, StreamParams, Subscription,
     SubscriptionCursor,
 };
-use super::framing::{self, Batch};
-use super::lines::{Line, LineReader};
-use super::{Offset, PartitionRange, SourceError};
+use crate::source::framing::{self, Batch};
+use crate::source::lines::{Line, LineReader};
+use crate::source::{Offset, PartitionRange, SourceError};
 
 /// Where a new subscription starts when the topic has no committed run yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::cursor::Offset;
-use crate::scan::string_stop;
+use crate::source::scan::string_stop;
 
 /// One batch of a Nakadi stream: the cursor of its last event and the events.
 #[derive(Clone, Debug)]

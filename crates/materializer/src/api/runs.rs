@@ -14,8 +14,8 @@ use tracing::info;
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, CountsView};
-use crate::config::Topic;
-use crate::run::{self, Manifest, Outcome, Progress, RunError, RunSummary, Stage};
+use materializer_core::config::Topic;
+use materializer_core::run::{self, Manifest, Outcome, Progress, RunError, RunSummary, Stage};
 
 /// Runs kept in memory (older ones are read back from the manifests).
 const KEEP: usize = 1000;

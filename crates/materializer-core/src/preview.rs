@@ -14,20 +14,19 @@ use serde::Serialize;
 use crate::config::{Format, Topic};
 use crate::decode::{DecodeError, PartitionDecoder, RequiredKeys};
 use crate::mapping::{Engine, Mapping, MappingError};
-use crate::nakadi::framing;
+use crate::source::framing;
 use crate::run::{KeyState, RunCounts, classify};
 
 /// Rows of one output.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct PreviewTable {
     pub columns: Vec<String>,
     /// One JSON object per row, keyed by column.
-    #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Value>,
 }
 
 /// A sample event that did not decode.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct PreviewRejected {
     /// Position of the event in the request (0-based).
     pub index: usize,

@@ -12,8 +12,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::nakadi::PartitionInfo;
-use crate::nakadi::cursor::Offset;
+/// A partition as `GET /event-types/{name}/partitions` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionInfo {
+    pub partition: String,
+    pub oldest_available_offset: String,
+    pub newest_available_offset: String,
+}
 
 /// Nakadi's offset of event `n`.
 pub fn offset_of(n: u64) -> String {
@@ -22,11 +27,10 @@ pub fn offset_of(n: u64) -> String {
 
 /// The event number an offset names; `None` for `BEGIN`.
 pub fn number_of(offset: &str) -> Result<Option<u64>, String> {
-    let offset = Offset::new(offset);
-    if offset.is_begin() {
+    let text = offset.trim();
+    if text.eq_ignore_ascii_case("BEGIN") {
         return Ok(None);
     }
-    let text = offset.as_str();
     let digits = text.rsplit('-').next().unwrap_or(text);
     let prefix_ok = text == digits || text.starts_with("001-0001-");
     match digits.parse::<u64>() {
@@ -90,12 +94,12 @@ impl PartitionLog {
     pub fn info(&self, partition: &str) -> PartitionInfo {
         PartitionInfo {
             partition: partition.to_string(),
-            oldest_available_offset: Offset::new(offset_of(self.first)),
-            newest_available_offset: Offset::new(if self.end() == 0 {
+            oldest_available_offset: offset_of(self.first),
+            newest_available_offset: if self.end() == 0 {
                 "BEGIN".to_string()
             } else {
                 offset_of(self.end() - 1)
-            }),
+            },
         }
     }
 

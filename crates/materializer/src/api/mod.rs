@@ -33,11 +33,11 @@ use utoipa_axum::routes;
 use self::auth::Tokens;
 use self::metrics::Metrics;
 use self::runs::{RunRegistry, RunView};
-use crate::config::{Catalog, Topic};
-use crate::mapping::{Engine, MappingError};
-use crate::nakadi::{NakadiClient, NakadiSource, PartitionRange, Source};
-use crate::preview::{PreviewError, PreviewRejected, PreviewTable, preview};
-use crate::run::{Ledger, RunCounts, RunEnvironment};
+use materializer_core::config::{Catalog, Topic};
+use materializer_core::mapping::{Engine, MappingError};
+use materializer_core::source::{NakadiClient, NakadiSource, PartitionRange, Source};
+use materializer_core::preview::{PreviewError, PreviewRejected, PreviewTable, preview};
+use materializer_core::run::{Ledger, RunCounts, RunEnvironment};
 
 /// How the API serves.
 #[derive(Clone, Debug)]
@@ -479,10 +479,45 @@ pub struct PreviewRequest {
 /// Rows a mapping produces from sample events.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct PreviewResponse {
-    pub main: PreviewTable,
-    pub correction: PreviewTable,
-    pub rejected: Vec<PreviewRejected>,
+    pub main: TableView,
+    pub correction: TableView,
+    pub rejected: Vec<RejectedView>,
     pub counts: CountsView,
+}
+
+/// Rows of one output.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct TableView {
+    pub columns: Vec<String>,
+    /// One JSON object per row, keyed by column.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Value>,
+}
+
+impl From<PreviewTable> for TableView {
+    fn from(table: PreviewTable) -> Self {
+        TableView {
+            columns: table.columns,
+            rows: table.rows,
+        }
+    }
+}
+
+/// A sample event that did not decode.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct RejectedView {
+    /// Position of the event in the request (0-based).
+    pub index: usize,
+    pub reason: String,
+}
+
+impl From<PreviewRejected> for RejectedView {
+    fn from(rejected: PreviewRejected) -> Self {
+        RejectedView {
+            index: rejected.index,
+            reason: rejected.reason,
+        }
+    }
 }
 
 /// Counts of a run or a preview.
@@ -588,9 +623,9 @@ async fn preview_topic(
     };
     Ok(Json(PreviewResponse {
         counts: CountsView::from(&outcome.counts),
-        main: outcome.main,
-        correction: outcome.correction,
-        rejected: outcome.rejected,
+        main: outcome.main.into(),
+        correction: outcome.correction.into(),
+        rejected: outcome.rejected.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -615,7 +650,7 @@ async fn sample_events(
             ));
         }
     };
-    let source_error = |e: crate::nakadi::SourceError| {
+    let source_error = |e: materializer_core::source::SourceError| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "Cannot read sample events",
@@ -623,7 +658,7 @@ async fn sample_events(
         )
     };
     let partitions = source.partitions().await.map_err(source_error)?;
-    let ranges: Vec<PartitionRange> = crate::nakadi::plan_ranges(&partitions, &BTreeMap::new())
+    let ranges: Vec<PartitionRange> = materializer_core::source::plan_ranges(&partitions, &BTreeMap::new())
         .into_iter()
         .filter(|r| !r.is_empty())
         .collect();
@@ -636,7 +671,7 @@ async fn sample_events(
             Ok(None) | Err(_) => break,
         };
         next.frame().map_err(|e| {
-            source_error(crate::nakadi::SourceError::Partition {
+            source_error(materializer_core::source::SourceError::Partition {
                 partition: next.partition.to_string(),
                 message: format!("{}: {e}", next.origin_or_unknown()),
             })
@@ -819,7 +854,7 @@ async fn list_runs(
         )
     })?;
     let ledger = Ledger::new(output, &topic.name);
-    let unreadable = |e: crate::run::LedgerError| {
+    let unreadable = |e: materializer_core::run::LedgerError| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "Output not readable",

@@ -23,7 +23,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::config::Format;
-use crate::nakadi::Offset;
+use crate::source::Offset;
 use crate::sink::layout::seq_name;
 use crate::sink::{FileKind, OutputLocation, TopicLayout};
 

@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::client::{NakadiClient, NakadiError, StreamParams};
-use super::framing::{self, Batch};
-use super::lines::{Line, LineReader};
-use super::{Cursor, Offset, PartitionRange, SourceError};
+use crate::source::framing::{self, Batch};
+use crate::source::lines::{Line, LineReader};
+use crate::source::{Cursor, Offset, PartitionRange, SourceError};
 
 /// Batches of all `ranges`, read concurrently.
 pub fn stream(

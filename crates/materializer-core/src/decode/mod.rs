@@ -26,8 +26,8 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
-use crate::nakadi::framing::overlap_message;
-use crate::nakadi::{Batch, Offset, OffsetSteps};
+use crate::source::framing::overlap_message;
+use crate::source::{Batch, Offset, OffsetSteps};
 use crate::schema::{OFFSET_COLUMN, PARTITION_COLUMN, SEQ_COLUMN};
 
 mod fast;
@@ -606,7 +606,7 @@ pub fn column_at_path(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nakadi::framing::parse_line;
+    use crate::source::framing::parse_line;
     use crate::schema::with_system_columns;
     use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{Field, Fields, Schema};
@@ -634,7 +634,7 @@ mod tests {
     fn decode_with(
         lines: &[&str],
         chunk: usize,
-        parse: fn(Bytes) -> Result<Batch, crate::nakadi::FramingError>,
+        parse: fn(Bytes) -> Result<Batch, crate::source::FramingError>,
         origin: Option<&str>,
     ) -> Result<DecodedPartition, DecodeError> {
         let (payload, events) = schema();
@@ -692,7 +692,7 @@ mod tests {
         for chunk in [1, 3, 4, 100] {
             let framed = outcome(decode_with(&LINES, chunk, parse_line, None).unwrap());
             let unframed = outcome(
-                decode_with(&LINES, chunk, crate::nakadi::framing::parse_head, None).unwrap(),
+                decode_with(&LINES, chunk, crate::source::framing::parse_head, None).unwrap(),
             );
             assert_eq!(framed.0.len(), 8, "chunk {chunk}");
             assert_eq!(framed.1.len(), 2, "chunk {chunk}");
@@ -709,7 +709,7 @@ mod tests {
         let err = decode_with(
             &lines,
             100,
-            crate::nakadi::framing::parse_head,
+            crate::source::framing::parse_head,
             Some("a.jsonl"),
         )
         .err()
@@ -722,7 +722,7 @@ mod tests {
         );
         // From a live stream, the events delivered before are dropped.
         let live =
-            outcome(decode_with(&lines, 100, crate::nakadi::framing::parse_head, None).unwrap());
+            outcome(decode_with(&lines, 100, crate::source::framing::parse_head, None).unwrap());
         assert_eq!(live.0.len(), 3);
     }
 

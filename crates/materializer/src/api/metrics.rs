@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::run::ProgressSnapshot;
+use materializer_core::run::ProgressSnapshot;
 
 #[derive(Default)]
 struct Totals {

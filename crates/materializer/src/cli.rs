@@ -12,12 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::Catalog;
-use crate::mapping::{Engine, EngineSettings};
-use crate::nakadi::server::Bus;
-use crate::nakadi::{NakadiClient, NakadiSettings, RecordedSource, TokenSource};
-use crate::run::{self, Outcome, Progress, RunEnvironment, RunSummary};
-use crate::sink::{OutputLocation, S3Settings};
+use materializer_core::config::Catalog;
+use materializer_core::mapping::{Engine, EngineSettings};
+use materializer_core::source::{NakadiClient, NakadiSettings, TokenSource};
+use materializer_core::run::{self, Outcome, Progress, RunEnvironment, RunSummary};
+use materializer_core::sink::{OutputLocation, S3Settings};
 
 /// Materializes Nakadi event types into warehouse-ready files.
 ///
@@ -157,10 +156,6 @@ enum Command {
     /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
     /// mappings. Settings come from flags, the environment or --config.
     Serve(ServeArgs),
-    /// Start a Nakadi-compatible server (for trying mappings and for tests),
-    /// serving the event types of the topics under --sql-dir with the events
-    /// recorded under --recordings.
-    NakadiServer(ServerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -245,22 +240,6 @@ enum DialectArg {
     Postgres,
     Redshift,
     Oracle,
-}
-
-#[derive(Args, Debug)]
-struct ServerArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Folder with one folder of recorded stream lines per topic.
-    #[arg(long, default_value = "fixtures/recorded")]
-    recordings: PathBuf,
-    /// Require this bearer token on every request.
-    #[arg(long, env = "NAKADI_SERVER_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Partitions of an event type without recordings.
-    #[arg(long, default_value_t = 4)]
-    partitions: usize,
 }
 
 #[derive(Args, Debug)]
@@ -373,7 +352,6 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             print!("{out}");
             Ok(())
         }
-        Command::NakadiServer(args) => serve_nakadi(&engine, &cli.global, args).await,
         Command::WarehouseSql(args) => warehouse_sql(&engine, &cli.global, args).await,
         Command::Serve(args) => serve(&engine, &cli.global, args).await,
         Command::Topics => {
@@ -620,102 +598,13 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// `materializer nakadi-server`: serves the topics' event types, preloaded
-/// with their recordings, until interrupted.
-async fn serve_nakadi(
-    engine: &Engine,
-    global: &GlobalArgs,
-    args: ServerArgs,
-) -> Result<(), String> {
-    let catalog = Catalog::load(&global.sql_dir, engine, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let bus = Bus::new(args.token.clone(), args.partitions);
-    let mut served = Vec::new();
-    for topic in catalog.topics.values() {
-        let recording = args.recordings.join(&topic.name);
-        let mut text = Vec::new();
-        if let Ok(source) = RecordedSource::open(&recording) {
-            for file in source.files() {
-                text.extend(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?);
-                text.push(b'\n');
-            }
-        }
-        let partitions =
-            recorded_partitions(&text).max(if text.is_empty() { args.partitions } else { 1 });
-        let document = event_type_document(topic)?;
-        bus.add_event_type(document, partitions)?;
-        let events = bus
-            .append_recording(&topic.event_type, &text)
-            .map_err(|e| format!("{}: {e}", recording.display()))?;
-        served.push(format!(
-            "{} ({partitions} partitions, {events} events)",
-            topic.event_type
-        ));
-    }
-    for (name, reason) in &catalog.broken {
-        tracing::warn!(topic = %name, reason, "topic not served: it does not load");
-    }
-    let (address, _handle) = bus
-        .start(&args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    println!("Nakadi-compatible server on http://{address}");
-    for line in &served {
-        println!("  {line}");
-    }
-    println!(
-        "Try: materializer run --topic <topic> --nakadi-url http://{address}{}",
-        if args.token.is_some() {
-            " (with NAKADI_TOKEN set)"
-        } else {
-            ""
-        }
-    );
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// Partition names in recorded lines are numbers; the event type needs one more than the highest.
-fn recorded_partitions(text: &[u8]) -> usize {
-    text.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let rest = line.strip_prefix(br#"{"cursor":{"partition":""#)?;
-            let end = rest.iter().position(|&b| b == b'"')?;
-            std::str::from_utf8(&rest[..end])
-                .ok()?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .map_or(0, |p| p + 1)
-}
-
-/// The event type document the server serves for a topic: `schema.json` when it
-/// is one, or one built around the JSON schema it holds.
-fn event_type_document(topic: &crate::config::Topic) -> Result<serde_json::Value, String> {
-    let path = topic.dir.join(crate::config::SCHEMA_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if doc.get("schema").and_then(|s| s.get("schema")).is_none() {
-        let category = serde_json::to_value(topic.schema.category).unwrap_or_default();
-        doc = serde_json::json!({
-            "category": category,
-            "schema": {"type": "json_schema", "schema": doc.to_string(), "version": "1.0.0"},
-        });
-    }
-    doc["name"] = serde_json::Value::String(topic.event_type.clone());
-    Ok(doc)
-}
-
 /// `materializer warehouse-sql`.
 async fn warehouse_sql(
     engine: &Engine,
     global: &GlobalArgs,
     args: WarehouseArgs,
 ) -> Result<(), String> {
-    use crate::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
+    use materializer_core::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
     let catalog = load_catalog(engine, global).await?;
     let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
     let dialect = match args.dialect {
@@ -734,7 +623,7 @@ async fn warehouse_sql(
         .unwrap_or_else(|| args.output.clone());
     let output =
         OutputLocation::parse(&location, &args.s3.settings()).map_err(|e| e.to_string())?;
-    let ledger = crate::run::Ledger::new(output.clone(), &topic.name);
+    let ledger = materializer_core::run::Ledger::new(output.clone(), &topic.name);
     let manifest = ledger
         .manifest(sequence)
         .await

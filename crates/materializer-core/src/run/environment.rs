@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Progress, RunRequest};
 use crate::config::{SourceMode, Topic};
 use crate::mapping::Engine;
-use crate::nakadi::{NakadiClient, NakadiSource, RecordedSource, Source, SubscriptionReader};
+use crate::source::{NakadiClient, NakadiSource, RecordedSource, Source, SubscriptionReader};
 use crate::sink::{OutputLocation, S3Settings};
 
 /// Shared settings of all runs of a process.

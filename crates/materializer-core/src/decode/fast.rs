@@ -26,7 +26,7 @@ use arrow::compute::kernels::cast_utils::{Parser, string_to_datetime};
 use arrow::datatypes::{DataType, Date32Type, FieldRef, Fields, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
-use crate::scan::string_stop;
+use crate::source::scan::string_stop;
 
 /// The fast road is closed for this chunk; decode it with arrow-json.
 #[derive(Debug)]

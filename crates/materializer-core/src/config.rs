@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::mapping::{Compaction, Engine, Mapping, MappingError};
-use crate::nakadi::{NakadiClient, SubscriptionSettings};
+use crate::source::{NakadiClient, SubscriptionSettings};
 use crate::schema::{
     Category, EventTypeSchema, SYSTEM_COLUMNS, SchemaError, field_at_path,
     with_some_system_columns, with_system_columns,

@@ -4,11 +4,8 @@
 //! commits and stats, offsets in Nakadi's `001-0001-...` format, bearer-token
 //! checks, and faults injected on request (`/_admin/faults`).
 //!
-//! It keeps everything in memory. `materializer nakadi-server` starts one
+//! It keeps everything in memory. The `nakadi-server` binary starts one
 //! preloaded with the recordings under `fixtures/recorded`.
-
-pub mod faults;
-pub mod log;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -28,9 +25,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use self::faults::{FaultPlan, Injected, StreamFaults};
-use self::log::{EventTypeLog, PartitionLog, SubscriptionState, offset_of};
-use super::framing;
+use crate::faults::{FaultPlan, Injected, StreamFaults};
+use crate::log::{EventTypeLog, PartitionLog, SubscriptionState, offset_of};
+use crate::recording;
 
 type Chunk = Result<Bytes, std::io::Error>;
 
@@ -139,10 +136,12 @@ impl Bus {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let batch = framing::parse_line(Bytes::copy_from_slice(line))
-                .map_err(|e| format!("line {}: {e}", i + 1))?;
-            let events: Vec<Bytes> = (0..batch.event_count())
-                .map(|k| batch.line.slice(batch.events[k].clone()))
+            let batch =
+                recording::split_line(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let events: Vec<Bytes> = batch
+                .events
+                .iter()
+                .map(|event| Bytes::copy_from_slice(event))
                 .collect();
             count += events.len();
             self.append(event_type, &batch.partition, events)?;

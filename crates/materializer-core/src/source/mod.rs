@@ -1,17 +1,15 @@
-//! Nakadi: cursors, stream framing and the sources of batches.
+//! Source: where a run's batches come from, a live Nakadi or recorded stream
+//! lines, and the cursors that say how far a run reads.
 //!
 //! Every source yields the same [`Batch`]es, framed from Nakadi's stream lines,
 //! so that everything downstream of the source is shared.
 
-pub mod auth;
-pub mod client;
 pub mod cursor;
 pub mod framing;
-pub mod lines;
-pub mod lowlevel;
+pub(crate) mod lines;
+pub mod nakadi;
 pub mod recorded;
-pub mod server;
-pub mod subscription;
+pub(crate) mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,12 +17,13 @@ use std::sync::atomic::Ordering;
 
 use futures::stream::BoxStream;
 
-pub use auth::TokenSource;
-pub use client::{NakadiClient, NakadiError, NakadiSettings};
 pub use cursor::{Cursor, Offset, OffsetSteps, partition_cmp};
 pub use framing::{Batch, FramingError};
+pub use nakadi::{
+    NakadiClient, NakadiError, NakadiSettings, NakadiSource, ReadFrom, SubscriptionReader,
+    SubscriptionSettings, TokenSource,
+};
 pub use recorded::RecordedSource;
-pub use subscription::{ReadFrom, SubscriptionReader, SubscriptionSettings};
 
 /// A partition of an event type and the offsets it holds now.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,13 +93,6 @@ pub enum SourceError {
     },
 }
 
-/// Reading from a live Nakadi: with cursors (low-level API) or through a subscription.
-pub struct NakadiSource {
-    pub client: Arc<NakadiClient>,
-    pub event_type: String,
-    pub subscription: Option<SubscriptionReader>,
-}
-
 /// Where a run's batches come from.
 pub enum Source {
     Recorded(RecordedSource),
@@ -158,7 +150,7 @@ impl Source {
         match self {
             Source::Recorded(r) => r.stream(ranges),
             Source::Nakadi(n) => match &n.subscription {
-                None => lowlevel::stream(n.client.clone(), n.event_type.clone(), ranges),
+                None => nakadi::lowlevel::stream(n.client.clone(), n.event_type.clone(), ranges),
                 Some(s) => s.stream(ranges),
             },
         }

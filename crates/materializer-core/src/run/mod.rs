@@ -62,7 +62,7 @@ use crate::decode::{
     DecodeError, DecodedPartition, PartitionDecoder, Rejected, RequiredKeys, Spool, Spooled,
 };
 use crate::mapping::{Engine, MappingError};
-use crate::nakadi::{
+use crate::source::{
     Batch, Offset, PartitionRange, Source, SourceError, check_available, partition_cmp, plan_ranges,
 };
 use crate::sink::file::{OPEN_FILE_BYTES, data_extension};

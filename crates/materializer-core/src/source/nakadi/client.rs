@@ -17,7 +17,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::auth::{AuthError, TokenSource};
-use super::{Cursor, Offset, PartitionInfo};
+use crate::source::{Cursor, Offset, PartitionInfo};
 
 /// How this engine talks to Nakadi.
 #[derive(Clone, Debug)]

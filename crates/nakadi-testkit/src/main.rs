@@ -1,0 +1,98 @@
+//! `nakadi-server`: a Nakadi-compatible server on this machine, serving the
+//! event types of the topics under `--sql-dir` with their recorded events,
+//! for trying mappings against a live stream and for tests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use nakadi_testkit::{Bus, topics};
+
+/// A Nakadi-compatible server (event types, partitions, publishing, the
+/// low-level stream, subscriptions, commits, faults on request), preloaded
+/// with the recorded events of every topic under --sql-dir. Everything is kept
+/// in memory.
+#[derive(Parser, Debug)]
+#[command(name = "nakadi-server", version, about, long_about, max_term_width = 100)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "NAKADI_SERVER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Folder with one sub-folder per topic (topic.toml, schema.json): the
+    /// event types to serve. Topics that map the same event type share it.
+    #[arg(long, env = "MATERIALIZER_SQL_DIR", default_value = "sql")]
+    sql_dir: PathBuf,
+    /// Folder with one folder of recorded stream lines per topic.
+    #[arg(long, default_value = "fixtures/recorded")]
+    recordings: PathBuf,
+    /// Require this bearer token on every request.
+    #[arg(long, env = "NAKADI_SERVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Partitions of an event type without recordings.
+    #[arg(long, default_value_t = 4)]
+    partitions: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let event_types = topics::load(&args.sql_dir, &args.recordings)?;
+    let bus = Bus::new(args.token.clone(), args.partitions);
+    let mut served = Vec::new();
+    for event_type in event_types {
+        let partitions = if event_type.recorded_partitions > 0 {
+            event_type.recorded_partitions
+        } else {
+            args.partitions
+        };
+        let name = event_type.name().to_string();
+        bus.add_event_type(event_type.document.clone(), partitions)?;
+        let events = bus
+            .append_recording(&name, &event_type.recording)
+            .map_err(|e| {
+                format!(
+                    "recording of topic {}: {e}",
+                    event_type.recorded_from.as_deref().unwrap_or("?")
+                )
+            })?;
+        served.push(format!(
+            "{name} ({partitions} partitions, {events} events; topics {})",
+            event_type.topics.join(", ")
+        ));
+    }
+    let (address, _handle) = bus
+        .start(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    println!("Nakadi-compatible server on http://{address}");
+    for line in &served {
+        println!("  {line}");
+    }
+    println!(
+        "Try: materializer run --topic <topic> --nakadi-url http://{address}{}",
+        if args.token.is_some() {
+            " (with NAKADI_TOKEN set)"
+        } else {
+            ""
+        }
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
