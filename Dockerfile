@@ -2,7 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY src ./src
+COPY crates ./crates
+COPY benches ./benches
 COPY tests ./tests
 RUN cargo build --release --locked --bin materializer
 

@@ -357,7 +357,8 @@ async fn aborted_run_tasks_leave_nothing_visible() {
     for i in 0..15u64 {
         let request = ws.request(TOPIC, t.location.clone()).await;
         let engine = engine.clone();
-        let task = tokio::spawn(async move { materializer_core::run::execute(&engine, request).await });
+        let task =
+            tokio::spawn(async move { materializer_core::run::execute(&engine, request).await });
         tokio::time::sleep(Duration::from_micros(span * i / 15)).await;
         task.abort();
         let _ = task.await;

@@ -843,7 +843,10 @@ async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
 async fn roomy_and_tight(
     ws: &Workspace,
     topic: &str,
-) -> (materializer_core::run::RunSummary, materializer_core::run::RunSummary) {
+) -> (
+    materializer_core::run::RunSummary,
+    materializer_core::run::RunSummary,
+) {
     use materializer_core::sink::{OutputLocation, S3Settings};
     use materializer_core::{Engine, EngineSettings};
 
@@ -857,7 +860,9 @@ async fn roomy_and_tight(
     })
     .unwrap();
     let request = ws.request(topic, output).await;
-    let tight = materializer_core::run::execute(&engine, request).await.unwrap();
+    let tight = materializer_core::run::execute(&engine, request)
+        .await
+        .unwrap();
     assert_eq!(tight.counts, roomy.counts);
 
     let data_files: Vec<&str> = roomy

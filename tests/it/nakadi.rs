@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nakadi_testkit::Bus;
-use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
+use materializer_core::run::{Ledger, Outcome, RunError, RunSummary, Stage};
+use materializer_core::sink::{OutputLocation, S3Settings};
 use materializer_core::source::{
     NakadiClient, NakadiSettings, NakadiSource, ReadFrom, Source, SubscriptionReader,
     SubscriptionSettings, TokenSource,
 };
-use materializer_core::run::{Ledger, Outcome, RunError, RunSummary, Stage};
-use materializer_core::sink::{OutputLocation, S3Settings};
+use nakadi_testkit::Bus;
+use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
 
 use crate::support::{Committed, Workspace, article_stream, committed};
 

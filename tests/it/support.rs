@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use materializer_core::source::{RecordedSource, Source};
 use materializer_core::run::{Progress, RunError, RunRequest, RunSummary};
 use materializer_core::sink::{OutputLocation, S3Settings};
+use materializer_core::source::{RecordedSource, Source};
 use materializer_core::{Catalog, Engine, EngineSettings};
 use tokio_util::sync::CancellationToken;
 

@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::mapping::{Compaction, Engine, Mapping, MappingError};
-use crate::source::{NakadiClient, SubscriptionSettings};
 use crate::schema::{
     Category, EventTypeSchema, SYSTEM_COLUMNS, SchemaError, field_at_path,
     with_some_system_columns, with_system_columns,
 };
+use crate::source::{NakadiClient, SubscriptionSettings};
 
 pub const TOPIC_FILE: &str = "topic.toml";
 pub const MAPPING_FILE: &str = "mapping.sql";

@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::config::{Format, Topic};
 use crate::decode::{DecodeError, PartitionDecoder, RequiredKeys};
 use crate::mapping::{Engine, Mapping, MappingError};
-use crate::source::framing;
 use crate::run::{KeyState, RunCounts, classify};
+use crate::source::framing;
 
 /// Rows of one output.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]

@@ -136,8 +136,7 @@ impl Bus {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let batch =
-                recording::split_line(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let batch = recording::split_line(line).map_err(|e| format!("line {}: {e}", i + 1))?;
             let events: Vec<Bytes> = batch
                 .events
                 .iter()
@@ -963,7 +962,7 @@ async fn commit_cursors(
                 ),
             );
         };
-        let next = match log::number_of(&cursor.offset) {
+        let next = match crate::log::number_of(&cursor.offset) {
             Ok(Some(n)) => n + 1,
             Ok(None) => 0,
             Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, e),
@@ -1259,7 +1258,7 @@ struct ExpireRequest {
 }
 
 async fn expire(State(bus): State<Arc<Bus>>, Json(request): Json<ExpireRequest>) -> Response {
-    let before = match log::number_of(&request.before_offset) {
+    let before = match crate::log::number_of(&request.before_offset) {
         Ok(Some(n)) => n,
         Ok(None) => 0,
         Err(e) => return problem(StatusCode::UNPROCESSABLE_ENTITY, e),

@@ -13,7 +13,13 @@ use nakadi_testkit::{Bus, topics};
 /// with the recorded events of every topic under --sql-dir. Everything is kept
 /// in memory.
 #[derive(Parser, Debug)]
-#[command(name = "nakadi-server", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "nakadi-server",
+    version,
+    about,
+    long_about,
+    max_term_width = 100
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "NAKADI_SERVER_LISTEN", default_value = "127.0.0.1:8080")]

@@ -127,7 +127,11 @@ fn event_type_document(
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    if document.get("schema").and_then(|s| s.get("schema")).is_none() {
+    if document
+        .get("schema")
+        .and_then(|s| s.get("schema"))
+        .is_none()
+    {
         document = json!({
             "category": category,
             "schema": {"type": "json_schema", "schema": document.to_string(), "version": "1.0.0"},

@@ -26,9 +26,9 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
+use crate::schema::{OFFSET_COLUMN, PARTITION_COLUMN, SEQ_COLUMN};
 use crate::source::framing::overlap_message;
 use crate::source::{Batch, Offset, OffsetSteps};
-use crate::schema::{OFFSET_COLUMN, PARTITION_COLUMN, SEQ_COLUMN};
 
 mod fast;
 mod spool;
@@ -606,8 +606,8 @@ pub fn column_at_path(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::framing::parse_line;
     use crate::schema::with_system_columns;
+    use crate::source::framing::parse_line;
     use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{Field, Fields, Schema};
 

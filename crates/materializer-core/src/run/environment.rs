@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Progress, RunRequest};
 use crate::config::{SourceMode, Topic};
 use crate::mapping::Engine;
-use crate::source::{NakadiClient, NakadiSource, RecordedSource, Source, SubscriptionReader};
 use crate::sink::{OutputLocation, S3Settings};
+use crate::source::{NakadiClient, NakadiSource, RecordedSource, Source, SubscriptionReader};
 
 /// Shared settings of all runs of a process.
 #[derive(Clone)]

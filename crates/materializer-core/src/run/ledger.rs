@@ -23,9 +23,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::config::Format;
-use crate::source::Offset;
 use crate::sink::layout::seq_name;
 use crate::sink::{FileKind, OutputLocation, TopicLayout};
+use crate::source::Offset;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {

@@ -12,7 +12,6 @@ pub mod recorded;
 pub(crate) mod scan;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::stream::BoxStream;

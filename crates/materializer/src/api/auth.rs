@@ -1,6 +1,15 @@
 //! Bearer tokens for the HTTP API, compared in constant time.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
 
 /// The tokens the API accepts.
 #[derive(Clone, Default)]
@@ -58,6 +67,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= (x ^ y) as u64;
     }
     diff == 0
+}
+
+/// Checks the bearer token: 401 without one, 403 with a wrong one.
+pub(crate) async fn require_token(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if app.settings.tokens.is_empty() {
+        return next.run(request).await; // loopback without tokens, announced at start
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => ApiError {
+            headers: vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "a bearer token is required",
+            )
+        }
+        .into_response(),
+        Some(token) if !app.settings.tokens.accepts(token.trim()) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the bearer token is not accepted",
+        )
+        .into_response(),
+        Some(_) => next.run(request).await,
+    }
 }
 
 #[cfg(test)]

@@ -7,93 +7,18 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use utoipa::ToSchema;
 
-use super::{ApiError, AppState, CountsView};
+use super::error::ApiError;
+use super::models::{CountsView, ProgressView, RunView};
+use super::state::AppState;
 use materializer_core::config::Topic;
-use materializer_core::run::{self, Manifest, Outcome, Progress, RunError, RunSummary, Stage};
+use materializer_core::run::{self, Outcome, Progress, RunError, RunSummary, Stage};
 
 /// Runs kept in memory (older ones are read back from the manifests).
 const KEEP: usize = 1000;
-
-/// Live counters of a run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct ProgressView {
-    pub partitions_total: u64,
-    pub partitions_finished: u64,
-    pub events_read: u64,
-    pub bytes_read: u64,
-    pub events_rejected: u64,
-    pub main_rows: u64,
-    pub correction_rows: u64,
-    pub files_written: u64,
-    pub bytes_written: u64,
-    pub retries: u64,
-}
-
-/// A run as the API shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct RunView {
-    pub id: String,
-    pub topic: String,
-    /// queued, running, committing, succeeded, failed or stopped.
-    pub state: String,
-    /// Set when a stop was asked for and the run has not ended yet.
-    pub stop_requested: bool,
-    /// Sequence number of the committed run (succeeded runs).
-    pub sequence: Option<u64>,
-    /// committed or nothing_new (succeeded runs).
-    pub outcome: Option<String>,
-    pub queued_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub seconds: Option<f64>,
-    pub progress: ProgressView,
-    pub compaction_rate: Option<f64>,
-    pub counts: Option<CountsView>,
-    pub files: Option<usize>,
-    pub error: Option<String>,
-}
-
-impl RunView {
-    /// A committed run read back from its manifest.
-    pub fn from_manifest(m: &Manifest) -> RunView {
-        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
-        RunView {
-            id: format!("{}@{}", m.topic, m.sequence),
-            topic: m.topic.clone(),
-            state: "succeeded".into(),
-            stop_requested: false,
-            sequence: Some(m.sequence),
-            outcome: Some("committed".into()),
-            queued_at: m.started_at,
-            started_at: Some(m.started_at),
-            finished_at: Some(m.committed_at),
-            seconds: Some((m.committed_at - m.started_at).num_milliseconds() as f64 / 1000.0),
-            progress: ProgressView {
-                partitions_total: m.partitions.iter().filter(|p| p.end != p.start).count() as u64,
-                partitions_finished: m.partitions.iter().filter(|p| p.end != p.start).count()
-                    as u64,
-                events_read: m.counts.events_read,
-                bytes_read: 0,
-                events_rejected: m.counts.events_rejected,
-                main_rows: m.counts.main_rows,
-                correction_rows: m.counts.correction_rows,
-                files_written: m.files.len() as u64,
-                bytes_written: bytes,
-                retries: 0,
-            },
-            compaction_rate: Some(m.counts.compaction_rate()),
-            counts: Some(CountsView::from(&m.counts)),
-            files: Some(m.files.len()),
-            error: None,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ended {

@@ -1,0 +1,62 @@
+//! Commit: the manifest that makes a run visible.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+
+use crate::sink::TopicLayout;
+
+use super::map::PartitionOutput;
+use super::{Manifest, ManifestFile, PartitionCursors, Plan, Run, RunCounts, StateFile};
+
+impl Run<'_> {
+    pub(super) fn manifest(
+        &self,
+        plan: &Plan,
+        outputs: Vec<PartitionOutput>,
+        state: Option<StateFile>,
+    ) -> Manifest {
+        let layout: &TopicLayout = self.ledger.layout();
+        let mut counts = RunCounts::default();
+        let mut files = Vec::new();
+        let mut events_per_partition: HashMap<String, u64> = HashMap::new();
+        for output in outputs {
+            counts.add(&output.counts);
+            events_per_partition.insert(output.partition.clone(), output.counts.events_read);
+            for (kind, file) in output.files {
+                files.push(ManifestFile {
+                    path: layout.relative(&file.path),
+                    kind,
+                    partition: output.partition.clone(),
+                    output_partition: file.output_partition,
+                    rows: file.rows,
+                    bytes: file.bytes,
+                    sha256: file.sha256,
+                });
+            }
+        }
+        Manifest {
+            format_version: 1,
+            topic: self.name(),
+            event_type: self.topic.event_type.clone(),
+            sequence: plan.sequence,
+            run_id: format!("{}-{}", self.topic.name, plan.sequence),
+            attempt: self.attempt.clone(),
+            started_at: self.started_at,
+            committed_at: Utc::now(),
+            fingerprint: self.topic.fingerprint.clone(),
+            output_format: self.topic.output.format,
+            partitions: plan
+                .partitions
+                .iter()
+                .map(|p| PartitionCursors {
+                    events: Some(events_per_partition.get(&p.partition).copied().unwrap_or(0)),
+                    ..p.clone()
+                })
+                .collect(),
+            files,
+            counts,
+            state,
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Map: classify each decoded partition (compaction, corrections) and apply
+//! the mapping to each class as it streams out of the spool.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::config::Topic;
+use crate::decode::{DecodedPartition, Spooled};
+use crate::mapping::{Engine, MappingError};
+use crate::sink::{FileKind, WrittenFile};
+use crate::source::partition_cmp;
+
+use super::classify::{Class, classes, of_class};
+use super::{KeyState, KeyStateError, Ledger, Progress, Run, RunCounts, RunError};
+
+impl Run<'_> {
+    /// Maps and writes the partitions, `parallelism` at a time, each as its
+    /// own task so that they run on all cores. `main_files`: the MAIN files
+    /// written while the partitions were read.
+    pub(super) async fn map_and_write(
+        &self,
+        mapper: &Arc<Mapper>,
+        decoded: BTreeMap<String, DecodedPartition>,
+        mut main_files: HashMap<String, Vec<WrittenFile>>,
+    ) -> Result<Vec<PartitionOutput>, RunError> {
+        let parallelism = self.request.parallelism.max(1);
+        let mut parts = decoded.into_values();
+        // Dropped on an error or a stop: the partitions still running are aborted.
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut outputs = Vec::new();
+        loop {
+            while tasks.len() < parallelism
+                && let Some(part) = parts.next()
+            {
+                let mapper = mapper.clone();
+                let main = main_files.remove(&*part.partition);
+                tasks.spawn(async move { mapper.map_partition(part, main).await });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            let output = done.map_err(|e| RunError::Internal {
+                topic: self.name(),
+                message: e.to_string(),
+            })??;
+            outputs.push(output);
+        }
+        outputs.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+        Ok(outputs)
+    }
+}
+
+/// What mapping one partition produced.
+pub(super) struct PartitionOutput {
+    pub(super) partition: String,
+    pub(super) files: Vec<(FileKind, WrittenFile)>,
+    pub(super) counts: RunCounts,
+    /// Key and ordering key of the MAIN input, for the key state.
+    pub(super) versions: Vec<RecordBatch>,
+}
+
+/// What mapping and writing a partition needs, owned, so that partitions can
+/// be mapped on separate tasks.
+pub(super) struct Mapper {
+    pub(super) engine: Engine,
+    pub(super) topic: Arc<Topic>,
+    pub(super) ledger: Ledger,
+    pub(super) progress: Arc<Progress>,
+    pub(super) state: KeyState,
+    /// The run's sequence number, in the files' names.
+    pub(super) sequence: u64,
+}
+
+impl Mapper {
+    pub(super) fn name(&self) -> String {
+        self.topic.name.clone()
+    }
+
+    /// Classifies a decoded partition and writes its files; `main`: its MAIN
+    /// files when they were written while it was read.
+    pub(super) async fn map_partition(
+        &self,
+        part: DecodedPartition,
+        mut main: Option<Vec<WrittenFile>>,
+    ) -> Result<PartitionOutput, RunError> {
+        let sequence = self.sequence;
+        let partition = part.partition.to_string();
+        let query_error = |source: DataFusionError| RunError::Query {
+            topic: self.name(),
+            partition: partition.clone(),
+            source,
+        };
+        let events_schema = self.topic.schema.read_events.clone();
+        let classes = self.classify(&part, &query_error)?;
+        let (main_input, correction_events) = match &classes {
+            Some(classes) => (
+                count_of(classes, Class::Main),
+                count_of(classes, Class::Correction),
+            ),
+            None => (part.rows, 0),
+        };
+        let versions = self.main_versions(part.keys, classes.as_ref())?;
+        let mut counts = RunCounts {
+            events_read: part.rows + part.rejected.len() as u64,
+            events_rejected: part.rejected.len() as u64,
+            main_input,
+            correction_events,
+            superseded: part.rows - main_input - correction_events,
+            ..Default::default()
+        };
+
+        let events = Arc::new(part.events);
+        let mut files = Vec::new();
+        for kind in [FileKind::Main, FileKind::Correction] {
+            let wanted = match kind {
+                FileKind::Main => Class::Main,
+                _ => Class::Correction,
+            };
+            let written = match (kind, main.take()) {
+                (FileKind::Main, Some(written)) => written,
+                _ => {
+                    let input = EventsOfClass {
+                        events: events.clone(),
+                        classes: classes.clone(),
+                        wanted,
+                    };
+                    let table =
+                        StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
+                            .map_err(&query_error)?;
+                    self.write_mapped(kind, sequence, &partition, Arc::new(table))
+                        .await?
+                }
+            };
+            let rows: u64 = written.iter().map(|f| f.rows).sum();
+            match kind {
+                FileKind::Main => counts.main_rows = rows,
+                _ => counts.correction_rows = rows,
+            }
+            files.extend(written.into_iter().map(|f| (kind, f)));
+        }
+        if !part.rejected.is_empty() {
+            files.push((
+                FileKind::Rejected,
+                self.write_rejected(sequence, &partition, &part.rejected)
+                    .await?,
+            ));
+        }
+        let progress = &self.progress;
+        Progress::add(&progress.main_rows, counts.main_rows);
+        Progress::add(&progress.correction_rows, counts.correction_rows);
+        Ok(PartitionOutput {
+            partition,
+            files,
+            counts,
+            versions,
+        })
+    }
+
+    /// Whether the mapping reads the events table exactly once (one scan in
+    /// its physical plan), so that it can read them as a stream.
+    pub(super) async fn reads_events_once(&self) -> Result<bool, RunError> {
+        let mapping_error = |source: MappingError| RunError::Mapping {
+            topic: self.name(),
+            source,
+        };
+        let engine_error = |source: DataFusionError| {
+            mapping_error(MappingError::Engine {
+                context: "planning the mapping over streamed events".into(),
+                source,
+            })
+        };
+        let (_, receiver) = mpsc::channel(1);
+        let table = self.passed_events(receiver).map_err(engine_error)?;
+        let ctx = self.engine.session();
+        let frame = self
+            .topic
+            .mapping
+            .apply(&ctx, Arc::new(table))
+            .await
+            .map_err(mapping_error)?;
+        let plan = frame.create_physical_plan().await.map_err(engine_error)?;
+        Ok(count_scans(plan.as_ref()) == 1)
+    }
+
+    /// The `events` table of a partition whose decoder passes its batches on.
+    pub(super) fn passed_events(
+        &self,
+        events: mpsc::Receiver<RecordBatch>,
+    ) -> Result<StreamingTable, DataFusionError> {
+        let schema = self.topic.schema.read_events.clone();
+        StreamingTable::try_new(
+            schema.clone(),
+            vec![Arc::new(PassedEvents::new(schema, events))],
+        )
+    }
+
+    /// Writes the MAIN files of a partition from its events as its decoder
+    /// passes them on.
+    pub(super) async fn write_passed(
+        &self,
+        partition: &str,
+        events: mpsc::Receiver<RecordBatch>,
+    ) -> Result<Vec<WrittenFile>, RunError> {
+        let table = self
+            .passed_events(events)
+            .map_err(|source| RunError::Query {
+                topic: self.name(),
+                partition: partition.to_string(),
+                source,
+            })?;
+        self.write_mapped(FileKind::Main, self.sequence, partition, Arc::new(table))
+            .await
+    }
+
+    /// The class of every event of the partition; `None` when the topic does
+    /// not compact (every event is MAIN input).
+    pub(super) fn classify(
+        &self,
+        part: &DecodedPartition,
+        query_error: &impl Fn(DataFusionError) -> RunError,
+    ) -> Result<Option<Arc<[Class]>>, RunError> {
+        if !self.topic.compaction.compact || part.rows == 0 {
+            return Ok(None);
+        }
+        let keys: Vec<Vec<ArrayRef>> = part.keys.iter().map(|b| b.columns().to_vec()).collect();
+        let classes = classes(&self.topic.compaction, &keys, &self.state)
+            .map_err(|e| query_error(e.into()))?;
+        Ok(Some(classes.into()))
+    }
+
+    /// The keys and ordering keys of the MAIN input, for the key state.
+    pub(super) fn main_versions(
+        &self,
+        keys: Vec<RecordBatch>,
+        classes: Option<&Arc<[Class]>>,
+    ) -> Result<Vec<RecordBatch>, RunError> {
+        let Some(classes) = classes else {
+            return Ok(Vec::new());
+        };
+        let schema = self.state.schema.clone();
+        of_class(keys.into_iter().map(Ok), classes.clone(), Class::Main)
+            .map(|batch| {
+                batch.and_then(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            })
+            .collect::<Result<Vec<_>, ArrowError>>()
+            .map_err(|e| RunError::KeyState {
+                topic: self.name(),
+                source: KeyStateError::Query(e.into()),
+            })
+    }
+}
+
+/// The MAIN writers of a run whose partitions are mapped while they are read,
+/// one task per partition. Dropping it aborts the writers still running.
+pub(super) struct MainWriters {
+    mapper: Arc<Mapper>,
+    tasks: tokio::task::JoinSet<(String, Result<Vec<WrittenFile>, RunError>)>,
+    written: HashMap<String, Vec<WrittenFile>>,
+}
+
+impl MainWriters {
+    pub(super) fn new(mapper: Arc<Mapper>) -> MainWriters {
+        MainWriters {
+            mapper,
+            tasks: tokio::task::JoinSet::new(),
+            written: HashMap::new(),
+        }
+    }
+
+    /// Starts the writer of `partition`; its rows go to the sender returned.
+    pub(super) fn start(&mut self, partition: &str) -> mpsc::Sender<RecordBatch> {
+        // Two batches in flight: the decoder stays ahead of the writer
+        // without holding the partition.
+        let (sender, receiver) = mpsc::channel(2);
+        let mapper = self.mapper.clone();
+        let partition = partition.to_string();
+        self.tasks.spawn(async move {
+            let result = mapper.write_passed(&partition, receiver).await;
+            (partition, result)
+        });
+        sender
+    }
+
+    /// The first writer error; pending for as long as none fails.
+    pub(super) async fn failure(&mut self) -> RunError {
+        loop {
+            match self.tasks.join_next().await {
+                Some(joined) => {
+                    if let Err(e) = self.take(joined) {
+                        return e;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// The MAIN files per partition, once every writer has finished (they
+    /// finish when their decoders do).
+    pub(super) async fn finish(mut self) -> Result<HashMap<String, Vec<WrittenFile>>, RunError> {
+        while let Some(joined) = self.tasks.join_next().await {
+            self.take(joined)?;
+        }
+        Ok(self.written)
+    }
+
+    pub(super) fn take(
+        &mut self,
+        joined: Result<(String, Result<Vec<WrittenFile>, RunError>), tokio::task::JoinError>,
+    ) -> Result<(), RunError> {
+        let (partition, result) = joined.map_err(|e| RunError::Internal {
+            topic: self.mapper.name(),
+            message: e.to_string(),
+        })?;
+        self.written.insert(partition, result?);
+        Ok(())
+    }
+}
+
+/// How many times a physical plan scans a streaming table.
+fn count_scans(plan: &dyn ExecutionPlan) -> usize {
+    let here = usize::from(plan.is::<StreamingTableExec>());
+    here + plan
+        .children()
+        .into_iter()
+        .map(|child| count_scans(child.as_ref()))
+        .sum::<usize>()
+}
+
+fn count_of(classes: &[Class], wanted: Class) -> u64 {
+    classes.iter().filter(|c| **c == wanted).count() as u64
+}
+
+/// One class of a partition's events, read from its spool as DataFusion
+/// asks for them.
+#[derive(Debug)]
+struct EventsOfClass {
+    events: Arc<Spooled>,
+    /// `None`: no compaction, every event is MAIN input.
+    classes: Option<Arc<[Class]>>,
+    wanted: Class,
+}
+
+impl PartitionStream for EventsOfClass {
+    fn schema(&self) -> &SchemaRef {
+        self.events.schema()
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = self
+            .events
+            .batches()
+            .map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
+        let batches: Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> =
+            match (&self.classes, self.wanted) {
+                (Some(classes), wanted) => Box::new(of_class(batches, classes.clone(), wanted)),
+                (None, Class::Main) => Box::new(batches),
+                (None, _) => Box::new(std::iter::empty()),
+            };
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.events.schema().clone(),
+            futures::stream::iter(batches),
+        ))
+    }
+}
+
+/// A partition's events as its decoder passes them on; they can be read once.
+#[derive(Debug)]
+struct PassedEvents {
+    schema: SchemaRef,
+    events: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+}
+
+impl PassedEvents {
+    pub(super) fn new(schema: SchemaRef, events: mpsc::Receiver<RecordBatch>) -> PassedEvents {
+        PassedEvents {
+            schema,
+            events: Mutex::new(Some(events)),
+        }
+    }
+}
+
+impl PartitionStream for PassedEvents {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let events = self.events.lock().ok().and_then(|mut events| events.take());
+        let stream = match events {
+            Some(events) => futures::stream::unfold(events, |mut events| async move {
+                events.recv().await.map(|batch| (Ok(batch), events))
+            })
+            .boxed(),
+            None => futures::stream::once(async {
+                Err(DataFusionError::Internal(
+                    "the events of a partition passed on as they are decoded can be read once"
+                        .into(),
+                ))
+            })
+            .boxed(),
+        };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}

@@ -1,0 +1,195 @@
+//! Read: the source's batches, trimmed to each partition's range, handed to
+//! one decoder per partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::decode::{DecodedPartition, PartitionDecoder, RequiredKeys, Spool};
+use crate::source::{Batch, Offset, PartitionRange, SourceError};
+
+use super::{MainWriters, Progress, Run, RunError, failpoint};
+
+impl Run<'_> {
+    /// Reads every range and decodes it, one decoder thread per partition.
+    /// With `writers`, each partition's rows go on to a MAIN writer as they
+    /// are decoded instead of waiting in a spool.
+    pub(super) async fn read(
+        &self,
+        ranges: &[PartitionRange],
+        mut writers: Option<&mut MainWriters>,
+    ) -> Result<BTreeMap<String, DecodedPartition>, RunError> {
+        struct Open {
+            position: Offset,
+            end: Offset,
+            /// Whether a batch of this range went to the decoder yet.
+            started: bool,
+            sender: mpsc::Sender<Batch>,
+        }
+        let progress = &self.request.progress;
+        let mut open: HashMap<String, Open> = HashMap::new();
+        let mut decoders = Vec::new();
+        // Decoded events may hold a quarter of the memory budget; the rest is
+        // for classification and the mapping's operators.
+        let spool_cap = self.engine.settings().memory_limit / 4 / ranges.len().max(1);
+        for range in ranges {
+            // Few lines in flight per partition: each may be megabytes.
+            let (sender, receiver) = mpsc::channel::<Batch>(4);
+            let mut decoder = PartitionDecoder::new(
+                self.topic.schema.read_payload.clone(),
+                self.topic.schema.read_events.clone(),
+                Arc::from(range.partition.as_str()),
+                RequiredKeys {
+                    paths: self
+                        .topic
+                        .compaction
+                        .partitioning_key
+                        .iter()
+                        .chain([&self.topic.compaction.ordering_key])
+                        .cloned()
+                        .collect(),
+                },
+            )
+            .map_err(|source| RunError::Decode {
+                topic: self.name(),
+                partition: range.partition.clone(),
+                source,
+            })?;
+            let events_schema = self.topic.schema.read_events.clone();
+            decoder = match writers.as_deref_mut() {
+                Some(writers) => decoder
+                    .with_spool(Spool::passing_to(
+                        events_schema,
+                        writers.start(&range.partition),
+                    ))
+                    .without_key_columns(),
+                None => decoder.with_spool(Spool::bounded(
+                    events_schema,
+                    self.engine.runtime(),
+                    &range.partition,
+                    spool_cap,
+                )),
+            };
+            let partition = range.partition.clone();
+            decoders.push((partition, {
+                let progress = progress.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut receiver = receiver;
+                    while let Some(batch) = receiver.blocking_recv() {
+                        decoder.push(&batch)?;
+                        let (events, bytes) = decoder.take_seen();
+                        Progress::add(&progress.events_read, events);
+                        Progress::add(&progress.bytes_read, bytes);
+                    }
+                    decoder.finish()
+                })
+            }));
+            open.insert(
+                range.partition.clone(),
+                Open {
+                    position: range.start.clone(),
+                    end: range.end.clone(),
+                    started: false,
+                    sender,
+                },
+            );
+        }
+
+        let mut stream = self.request.source.stream(ranges);
+        while !open.is_empty() {
+            let next = match writers.as_deref_mut() {
+                // A writer that fails ends the run at once.
+                Some(writers) => tokio::select! {
+                    next = stream.next() => next,
+                    failed = writers.failure() => return Err(failed),
+                },
+                None => stream.next().await,
+            };
+            let Some(batch) = next else {
+                break;
+            };
+            let mut batch = batch.map_err(|source| RunError::Source {
+                topic: self.name(),
+                source,
+            })?;
+            let partition = batch.partition.to_string();
+            let Some(state) = open.get_mut(&partition) else {
+                continue; // finished already, or not part of this run
+            };
+            let source_error = |message: String| RunError::Source {
+                topic: self.name(),
+                source: SourceError::Partition {
+                    partition: partition.clone(),
+                    message,
+                },
+            };
+            // A batch at an edge of the range may hold events outside it: it
+            // is framed here and trimmed. The others go to the decoder as
+            // they are, which frames their events while it decodes them.
+            let at_edge = !state.started
+                || batch.offset.is_after(&state.end)
+                || !batch.offset.is_after(&state.position);
+            if batch.unframed.is_some() && at_edge {
+                batch
+                    .frame()
+                    .map_err(|e| source_error(format!("{}: {e}", batch.origin_or_unknown())))?;
+            }
+            let has_events = match batch.unframed {
+                Some(_) => true, // inside the range: the decoder frames it
+                None => {
+                    batch
+                        .retain_between(&state.position, &state.end)
+                        .map_err(source_error)?;
+                    !batch.events.is_empty()
+                }
+            };
+            if has_events {
+                state.position = batch.offset.clone();
+                state.started = true;
+                if state.sender.send(batch).await.is_err() {
+                    break; // the decoder failed; its error is collected below
+                }
+                failpoint("reading");
+                progress.retries.store(
+                    self.request.source.retries(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            if !state.end.is_after(&state.position) {
+                debug!(topic = %self.topic.name, partition, "partition read to its end cursor");
+                open.remove(&partition);
+                Progress::add(&progress.partitions_finished, 1);
+            }
+        }
+        drop(stream);
+        let unfinished: Vec<(String, Offset, Offset)> =
+            open.drain().map(|(p, s)| (p, s.position, s.end)).collect();
+
+        let mut decoded = BTreeMap::new();
+        for (partition, handle) in decoders {
+            let result = handle.await.map_err(|e| RunError::Internal {
+                topic: self.name(),
+                message: e.to_string(),
+            })?;
+            let part = result.map_err(|source| RunError::Decode {
+                topic: self.name(),
+                partition: partition.clone(),
+                source,
+            })?;
+            Progress::add(&progress.events_rejected, part.rejected.len() as u64);
+            decoded.insert(partition, part);
+        }
+        if let Some((partition, reached, end)) = unfinished.into_iter().next() {
+            return Err(RunError::SourceEnded {
+                topic: self.name(),
+                partition,
+                reached,
+                end,
+            });
+        }
+        Ok(decoded)
+    }
+}

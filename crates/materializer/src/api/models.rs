@@ -1,0 +1,263 @@
+//! What the API answers and accepts, as documented in the OpenAPI description.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use materializer_core::preview::{PreviewRejected, PreviewTable};
+use materializer_core::run::{Manifest, RunCounts};
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub runs_active: usize,
+    pub runs_queued: usize,
+}
+
+/// A topic in the list.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TopicSummary {
+    pub name: String,
+    pub event_type: Option<String>,
+    /// `ok`, `stale` (its files do not load now; the last good configuration is served)
+    /// or `broken` (never loaded).
+    pub status: String,
+    pub error: Option<String>,
+    pub running: bool,
+}
+
+/// A column.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ColumnView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+pub(crate) fn columns(schema: &arrow::datatypes::Schema) -> Vec<ColumnView> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ColumnView {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+/// A topic's configuration, schema and SQL.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TopicDetail {
+    pub name: String,
+    pub event_type: String,
+    pub partitioning_key: Vec<String>,
+    pub ordering_key: String,
+    /// `[output]` of topic.toml.
+    #[schema(value_type = Object)]
+    pub output: serde_json::Value,
+    /// `[source]` of topic.toml.
+    #[schema(value_type = Object)]
+    pub source: serde_json::Value,
+    pub schema_origin: String,
+    /// Columns of `events`.
+    pub events: Vec<ColumnView>,
+    /// Parts of the JSON schema without a table form.
+    pub schema_warnings: Vec<String>,
+    /// The analyst's mapping.
+    pub mapping_sql: String,
+    pub output_view: String,
+    /// Columns of the files.
+    pub output_columns: Vec<ColumnView>,
+    /// The whole SQL chain a run executes.
+    pub generated_sql: String,
+    /// Why the topic's files do not load now (the configuration shown is the last good one).
+    pub error: Option<String>,
+}
+
+/// What a preview runs on.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// Mapping SQL to try instead of the saved one (CREATE VIEW statements over `events`).
+    pub mapping: Option<String>,
+    /// Sample events; without them, the first `limit` events of the topic's source.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub events: Option<Vec<serde_json::Value>>,
+    /// How many events to read from the source when no events are given (default 20).
+    pub limit: Option<usize>,
+}
+
+/// Rows a mapping produces from sample events.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PreviewResponse {
+    pub main: TableView,
+    pub correction: TableView,
+    pub rejected: Vec<RejectedView>,
+    pub counts: CountsView,
+}
+
+/// Rows of one output.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct TableView {
+    pub columns: Vec<String>,
+    /// One JSON object per row, keyed by column.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Value>,
+}
+
+impl From<PreviewTable> for TableView {
+    fn from(table: PreviewTable) -> Self {
+        TableView {
+            columns: table.columns,
+            rows: table.rows,
+        }
+    }
+}
+
+/// A sample event that did not decode.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct RejectedView {
+    /// Position of the event in the request (0-based).
+    pub index: usize,
+    pub reason: String,
+}
+
+impl From<PreviewRejected> for RejectedView {
+    fn from(rejected: PreviewRejected) -> Self {
+        RejectedView {
+            index: rejected.index,
+            reason: rejected.reason,
+        }
+    }
+}
+
+/// Counts of a run or a preview.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct CountsView {
+    pub events_read: u64,
+    pub events_rejected: u64,
+    pub main_input: u64,
+    pub superseded: u64,
+    pub correction_events: u64,
+    pub main_rows: u64,
+    pub correction_rows: u64,
+}
+
+impl From<&RunCounts> for CountsView {
+    fn from(c: &RunCounts) -> Self {
+        CountsView {
+            events_read: c.events_read,
+            events_rejected: c.events_rejected,
+            main_input: c.main_input,
+            superseded: c.superseded,
+            correction_events: c.correction_events,
+            main_rows: c.main_rows,
+            correction_rows: c.correction_rows,
+        }
+    }
+}
+
+/// What a reload found.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ReloadReport {
+    /// Topics served now.
+    pub topics: Vec<String>,
+    /// Topics whose files do not load, with the reason.
+    pub broken: BTreeMap<String, String>,
+    /// Broken topics still served with their last good configuration.
+    pub kept_last_good: Vec<String>,
+}
+
+/// Answer to a trigger.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Triggered {
+    pub id: String,
+    pub status_url: String,
+    pub state: String,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// How many runs (default 20).
+    pub limit: Option<usize>,
+}
+
+/// Live counters of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ProgressView {
+    pub partitions_total: u64,
+    pub partitions_finished: u64,
+    pub events_read: u64,
+    pub bytes_read: u64,
+    pub events_rejected: u64,
+    pub main_rows: u64,
+    pub correction_rows: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub retries: u64,
+}
+
+/// A run as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub topic: String,
+    /// queued, running, committing, succeeded, failed or stopped.
+    pub state: String,
+    /// Set when a stop was asked for and the run has not ended yet.
+    pub stop_requested: bool,
+    /// Sequence number of the committed run (succeeded runs).
+    pub sequence: Option<u64>,
+    /// committed or nothing_new (succeeded runs).
+    pub outcome: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub seconds: Option<f64>,
+    pub progress: ProgressView,
+    pub compaction_rate: Option<f64>,
+    pub counts: Option<CountsView>,
+    pub files: Option<usize>,
+    pub error: Option<String>,
+}
+
+impl RunView {
+    /// A committed run read back from its manifest.
+    pub fn from_manifest(m: &Manifest) -> RunView {
+        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+        RunView {
+            id: format!("{}@{}", m.topic, m.sequence),
+            topic: m.topic.clone(),
+            state: "succeeded".into(),
+            stop_requested: false,
+            sequence: Some(m.sequence),
+            outcome: Some("committed".into()),
+            queued_at: m.started_at,
+            started_at: Some(m.started_at),
+            finished_at: Some(m.committed_at),
+            seconds: Some((m.committed_at - m.started_at).num_milliseconds() as f64 / 1000.0),
+            progress: ProgressView {
+                partitions_total: m.partitions.iter().filter(|p| p.end != p.start).count() as u64,
+                partitions_finished: m.partitions.iter().filter(|p| p.end != p.start).count()
+                    as u64,
+                events_read: m.counts.events_read,
+                bytes_read: 0,
+                events_rejected: m.counts.events_rejected,
+                main_rows: m.counts.main_rows,
+                correction_rows: m.counts.correction_rows,
+                files_written: m.files.len() as u64,
+                bytes_written: bytes,
+                retries: 0,
+            },
+            compaction_rate: Some(m.counts.compaction_rate()),
+            counts: Some(CountsView::from(&m.counts)),
+            files: Some(m.files.len()),
+            error: None,
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The handlers, one file per resource.
+
+pub mod operations;
+pub mod preview;
+pub mod runs;
+pub mod topics;

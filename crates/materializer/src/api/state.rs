@@ -1,0 +1,139 @@
+//! What the handlers share: the run environment, the topics as last loaded,
+//! the runs, the metrics and the settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use materializer_core::config::{Catalog, Topic};
+use materializer_core::mapping::Engine;
+use materializer_core::run::RunEnvironment;
+use materializer_core::source::NakadiClient;
+
+use crate::api::auth::Tokens;
+use crate::api::error::ApiError;
+use crate::api::metrics::Metrics;
+use crate::api::models::*;
+use crate::api::registry::RunRegistry;
+
+/// How the API serves.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    pub tokens: Tokens,
+    /// Runs executing at once; more wait in a queue.
+    pub max_concurrent_runs: usize,
+    /// How long a shutdown waits for running runs before it stops them.
+    pub shutdown_deadline: Duration,
+    /// Longest time one preview may take.
+    pub preview_timeout: Duration,
+    /// Most sample events a preview reads from the topic's source.
+    pub preview_max_events: usize,
+}
+
+/// A topic's configuration as served: the last good one, and why the newest
+/// files do not load, if they do not.
+#[derive(Default)]
+pub struct TopicsView {
+    pub topics: BTreeMap<String, Arc<Topic>>,
+    /// Topics whose files do not load now, with the reason; when they loaded
+    /// before, `topics` still holds their last good configuration.
+    pub broken: BTreeMap<String, String>,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub env: RunEnvironment,
+    /// A separate, smaller engine for previews: a runaway draft cannot take the runs' memory.
+    pub preview_engine: Engine,
+    pub sql_dir: PathBuf,
+    pub nakadi: Option<Arc<NakadiClient>>,
+    pub settings: ApiSettings,
+    pub topics: RwLock<TopicsView>,
+    pub runs: RunRegistry,
+    pub metrics: Metrics,
+    /// Cancelled when the server shuts down: no new runs are accepted.
+    pub shutdown: CancellationToken,
+    /// This API's OpenAPI document, built with the routes.
+    pub openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
+}
+
+impl AppState {
+    pub async fn new(
+        env: RunEnvironment,
+        preview_engine: Engine,
+        sql_dir: PathBuf,
+        nakadi: Option<Arc<NakadiClient>>,
+        settings: ApiSettings,
+    ) -> Result<Arc<AppState>, String> {
+        let state = Arc::new(AppState {
+            runs: RunRegistry::new(settings.max_concurrent_runs),
+            env,
+            preview_engine,
+            sql_dir,
+            nakadi,
+            settings,
+            topics: RwLock::new(TopicsView::default()),
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+            openapi: std::sync::OnceLock::new(),
+        });
+        state.reload().await?;
+        Ok(state)
+    }
+
+    /// Re-reads the topic folders. A topic that no longer loads keeps its last
+    /// good configuration and the reason is reported.
+    pub async fn reload(&self) -> Result<ReloadReport, String> {
+        let catalog = Catalog::load(&self.sql_dir, &self.env.engine, self.nakadi.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut view = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let mut kept = Vec::new();
+        let mut topics = catalog.topics;
+        for name in catalog.broken.keys() {
+            if let Some(last_good) = view.topics.get(name) {
+                topics.insert(name.clone(), last_good.clone());
+                kept.push(name.clone());
+            }
+        }
+        for (name, reason) in &catalog.broken {
+            warn!(topic = %name, reason, "topic does not load");
+        }
+        *view = TopicsView {
+            topics,
+            broken: catalog.broken.clone(),
+        };
+        Ok(ReloadReport {
+            topics: view.topics.keys().cloned().collect(),
+            broken: catalog.broken,
+            kept_last_good: kept,
+        })
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, ApiError> {
+        let view = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        view.topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| match view.broken.get(name) {
+                Some(reason) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Topic does not load",
+                    reason.clone(),
+                ),
+                None => ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "Unknown topic",
+                    format!(
+                        "unknown topic {name:?}; topics: {}",
+                        view.topics.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            })
+    }
+}

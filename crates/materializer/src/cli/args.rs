@@ -1,0 +1,241 @@
+//! Flags and settings of every subcommand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use materializer_core::sink::S3Settings;
+use materializer_core::source::{NakadiClient, NakadiSettings, TokenSource};
+
+#[derive(Args, Debug)]
+pub(crate) struct GlobalArgs {
+    /// Folder with one sub-folder per topic (topic.toml, mapping.sql, schema.json).
+    #[arg(
+        long,
+        global = true,
+        env = "MATERIALIZER_SQL_DIR",
+        default_value = "sql"
+    )]
+    pub(crate) sql_dir: PathBuf,
+    /// Log format on stderr. Levels come from RUST_LOG (default: info).
+    #[arg(long, global = true, env = "MATERIALIZER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// Memory a run may hold (MiB) before spilling to disk: a quarter for the
+    /// decoded events waiting to be mapped, the rest for the query engine's sorts.
+    #[arg(
+        long,
+        global = true,
+        env = "MATERIALIZER_MEMORY_MB",
+        default_value_t = 512
+    )]
+    pub(crate) memory_mb: usize,
+    /// Folder for spilled data (default: the system temp folder).
+    #[arg(long, global = true, env = "MATERIALIZER_SPILL_DIR")]
+    pub(crate) spill_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) nakadi: NakadiArgs,
+}
+
+/// Connection to a live Nakadi. The bearer token comes from --nakadi-token-file
+/// (re-read whenever the file changes) or from the environment variable NAKADI_TOKEN.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct NakadiArgs {
+    /// Base URL of Nakadi. With it, runs read the live event type instead of
+    /// recorded batches, and topics without schema.json get the event type's schema.
+    #[arg(long, global = true, env = "NAKADI_URL")]
+    pub(crate) nakadi_url: Option<String>,
+    /// File holding the bearer token, re-read when it changes (mounted credentials).
+    #[arg(long, global = true, env = "NAKADI_TOKEN_FILE")]
+    pub(crate) nakadi_token_file: Option<PathBuf>,
+    /// Events per batch Nakadi may send (batch_limit).
+    #[arg(
+        long,
+        global = true,
+        env = "NAKADI_BATCH_LIMIT",
+        default_value_t = 1000
+    )]
+    pub(crate) nakadi_batch_limit: u32,
+    /// Seconds Nakadi may wait to fill a batch (batch_flush_timeout).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub(crate) nakadi_batch_flush_timeout: u64,
+    /// Seconds without data or keep-alive after which a stream is dropped and resumed.
+    #[arg(long, global = true, default_value_t = 31)]
+    pub(crate) nakadi_silence_timeout: u64,
+    /// Attempts without progress before a run gives up (connection errors,
+    /// 429, 5xx, dropped or cut streams).
+    #[arg(long, global = true, env = "NAKADI_MAX_RETRIES", default_value_t = 10)]
+    pub(crate) nakadi_max_retries: u32,
+    /// Longest pause between two attempts, in seconds (pauses double from 0.5 s, with jitter).
+    #[arg(long, global = true, default_value_t = 30)]
+    pub(crate) nakadi_max_backoff: u64,
+}
+
+impl NakadiArgs {
+    /// A client when a Nakadi URL is set.
+    pub(crate) fn client(&self) -> Result<Option<Arc<NakadiClient>>, String> {
+        let Some(url) = &self.nakadi_url else {
+            return Ok(None);
+        };
+        let token = match (&self.nakadi_token_file, std::env::var("NAKADI_TOKEN")) {
+            (Some(path), _) => TokenSource::file(path),
+            (None, Ok(token)) if !token.trim().is_empty() => {
+                TokenSource::Static(token.trim().to_string())
+            }
+            _ => TokenSource::None,
+        };
+        let mut settings = NakadiSettings::new(url.clone(), token);
+        settings.batch_limit = self.nakadi_batch_limit.max(1);
+        settings.batch_flush_timeout = Duration::from_secs(self.nakadi_batch_flush_timeout.max(1));
+        settings.silence_timeout = Duration::from_secs(self.nakadi_silence_timeout.max(1));
+        settings.max_retries = self.nakadi_max_retries;
+        settings.max_backoff = Duration::from_secs(self.nakadi_max_backoff.max(1));
+        NakadiClient::new(settings)
+            .map(|c| Some(Arc::new(c)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// A TOML file with any of: listen, output, recordings, api_tokens,
+    /// api_token_file, max_concurrent_runs, shutdown_deadline_seconds,
+    /// preview_timeout_seconds, preview_memory_mb. Flags and environment win.
+    #[arg(long, env = "MATERIALIZER_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "MATERIALIZER_LISTEN")]
+    pub(crate) listen: Option<String>,
+    /// Where runs write: a folder, file:///folder or s3://bucket/prefix [default: out].
+    #[arg(long, env = "MATERIALIZER_OUTPUT")]
+    pub(crate) output: Option<String>,
+    /// Folder of recorded batches per topic, read when no Nakadi URL is set
+    /// [default: fixtures/recorded].
+    #[arg(long, env = "MATERIALIZER_RECORDINGS")]
+    pub(crate) recordings: Option<PathBuf>,
+    /// A bearer token the API accepts (repeatable; the environment variable takes a comma-separated list).
+    #[arg(
+        long = "api-token",
+        env = "MATERIALIZER_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) api_tokens: Vec<String>,
+    /// A file with one accepted bearer token per line.
+    #[arg(long, env = "MATERIALIZER_API_TOKEN_FILE")]
+    pub(crate) api_token_file: Option<PathBuf>,
+    /// Runs executing at once; more wait in a queue [default: 2].
+    #[arg(long)]
+    pub(crate) max_concurrent_runs: Option<usize>,
+    /// Seconds a shutdown waits for running runs before it stops them [default: 60].
+    #[arg(long)]
+    pub(crate) shutdown_deadline: Option<u64>,
+    /// Seconds one preview may take [default: 5].
+    #[arg(long)]
+    pub(crate) preview_timeout: Option<f64>,
+    /// Memory (MiB) all previews together may use [default: 256].
+    #[arg(long)]
+    pub(crate) preview_memory_mb: Option<usize>,
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
+}
+
+/// `--config` of `serve`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServeFile {
+    pub(crate) listen: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) recordings: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) api_tokens: Vec<String>,
+    pub(crate) api_token_file: Option<PathBuf>,
+    pub(crate) max_concurrent_runs: Option<usize>,
+    pub(crate) shutdown_deadline_seconds: Option<u64>,
+    pub(crate) preview_timeout_seconds: Option<f64>,
+    pub(crate) preview_memory_mb: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct WarehouseArgs {
+    /// Topic name (a folder under --sql-dir).
+    pub(crate) topic: String,
+    /// The warehouse.
+    #[arg(long, value_enum)]
+    pub(crate) dialect: DialectArg,
+    /// Print the load statements of this committed run instead of the setup.
+    #[arg(long)]
+    pub(crate) run: Option<u64>,
+    /// Where the runs were written (for --run): a folder, file:///folder or s3://bucket/prefix.
+    #[arg(long, env = "MATERIALIZER_OUTPUT", default_value = "out")]
+    pub(crate) output: String,
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum DialectArg {
+    Postgres,
+    Redshift,
+    Oracle,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// Topic name (a folder under --sql-dir).
+    #[arg(long, short)]
+    pub(crate) topic: String,
+    /// Recorded Nakadi stream lines: a file, or a folder of *.jsonl / *.ndjson files.
+    #[arg(long)]
+    pub(crate) source: Option<PathBuf>,
+    /// Where files go: a folder, file:///folder or s3://bucket/prefix.
+    /// A topic's own output.location takes precedence.
+    #[arg(long, env = "MATERIALIZER_OUTPUT", default_value = "out")]
+    pub(crate) output: String,
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
+    /// Nakadi partitions mapped and written at the same time (default: CPU cores).
+    #[arg(long)]
+    pub(crate) parallelism: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct S3Args {
+    /// Endpoint of an S3-compatible store (default: AWS, from the environment).
+    #[arg(long, env = "MATERIALIZER_S3_ENDPOINT")]
+    pub(crate) s3_endpoint: Option<String>,
+    /// Region of the bucket (default: AWS_REGION / AWS_DEFAULT_REGION).
+    #[arg(long, env = "MATERIALIZER_S3_REGION")]
+    pub(crate) s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "MATERIALIZER_S3_ALLOW_HTTP")]
+    pub(crate) s3_allow_http: bool,
+    /// Retries of a failed S3 request (500, 503 SlowDown, timeouts, resets).
+    #[arg(long, env = "MATERIALIZER_S3_MAX_RETRIES", default_value_t = 10)]
+    pub(crate) s3_max_retries: usize,
+}
+
+impl S3Args {
+    pub(crate) fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            allow_http: self.s3_allow_http,
+            max_retries: self.s3_max_retries,
+            ..S3Settings::default()
+        }
+    }
+}

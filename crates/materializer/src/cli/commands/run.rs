@@ -1,0 +1,57 @@
+//! `materializer run`: one run of one topic, with a progress bar on a terminal.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use materializer_core::mapping::Engine;
+use materializer_core::run::{self, Progress};
+
+use crate::cli::args::*;
+use crate::cli::progress::*;
+use crate::cli::summary::*;
+use crate::cli::{environment, load_catalog};
+
+pub(crate) async fn run_command(
+    engine: &Engine,
+    global: &GlobalArgs,
+    args: RunArgs,
+) -> Result<(), String> {
+    let catalog = load_catalog(engine, global).await?;
+    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
+    let env = environment(engine, global, &args.output, &args.s3, args.parallelism)?;
+    let progress = Arc::new(Progress::default());
+    let cancel = CancellationToken::new();
+    let request = env
+        .request(
+            topic.clone(),
+            args.source.as_deref(),
+            progress.clone(),
+            cancel.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    tracing::info!(topic = %topic.name, source = %request.source.describe(), output = %request.output.url, "run starting");
+    let show_progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
+    let ticker = show_progress.then(|| spawn_progress_bar(progress.clone()));
+    let result = run::execute(engine, request).await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    clear_progress_bar();
+    let summary = result.map_err(|e| e.to_string())?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", describe_summary(&summary));
+    }
+    Ok(())
+}
