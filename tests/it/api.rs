@@ -32,6 +32,7 @@ fn settings(max_concurrent_runs: usize) -> ApiSettings {
         shutdown_deadline: Duration::from_secs(30),
         preview_timeout: Duration::from_secs(2),
         preview_max_events: 1000,
+        allow_mapping_edits: false,
     }
 }
 
@@ -685,6 +686,7 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
             "GET /healthz",
             "GET /metrics",
             "GET /openapi.json",
+            "GET /problems/{kind}",
             "GET /runs/{id}",
             "GET /topics",
             "GET /topics/{topic}",
@@ -698,7 +700,10 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
     // Every documented route is served (none answers 404 or 405 for its method).
     for route in &routes {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{topic}", TOPIC).replace("{id}", "nope");
+        let path = path
+            .replace("{topic}", TOPIC)
+            .replace("{id}", "nope")
+            .replace("{kind}", "source-unavailable");
         let response = api
             .client
             .request(method.parse().unwrap(), format!("{}{path}", api.url))
@@ -725,4 +730,57 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
     );
+}
+
+#[tokio::test]
+async fn problems_name_their_kind_and_the_kinds_are_described() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let (status, problem) = api.get("/topics/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["type"], "/problems/not-found");
+
+    // A mapping that does not load is a configuration problem, with its place.
+    let (status, problem) = api
+        .post(
+            "/topics/article-stock-changed/preview",
+            Some(serde_json::json!({"mapping": "CREATE VIEW output AS SELECT nope FROM events;"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["type"], "/problems/config");
+    assert_eq!(problem["errors"][0]["line"], 1);
+
+    // A body that is not JSON is a bad request, answered as a problem document.
+    let response = api
+        .client
+        .post(format!("{}/topics/article-stock-changed/preview", api.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"events\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/bad-request");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("line 1"),
+        "{problem}"
+    );
+
+    // Each kind is described, with the command line's exit code for run failures.
+    let described = reqwest::get(format!("{}/problems/source-unavailable", api.url))
+        .await
+        .unwrap();
+    assert_eq!(described.status(), StatusCode::OK);
+    let described: Value = described.json().await.unwrap();
+    assert_eq!(described["exit_code"], 3);
+    assert_eq!(described["retryable"], true);
+    let (status, _) = api.get("/problems/nothing-like-it").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

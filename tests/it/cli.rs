@@ -140,16 +140,24 @@ fn topics_lists_topics_and_fails_when_one_is_broken() {
     )
     .unwrap();
     let broken = materializer(&ws, &["topics"]);
-    assert_eq!(broken.status.code(), Some(1));
+    assert_eq!(
+        broken.status.code(),
+        Some(2),
+        "a configuration error exits with 2"
+    );
     assert!(stdout(&broken).contains("order-placed  DOES NOT LOAD\n  sql/order-placed/mapping.sql:1:30: in view output: column 'nope' not found"), "{}", stdout(&broken));
-    assert!(stderr(&broken).contains("error: 1 topic(s) do not load"));
+    assert!(stderr(&broken).contains("error: 1 topic does not load"));
 }
 
 #[test]
 fn an_unknown_topic_is_an_error_listing_the_known_ones() {
     let ws = Workspace::new();
     let out = materializer(&ws, &["run", "--topic", "nope", "--source", "recorded"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a configuration error exits with 2"
+    );
     assert_eq!(
         stderr(&out).trim_end(),
         "error: unknown topic \"nope\"; topics under sql: article-stock-changed, order-placed"
@@ -181,4 +189,39 @@ fn help_explains_the_commands() {
             "{needle} missing from run --help:\n{text}"
         );
     }
+}
+
+#[test]
+fn exit_codes_tell_a_broken_setting_from_an_unreachable_source() {
+    let ws = Workspace::new();
+    // Nothing listens on port 9 of this machine: the source is unavailable.
+    let unreachable = materializer(
+        &ws,
+        &[
+            "run",
+            "--topic",
+            "article-stock-changed",
+            "--nakadi-url",
+            "http://127.0.0.1:9",
+            "--nakadi-max-retries",
+            "0",
+        ],
+    );
+    assert_eq!(
+        unreachable.status.code(),
+        Some(3),
+        "{}",
+        stderr(&unreachable)
+    );
+    // A topic that does not exist is a configuration error.
+    let unknown = materializer(&ws, &["explain", "no-such-topic"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    // The codes are documented where an operator looks.
+    let help = materializer(&ws, &["--help"]);
+    let text = stdout(&help);
+    assert!(text.contains("Exit codes:"), "{text}");
+    assert!(
+        text.contains("3    event source unavailable (source-unavailable)"),
+        "{text}"
+    );
 }

@@ -427,11 +427,11 @@ async fn a_second_run_of_a_topic_in_one_process_is_refused() {
     let errors: Vec<String> = [&a, &b]
         .iter()
         .filter_map(|r| r.as_ref().err())
-        .map(|e| e.to_string())
+        .map(|e| materializer_core::report(e))
         .collect();
     assert_eq!(
         errors,
-        vec![format!("topic {TOPIC} is already running in this process")]
+        vec![format!("topic {TOPIC}: already running in this process")]
     );
 }
 

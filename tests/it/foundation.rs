@@ -791,11 +791,8 @@ async fn a_main_file_that_cannot_be_written_fails_the_run_naming_it() {
     let blocked = ws.out().join("article-stock-history/main/run=0000000001");
     std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
     std::fs::write(&blocked, "not a folder").unwrap();
-    let err = ws
-        .run("article-stock-history")
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = ws.run("article-stock-history").await.unwrap_err();
+    let err = materializer_core::report(&err);
     assert!(
         err.contains("main-0000000001-p0.csv") && !err.contains("stopped reading"),
         "{err}"
@@ -927,11 +924,8 @@ async fn a_recording_with_a_cut_line_fails_naming_the_file_and_line() {
     let cut = lines[1].len() / 2;
     lines[1].truncate(cut);
     ws.record("article-stock-changed", &lines);
-    let err = ws
-        .run("article-stock-changed")
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = ws.run("article-stock-changed").await.unwrap_err();
+    let err = materializer_core::report(&err);
     assert!(
         err.contains("article-stock-changed") && err.contains("stream.jsonl:2: "),
         "{err}"

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use materializer_core::run::{Ledger, Outcome, RunError, RunSummary, Stage};
+use materializer_core::run::{Ledger, Outcome, RunError, RunFailure, RunSummary, Stage};
 use materializer_core::sink::{OutputLocation, S3Settings};
 use materializer_core::source::{
     NakadiClient, NakadiSettings, NakadiSource, ReadFrom, Source, SubscriptionReader,
@@ -400,8 +400,8 @@ async fn refused_credentials_give_a_clear_error_without_the_token() {
             source_with(settings(&live.url, token), false),
         )
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+        let err = materializer_core::report(&err);
         assert!(
             err.contains("Nakadi refused the credentials (401) for partitions of event type article.stock-changed"),
             "{err}"
@@ -440,10 +440,8 @@ async fn an_expired_cursor_names_the_partition_and_offsets() {
     // Retention deletes partition 0 beyond what the first run read.
     let end0: u64 = ends["0"].rsplit('-').next().unwrap().parse().unwrap();
     live.bus.expire(EVENT_TYPE, "0", end0 + 5).unwrap();
-    let err = run(&ws, &output, source(&live, false))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run(&ws, &output, source(&live, false)).await.unwrap_err();
+    let err = materializer_core::report(&err);
     assert_eq!(
         err,
         format!(
@@ -476,7 +474,7 @@ async fn a_failed_run_leaves_the_subscription_untouched() {
     let err = materializer_core::run::execute(&engine, request)
         .await
         .unwrap_err();
-    assert!(matches!(err, RunError::Stopped { .. }), "{err}");
+    assert!(matches!(err.failure(), RunFailure::Stopped), "{err}");
     let id = subscription_id(&live).await;
     let untouched = live.bus.committed(&id).unwrap();
     assert!(untouched.values().all(|c| c == "BEGIN"), "{untouched:?}");

@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::mapping::{Compaction, Engine, Mapping, MappingError};
+use crate::mapping::{Compaction, Engine, Mapping, MappingError, Position};
 use crate::schema::{
     Category, EventTypeSchema, SYSTEM_COLUMNS, SchemaError, field_at_path,
     with_some_system_columns, with_system_columns,
@@ -31,15 +31,19 @@ pub const SCHEMA_FILE: &str = "schema.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}", path = path.display())]
+    #[error("{path}", path = path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}", path = path.display())]
-    Toml { path: PathBuf, message: String },
-    #[error("{path}: {source}", path = path.display())]
+    #[error("{}", located(path, *at, message))]
+    Toml {
+        path: PathBuf,
+        at: Option<Position>,
+        message: String,
+    },
+    #[error("{path}", path = path.display())]
     Schema {
         path: PathBuf,
         #[source]
@@ -55,6 +59,12 @@ pub enum ConfigError {
         dir: PathBuf,
         known: String,
     },
+}
+
+impl ConfigError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Config
+    }
 }
 
 /// Output file format.
@@ -332,7 +342,8 @@ impl Topic {
         let toml_text = read(&toml_path)?;
         let file: TopicFile = toml::from_str(&toml_text).map_err(|e| ConfigError::Toml {
             path: toml_path.clone(),
-            message: e.to_string().trim_end().to_string(),
+            at: e.span().map(|span| line_column(&toml_text, span.start)),
+            message: e.message().trim_end().to_string(),
         })?;
 
         if file.source.mode == SourceMode::Subscription && file.source.subscription.is_none() {
@@ -356,7 +367,8 @@ impl Topic {
                     ConfigError::Invalid {
                         path: schema_path.clone(),
                         message: format!(
-                            "no schema.json, and the event type's schema could not be fetched: {e}"
+                            "no schema.json, and the event type's schema could not be fetched: {}",
+                            crate::error::report(&e)
                         ),
                     }
                 })?;
@@ -440,6 +452,29 @@ impl Topic {
             self.mapping.output_view(),
         )
     }
+}
+
+/// `path:line:column: message`, or `path: message` without a place.
+pub fn located(path: &Path, at: Option<Position>, message: &str) -> String {
+    match at {
+        Some(at) => format!("{}:{}:{}: {message}", path.display(), at.line, at.column),
+        None => format!("{}: {message}", path.display()),
+    }
+}
+
+/// A TOML error as `path:line:column: message`, at the place its span starts.
+pub fn toml_error(path: &Path, text: &str, error: &toml::de::Error) -> String {
+    let at = error.span().map(|span| line_column(text, span.start));
+    located(path, at, error.message().trim_end())
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> Position {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() as u64 + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() as u64 + 1;
+    Position { line, column }
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -663,7 +698,7 @@ impl Catalog {
                     catalog.topics.insert(name, Arc::new(topic));
                 }
                 Err(e) => {
-                    catalog.broken.insert(name, e.to_string());
+                    catalog.broken.insert(name, crate::error::report(&e));
                 }
             }
         }

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod error;
 pub mod mapping;
 pub mod preview;
 pub mod run;
@@ -22,5 +23,6 @@ pub mod source;
 pub mod warehouse;
 
 pub use config::{Catalog, Topic};
+pub use error::{ErrorClass, Report, report};
 pub use mapping::{Engine, EngineSettings};
 pub use run::{RunRequest, RunSummary, execute};

@@ -2,6 +2,7 @@
 //! sample events, exactly as a run would apply it, with nothing written. The
 //! analyst's loop: change the SQL, look at the rows, repeat.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,13 +10,14 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use datafusion::common::DataFusionError;
 use datafusion::datasource::MemTable;
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::config::{Format, Topic};
 use crate::decode::{DecodeError, PartitionDecoder, RequiredKeys};
 use crate::mapping::{Engine, Mapping, MappingError};
 use crate::run::{KeyState, RunCounts, classify};
-use crate::source::framing;
+use crate::source::{PartitionRange, Source, SourceError, framing, plan_ranges};
 
 /// Rows of one output.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
@@ -45,10 +47,51 @@ pub struct PreviewOutcome {
 pub enum PreviewError {
     #[error(transparent)]
     Mapping(#[from] MappingError),
-    #[error("decoding the sample events: {0}")]
+    #[error("decoding the sample events")]
     Decode(#[from] DecodeError),
-    #[error("the query failed: {0}")]
+    #[error("the query failed")]
     Engine(#[from] DataFusionError),
+}
+
+impl PreviewError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            PreviewError::Mapping(e) => e.class(),
+            PreviewError::Decode(_) | PreviewError::Engine(_) => crate::error::ErrorClass::Data,
+        }
+    }
+}
+
+/// The first `limit` events of `source`, from the oldest of each partition,
+/// or those that arrived within `within`. Nothing is committed anywhere: give
+/// it a source that reads with cursors (see
+/// [`crate::run::RunEnvironment::sample_source`]).
+pub async fn sample_events(
+    source: &Source,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<Vec<Bytes>, SourceError> {
+    let partitions = source.partitions().await?;
+    let ranges: Vec<PartitionRange> = plan_ranges(&partitions, &BTreeMap::new())
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .collect();
+    let mut stream = source.stream(&ranges);
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while events.len() < limit {
+        let mut next = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(batch)) => batch?,
+            Ok(None) | Err(_) => break,
+        };
+        next.frame().map_err(|e| SourceError::Partition {
+            partition: next.partition.to_string(),
+            message: format!("{}: {e}", next.origin_or_unknown()),
+        })?;
+        let wanted = (limit - events.len()).min(next.event_count());
+        events.extend((0..wanted).map(|i| next.line.slice(next.events[i].clone())));
+    }
+    Ok(events)
 }
 
 /// Name errors in a draft mapping point at.

@@ -37,7 +37,7 @@ pub const SEQ_COLUMN: &str = "_seq";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("not valid JSON: {0}")]
+    #[error("not valid JSON")]
     Json(#[from] serde_json::Error),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },

@@ -52,6 +52,12 @@ pub enum WarehouseError {
     Unsupported { topic: String, message: String },
 }
 
+impl WarehouseError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Config
+    }
+}
+
 /// Names and columns of a topic's warehouse tables.
 struct Target<'a> {
     topic: &'a Topic,

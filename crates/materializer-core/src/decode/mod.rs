@@ -41,14 +41,25 @@ pub const DEFAULT_CHUNK_ROWS: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("cannot build a JSON decoder for the topic's schema: {0}")]
+    #[error("cannot build a JSON decoder for the topic's schema")]
     Schema(#[source] ArrowError),
-    #[error("cannot assemble decoded rows: {0}")]
+    #[error("cannot assemble decoded rows")]
     Assemble(#[source] ArrowError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
     #[error("{at}: {message}")]
     Framing { at: String, message: String },
+}
+
+impl DecodeError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            DecodeError::Schema(_) => ErrorClass::Config,
+            DecodeError::Assemble(_) | DecodeError::Spool(_) => ErrorClass::Internal,
+            DecodeError::Framing { .. } => ErrorClass::Data,
+        }
+    }
 }
 
 /// An event that did not become a row, with the reason.

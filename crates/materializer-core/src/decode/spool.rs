@@ -29,15 +29,15 @@ use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("cannot create a spill file for decoded events: {0}")]
+    #[error("cannot create a spill file for decoded events")]
     Create(#[source] DataFusionError),
-    #[error("writing decoded events to the spill file {path}: {source}")]
+    #[error("writing decoded events to the spill file {path}")]
     Write {
         path: String,
         #[source]
         source: ArrowError,
     },
-    #[error("reading decoded events back from the spill file {path}: {source}")]
+    #[error("reading decoded events back from the spill file {path}")]
     Read {
         path: String,
         #[source]

@@ -56,12 +56,18 @@ pub enum MappingError {
     #[error("{path}: {message}", path = path.display())]
     File { path: PathBuf, message: String },
     /// The query engine failed while planning generated SQL.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Engine {
         context: String,
         #[source]
         source: DataFusionError,
     },
+}
+
+impl MappingError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Config
+    }
 }
 
 /// One analyst view.

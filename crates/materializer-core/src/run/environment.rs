@@ -10,8 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Progress, RunRequest};
 use crate::config::{SourceMode, Topic};
 use crate::mapping::Engine;
-use crate::sink::{OutputLocation, S3Settings};
-use crate::source::{NakadiClient, NakadiSource, RecordedSource, Source, SubscriptionReader};
+use crate::sink::{OutputLocation, S3Settings, SinkError};
+use crate::source::{
+    NakadiClient, NakadiSource, RecordedSource, Source, SourceError, SubscriptionReader,
+};
 
 /// Shared settings of all runs of a process.
 #[derive(Clone)]
@@ -28,21 +30,36 @@ pub struct RunEnvironment {
     pub parallelism: usize,
 }
 
+/// Why a run of a topic could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("topic {topic}: {message}")]
-pub struct SetupError {
-    pub topic: String,
-    pub message: String,
+pub enum SetupError {
+    #[error("topic {topic}")]
+    Source {
+        topic: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("topic {topic}")]
+    Output {
+        topic: String,
+        #[source]
+        source: SinkError,
+    },
+}
+
+impl SetupError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            SetupError::Source { source, .. } => source.class(),
+            SetupError::Output { source, .. } => source.class(),
+        }
+    }
 }
 
 impl RunEnvironment {
     /// The source of a topic's events: `recording` when given, else the live
     /// Nakadi when there is one, else the topic's folder of recordings.
     pub fn source(&self, topic: &Topic, recording: Option<&Path>) -> Result<Source, SetupError> {
-        let setup = |message: String| SetupError {
-            topic: topic.name.clone(),
-            message,
-        };
         match (recording, &self.nakadi) {
             (None, Some(client)) => Ok(Source::Nakadi(NakadiSource {
                 subscription: match (topic.source.mode, &topic.source.subscription) {
@@ -62,9 +79,25 @@ impl RunEnvironment {
                     .unwrap_or_else(|| self.recordings.join(&topic.name));
                 RecordedSource::open(&path)
                     .map(Source::Recorded)
-                    .map_err(|e| setup(e.to_string()))
+                    .map_err(|source| SetupError::Source {
+                        topic: topic.name.clone(),
+                        source,
+                    })
             }
         }
+    }
+
+    /// A source for sample events of `topic`: as [`Self::source`], but a live
+    /// Nakadi is always read with cursors, so that nothing is committed.
+    pub fn sample_source(&self, topic: &Topic) -> Result<Source, SetupError> {
+        Ok(match self.source(topic, None)? {
+            Source::Nakadi(n) => Source::Nakadi(NakadiSource {
+                subscription: None,
+                client: n.client,
+                event_type: n.event_type,
+            }),
+            recorded => recorded,
+        })
     }
 
     /// Where a topic's files go.
@@ -74,9 +107,9 @@ impl RunEnvironment {
             .location
             .clone()
             .unwrap_or_else(|| self.output.clone());
-        OutputLocation::parse(&location, &self.s3).map_err(|e| SetupError {
+        OutputLocation::parse(&location, &self.s3).map_err(|source| SetupError::Output {
             topic: topic.name.clone(),
-            message: e.to_string(),
+            source,
         })
     }
 

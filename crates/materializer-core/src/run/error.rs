@@ -1,84 +1,109 @@
-//! How a run fails.
+//! How a run fails: a [`RunError`] names the topic once and keeps the
+//! [`RunFailure`] that ended the run, with its sources.
 
 use datafusion::common::DataFusionError;
 
 use super::{KeyStateError, LedgerError};
 use crate::decode::DecodeError;
+use crate::error::ErrorClass;
 use crate::mapping::MappingError;
 use crate::sink::SinkError;
 use crate::source::{Offset, SourceError};
 
+/// A run of a topic that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("topic {topic} is already running in this process")]
-    AlreadyRunning { topic: String },
-    #[error("topic {topic}: {source}")]
-    Source {
-        topic: String,
-        #[source]
-        source: SourceError,
-    },
+#[error("topic {topic}")]
+pub struct RunError {
+    topic: String,
+    #[source]
+    failure: RunFailure,
+}
+
+impl RunError {
+    pub fn new(topic: impl Into<String>, failure: RunFailure) -> RunError {
+        RunError {
+            topic: topic.into(),
+            failure,
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn failure(&self) -> &RunFailure {
+        &self.failure
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        self.failure.class()
+    }
+}
+
+/// What ended a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error("already running in this process")]
+    AlreadyRunning,
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error(
-        "topic {topic}: the source ended before partition {partition} reached offset {end} (last offset read: {reached})"
+        "the source ended before partition {partition} reached offset {end} (last offset read: {reached})"
     )]
     SourceEnded {
-        topic: String,
         partition: String,
         reached: Offset,
         end: Offset,
     },
-    #[error("topic {topic}, partition {partition}: {source}")]
+    #[error("partition {partition}")]
     Decode {
-        topic: String,
         partition: String,
         #[source]
         source: DecodeError,
     },
-    #[error("topic {topic}: {source}")]
-    Mapping {
-        topic: String,
-        #[source]
-        source: MappingError,
-    },
-    #[error("topic {topic}, partition {partition}: query failed: {source}")]
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("partition {partition}: the query failed")]
     Query {
-        topic: String,
         partition: String,
         #[source]
         source: DataFusionError,
     },
-    #[error("topic {topic}: {source}")]
-    Sink {
-        topic: String,
-        #[source]
-        source: SinkError,
-    },
-    #[error("topic {topic}: {source}")]
-    Ledger {
-        topic: String,
-        #[source]
-        source: LedgerError,
-    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("run stopped before its commit; nothing of it is visible and the next run redoes it")]
+    Stopped,
     #[error(
-        "topic {topic}: run stopped before its commit; nothing of it is visible and the next run redoes it"
-    )]
-    Stopped { topic: String },
-    #[error(
-        "topic {topic}: run {sequence} is committed (its files are visible), but committing its cursors to \
-         the Nakadi subscription failed: {source}; the next run commits them before it reads"
+        "run {sequence} is committed (its files are visible), but its cursors could not be committed \
+         to the Nakadi subscription; the next run commits them before it reads"
     )]
     CursorCommit {
-        topic: String,
         sequence: u64,
         #[source]
         source: SourceError,
     },
-    #[error("topic {topic}: {source}")]
-    KeyState {
-        topic: String,
-        #[source]
-        source: KeyStateError,
-    },
-    #[error("topic {topic}: internal task failed: {message}")]
-    Internal { topic: String, message: String },
+    #[error(transparent)]
+    KeyState(#[from] KeyStateError),
+    #[error("an internal task failed")]
+    Internal(#[source] tokio::task::JoinError),
+}
+
+impl RunFailure {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RunFailure::AlreadyRunning => ErrorClass::Conflict,
+            RunFailure::Source(e) | RunFailure::CursorCommit { source: e, .. } => e.class(),
+            RunFailure::SourceEnded { .. } => ErrorClass::SourceUnavailable,
+            RunFailure::Decode { source, .. } => source.class(),
+            RunFailure::Mapping(e) => e.class(),
+            RunFailure::Query { .. } => ErrorClass::Data,
+            RunFailure::Sink(e) => e.class(),
+            RunFailure::Ledger(e) => e.class(),
+            RunFailure::Stopped => ErrorClass::Stopped,
+            RunFailure::KeyState(e) => e.class(),
+            RunFailure::Internal(_) => ErrorClass::Internal,
+        }
+    }
 }

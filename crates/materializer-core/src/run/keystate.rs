@@ -40,10 +40,20 @@ pub enum KeyStateError {
     Schema,
     #[error("reading the key state {path}: {message}")]
     Read { path: String, message: String },
-    #[error("computing the key state: {0}")]
+    #[error("computing the key state")]
     Query(#[from] DataFusionError),
     #[error("writing the key state: {0}")]
     Write(String),
+}
+
+impl KeyStateError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            KeyStateError::Schema | KeyStateError::Query(_) => ErrorClass::Internal,
+            KeyStateError::Read { .. } | KeyStateError::Write(_) => ErrorClass::SinkUnavailable,
+        }
+    }
 }
 
 /// The committed key state, in memory for one run.

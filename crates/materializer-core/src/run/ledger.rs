@@ -29,7 +29,7 @@ use crate::source::Offset;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Store {
         action: &'static str,
         path: String,
@@ -46,6 +46,17 @@ pub enum LedgerError {
         "run {seq} of this topic was committed by another process first; this attempt's output is not visible"
     )]
     LostRace { seq: u64 },
+}
+
+impl LedgerError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            LedgerError::Store { .. } => ErrorClass::SinkUnavailable,
+            LedgerError::Corrupt { .. } => ErrorClass::Data,
+            LedgerError::LostRace { .. } => ErrorClass::Conflict,
+        }
+    }
 }
 
 /// Cursors of one partition in a run.

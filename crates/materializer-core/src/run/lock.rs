@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
-use super::RunError;
+use super::RunFailure;
 use crate::sink::OutputLocation;
 
 /// Topics running in this process, by output location: a second run of one
@@ -17,13 +17,11 @@ fn lock_key(output: &OutputLocation, topic: &str) -> String {
 }
 
 impl TopicLock {
-    pub(super) fn acquire(output: &OutputLocation, topic: &str) -> Result<TopicLock, RunError> {
+    pub(super) fn acquire(output: &OutputLocation, topic: &str) -> Result<TopicLock, RunFailure> {
         let key = lock_key(output, topic);
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
         if !active.insert(key.clone()) {
-            return Err(RunError::AlreadyRunning {
-                topic: topic.to_string(),
-            });
+            return Err(RunFailure::AlreadyRunning);
         }
         Ok(TopicLock(key))
     }

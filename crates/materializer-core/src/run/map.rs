@@ -24,7 +24,7 @@ use crate::sink::{FileKind, WrittenFile};
 use crate::source::partition_cmp;
 
 use super::classify::{Class, classes, of_class};
-use super::{KeyState, KeyStateError, Ledger, Progress, Run, RunCounts, RunError};
+use super::{KeyState, KeyStateError, Ledger, Progress, Run, RunCounts, RunFailure};
 
 impl Run<'_> {
     /// Maps and writes the partitions, `parallelism` at a time, each as its
@@ -35,7 +35,7 @@ impl Run<'_> {
         mapper: &Arc<Mapper>,
         decoded: BTreeMap<String, DecodedPartition>,
         mut main_files: HashMap<String, Vec<WrittenFile>>,
-    ) -> Result<Vec<PartitionOutput>, RunError> {
+    ) -> Result<Vec<PartitionOutput>, RunFailure> {
         let parallelism = self.request.parallelism.max(1);
         let mut parts = decoded.into_values();
         // Dropped on an error or a stop: the partitions still running are aborted.
@@ -52,10 +52,7 @@ impl Run<'_> {
             let Some(done) = tasks.join_next().await else {
                 break;
             };
-            let output = done.map_err(|e| RunError::Internal {
-                topic: self.name(),
-                message: e.to_string(),
-            })??;
+            let output = done.map_err(|e| RunFailure::Internal(e))??;
             outputs.push(output);
         }
         outputs.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
@@ -85,21 +82,16 @@ pub(super) struct Mapper {
 }
 
 impl Mapper {
-    pub(super) fn name(&self) -> String {
-        self.topic.name.clone()
-    }
-
     /// Classifies a decoded partition and writes its files; `main`: its MAIN
     /// files when they were written while it was read.
     pub(super) async fn map_partition(
         &self,
         part: DecodedPartition,
         mut main: Option<Vec<WrittenFile>>,
-    ) -> Result<PartitionOutput, RunError> {
+    ) -> Result<PartitionOutput, RunFailure> {
         let sequence = self.sequence;
         let partition = part.partition.to_string();
-        let query_error = |source: DataFusionError| RunError::Query {
-            topic: self.name(),
+        let query_error = |source: DataFusionError| RunFailure::Query {
             partition: partition.clone(),
             source,
         };
@@ -171,11 +163,8 @@ impl Mapper {
 
     /// Whether the mapping reads the events table exactly once (one scan in
     /// its physical plan), so that it can read them as a stream.
-    pub(super) async fn reads_events_once(&self) -> Result<bool, RunError> {
-        let mapping_error = |source: MappingError| RunError::Mapping {
-            topic: self.name(),
-            source,
-        };
+    pub(super) async fn reads_events_once(&self) -> Result<bool, RunFailure> {
+        let mapping_error = |source: MappingError| RunFailure::Mapping(source);
         let engine_error = |source: DataFusionError| {
             mapping_error(MappingError::Engine {
                 context: "planning the mapping over streamed events".into(),
@@ -213,11 +202,10 @@ impl Mapper {
         &self,
         partition: &str,
         events: mpsc::Receiver<RecordBatch>,
-    ) -> Result<Vec<WrittenFile>, RunError> {
+    ) -> Result<Vec<WrittenFile>, RunFailure> {
         let table = self
             .passed_events(events)
-            .map_err(|source| RunError::Query {
-                topic: self.name(),
+            .map_err(|source| RunFailure::Query {
                 partition: partition.to_string(),
                 source,
             })?;
@@ -230,8 +218,8 @@ impl Mapper {
     pub(super) fn classify(
         &self,
         part: &DecodedPartition,
-        query_error: &impl Fn(DataFusionError) -> RunError,
-    ) -> Result<Option<Arc<[Class]>>, RunError> {
+        query_error: &impl Fn(DataFusionError) -> RunFailure,
+    ) -> Result<Option<Arc<[Class]>>, RunFailure> {
         if !self.topic.compaction.compact || part.rows == 0 {
             return Ok(None);
         }
@@ -246,7 +234,7 @@ impl Mapper {
         &self,
         keys: Vec<RecordBatch>,
         classes: Option<&Arc<[Class]>>,
-    ) -> Result<Vec<RecordBatch>, RunError> {
+    ) -> Result<Vec<RecordBatch>, RunFailure> {
         let Some(classes) = classes else {
             return Ok(Vec::new());
         };
@@ -256,10 +244,7 @@ impl Mapper {
                 batch.and_then(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
             })
             .collect::<Result<Vec<_>, ArrowError>>()
-            .map_err(|e| RunError::KeyState {
-                topic: self.name(),
-                source: KeyStateError::Query(e.into()),
-            })
+            .map_err(|e| RunFailure::KeyState(KeyStateError::Query(e.into())))
     }
 }
 
@@ -267,7 +252,7 @@ impl Mapper {
 /// one task per partition. Dropping it aborts the writers still running.
 pub(super) struct MainWriters {
     mapper: Arc<Mapper>,
-    tasks: tokio::task::JoinSet<(String, Result<Vec<WrittenFile>, RunError>)>,
+    tasks: tokio::task::JoinSet<(String, Result<Vec<WrittenFile>, RunFailure>)>,
     written: HashMap<String, Vec<WrittenFile>>,
 }
 
@@ -295,7 +280,7 @@ impl MainWriters {
     }
 
     /// The first writer error; pending for as long as none fails.
-    pub(super) async fn failure(&mut self) -> RunError {
+    pub(super) async fn failure(&mut self) -> RunFailure {
         loop {
             match self.tasks.join_next().await {
                 Some(joined) => {
@@ -310,7 +295,7 @@ impl MainWriters {
 
     /// The MAIN files per partition, once every writer has finished (they
     /// finish when their decoders do).
-    pub(super) async fn finish(mut self) -> Result<HashMap<String, Vec<WrittenFile>>, RunError> {
+    pub(super) async fn finish(mut self) -> Result<HashMap<String, Vec<WrittenFile>>, RunFailure> {
         while let Some(joined) = self.tasks.join_next().await {
             self.take(joined)?;
         }
@@ -319,12 +304,9 @@ impl MainWriters {
 
     pub(super) fn take(
         &mut self,
-        joined: Result<(String, Result<Vec<WrittenFile>, RunError>), tokio::task::JoinError>,
-    ) -> Result<(), RunError> {
-        let (partition, result) = joined.map_err(|e| RunError::Internal {
-            topic: self.mapper.name(),
-            message: e.to_string(),
-        })?;
+        joined: Result<(String, Result<Vec<WrittenFile>, RunFailure>), tokio::task::JoinError>,
+    ) -> Result<(), RunFailure> {
+        let (partition, result) = joined.map_err(|e| RunFailure::Internal(e))?;
         self.written.insert(partition, result?);
         Ok(())
     }

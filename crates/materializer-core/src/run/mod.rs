@@ -47,7 +47,7 @@ use crate::sink::file::OPEN_FILE_BYTES;
 use crate::source::{PartitionRange, Source};
 pub use classify::classify;
 pub use environment::{RunEnvironment, SetupError};
-pub use error::RunError;
+pub use error::{RunError, RunFailure};
 pub use failpoint::failpoint;
 pub use keystate::{KeyState, KeyStateError, StateFile};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
@@ -114,7 +114,8 @@ pub struct Timings {
 
 /// Runs one topic once: from its committed cursors to the newest offsets.
 pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary, RunError> {
-    let _lock = TopicLock::acquire(&request.output, &request.topic.name)?;
+    let _lock = TopicLock::acquire(&request.output, &request.topic.name)
+        .map_err(|failure| RunError::new(request.topic.name.clone(), failure))?;
     let started = Instant::now();
     let run = Run {
         engine,
@@ -126,10 +127,13 @@ pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary,
     };
     let result = run.go().await;
     request.progress.set_stage(Stage::Done);
-    result.map(|mut summary| {
-        summary.seconds = started.elapsed().as_secs_f64();
-        summary
-    })
+    match result {
+        Ok(mut summary) => {
+            summary.seconds = started.elapsed().as_secs_f64();
+            Ok(summary)
+        }
+        Err(failure) => Err(RunError::new(request.topic.name.clone(), failure)),
+    }
 }
 
 struct Run<'a> {
@@ -147,14 +151,7 @@ impl Run<'_> {
         self.topic.name.clone()
     }
 
-    fn ledger_error(&self, source: LedgerError) -> RunError {
-        RunError::Ledger {
-            topic: self.name(),
-            source,
-        }
-    }
-
-    async fn go(&self) -> Result<RunSummary, RunError> {
+    async fn go(&self) -> Result<RunSummary, RunFailure> {
         let progress = &self.request.progress;
         let mut timings = Timings::default();
         let mut clock = Instant::now();
@@ -164,11 +161,7 @@ impl Run<'_> {
         };
         progress.set_stage(Stage::Planning);
         let Some((plan, resumed, committed)) = self.plan().await? else {
-            let latest = self
-                .ledger
-                .latest()
-                .await
-                .map_err(|e| self.ledger_error(e))?;
+            let latest = self.ledger.latest().await?;
             info!(topic = %self.topic.name, "nothing new since the last committed run");
             return Ok(RunSummary {
                 topic: self.name(),
@@ -210,11 +203,7 @@ impl Run<'_> {
             self.ledger.layout(),
             committed.as_ref().and_then(|m| m.state.as_ref()),
         )
-        .await
-        .map_err(|source| RunError::KeyState {
-            topic: self.name(),
-            source,
-        })?;
+        .await?;
         lap(&mut timings.plan);
         failpoint("planned");
         let mapper = Arc::new(Mapper {
@@ -270,11 +259,7 @@ impl Run<'_> {
                     &self.attempt,
                     versions,
                 )
-                .await
-                .map_err(|source| RunError::KeyState {
-                    topic: self.name(),
-                    source,
-                })?;
+                .await?;
             Some(written)
         };
 
@@ -282,23 +267,16 @@ impl Run<'_> {
         failpoint("files-written");
         progress.set_stage(Stage::Committing);
         let manifest = self.manifest(&plan, outputs, state_file);
-        self.ledger
-            .commit(&manifest)
-            .await
-            .map_err(|e| self.ledger_error(e))?;
+        self.ledger.commit(&manifest).await?;
         failpoint("committed");
         info!(topic = %self.topic.name, sequence = manifest.sequence, files = manifest.files.len(), "run committed");
-        self.ledger
-            .post_commit(&manifest)
-            .await
-            .map_err(|e| self.ledger_error(e))?;
+        self.ledger.post_commit(&manifest).await?;
         failpoint("post-committed");
         self.request
             .source
             .commit(&manifest.end_cursors())
             .await
-            .map_err(|source| RunError::CursorCommit {
-                topic: self.name(),
+            .map_err(|source| RunFailure::CursorCommit {
                 sequence: manifest.sequence,
                 source,
             })?;
@@ -327,11 +305,11 @@ impl Run<'_> {
 
     async fn cancellable<T>(
         &self,
-        work: impl Future<Output = Result<T, RunError>>,
-    ) -> Result<T, RunError> {
+        work: impl Future<Output = Result<T, RunFailure>>,
+    ) -> Result<T, RunFailure> {
         tokio::select! {
             result = work => result,
-            _ = self.request.cancel.cancelled() => Err(RunError::Stopped { topic: self.name() }),
+            _ = self.request.cancel.cancelled() => Err(RunFailure::Stopped),
         }
     }
 }

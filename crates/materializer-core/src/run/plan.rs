@@ -7,68 +7,35 @@ use tracing::{info, warn};
 
 use crate::source::{Offset, PartitionRange, check_available, partition_cmp, plan_ranges};
 
-use super::{Manifest, PartitionCursors, Plan, Run, RunError};
+use super::{Manifest, PartitionCursors, Plan, Run, RunFailure};
 
 impl Run<'_> {
     /// The plan in force for the next sequence number, or `None` when there is
     /// nothing new. Also finishes the post-commit steps of the newest run.
-    pub(super) async fn plan(&self) -> Result<Option<(Plan, bool, Option<Manifest>)>, RunError> {
-        let committed = self
-            .ledger
-            .latest()
-            .await
-            .map_err(|e| self.ledger_error(e))?;
+    pub(super) async fn plan(&self) -> Result<Option<(Plan, bool, Option<Manifest>)>, RunFailure> {
+        let committed = self.ledger.latest().await?;
         if let Some(manifest) = &committed
-            && !self
-                .ledger
-                .post_commit_done(manifest)
-                .await
-                .map_err(|e| self.ledger_error(e))?
+            && !self.ledger.post_commit_done(manifest).await?
         {
             info!(topic = %self.topic.name, sequence = manifest.sequence, "completing the post-commit steps of the last run");
-            self.ledger
-                .post_commit(manifest)
-                .await
-                .map_err(|e| self.ledger_error(e))?;
+            self.ledger.post_commit(manifest).await?;
         }
         let committed_ends = committed
             .as_ref()
             .map(Manifest::end_cursors)
             .unwrap_or_default();
-        self.request
-            .source
-            .prepare(&committed_ends)
-            .await
-            .map_err(|source| RunError::Source {
-                topic: self.name(),
-                source,
-            })?;
+        self.request.source.prepare(&committed_ends).await?;
         let sequence = committed.as_ref().map_or(1, |m| m.sequence + 1);
 
-        let existing = self
-            .ledger
-            .plan(sequence)
-            .await
-            .map_err(|e| self.ledger_error(e))?;
+        let existing = self.ledger.plan(sequence).await?;
         if let Some(plan) = &existing
             && follows(plan, &committed_ends)
         {
             return Ok(Some((plan.clone(), true, committed)));
         }
 
-        let partitions =
-            self.request
-                .source
-                .partitions()
-                .await
-                .map_err(|source| RunError::Source {
-                    topic: self.name(),
-                    source,
-                })?;
-        check_available(&partitions, &committed_ends).map_err(|source| RunError::Source {
-            topic: self.name(),
-            source,
-        })?;
+        let partitions = self.request.source.partitions().await?;
+        check_available(&partitions, &committed_ends)?;
         let mut ranges = plan_ranges(&partitions, &committed_ends);
         // Partitions the source no longer lists keep their cursors.
         for (partition, offset) in &committed_ends {
@@ -103,17 +70,10 @@ impl Run<'_> {
         if existing.is_some() {
             // A stale plan (its start cursors do not follow the committed run).
             warn!(topic = %self.topic.name, sequence, "replacing a plan that does not follow the committed cursors");
-            self.ledger
-                .replace_plan(&plan)
-                .await
-                .map_err(|e| self.ledger_error(e))?;
+            self.ledger.replace_plan(&plan).await?;
             return Ok(Some((plan, false, committed)));
         }
-        let in_force = self
-            .ledger
-            .fix_plan(plan.clone())
-            .await
-            .map_err(|e| self.ledger_error(e))?;
+        let in_force = self.ledger.fix_plan(plan.clone()).await?;
         let resumed = in_force != plan;
         Ok(Some((in_force, resumed, committed)))
     }

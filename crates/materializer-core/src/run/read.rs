@@ -11,7 +11,7 @@ use tracing::debug;
 use crate::decode::{DecodedPartition, PartitionDecoder, RequiredKeys, Spool};
 use crate::source::{Batch, Offset, PartitionRange, SourceError};
 
-use super::{MainWriters, Progress, Run, RunError, failpoint};
+use super::{MainWriters, Progress, Run, RunFailure, failpoint};
 
 impl Run<'_> {
     /// Reads every range and decodes it, one decoder thread per partition.
@@ -21,7 +21,7 @@ impl Run<'_> {
         &self,
         ranges: &[PartitionRange],
         mut writers: Option<&mut MainWriters>,
-    ) -> Result<BTreeMap<String, DecodedPartition>, RunError> {
+    ) -> Result<BTreeMap<String, DecodedPartition>, RunFailure> {
         struct Open {
             position: Offset,
             end: Offset,
@@ -53,8 +53,7 @@ impl Run<'_> {
                         .collect(),
                 },
             )
-            .map_err(|source| RunError::Decode {
-                topic: self.name(),
+            .map_err(|source| RunFailure::Decode {
                 partition: range.partition.clone(),
                 source,
             })?;
@@ -111,20 +110,16 @@ impl Run<'_> {
             let Some(batch) = next else {
                 break;
             };
-            let mut batch = batch.map_err(|source| RunError::Source {
-                topic: self.name(),
-                source,
-            })?;
+            let mut batch = batch?;
             let partition = batch.partition.to_string();
             let Some(state) = open.get_mut(&partition) else {
                 continue; // finished already, or not part of this run
             };
-            let source_error = |message: String| RunError::Source {
-                topic: self.name(),
-                source: SourceError::Partition {
+            let source_error = |message: String| {
+                RunFailure::Source(SourceError::Partition {
                     partition: partition.clone(),
                     message,
-                },
+                })
             };
             // A batch at an edge of the range may hold events outside it: it
             // is framed here and trimmed. The others go to the decoder as
@@ -170,12 +165,8 @@ impl Run<'_> {
 
         let mut decoded = BTreeMap::new();
         for (partition, handle) in decoders {
-            let result = handle.await.map_err(|e| RunError::Internal {
-                topic: self.name(),
-                message: e.to_string(),
-            })?;
-            let part = result.map_err(|source| RunError::Decode {
-                topic: self.name(),
+            let result = handle.await.map_err(|e| RunFailure::Internal(e))?;
+            let part = result.map_err(|source| RunFailure::Decode {
                 partition: partition.clone(),
                 source,
             })?;
@@ -183,8 +174,7 @@ impl Run<'_> {
             decoded.insert(partition, part);
         }
         if let Some((partition, reached, end)) = unfinished.into_iter().next() {
-            return Err(RunError::SourceEnded {
-                topic: self.name(),
+            return Err(RunFailure::SourceEnded {
                 partition,
                 reached,
                 end,

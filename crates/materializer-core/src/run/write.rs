@@ -13,7 +13,7 @@ use crate::sink::file::data_extension;
 use crate::sink::{FileKind, ObjectWriter, PartitionedWriter, SinkError, WrittenFile};
 
 use super::map::Mapper;
-use super::{Progress, RunError, failpoint};
+use super::{Progress, RunFailure, failpoint};
 
 impl Mapper {
     /// Applies the mapping to `events` and streams the rows into files.
@@ -23,26 +23,14 @@ impl Mapper {
         sequence: u64,
         partition: &str,
         events: Arc<StreamingTable>,
-    ) -> Result<Vec<WrittenFile>, RunError> {
-        let query_error = |source: DataFusionError| RunError::Query {
-            topic: self.name(),
+    ) -> Result<Vec<WrittenFile>, RunFailure> {
+        let query_error = |source: DataFusionError| RunFailure::Query {
             partition: partition.to_string(),
             source,
         };
-        let sink_error = |source: SinkError| RunError::Sink {
-            topic: self.name(),
-            source,
-        };
+        let sink_error = |source: SinkError| RunFailure::Sink(source);
         let ctx = self.engine.session();
-        let frame = self
-            .topic
-            .mapping
-            .apply(&ctx, events)
-            .await
-            .map_err(|source| RunError::Mapping {
-                topic: self.name(),
-                source,
-            })?;
+        let frame = self.topic.mapping.apply(&ctx, events).await?;
         let mut stream = crate::mapping::engine::execute(frame)
             .await
             .map_err(query_error)?;
@@ -95,7 +83,7 @@ impl Mapper {
         sequence: u64,
         partition: &str,
         rejected: &[Rejected],
-    ) -> Result<WrittenFile, RunError> {
+    ) -> Result<WrittenFile, RunFailure> {
         let path: Path =
             self.ledger
                 .layout()
@@ -113,10 +101,7 @@ impl Mapper {
             serde_json::to_writer(&mut body, &line).expect("json");
             body.push(b'\n');
         }
-        let sink_error = |source: SinkError| RunError::Sink {
-            topic: self.name(),
-            source,
-        };
+        let sink_error = |source: SinkError| RunFailure::Sink(source);
         writer.write(&body).await.map_err(sink_error)?;
         let (bytes, sha256) = writer.finish().await.map_err(sink_error)?;
         Progress::add(&self.progress.files_written, 1);

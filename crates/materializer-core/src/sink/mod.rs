@@ -17,7 +17,7 @@ pub use location::{OutputLocation, S3Settings};
 pub enum SinkError {
     #[error("output location {location:?}: {message}")]
     Location { location: String, message: String },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Store {
         path: String,
         #[source]
@@ -25,4 +25,15 @@ pub enum SinkError {
     },
     #[error("encoding {path}: {message}")]
     Encode { path: String, message: String },
+}
+
+impl SinkError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            SinkError::Location { .. } => ErrorClass::Config,
+            SinkError::Store { .. } => ErrorClass::SinkUnavailable,
+            SinkError::Encode { .. } => ErrorClass::Data,
+        }
+    }
 }

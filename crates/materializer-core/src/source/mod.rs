@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering;
 
 use futures::stream::BoxStream;
 
+use crate::error::ErrorClass;
+
 pub use cursor::{Cursor, Offset, OffsetSteps, partition_cmp};
 pub use framing::{Batch, FramingError};
 pub use nakadi::{
@@ -48,7 +50,7 @@ impl PartitionRange {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read recorded batches {path}: {source}")]
+    #[error("cannot read recorded batches {path}")]
     Io {
         path: String,
         #[source]
@@ -64,9 +66,11 @@ pub enum SourceError {
     NoRecordings(String),
     #[error("partition {partition}: {message}")]
     Partition { partition: String, message: String },
-    #[error("{}{source}", partition.as_ref().map(|p| format!("partition {p}: ")).unwrap_or_default())]
-    Nakadi {
-        partition: Option<String>,
+    #[error(transparent)]
+    Nakadi(#[from] NakadiError),
+    #[error("partition {partition}")]
+    NakadiPartition {
+        partition: String,
         #[source]
         source: NakadiError,
     },
@@ -90,6 +94,23 @@ pub enum SourceError {
         subscription_offset: Offset,
         committed_offset: Offset,
     },
+}
+
+impl SourceError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorClass::Config
+            }
+            SourceError::Io { .. } => ErrorClass::SourceUnavailable,
+            SourceError::NoRecordings(_) => ErrorClass::Config,
+            SourceError::Recorded { .. }
+            | SourceError::Partition { .. }
+            | SourceError::Expired { .. }
+            | SourceError::SubscriptionAhead { .. } => ErrorClass::Data,
+            SourceError::Nakadi(e) | SourceError::NakadiPartition { source: e, .. } => e.class(),
+        }
+    }
 }
 
 /// Where a run's batches come from.
@@ -128,15 +149,11 @@ impl Source {
     pub async fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError> {
         match self {
             Source::Recorded(r) => r.partitions().await,
-            Source::Nakadi(n) => {
-                n.client
-                    .partitions(&n.event_type)
-                    .await
-                    .map_err(|source| SourceError::Nakadi {
-                        partition: None,
-                        source,
-                    })
-            }
+            Source::Nakadi(n) => n
+                .client
+                .partitions(&n.event_type)
+                .await
+                .map_err(SourceError::Nakadi),
         }
     }
 

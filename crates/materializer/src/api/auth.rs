@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ProblemKind};
 use crate::api::state::AppState;
 
 /// The tokens the API accepts.
@@ -23,17 +23,28 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// Why the API's tokens could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the API token file {path}", path = path.display())]
+pub struct TokenError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
 impl Tokens {
     /// Tokens given directly, plus one per non-empty line of `file`.
-    pub fn load(given: &[String], file: Option<&PathBuf>) -> Result<Tokens, String> {
+    pub fn load(given: &[String], file: Option<&PathBuf>) -> Result<Tokens, TokenError> {
         let mut tokens: Vec<String> = given
             .iter()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the API token file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| TokenError {
+                path: path.clone(),
+                source,
+            })?;
             tokens.extend(
                 text.lines()
                     .map(str::trim)
@@ -84,21 +95,13 @@ pub(crate) async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        None => ApiError {
-            headers: vec![(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-            ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "a bearer token is required",
-            )
+        None => ApiError::new(ProblemKind::Unauthorized, "a bearer token is required")
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            .into_response(),
+        Some(token) if !app.settings.tokens.accepts(token.trim()) => {
+            ApiError::new(ProblemKind::Forbidden, "the bearer token is not accepted")
+                .into_response()
         }
-        .into_response(),
-        Some(token) if !app.settings.tokens.accepts(token.trim()) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "the bearer token is not accepted",
-        )
-        .into_response(),
         Some(_) => next.run(request).await,
     }
 }

@@ -1,17 +1,28 @@
 //! Errors as problem documents (RFC 9457): one [`ApiError`] that every
-//! handler returns, built from the engine's errors in one place.
+//! handler returns, built from the engine's errors here and nowhere else.
+//!
+//! The `type` of a problem is `/problems/<kind>`: the engine's error classes
+//! (the same as the command line's exit codes) and the HTTP-level kinds
+//! below. `GET /problems/<kind>` describes each.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use materializer_core::config::ConfigError;
 use materializer_core::mapping::MappingError;
+use materializer_core::preview::PreviewError;
+use materializer_core::run::{LedgerError, RunError, SetupError};
+use materializer_core::source::SourceError;
+use materializer_core::{ErrorClass, report};
 
 /// A problem document (RFC 9457).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
+    /// `/problems/<kind>`: what kind of problem it is (see `GET /problems/{kind}`).
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -30,29 +41,168 @@ pub struct SqlError {
     pub message: String,
 }
 
+/// What kind of problem an answer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A failure of the engine, by class.
+    Engine(ErrorClass),
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    BadRequest,
+    TooLarge,
+    Timeout,
+    Unavailable,
+}
+
+impl ProblemKind {
+    /// Every kind, for the descriptions served under `/problems/`.
+    pub fn all() -> Vec<ProblemKind> {
+        let mut kinds: Vec<ProblemKind> = ErrorClass::ALL
+            .iter()
+            .map(|c| ProblemKind::Engine(*c))
+            .collect();
+        kinds.extend([
+            ProblemKind::Unauthorized,
+            ProblemKind::Forbidden,
+            ProblemKind::NotFound,
+            ProblemKind::BadRequest,
+            ProblemKind::TooLarge,
+            ProblemKind::Timeout,
+            ProblemKind::Unavailable,
+        ]);
+        kinds
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            ProblemKind::Engine(class) => class.slug(),
+            ProblemKind::Unauthorized => "unauthorized",
+            ProblemKind::Forbidden => "forbidden",
+            ProblemKind::NotFound => "not-found",
+            ProblemKind::BadRequest => "bad-request",
+            ProblemKind::TooLarge => "too-large",
+            ProblemKind::Timeout => "timeout",
+            ProblemKind::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::Engine(class) => class.title(),
+            ProblemKind::Unauthorized => "Unauthorized",
+            ProblemKind::Forbidden => "Forbidden",
+            ProblemKind::NotFound => "Not found",
+            ProblemKind::BadRequest => "Bad request",
+            ProblemKind::TooLarge => "Too large",
+            ProblemKind::Timeout => "Timed out",
+            ProblemKind::Unavailable => "Unavailable",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            ProblemKind::Engine(class) => class.advice(),
+            ProblemKind::Unauthorized => {
+                "Send `Authorization: Bearer <token>` with a token the server accepts."
+            }
+            ProblemKind::Forbidden => {
+                "The token is not accepted, or the action is not allowed on this server."
+            }
+            ProblemKind::NotFound => "No such topic, run or route.",
+            ProblemKind::BadRequest => {
+                "The request is malformed: its body is not the JSON the route documents, or a parameter is wrong."
+            }
+            ProblemKind::TooLarge => {
+                "The request asks for more than the server allows (sample events, body size)."
+            }
+            ProblemKind::Timeout => "The work took longer than the server allows; make it smaller.",
+            ProblemKind::Unavailable => "The server is shutting down and accepts no new runs.",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<ProblemKind> {
+        ProblemKind::all().into_iter().find(|k| k.slug() == slug)
+    }
+
+    /// The status an answer of this kind has unless a route says otherwise.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemKind::Engine(ErrorClass::Config | ErrorClass::Data) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ProblemKind::Engine(ErrorClass::SourceUnavailable | ErrorClass::SinkUnavailable) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProblemKind::Engine(ErrorClass::Conflict | ErrorClass::Stopped) => StatusCode::CONFLICT,
+            ProblemKind::Engine(ErrorClass::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemKind::Forbidden => StatusCode::FORBIDDEN,
+            ProblemKind::NotFound => StatusCode::NOT_FOUND,
+            ProblemKind::BadRequest => StatusCode::BAD_REQUEST,
+            ProblemKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ProblemKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn uri(self) -> String {
+        format!("/problems/{}", self.slug())
+    }
+}
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) title: &'static str,
-    pub(crate) detail: String,
-    pub(crate) errors: Vec<SqlError>,
-    pub(crate) headers: Vec<(header::HeaderName, HeaderValue)>,
+    status: StatusCode,
+    kind: ProblemKind,
+    title: &'static str,
+    detail: String,
+    errors: Vec<SqlError>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
+    /// An answer of `kind` with its usual status and title.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> ApiError {
         ApiError {
-            status,
-            title,
+            status: kind.status(),
+            kind,
+            title: kind.title(),
             detail: detail.into(),
             errors: Vec::new(),
             headers: Vec::new(),
         }
     }
 
-    pub(crate) fn mapping(error: &MappingError) -> ApiError {
-        let sql = match error {
+    /// An engine failure of `class`.
+    pub fn class(class: ErrorClass, detail: impl Into<String>) -> ApiError {
+        ApiError::new(ProblemKind::Engine(class), detail)
+    }
+
+    /// A more precise title than the kind's.
+    pub fn titled(mut self, title: &'static str) -> ApiError {
+        self.title = title;
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn kind(&self) -> ProblemKind {
+        self.kind
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<MappingError> for ApiError {
+    fn from(error: MappingError) -> Self {
+        let sql = match &error {
             MappingError::At { at, message, .. } => SqlError {
                 line: Some(at.line),
                 column: Some(at.column),
@@ -61,16 +211,70 @@ impl ApiError {
             other => SqlError {
                 line: None,
                 column: None,
-                message: other.to_string(),
+                message: report(other),
             },
         };
         ApiError {
             errors: vec![sql],
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "The mapping is not valid",
-                error.to_string(),
-            )
+            ..ApiError::class(error.class(), report(&error)).titled("The mapping is not valid")
+        }
+    }
+}
+
+impl From<PreviewError> for ApiError {
+    fn from(error: PreviewError) -> Self {
+        match error {
+            PreviewError::Mapping(e) => e.into(),
+            other => ApiError::class(other.class(), report(&other)).titled("The preview failed"),
+        }
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(error: RunError) -> Self {
+        ApiError::class(error.class(), report(&error))
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(error: ConfigError) -> Self {
+        ApiError::class(error.class(), report(&error))
+    }
+}
+
+impl From<SetupError> for ApiError {
+    fn from(error: SetupError) -> Self {
+        ApiError::class(error.class(), report(&error))
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> Self {
+        ApiError::class(error.class(), report(&error))
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(error: SourceError) -> Self {
+        ApiError::class(error.class(), report(&error))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ProblemKind::TooLarge
+        } else {
+            ProblemKind::BadRequest
+        };
+        ApiError {
+            status: if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                status
+            } else {
+                kind.status()
+            },
+            ..ApiError::new(kind, rejection.body_text())
         }
     }
 }
@@ -78,7 +282,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Problem {
-            kind: format!("https://httpstatuses.io/{}", self.status.as_u16()),
+            kind: self.kind.uri(),
             title: self.title.to_string(),
             status: self.status.as_u16(),
             detail: self.detail,

@@ -51,7 +51,8 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let public: OpenApiRouter<Arc<AppState>> = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(metrics_text))
-        .routes(routes!(openapi_json));
+        .routes(routes!(openapi_json))
+        .routes(routes!(describe_problem));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(protected)
         .merge(public)

@@ -5,17 +5,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::error::ApiError;
+use super::error::{ApiError, ProblemKind};
 use super::models::{CountsView, ProgressView, RunView};
 use super::state::AppState;
+use materializer_core::ErrorClass;
 use materializer_core::config::Topic;
-use materializer_core::run::{self, Outcome, Progress, RunError, RunSummary, Stage};
+use materializer_core::report;
+use materializer_core::run::{self, Outcome, Progress, RunFailure, RunSummary, Stage};
 
 /// Runs kept in memory (older ones are read back from the manifests).
 const KEEP: usize = 1000;
@@ -168,19 +169,15 @@ impl RunRegistry {
 
     pub fn stop(&self, id: &str) -> Result<RunView, ApiError> {
         let entry = lock(&self.entries).0.get(id).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "Unknown run",
-                format!("no run {id:?}"),
-            )
+            ApiError::new(ProblemKind::NotFound, format!("no run {id:?}")).titled("Unknown run")
         })?;
         if !entry.active() {
             let view = entry.view();
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Run finished",
+            return Err(ApiError::class(
+                ErrorClass::Conflict,
                 format!("run {id} has finished already ({})", view.state),
-            ));
+            )
+            .titled("Run finished"));
         }
         info!(run = id, topic = %entry.topic, "stop requested");
         entry.cancel.cancel();
@@ -215,14 +212,14 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
             .values()
             .find(|e| e.topic == topic.name && e.active())
         {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Already running",
+            return Err(ApiError::class(
+                ErrorClass::Conflict,
                 format!(
                     "topic {} is already queued or running as {}",
                     topic.name, other.id
                 ),
-            ));
+            )
+            .titled("Already running"));
         }
         let entry = Arc::new(Entry {
             id: new_id(),
@@ -284,16 +281,19 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
         ) {
             Ok(request) => request,
             Err(e) => {
-                finish(&app, &entry, Ended::Failed, None, Some(e.to_string()));
+                finish(&app, &entry, Ended::Failed, None, Some(report(&e)));
                 return;
             }
         };
         match run::execute(&app.env.engine, request).await {
             Ok(summary) => finish(&app, &entry, Ended::Succeeded, Some(summary), None),
-            Err(e @ RunError::Stopped { .. }) => {
-                finish(&app, &entry, Ended::Stopped, None, Some(e.to_string()))
+            Err(e) => {
+                let ended = match e.failure() {
+                    RunFailure::Stopped => Ended::Stopped,
+                    _ => Ended::Failed,
+                };
+                finish(&app, &entry, ended, None, Some(report(&e)))
             }
-            Err(e) => finish(&app, &entry, Ended::Failed, None, Some(e.to_string())),
         }
     });
     Ok(id)
@@ -322,5 +322,16 @@ fn finish(
     };
     app.metrics
         .record(&entry.topic, state, &entry.progress.snapshot(), seconds);
-    info!(run = %entry.id, topic = %entry.topic, state, "run ended");
+    match (ended, &entry_error(entry)) {
+        (Ended::Succeeded, _) | (_, None) => {
+            info!(run = %entry.id, topic = %entry.topic, state, "run ended")
+        }
+        (_, Some(error)) => {
+            warn!(run = %entry.id, topic = %entry.topic, state, error = %error, "run ended")
+        }
+    }
+}
+
+fn entry_error(entry: &Entry) -> Option<String> {
+    lock(&entry.record).error.clone()
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -16,10 +15,12 @@ use materializer_core::run::RunEnvironment;
 use materializer_core::source::NakadiClient;
 
 use crate::api::auth::Tokens;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ProblemKind};
 use crate::api::metrics::Metrics;
 use crate::api::models::*;
 use crate::api::registry::RunRegistry;
+use materializer_core::ErrorClass;
+use materializer_core::config::ConfigError;
 
 /// How the API serves.
 #[derive(Clone, Debug)]
@@ -33,6 +34,8 @@ pub struct ApiSettings {
     pub preview_timeout: Duration,
     /// Most sample events a preview reads from the topic's source.
     pub preview_max_events: usize,
+    /// Whether mappings may be saved back to `sql/<topic>/mapping.sql`.
+    pub allow_mapping_edits: bool,
 }
 
 /// A topic's configuration as served: the last good one, and why the newest
@@ -69,7 +72,7 @@ impl AppState {
         sql_dir: PathBuf,
         nakadi: Option<Arc<NakadiClient>>,
         settings: ApiSettings,
-    ) -> Result<Arc<AppState>, String> {
+    ) -> Result<Arc<AppState>, ConfigError> {
         let state = Arc::new(AppState {
             runs: RunRegistry::new(settings.max_concurrent_runs),
             env,
@@ -88,10 +91,9 @@ impl AppState {
 
     /// Re-reads the topic folders. A topic that no longer loads keeps its last
     /// good configuration and the reason is reported.
-    pub async fn reload(&self) -> Result<ReloadReport, String> {
-        let catalog = Catalog::load(&self.sql_dir, &self.env.engine, self.nakadi.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let catalog =
+            Catalog::load(&self.sql_dir, &self.env.engine, self.nakadi.as_deref()).await?;
         let mut view = self.topics.write().unwrap_or_else(|e| e.into_inner());
         let mut kept = Vec::new();
         let mut topics = catalog.topics;
@@ -121,19 +123,16 @@ impl AppState {
             .get(name)
             .cloned()
             .ok_or_else(|| match view.broken.get(name) {
-                Some(reason) => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Topic does not load",
-                    reason.clone(),
-                ),
+                Some(reason) => ApiError::class(ErrorClass::Config, reason.clone())
+                    .titled("Topic does not load"),
                 None => ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "Unknown topic",
+                    ProblemKind::NotFound,
                     format!(
                         "unknown topic {name:?}; topics: {}",
                         view.topics.keys().cloned().collect::<Vec<_>>().join(", ")
                     ),
-                ),
+                )
+                .titled("Unknown topic"),
             })
     }
 }

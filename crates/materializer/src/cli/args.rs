@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::cli::error::CliError;
 use materializer_core::sink::S3Settings;
 use materializer_core::source::{NakadiClient, NakadiSettings, TokenSource};
 
@@ -74,7 +75,7 @@ pub(crate) struct NakadiArgs {
 
 impl NakadiArgs {
     /// A client when a Nakadi URL is set.
-    pub(crate) fn client(&self) -> Result<Option<Arc<NakadiClient>>, String> {
+    pub(crate) fn client(&self) -> Result<Option<Arc<NakadiClient>>, CliError> {
         let Some(url) = &self.nakadi_url else {
             return Ok(None);
         };
@@ -91,9 +92,7 @@ impl NakadiArgs {
         settings.silence_timeout = Duration::from_secs(self.nakadi_silence_timeout.max(1));
         settings.max_retries = self.nakadi_max_retries;
         settings.max_backoff = Duration::from_secs(self.nakadi_max_backoff.max(1));
-        NakadiClient::new(settings)
-            .map(|c| Some(Arc::new(c)))
-            .map_err(|e| e.to_string())
+        Ok(Some(Arc::new(NakadiClient::new(settings)?)))
     }
 }
 
@@ -107,7 +106,8 @@ pub(crate) enum LogFormat {
 pub(crate) struct ServeArgs {
     /// A TOML file with any of: listen, output, recordings, api_tokens,
     /// api_token_file, max_concurrent_runs, shutdown_deadline_seconds,
-    /// preview_timeout_seconds, preview_memory_mb. Flags and environment win.
+    /// preview_timeout_seconds, preview_memory_mb, allow_mapping_edits. Flags
+    /// and environment win.
     #[arg(long, env = "MATERIALIZER_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8000].
@@ -143,24 +143,12 @@ pub(crate) struct ServeArgs {
     /// Memory (MiB) all previews together may use [default: 256].
     #[arg(long)]
     pub(crate) preview_memory_mb: Option<usize>,
+    /// Let the web console save mappings back to sql/<topic>/mapping.sql
+    /// (validated first, written atomically, the previous file kept).
+    #[arg(long, env = "MATERIALIZER_ALLOW_MAPPING_EDITS")]
+    pub(crate) allow_mapping_edits: bool,
     #[command(flatten)]
     pub(crate) s3: S3Args,
-}
-
-/// `--config` of `serve`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ServeFile {
-    pub(crate) listen: Option<String>,
-    pub(crate) output: Option<String>,
-    pub(crate) recordings: Option<PathBuf>,
-    #[serde(default)]
-    pub(crate) api_tokens: Vec<String>,
-    pub(crate) api_token_file: Option<PathBuf>,
-    pub(crate) max_concurrent_runs: Option<usize>,
-    pub(crate) shutdown_deadline_seconds: Option<u64>,
-    pub(crate) preview_timeout_seconds: Option<f64>,
-    pub(crate) preview_memory_mb: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -2,8 +2,10 @@
 
 mod args;
 mod commands;
+mod error;
 mod logging;
 mod progress;
+mod serve_settings;
 mod summary;
 
 use std::path::PathBuf;
@@ -19,9 +21,13 @@ use crate::cli::args::*;
 use crate::cli::logging::*;
 use crate::cli::progress::*;
 
+use commands::explain::explain;
 use commands::run::run_command;
 use commands::serve::serve;
+use commands::topics::topics;
 use commands::warehouse_sql::warehouse_sql;
+pub use error::CliError;
+use materializer_core::report;
 pub use summary::describe_summary;
 
 /// Materializes Nakadi event types into warehouse-ready files.
@@ -38,7 +44,8 @@ pub use summary::describe_summary;
     version,
     about,
     long_about,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = error::exit_codes_help()
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -74,99 +81,43 @@ pub(crate) enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(dispatch(cli)) {
+        .map_err(CliError::Runtime)
+        .and_then(|runtime| runtime.block_on(dispatch(cli)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(error) => {
             clear_progress_bar();
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", report(&error));
+            ExitCode::from(error.class().exit_code())
         }
     }
 }
 
-pub(crate) async fn dispatch(cli: Cli) -> Result<(), String> {
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let engine = Engine::new(EngineSettings {
         memory_limit: cli.global.memory_mb << 20,
         spill_dir: cli.global.spill_dir.clone(),
         ..EngineSettings::default()
     })
-    .map_err(|e| format!("cannot start the query engine: {e}"))?;
+    .map_err(CliError::Engine)?;
     match cli.command {
         Command::Run(args) => run_command(&engine, &cli.global, args).await,
-        Command::Explain { topic } => {
-            let catalog = load_catalog(&engine, &cli.global).await?;
-            let topic = catalog.topic(&topic).map_err(|e| e.to_string())?;
-            let mut out = String::new();
-            out.push_str(&format!(
-                "-- Columns of `events` (schema from {}):\n",
-                topic.schema.origin
-            ));
-            for field in topic.schema.events.fields() {
-                out.push_str(&format!(
-                    "--   {} {}{}\n",
-                    field.name(),
-                    field.data_type(),
-                    if field.is_nullable() { "" } else { " NOT NULL" }
-                ));
-            }
-            for warning in &topic.schema.warnings {
-                out.push_str(&format!("-- left out: {warning}\n"));
-            }
-            out.push('\n');
-            out.push_str(&topic.explain());
-            print!("{out}");
-            Ok(())
-        }
+        Command::Explain { topic } => explain(&engine, &cli.global, &topic).await,
         Command::WarehouseSql(args) => warehouse_sql(&engine, &cli.global, args).await,
         Command::Serve(args) => serve(&engine, &cli.global, args).await,
-        Command::Topics => {
-            let catalog = load_catalog(&engine, &cli.global).await?;
-            if catalog.topics.is_empty() && catalog.broken.is_empty() {
-                println!("no topics under {}", catalog.dir.display());
-            }
-            for (name, topic) in &catalog.topics {
-                println!(
-                    "{name}\n  event type      {}\n  keys            partitioning {} / ordering {}\n  output          {} {}\n  mapping         {} (output view {})",
-                    topic.event_type,
-                    topic.compaction.partitioning_key.join(", "),
-                    topic.compaction.ordering_key,
-                    topic.output.format.extension(),
-                    topic
-                        .output
-                        .location
-                        .as_deref()
-                        .unwrap_or("(run's --output)"),
-                    topic.mapping.path.display(),
-                    topic.mapping.output_view(),
-                );
-            }
-            for (name, reason) in &catalog.broken {
-                println!("{name}  DOES NOT LOAD\n  {reason}");
-            }
-            if catalog.broken.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{} topic(s) do not load", catalog.broken.len()))
-            }
-        }
+        Command::Topics => topics(&engine, &cli.global).await,
     }
 }
 
-pub(crate) async fn load_catalog(engine: &Engine, global: &GlobalArgs) -> Result<Catalog, String> {
+pub(crate) async fn load_catalog(
+    engine: &Engine,
+    global: &GlobalArgs,
+) -> Result<Catalog, CliError> {
     let nakadi = global.nakadi.client()?;
-    Catalog::load(&global.sql_dir, engine, nakadi.as_deref())
-        .await
-        .map_err(|e| e.to_string())
+    Ok(Catalog::load(&global.sql_dir, engine, nakadi.as_deref()).await?)
 }
 
 /// The settings all runs of this process share.
@@ -176,7 +127,7 @@ pub(crate) fn environment(
     output: &str,
     s3: &S3Args,
     parallelism: Option<usize>,
-) -> Result<RunEnvironment, String> {
+) -> Result<RunEnvironment, CliError> {
     Ok(RunEnvironment {
         engine: engine.clone(),
         nakadi: global.nakadi.client()?,

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("cannot read the token file {path}: {source}")]
+    #[error("cannot read the token file {path}")]
     File {
         path: String,
         #[source]

@@ -118,6 +118,23 @@ impl NakadiError {
             _ => false,
         }
     }
+
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            NakadiError::Unauthorized { .. }
+            | NakadiError::Forbidden { .. }
+            | NakadiError::NotFound { .. }
+            | NakadiError::Unprocessable { .. }
+            | NakadiError::Auth(_) => ErrorClass::Config,
+            NakadiError::CursorExpired { .. } => ErrorClass::Data,
+            NakadiError::NoFreeSlot { .. } => ErrorClass::Conflict,
+            NakadiError::Status { .. }
+            | NakadiError::Transport { .. }
+            | NakadiError::GaveUp { .. }
+            | NakadiError::Protocol { .. } => ErrorClass::SourceUnavailable,
+        }
+    }
 }
 
 /// An answer that asks to wait (429/503 with `Retry-After`).
@@ -315,7 +332,7 @@ impl NakadiClient {
                         return Err(NakadiError::GaveUp {
                             what: what.to_string(),
                             attempts: failures,
-                            last: refused.error.to_string(),
+                            last: crate::error::report(&refused.error),
                         });
                     }
                     let pause = self.backoff(failures, refused.retry_after);

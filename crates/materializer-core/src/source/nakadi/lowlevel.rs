@@ -73,7 +73,7 @@ async fn read_partition(
                 Err(i) => i,
             },
             Err(refused) if refused.error.is_retryable() => Interruption::Resume {
-                reason: refused.error.to_string(),
+                reason: crate::error::report(&refused.error),
                 retry_after: refused.retry_after,
             },
             Err(refused) => return Err(source_error(&range.partition, refused.error)),
@@ -190,8 +190,8 @@ async fn deliver(
 }
 
 fn source_error(partition: &str, error: NakadiError) -> SourceError {
-    SourceError::Nakadi {
-        partition: Some(partition.to_string()),
+    SourceError::NakadiPartition {
+        partition: partition.to_string(),
         source: error,
     }
 }

@@ -77,9 +77,12 @@ impl Drop for SubscriptionReader {
 }
 
 fn nakadi(partition: Option<&str>, source: NakadiError) -> SourceError {
-    SourceError::Nakadi {
-        partition: partition.map(String::from),
-        source,
+    match partition {
+        Some(partition) => SourceError::NakadiPartition {
+            partition: partition.to_string(),
+            source,
+        },
+        None => SourceError::Nakadi(source),
     }
 }
 

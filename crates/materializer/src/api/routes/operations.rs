@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::error::{ApiError, Problem, ProblemKind};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
@@ -50,4 +54,46 @@ pub(crate) async fn openapi_json(
     State(app): State<Arc<AppState>>,
 ) -> Json<utoipa::openapi::OpenApi> {
     Json(app.openapi.get().cloned().unwrap_or_default())
+}
+
+/// A kind of problem the API answers (the `type` of its problem documents).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ProblemDescription {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    /// The HTTP status answers of this kind usually have.
+    pub status: u16,
+    pub description: String,
+    /// For failures of runs: the exit code of `materializer run` for the same failure.
+    pub exit_code: Option<u8>,
+    /// Whether trying again without changing anything may succeed.
+    pub retryable: Option<bool>,
+}
+
+/// What a problem `type` means and what to do about it.
+#[utoipa::path(
+    get,
+    path = "/problems/{kind}",
+    tag = "operations",
+    params(("kind" = String, Path, description = "The last part of a problem's `type`, e.g. `source-unavailable`")),
+    responses((status = 200, body = ProblemDescription), (status = 404, body = Problem))
+)]
+pub(crate) async fn describe_problem(
+    Path(kind): Path<String>,
+) -> Result<Json<ProblemDescription>, ApiError> {
+    let kind = ProblemKind::from_slug(&kind)
+        .ok_or_else(|| ApiError::new(ProblemKind::NotFound, format!("no problem type {kind:?}")))?;
+    let class = match kind {
+        ProblemKind::Engine(class) => Some(class),
+        _ => None,
+    };
+    Ok(Json(ProblemDescription {
+        kind: kind.uri(),
+        title: kind.title().to_string(),
+        status: kind.status().as_u16(),
+        description: kind.description().to_string(),
+        exit_code: class.map(|c| c.exit_code()),
+        retryable: class.map(|c| c.retryable()),
+    }))
 }

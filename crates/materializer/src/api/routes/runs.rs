@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use materializer_core::config::Topic;
 use materializer_core::run::Ledger;
 
-use crate::api::error::{ApiError, Problem};
+use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
 use crate::api::registry::{self};
 use crate::api::state::AppState;
@@ -37,11 +37,10 @@ pub(crate) async fn trigger_run(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     if app.shutdown.is_cancelled() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Shutting down",
-            "the server is shutting down",
-        ));
+        return Err(
+            ApiError::new(ProblemKind::Unavailable, "the server is shutting down")
+                .titled("Shutting down"),
+        );
     }
     let topic = app.topic(&name)?;
     let id = registry::start(&app, topic)?;
@@ -84,11 +83,7 @@ pub(crate) async fn get_run(
     {
         return Ok(Json(view));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "Unknown run",
-        format!("no run {id:?}"),
-    ))
+    Err(ApiError::new(ProblemKind::NotFound, format!("no run {id:?}")).titled("Unknown run"))
 }
 
 pub(crate) async fn committed_run(
@@ -96,23 +91,8 @@ pub(crate) async fn committed_run(
     topic: &Topic,
     seq: u64,
 ) -> Result<Option<RunView>, ApiError> {
-    let output = app.env.output(topic).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Output not available",
-            e.to_string(),
-        )
-    })?;
-    let manifest = Ledger::new(output, &topic.name)
-        .manifest(seq)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "Output not readable",
-                format!("topic {}: {e}", topic.name),
-            )
-        })?;
+    let output = app.env.output(topic)?;
+    let manifest = Ledger::new(output, &topic.name).manifest(seq).await?;
     Ok(manifest.map(|m| RunView::from_manifest(&m)))
 }
 
@@ -135,29 +115,16 @@ pub(crate) async fn list_runs(
     let limit = query.limit.unwrap_or(20).clamp(1, 1000);
     let mut views = app.runs.views_of(&name);
     let known: std::collections::HashSet<u64> = views.iter().filter_map(|v| v.sequence).collect();
-    let output = app.env.output(&topic).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Output not available",
-            e.to_string(),
-        )
-    })?;
+    let output = app.env.output(&topic)?;
     let ledger = Ledger::new(output, &topic.name);
-    let unreadable = |e: materializer_core::run::LedgerError| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "Output not readable",
-            format!("topic {}: {e}", topic.name),
-        )
-    };
-    let sequences = ledger.committed_sequences().await.map_err(unreadable)?;
+    let sequences = ledger.committed_sequences().await?;
     for seq in sequences
         .into_iter()
         .rev()
         .filter(|s| !known.contains(s))
         .take(limit)
     {
-        if let Some(manifest) = ledger.manifest(seq).await.map_err(unreadable)? {
+        if let Some(manifest) = ledger.manifest(seq).await? {
             views.push(RunView::from_manifest(&manifest));
         }
     }

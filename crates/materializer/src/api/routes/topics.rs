@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 
 use crate::api::error::{ApiError, Problem};
 use crate::api::models::*;
@@ -105,5 +104,5 @@ pub(crate) async fn reload(
     app.reload()
         .await
         .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Reload failed", e))
+        .map_err(|e| ApiError::from(e).titled("Reload failed"))
 }

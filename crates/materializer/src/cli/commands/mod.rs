@@ -1,5 +1,7 @@
 //! One file per subcommand.
 
+pub mod explain;
 pub mod run;
 pub mod serve;
+pub mod topics;
 pub mod warehouse_sql;

@@ -9,6 +9,7 @@ use materializer_core::mapping::Engine;
 use materializer_core::run::{self, Progress};
 
 use crate::cli::args::*;
+use crate::cli::error::CliError;
 use crate::cli::progress::*;
 use crate::cli::summary::*;
 use crate::cli::{environment, load_catalog};
@@ -17,20 +18,18 @@ pub(crate) async fn run_command(
     engine: &Engine,
     global: &GlobalArgs,
     args: RunArgs,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let catalog = load_catalog(engine, global).await?;
-    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
+    let topic = catalog.topic(&args.topic)?;
     let env = environment(engine, global, &args.output, &args.s3, args.parallelism)?;
     let progress = Arc::new(Progress::default());
     let cancel = CancellationToken::new();
-    let request = env
-        .request(
-            topic.clone(),
-            args.source.as_deref(),
-            progress.clone(),
-            cancel.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+    let request = env.request(
+        topic.clone(),
+        args.source.as_deref(),
+        progress.clone(),
+        cancel.clone(),
+    )?;
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             cancel.cancel();
@@ -44,11 +43,11 @@ pub(crate) async fn run_command(
         ticker.abort();
     }
     clear_progress_bar();
-    let summary = result.map_err(|e| e.to_string())?;
+    let summary = result?;
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(&summary).map_err(CliError::Json)?
         );
     } else {
         print!("{}", describe_summary(&summary));

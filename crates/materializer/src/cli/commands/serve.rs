@@ -1,57 +1,40 @@
 //! `materializer serve`: the HTTP API.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
 use materializer_core::mapping::{Engine, EngineSettings};
 
+use crate::api::auth::Tokens;
 use crate::cli::args::*;
 use crate::cli::environment;
+use crate::cli::error::CliError;
+use crate::cli::serve_settings::{ServeFile, ServeSettings};
 
 /// `materializer serve`.
 pub(crate) async fn serve(
     engine: &Engine,
     global: &GlobalArgs,
     args: ServeArgs,
-) -> Result<(), String> {
-    let file: ServeFile = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+) -> Result<(), CliError> {
+    let file = match &args.config {
+        Some(path) => ServeFile::read(path)?,
         None => ServeFile::default(),
     };
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:8000".into());
-    let output = args.output.or(file.output).unwrap_or_else(|| "out".into());
-    let recordings = args
-        .recordings
-        .or(file.recordings)
-        .unwrap_or_else(|| PathBuf::from("fixtures/recorded"));
-    let token_list = if args.api_tokens.is_empty() {
-        file.api_tokens
-    } else {
-        args.api_tokens
-    };
-    let tokens = crate::api::auth::Tokens::load(
-        &token_list,
-        args.api_token_file.or(file.api_token_file).as_ref(),
-    )?;
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let settings = ServeSettings::resolve(&args, file)?;
+    let tokens = Tokens::load(&settings.api_tokens, settings.api_token_file.as_ref())?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| CliError::Listen {
+            address: settings.listen.clone(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| CliError::Listen {
+        address: settings.listen.clone(),
+        source,
+    })?;
     if tokens.is_empty() {
         if !crate::api::is_loopback(&address) {
-            return Err(format!(
-                "refusing to serve on {address} without API tokens: set --api-token or --api-token-file, \
-                 or listen on a loopback address"
-            ));
+            return Err(CliError::NoTokens { address });
         }
         tracing::warn!(
             "NO API TOKENS: anyone on this machine can trigger and stop runs ({address} is loopback only)"
@@ -60,35 +43,21 @@ pub(crate) async fn serve(
             "WARNING: serving without API tokens; anyone on this machine can trigger and stop runs."
         );
     }
-    let mut env = environment(engine, global, &output, &args.s3, None)?;
-    env.recordings = recordings;
+    let mut env = environment(engine, global, &settings.output, &args.s3, None)?;
+    env.recordings = settings.recordings.clone();
     let preview_engine = Engine::new(EngineSettings {
-        memory_limit: args
-            .preview_memory_mb
-            .or(file.preview_memory_mb)
-            .unwrap_or(256)
-            << 20,
+        memory_limit: settings.preview_memory_mb << 20,
         spill_dir: global.spill_dir.clone(),
         ..EngineSettings::default()
     })
-    .map_err(|e| e.to_string())?;
-    let settings = crate::api::ApiSettings {
+    .map_err(CliError::Engine)?;
+    let api_settings = crate::api::ApiSettings {
         tokens,
-        max_concurrent_runs: args
-            .max_concurrent_runs
-            .or(file.max_concurrent_runs)
-            .unwrap_or(2),
-        shutdown_deadline: Duration::from_secs(
-            args.shutdown_deadline
-                .or(file.shutdown_deadline_seconds)
-                .unwrap_or(60),
-        ),
-        preview_timeout: Duration::from_secs_f64(
-            args.preview_timeout
-                .or(file.preview_timeout_seconds)
-                .unwrap_or(5.0),
-        ),
-        preview_max_events: 1000,
+        max_concurrent_runs: settings.max_concurrent_runs,
+        shutdown_deadline: settings.shutdown_deadline,
+        preview_timeout: settings.preview_timeout,
+        preview_max_events: settings.preview_max_events,
+        allow_mapping_edits: settings.allow_mapping_edits,
     };
     let nakadi = global.nakadi.client()?;
     let app = crate::api::AppState::new(
@@ -96,7 +65,7 @@ pub(crate) async fn serve(
         preview_engine,
         global.sql_dir.clone(),
         nakadi,
-        settings,
+        api_settings,
     )
     .await?;
     let stop = CancellationToken::new();
@@ -127,7 +96,9 @@ pub(crate) async fn serve(
                         broken = report.broken.len(),
                         "reloaded on SIGHUP"
                     ),
-                    Err(e) => tracing::error!(error = %e, "reload on SIGHUP failed"),
+                    Err(e) => {
+                        tracing::error!(error = %materializer_core::report(&e), "reload on SIGHUP failed")
+                    }
                 }
             }
         });
@@ -135,5 +106,5 @@ pub(crate) async fn serve(
     println!("materializer API on http://{address} (OpenAPI description at /openapi.json)");
     crate::api::serve(app, listener, stop)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(CliError::Serve)
 }

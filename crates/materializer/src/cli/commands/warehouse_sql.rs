@@ -6,6 +6,7 @@ use materializer_core::mapping::Engine;
 use materializer_core::sink::OutputLocation;
 
 use crate::cli::args::*;
+use crate::cli::error::CliError;
 use crate::cli::load_catalog;
 
 /// `materializer warehouse-sql`.
@@ -13,17 +14,17 @@ pub(crate) async fn warehouse_sql(
     engine: &Engine,
     global: &GlobalArgs,
     args: WarehouseArgs,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     use materializer_core::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
     let catalog = load_catalog(engine, global).await?;
-    let topic = catalog.topic(&args.topic).map_err(|e| e.to_string())?;
+    let topic = catalog.topic(&args.topic)?;
     let dialect = match args.dialect {
         DialectArg::Postgres => Dialect::Postgres,
         DialectArg::Redshift => Dialect::Redshift,
         DialectArg::Oracle => Dialect::Oracle,
     };
     let Some(sequence) = args.run else {
-        print!("{}", setup_sql(&topic, dialect).map_err(|e| e.to_string())?);
+        print!("{}", setup_sql(&topic, dialect)?);
         return Ok(());
     };
     let location = topic
@@ -31,18 +32,15 @@ pub(crate) async fn warehouse_sql(
         .location
         .clone()
         .unwrap_or_else(|| args.output.clone());
-    let output =
-        OutputLocation::parse(&location, &args.s3.settings()).map_err(|e| e.to_string())?;
+    let output = OutputLocation::parse(&location, &args.s3.settings())?;
     let ledger = materializer_core::run::Ledger::new(output.clone(), &topic.name);
     let manifest = ledger
         .manifest(sequence)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "run {sequence} of topic {} is not committed under {}",
-                topic.name, output.url
-            )
+        .await?
+        .ok_or_else(|| CliError::NotCommitted {
+            topic: topic.name.clone(),
+            sequence,
+            output: output.url.clone(),
         })?;
     let topic_url = format!("{}/{}", output.url.trim_end_matches('/'), topic.name);
     let folder = topic_url.strip_prefix("file://").map(PathBuf::from);
@@ -50,9 +48,6 @@ pub(crate) async fn warehouse_sql(
         Some(folder) => FilePlace::Folder(folder),
         None => FilePlace::Url(&topic_url),
     };
-    print!(
-        "{}",
-        load_run_sql(&topic, dialect, &manifest, place).map_err(|e| e.to_string())?
-    );
+    print!("{}", load_run_sql(&topic, dialect, &manifest, place)?);
     Ok(())
 }
