@@ -31,4 +31,12 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 fi
 
+# Formatting and lints first: they fail in seconds where the tests take minutes.
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+# The product build must not carry the crash-test failpoints.
+if cargo tree --locked -p materializer -e features --edges normal 2>/dev/null | grep -q 'failpoints'; then
+    echo "the product build enables the failpoints feature" >&2
+    exit 1
+fi
 cargo test --locked --workspace --all-targets "$@"

@@ -230,7 +230,7 @@ impl Generator {
         self.stats.articles += 1;
         Article {
             id,
-            brand: *r.pick(&BRANDS),
+            brand: BRANDS[r.below(BRANDS.len() as u64) as usize],
             model: format!(
                 "{} {}{}",
                 r.pick(&WORDS_A),

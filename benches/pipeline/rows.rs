@@ -69,13 +69,13 @@ pub fn fingerprint_files(files: &[PathBuf], parquet: bool) -> Result<Fingerprint
     for path in files {
         let path = path.as_path();
         let batches = if parquet {
-            read_parquet(&path)?
+            read_parquet(path)?
         } else {
-            read_csv(&path)?
+            read_csv(path)?
         };
         for batch in batches {
             let batch = batch.map_err(|e| format!("{}: {e}", path.display()))?;
-            add_batch(&mut print, &batch, &path)?;
+            add_batch(&mut print, &batch, path)?;
         }
     }
     Ok(print)

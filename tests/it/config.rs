@@ -91,7 +91,7 @@ async fn keys_must_be_columns_of_the_events() {
     .await;
     assert_eq!(
         err,
-        "article-stock-changed/topic.toml: ordering_key \"revision\" is not a column of the events \
+        "article-stock-changed/topic.toml:9:16: ordering_key \"revision\" is not a column of the events \
          (columns: metadata, article_id, brand, model, version, available_qty; nested fields as parent.child)"
     );
     let err = load_error(|d| {
@@ -158,5 +158,69 @@ async fn a_schema_that_is_not_json_is_named() {
     assert_eq!(
         err,
         "article-stock-changed/schema.json: not valid JSON: EOF while parsing a value at line 1 column 9"
+    );
+}
+
+#[tokio::test]
+async fn settings_that_name_columns_point_at_their_line_and_column() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "partitioning_key = \"article_id\"",
+            "partitioning_key = [\"article_id\", \"shop\"]",
+        )
+    })
+    .await;
+    assert!(
+        err.starts_with(
+            "article-stock-changed/topic.toml:7:35: partitioning_key \"shop\" is not a column"
+        ),
+        "{err}"
+    );
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "format = \"csv\"",
+            "format = \"csv\"\npartition_by = [\"brand\", \"color\"]",
+        )
+    })
+    .await;
+    assert!(
+        err.starts_with(
+            "article-stock-changed/topic.toml:13:26: output.partition_by names \"color\", which is not an output column"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_section_needs_the_subscription_mode_and_back() {
+    let err = load_error(|d| {
+        let path = d.join("topic.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{text}\n[source]\nmode = \"subscription\"\n"),
+        )
+        .unwrap();
+    })
+    .await;
+    assert!(
+        err.starts_with("article-stock-changed/topic.toml:14:1: source.mode = \"subscription\" needs a [source.subscription] section"),
+        "{err}"
+    );
+    let err = load_error(|d| {
+        let path = d.join("topic.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{text}\n[source.subscription]\nowning_application = \"dwh\"\n"),
+        )
+        .unwrap();
+    })
+    .await;
+    assert!(
+        err.contains("[source.subscription] is set but source.mode is \"cursors\""),
+        "{err}"
     );
 }

@@ -815,9 +815,9 @@ async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
         }
     };
     // The mapping reads metadata.occurred_at and metadata.eid (both required anyway).
-    assert_eq!(fields(&topic.schema.read_payload), ["eid", "occurred_at"]);
+    assert_eq!(fields(&topic.schema().read_payload), ["eid", "occurred_at"]);
     // The declared table keeps all of Nakadi's metadata (previews, GET /topics).
-    assert_eq!(fields(&topic.schema.payload).len(), 10);
+    assert_eq!(fields(&topic.schema().payload).len(), 10);
     // A mapping that selects metadata whole decodes it whole.
     let to = ws.sql().join("article-stock-meta");
     crate::support::copy_dir(&ws.sql().join("article-stock-changed"), &to);
@@ -829,7 +829,7 @@ async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
     let catalog = ws.catalog().await;
     let topic = catalog.topic("article-stock-meta").unwrap();
     assert_eq!(
-        fields(&topic.schema.read_payload),
+        fields(&topic.schema().read_payload),
         ["eid", "occurred_at", "received_at", "flow_id"]
     );
 }

@@ -1,5 +1,8 @@
 //! Integration tests: whole runs through the public surface.
 
+// A test that meets an unexpected error should stop right there, loudly.
+#![allow(clippy::unwrap_used)]
+
 mod servers;
 mod support;
 

@@ -672,10 +672,10 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         .await
         .unwrap();
     let topic = online.topic(TOPIC).unwrap();
-    assert_eq!(topic.schema.events, with_file.schema.events);
+    assert_eq!(topic.schema().events, with_file.schema().events);
     assert_eq!(
-        topic.schema.origin,
+        topic.schema().origin,
         format!("Nakadi event type {EVENT_TYPE} at {}", live.url)
     );
-    assert!(topic.schema.events.field_with_name("metadata").is_ok());
+    assert!(topic.schema().events.field_with_name("metadata").is_ok());
 }

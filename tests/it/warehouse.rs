@@ -432,7 +432,7 @@ async fn parquet_output_holds_the_same_rows_as_csv() {
         for f in &csv_files {
             let mut rows = parse_csv(&ws.read_out(f));
             rows.remove(0);
-            csv_rows.extend(rows.into_iter().map(|r| normalize_csv_row(r)));
+            csv_rows.extend(rows.into_iter().map(normalize_csv_row));
         }
         csv_rows.sort();
 

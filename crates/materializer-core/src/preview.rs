@@ -108,28 +108,28 @@ pub async fn preview(
         Some(text) => {
             let mapping = Mapping::parse(Path::new(DRAFT_NAME), text)?;
             let schema = mapping
-                .validate(engine, topic.schema.events.clone())
+                .validate(engine, topic.schema().events.clone())
                 .await?;
-            if topic.output.format == Format::Csv {
+            if topic.output().format == Format::Csv {
                 mapping.check_flat(&schema)?;
             }
             (mapping, schema)
         }
-        None => (topic.mapping.clone(), topic.output_schema.clone()),
+        None => (topic.mapping().clone(), topic.output_schema().clone()),
     };
     let (batches, rejected) = decode(topic, events)?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let state = KeyState {
         schema: topic
-            .compaction
-            .key_state_schema(&topic.schema.payload)
+            .compaction()
+            .key_state_schema(&topic.schema().payload)
             .ok_or_else(|| {
                 DataFusionError::Plan("the key columns are missing from the schema".into())
             })?,
         batches: Vec::new(),
     };
     let (main, correction) =
-        classify(&topic.compaction, batches, &state).map_err(DataFusionError::from)?;
+        classify(topic.compaction(), batches, &state).map_err(DataFusionError::from)?;
     let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
     let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
     let main = apply(engine, topic, &mapping, &output_schema, main).await?;
@@ -176,15 +176,15 @@ fn decode(
         )))
     })?;
     let mut decoder = PartitionDecoder::new(
-        topic.schema.payload.clone(),
-        topic.schema.events.clone(),
+        topic.schema().payload.clone(),
+        topic.schema().events.clone(),
         Arc::from("preview"),
         RequiredKeys {
             paths: topic
-                .compaction
+                .compaction()
                 .partitioning_key
                 .iter()
-                .chain([&topic.compaction.ordering_key])
+                .chain([&topic.compaction().ordering_key])
                 .cloned()
                 .collect(),
         },
@@ -211,7 +211,7 @@ async fn apply(
     events: Vec<RecordBatch>,
 ) -> Result<PreviewTable, PreviewError> {
     let ctx = engine.session();
-    let table = MemTable::try_new(topic.schema.events.clone(), vec![events])?;
+    let table = MemTable::try_new(topic.schema().events.clone(), vec![events])?;
     let frame = mapping.apply(&ctx, Arc::new(table)).await?;
     let batches: Vec<RecordBatch> =
         futures::TryStreamExt::try_collect(crate::mapping::engine::execute(frame).await?).await?;

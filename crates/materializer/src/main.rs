@@ -11,6 +11,7 @@ fn main() -> ExitCode {
 /// events); keeping them in the heap lets the next chunk reuse them. Two
 /// arenas, rather than one per thread, keep what the heap holds bounded.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
 fn keep_freed_memory() {
     // SAFETY: mallopt only sets allocator parameters; no thread runs yet.
     unsafe {

@@ -202,10 +202,12 @@ mod tests {
 
     #[test]
     fn cursors_name_the_last_event_read() {
-        let mut log = PartitionLog::default();
-        log.events = (0..5)
-            .map(|i| Bytes::from(format!("{{\"n\":{i}}}")))
-            .collect();
+        let mut log = PartitionLog {
+            first: 0,
+            events: (0..5)
+                .map(|i| Bytes::from(format!("{{\"n\":{i}}}")))
+                .collect(),
+        };
         assert_eq!(log.start_after("BEGIN"), Ok(0));
         assert_eq!(log.start_after(&offset_of(2)), Ok(3));
         assert_eq!(log.start_after(&offset_of(4)), Ok(5));

@@ -237,7 +237,7 @@ impl Column {
     }
 
     /// Appends the JSON value at the cursor; `null` only where `nullable`.
-    fn value(&mut self, c: &mut Cursor, nullable: bool, depth: usize) -> Step {
+    fn value(&mut self, c: &mut Cursor<'_>, nullable: bool, depth: usize) -> Step {
         if c.peek()? == b'n' {
             c.literal(b"null")?;
             if !nullable {
@@ -437,7 +437,7 @@ impl StructColumn {
     }
 
     /// Appends the JSON object at the cursor as one row.
-    fn object(&mut self, c: &mut Cursor, depth: usize) -> Step {
+    fn object(&mut self, c: &mut Cursor<'_>, depth: usize) -> Step {
         if depth > MAX_DEPTH {
             return Err(GiveUp);
         }
@@ -555,7 +555,7 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl ListColumn {
-    fn array(&mut self, c: &mut Cursor, depth: usize) -> Step {
+    fn array(&mut self, c: &mut Cursor<'_>, depth: usize) -> Step {
         if depth > MAX_DEPTH {
             return Err(GiveUp);
         }

@@ -243,9 +243,9 @@ impl PartitionDecoder {
             let end = framed.offset.clone();
             framed
                 .retain_between(previous, &end)
-                .map_err(|message| DecodeError::Framing {
+                .map_err(|e| DecodeError::Framing {
                     at: batch.origin_or_unknown().to_string(),
-                    message,
+                    message: e.to_string(),
                 })?;
         }
         self.push_framed(&framed)

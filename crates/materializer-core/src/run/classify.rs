@@ -154,7 +154,7 @@ pub fn classes(
     )?;
     let ordering_converter = RowConverter::new(vec![SortField::new(ordering.data_type().clone())])?;
     let event_keys = key_converter.convert_columns(&key_columns)?;
-    let event_ordering = ordering_converter.convert_columns(&[ordering.clone()])?;
+    let event_ordering = ordering_converter.convert_columns(std::slice::from_ref(&ordering))?;
     let (state_keys, state_ordering) = state_rows(state, &key_converter, &ordering_converter)?;
 
     let events = Events {
@@ -206,6 +206,8 @@ impl<N: Fn(usize) -> bool, V: Fn(usize) -> bool> Events<N, V> {
         let ordering_of = |i: usize| (self.has_ordering)(i).then(|| ordering(i));
         let mut classes = vec![Class::Superseded; self.n];
         let mut histories: HashMap<K, KeyHistory<O>, RandomState> = HashMap::default();
+        // `i` is the event's position in every column and in `classes`.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..self.n {
             let key = key(i);
             let own = ordering_of(i);

@@ -38,14 +38,14 @@ impl Run<'_> {
         Manifest {
             format_version: 1,
             topic: self.name(),
-            event_type: self.topic.event_type.clone(),
+            event_type: self.topic.event_type().to_string(),
             sequence: plan.sequence,
-            run_id: format!("{}-{}", self.topic.name, plan.sequence),
+            run_id: format!("{}-{}", self.topic.name(), plan.sequence),
             attempt: self.attempt.clone(),
             started_at: self.started_at,
             committed_at: Utc::now(),
-            fingerprint: self.topic.fingerprint.clone(),
-            output_format: self.topic.output.format,
+            fingerprint: self.topic.fingerprint().to_string(),
+            output_format: self.topic.output().format,
             partitions: plan
                 .partitions
                 .iter()

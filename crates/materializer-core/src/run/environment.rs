@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Progress, RunRequest};
-use crate::config::{SourceMode, Topic};
+use crate::config::Topic;
 use crate::mapping::Engine;
 use crate::sink::{OutputLocation, S3Settings, SinkError};
 use crate::source::{
@@ -62,25 +62,24 @@ impl RunEnvironment {
     pub fn source(&self, topic: &Topic, recording: Option<&Path>) -> Result<Source, SetupError> {
         match (recording, &self.nakadi) {
             (None, Some(client)) => Ok(Source::Nakadi(NakadiSource {
-                subscription: match (topic.source.mode, &topic.source.subscription) {
-                    (SourceMode::Subscription, Some(settings)) => Some(SubscriptionReader::new(
+                subscription: topic.source().subscription().map(|settings| {
+                    SubscriptionReader::new(
                         client.clone(),
-                        topic.event_type.clone(),
+                        topic.event_type().to_string(),
                         settings.clone(),
-                    )),
-                    _ => None,
-                },
+                    )
+                }),
                 client: client.clone(),
-                event_type: topic.event_type.clone(),
+                event_type: topic.event_type().to_string(),
             })),
             (path, _) => {
                 let path = path
                     .map(Path::to_path_buf)
-                    .unwrap_or_else(|| self.recordings.join(&topic.name));
+                    .unwrap_or_else(|| self.recordings.join(topic.name()));
                 RecordedSource::open(&path)
                     .map(Source::Recorded)
                     .map_err(|source| SetupError::Source {
-                        topic: topic.name.clone(),
+                        topic: topic.name().to_string(),
                         source,
                     })
             }
@@ -103,12 +102,12 @@ impl RunEnvironment {
     /// Where a topic's files go.
     pub fn output(&self, topic: &Topic) -> Result<OutputLocation, SetupError> {
         let location = topic
-            .output
+            .output()
             .location
             .clone()
             .unwrap_or_else(|| self.output.clone());
         OutputLocation::parse(&location, &self.s3).map_err(|source| SetupError::Output {
-            topic: topic.name.clone(),
+            topic: topic.name().to_string(),
             source,
         })
     }

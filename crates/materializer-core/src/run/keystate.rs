@@ -72,8 +72,8 @@ impl KeyState {
         file: Option<&StateFile>,
     ) -> Result<KeyState, KeyStateError> {
         let schema = topic
-            .compaction
-            .key_state_schema(&topic.schema.payload)
+            .compaction()
+            .key_state_schema(&topic.schema().payload)
             .ok_or(KeyStateError::Schema)?;
         let Some(file) = file else {
             return Ok(KeyState {
@@ -114,6 +114,7 @@ impl KeyState {
     }
 
     /// This state with the run's MAIN versions merged in, written to the store.
+    #[allow(clippy::too_many_arguments)]
     pub async fn write_merged(
         &self,
         engine: &Engine,
@@ -131,7 +132,7 @@ impl KeyState {
             Arc::new(MemTable::try_new(self.schema.clone(), vec![versions])?),
         )?;
         let mut stream =
-            crate::mapping::engine::execute(ctx.sql(&topic.compaction.merge_state_sql()).await?)
+            crate::mapping::engine::execute(ctx.sql(&topic.compaction().merge_state_sql()).await?)
                 .await?;
         let path: Path = layout
             .root()

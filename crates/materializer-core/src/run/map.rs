@@ -52,7 +52,7 @@ impl Run<'_> {
             let Some(done) = tasks.join_next().await else {
                 break;
             };
-            let output = done.map_err(|e| RunFailure::Internal(e))??;
+            let output = done.map_err(RunFailure::Internal)??;
             outputs.push(output);
         }
         outputs.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
@@ -95,7 +95,7 @@ impl Mapper {
             partition: partition.clone(),
             source,
         };
-        let events_schema = self.topic.schema.read_events.clone();
+        let events_schema = self.topic.schema().read_events.clone();
         let classes = self.classify(&part, &query_error)?;
         let (main_input, correction_events) = match &classes {
             Some(classes) => (
@@ -176,7 +176,7 @@ impl Mapper {
         let ctx = self.engine.session();
         let frame = self
             .topic
-            .mapping
+            .mapping()
             .apply(&ctx, Arc::new(table))
             .await
             .map_err(mapping_error)?;
@@ -189,7 +189,7 @@ impl Mapper {
         &self,
         events: mpsc::Receiver<RecordBatch>,
     ) -> Result<StreamingTable, DataFusionError> {
-        let schema = self.topic.schema.read_events.clone();
+        let schema = self.topic.schema().read_events.clone();
         StreamingTable::try_new(
             schema.clone(),
             vec![Arc::new(PassedEvents::new(schema, events))],
@@ -220,11 +220,11 @@ impl Mapper {
         part: &DecodedPartition,
         query_error: &impl Fn(DataFusionError) -> RunFailure,
     ) -> Result<Option<Arc<[Class]>>, RunFailure> {
-        if !self.topic.compaction.compact || part.rows == 0 {
+        if !self.topic.compaction().compact || part.rows == 0 {
             return Ok(None);
         }
         let keys: Vec<Vec<ArrayRef>> = part.keys.iter().map(|b| b.columns().to_vec()).collect();
-        let classes = classes(&self.topic.compaction, &keys, &self.state)
+        let classes = classes(self.topic.compaction(), &keys, &self.state)
             .map_err(|e| query_error(e.into()))?;
         Ok(Some(classes.into()))
     }
@@ -306,7 +306,7 @@ impl MainWriters {
         &mut self,
         joined: Result<(String, Result<Vec<WrittenFile>, RunFailure>), tokio::task::JoinError>,
     ) -> Result<(), RunFailure> {
-        let (partition, result) = joined.map_err(|e| RunFailure::Internal(e))?;
+        let (partition, result) = joined.map_err(RunFailure::Internal)?;
         self.written.insert(partition, result?);
         Ok(())
     }

@@ -114,13 +114,13 @@ pub struct Timings {
 
 /// Runs one topic once: from its committed cursors to the newest offsets.
 pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary, RunError> {
-    let _lock = TopicLock::acquire(&request.output, &request.topic.name)
-        .map_err(|failure| RunError::new(request.topic.name.clone(), failure))?;
+    let _lock = TopicLock::acquire(&request.output, request.topic.name())
+        .map_err(|failure| RunError::new(request.topic.name().to_string(), failure))?;
     let started = Instant::now();
     let run = Run {
         engine,
         topic: &request.topic,
-        ledger: Ledger::new(request.output.clone(), &request.topic.name),
+        ledger: Ledger::new(request.output.clone(), request.topic.name()),
         request: &request,
         started_at: Utc::now(),
         attempt: format!("{:016x}", rand::random::<u64>()),
@@ -132,7 +132,7 @@ pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary,
             summary.seconds = started.elapsed().as_secs_f64();
             Ok(summary)
         }
-        Err(failure) => Err(RunError::new(request.topic.name.clone(), failure)),
+        Err(failure) => Err(RunError::new(request.topic.name().to_string(), failure)),
     }
 }
 
@@ -148,7 +148,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn name(&self) -> String {
-        self.topic.name.clone()
+        self.topic.name().to_string()
     }
 
     async fn go(&self) -> Result<RunSummary, RunFailure> {
@@ -162,7 +162,7 @@ impl Run<'_> {
         progress.set_stage(Stage::Planning);
         let Some((plan, resumed, committed)) = self.plan().await? else {
             let latest = self.ledger.latest().await?;
-            info!(topic = %self.topic.name, "nothing new since the last committed run");
+            info!(topic = %self.topic.name(), "nothing new since the last committed run");
             return Ok(RunSummary {
                 topic: self.name(),
                 outcome: Outcome::NothingNew,
@@ -190,7 +190,7 @@ impl Run<'_> {
             .filter(|r| !r.is_empty())
             .collect();
         info!(
-            topic = %self.topic.name,
+            topic = %self.topic.name(),
             sequence = plan.sequence,
             partitions = ranges.len(),
             resumed,
@@ -219,7 +219,8 @@ impl Run<'_> {
         // open per partition fits half the memory budget (all are open at once).
         let writers_fit = ranges.len() * OPEN_FILE_BYTES <= self.engine.settings().memory_limit / 2;
         let mut writers =
-            if !self.topic.compaction.compact && writers_fit && mapper.reads_events_once().await? {
+            if !self.topic.compaction().compact && writers_fit && mapper.reads_events_once().await?
+            {
                 Some(MainWriters::new(mapper.clone()))
             } else {
                 None
@@ -269,7 +270,7 @@ impl Run<'_> {
         let manifest = self.manifest(&plan, outputs, state_file);
         self.ledger.commit(&manifest).await?;
         failpoint("committed");
-        info!(topic = %self.topic.name, sequence = manifest.sequence, files = manifest.files.len(), "run committed");
+        info!(topic = %self.topic.name(), sequence = manifest.sequence, files = manifest.files.len(), "run committed");
         self.ledger.post_commit(&manifest).await?;
         failpoint("post-committed");
         self.request

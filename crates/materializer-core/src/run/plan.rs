@@ -17,7 +17,7 @@ impl Run<'_> {
         if let Some(manifest) = &committed
             && !self.ledger.post_commit_done(manifest).await?
         {
-            info!(topic = %self.topic.name, sequence = manifest.sequence, "completing the post-commit steps of the last run");
+            info!(topic = %self.topic.name(), sequence = manifest.sequence, "completing the post-commit steps of the last run");
             self.ledger.post_commit(manifest).await?;
         }
         let committed_ends = committed
@@ -53,10 +53,10 @@ impl Run<'_> {
         }
         let plan = Plan {
             topic: self.name(),
-            event_type: self.topic.event_type.clone(),
+            event_type: self.topic.event_type().to_string(),
             sequence,
             created_at: Utc::now(),
-            fingerprint: self.topic.fingerprint.clone(),
+            fingerprint: self.topic.fingerprint().to_string(),
             partitions: ranges
                 .into_iter()
                 .map(|r| PartitionCursors {
@@ -69,7 +69,7 @@ impl Run<'_> {
         };
         if existing.is_some() {
             // A stale plan (its start cursors do not follow the committed run).
-            warn!(topic = %self.topic.name, sequence, "replacing a plan that does not follow the committed cursors");
+            warn!(topic = %self.topic.name(), sequence, "replacing a plan that does not follow the committed cursors");
             self.ledger.replace_plan(&plan).await?;
             return Ok(Some((plan, false, committed)));
         }

@@ -39,16 +39,16 @@ impl Run<'_> {
             // Few lines in flight per partition: each may be megabytes.
             let (sender, receiver) = mpsc::channel::<Batch>(4);
             let mut decoder = PartitionDecoder::new(
-                self.topic.schema.read_payload.clone(),
-                self.topic.schema.read_events.clone(),
+                self.topic.schema().read_payload.clone(),
+                self.topic.schema().read_events.clone(),
                 Arc::from(range.partition.as_str()),
                 RequiredKeys {
                     paths: self
                         .topic
-                        .compaction
+                        .compaction()
                         .partitioning_key
                         .iter()
-                        .chain([&self.topic.compaction.ordering_key])
+                        .chain([&self.topic.compaction().ordering_key])
                         .cloned()
                         .collect(),
                 },
@@ -57,7 +57,7 @@ impl Run<'_> {
                 partition: range.partition.clone(),
                 source,
             })?;
-            let events_schema = self.topic.schema.read_events.clone();
+            let events_schema = self.topic.schema().read_events.clone();
             decoder = match writers.as_deref_mut() {
                 Some(writers) => decoder
                     .with_spool(Spool::passing_to(
@@ -137,7 +137,7 @@ impl Run<'_> {
                 None => {
                     batch
                         .retain_between(&state.position, &state.end)
-                        .map_err(source_error)?;
+                        .map_err(|e| source_error(e.to_string()))?;
                     !batch.events.is_empty()
                 }
             };
@@ -154,7 +154,7 @@ impl Run<'_> {
                 );
             }
             if !state.end.is_after(&state.position) {
-                debug!(topic = %self.topic.name, partition, "partition read to its end cursor");
+                debug!(topic = %self.topic.name(), partition, "partition read to its end cursor");
                 open.remove(&partition);
                 Progress::add(&progress.partitions_finished, 1);
             }
@@ -165,7 +165,7 @@ impl Run<'_> {
 
         let mut decoded = BTreeMap::new();
         for (partition, handle) in decoders {
-            let result = handle.await.map_err(|e| RunFailure::Internal(e))?;
+            let result = handle.await.map_err(RunFailure::Internal)?;
             let part = result.map_err(|source| RunFailure::Decode {
                 partition: partition.clone(),
                 source,

@@ -30,20 +30,20 @@ impl Mapper {
         };
         let sink_error = |source: SinkError| RunFailure::Sink(source);
         let ctx = self.engine.session();
-        let frame = self.topic.mapping.apply(&ctx, events).await?;
+        let frame = self.topic.mapping().apply(&ctx, events).await?;
         let mut stream = crate::mapping::engine::execute(frame)
             .await
             .map_err(query_error)?;
         let layout = self.ledger.layout().clone();
-        let extension = data_extension(&self.topic.output);
+        let extension = data_extension(self.topic.output());
         let partition_name = partition.to_string();
         let path_for = Box::new(move |output_partition: &[(String, String)]| {
             layout.data_file(kind, sequence, &partition_name, output_partition, extension)
         });
         let mut writer = PartitionedWriter::new(
             self.ledger.location().store.clone(),
-            self.topic.output_schema.clone(),
-            &self.topic.output,
+            self.topic.output_schema().clone(),
+            self.topic.output(),
             path_for,
         )
         .map_err(sink_error)?;
@@ -56,7 +56,7 @@ impl Mapper {
                 }
             };
             let Some(batch) = next else { break };
-            let batch = match batch.with_schema(self.topic.output_schema.clone()) {
+            let batch = match batch.with_schema(self.topic.output_schema().clone()) {
                 Ok(b) => b,
                 Err(e) => {
                     writer.abort().await;

@@ -27,14 +27,34 @@ enum TimeFormat {
     Custom(Vec<Item<'static>>),
 }
 
+/// Why rows cannot be written as CSV.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("format {format:?} is not a valid chrono format")]
+    TimeFormat {
+        format: String,
+        #[source]
+        source: chrono::format::ParseError,
+    },
+    #[error("cannot write {data_type} as CSV")]
+    Unsupported {
+        data_type: arrow::datatypes::DataType,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
 impl TimeFormat {
-    fn parse(format: &str, standard: &str) -> Result<TimeFormat, String> {
+    fn parse(format: &str, standard: &str) -> Result<TimeFormat, CsvError> {
         if format == standard {
             return Ok(TimeFormat::Standard);
         }
         let items = StrftimeItems::new(format)
             .parse_to_owned()
-            .map_err(|e| format!("format {format:?} is not a valid chrono format: {e}"))?;
+            .map_err(|source| CsvError::TimeFormat {
+                format: format.to_string(),
+                source,
+            })?;
         Ok(TimeFormat::Custom(items))
     }
 }
@@ -56,7 +76,7 @@ pub struct CsvEncoder {
 type CellWriter<'a> = Box<dyn Fn(usize, &mut Vec<u8>) + 'a>;
 
 impl CsvEncoder {
-    pub fn new(options: &CsvOptions) -> Result<CsvEncoder, String> {
+    pub fn new(options: &CsvOptions) -> Result<CsvEncoder, CsvError> {
         let (delimiter, quote, escape) = (
             options.delimiter as u8,
             options.quote as u8,
@@ -93,7 +113,7 @@ impl CsvEncoder {
     }
 
     /// Appends the rows of `batch`.
-    pub fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), CsvError> {
         let writers: Vec<CellWriter<'_>> = batch
             .columns()
             .iter()
@@ -153,7 +173,7 @@ impl CsvEncoder {
         }
     }
 
-    fn cell_writer<'a>(&'a self, column: &'a dyn Array) -> Result<CellWriter<'a>, String> {
+    fn cell_writer<'a>(&'a self, column: &'a dyn Array) -> Result<CellWriter<'a>, CsvError> {
         macro_rules! integer {
             ($t:ty) => {{
                 let values = column.as_primitive::<$t>();
@@ -230,7 +250,10 @@ impl CsvEncoder {
             }
             _ => {
                 let formatter = ArrayFormatter::try_new(column, &FormatOptions::default())
-                    .map_err(|e| format!("cannot write {} as CSV: {e}", column.data_type()))?;
+                    .map_err(|source| CsvError::Unsupported {
+                        data_type: column.data_type().clone(),
+                        source,
+                    })?;
                 Box::new(move |row, out| {
                     let text = formatter.value(row).to_string();
                     self.text(text.as_bytes(), out);
@@ -263,9 +286,9 @@ impl CsvEncoder {
                 let nanos = ts.nanosecond() % 1_000_000_000;
                 if nanos != 0 {
                     out.push(b'.');
-                    let (value, digits) = if nanos % 1_000_000 == 0 {
+                    let (value, digits) = if nanos.is_multiple_of(1_000_000) {
                         (nanos / 1_000_000, 3)
-                    } else if nanos % 1_000 == 0 {
+                    } else if nanos.is_multiple_of(1_000) {
                         (nanos / 1_000, 6)
                     } else {
                         (nanos, 9)

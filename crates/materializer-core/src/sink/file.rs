@@ -91,9 +91,9 @@ impl ObjectWriter {
     }
 
     fn io_error(&self, e: std::io::Error) -> SinkError {
-        SinkError::Encode {
+        SinkError::Upload {
             path: self.path.to_string(),
-            message: format!("upload failed: {e}"),
+            source: e,
         }
     }
 }
@@ -138,14 +138,14 @@ impl FileWriter {
         output: &OutputSettings,
         output_partition: Vec<(String, String)>,
     ) -> Result<FileWriter, SinkError> {
-        let encode_error = |message: String| SinkError::Encode {
+        let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| SinkError::Encode {
             path: path.to_string(),
-            message,
+            source,
         };
         let mut buffer = Vec::with_capacity(FLUSH_BYTES + (64 << 10));
         let encoding = match output.format {
             Format::Csv => {
-                let encoder = CsvEncoder::new(&output.csv).map_err(encode_error)?;
+                let encoder = CsvEncoder::new(&output.csv).map_err(|e| encode_error(e.into()))?;
                 encoder.header(schema, &mut buffer);
                 let compressor = match output.csv.compression {
                     CsvCompression::None => None,
@@ -155,7 +155,7 @@ impl FileWriter {
                     ))),
                     CsvCompression::Zstd => Some(Compressor::Zstd(
                         zstd::stream::write::Encoder::new(Vec::new(), 3)
-                            .map_err(|e| encode_error(e.to_string()))?,
+                            .map_err(|e| encode_error(e.into()))?,
                     )),
                 };
                 Encoding::Csv {
@@ -175,7 +175,7 @@ impl FileWriter {
                     .set_created_by(format!("materializer {}", env!("CARGO_PKG_VERSION")))
                     .build();
                 let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))
-                    .map_err(|e| encode_error(e.to_string()))?;
+                    .map_err(|e| encode_error(e.into()))?;
                 Encoding::Parquet(Box::new(writer))
             }
         };
@@ -191,18 +191,16 @@ impl FileWriter {
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         self.rows += batch.num_rows() as u64;
         let path = self.object.path().to_string();
-        let encode_error = |message: String| SinkError::Encode {
+        let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| SinkError::Encode {
             path: path.clone(),
-            message,
+            source,
         };
         match &mut self.encoding {
             Encoding::Csv { encoder, .. } => encoder
                 .encode(batch, &mut self.buffer)
-                .map_err(encode_error)?,
+                .map_err(|e| encode_error(e.into()))?,
             Encoding::Parquet(writer) => {
-                writer
-                    .write(batch)
-                    .map_err(|e| encode_error(e.to_string()))?;
+                writer.write(batch).map_err(|e| encode_error(e.into()))?;
                 self.buffer.append(writer.inner_mut());
             }
         }
@@ -221,7 +219,7 @@ impl FileWriter {
             } => {
                 let io = |e: std::io::Error| SinkError::Encode {
                     path: path.clone(),
-                    message: e.to_string(),
+                    source: e.into(),
                 };
                 match compressor {
                     Compressor::Gzip(z) => {
@@ -246,14 +244,15 @@ impl FileWriter {
 
     pub async fn finish(mut self) -> Result<WrittenFile, SinkError> {
         let path = self.object.path().to_string();
-        let encode_error = |message: String| SinkError::Encode {
+        let encode_error = |source: Box<dyn std::error::Error + Send + Sync>| SinkError::Encode {
             path: path.clone(),
-            message,
+            source,
         };
         let tail: Vec<u8> = match std::mem::replace(
             &mut self.encoding,
             Encoding::Csv {
-                encoder: CsvEncoder::new(&Default::default()).map_err(encode_error)?,
+                encoder: CsvEncoder::new(&Default::default())
+                    .map_err(|e| encode_error(e.into()))?,
                 compressor: None,
             },
         ) {
@@ -269,13 +268,11 @@ impl FileWriter {
                     Compressor::Gzip(mut z) => z.write_all(&buffered).and_then(|_| z.finish()),
                     Compressor::Zstd(mut z) => z.write_all(&buffered).and_then(|_| z.finish()),
                 };
-                finished.map_err(|e| encode_error(e.to_string()))?
+                finished.map_err(|e| encode_error(e.into()))?
             }
             Encoding::Parquet(writer) => {
                 let mut tail = std::mem::take(&mut self.buffer);
-                let rest = writer
-                    .into_inner()
-                    .map_err(|e| encode_error(e.to_string()))?;
+                let rest = writer.into_inner().map_err(|e| encode_error(e.into()))?;
                 tail.extend_from_slice(&rest);
                 tail
             }
@@ -325,10 +322,11 @@ impl PartitionedWriter {
             .partition_by
             .iter()
             .map(|name| {
-                schema.index_of(name).map_err(|_| SinkError::Encode {
-                    path: String::new(),
-                    message: format!("partition column {name:?} is not an output column"),
-                })
+                schema
+                    .index_of(name)
+                    .map_err(|_| SinkError::PartitionColumn {
+                        column: name.clone(),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut writer = PartitionedWriter {
@@ -372,7 +370,7 @@ impl PartitionedWriter {
             let indices = UInt32Array::from(rows);
             let part = take_record_batch(batch, &indices).map_err(|e| SinkError::Encode {
                 path: String::new(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
             self.writer_for(key)?.write(&part).await?;
         }
@@ -392,7 +390,7 @@ impl PartitionedWriter {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SinkError::Encode {
                 path: String::new(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         let mut groups: Vec<(Vec<(String, String)>, Vec<u32>)> = Vec::new();
         let mut index: std::collections::HashMap<Vec<String>, usize> =

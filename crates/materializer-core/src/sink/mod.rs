@@ -23,8 +23,20 @@ pub enum SinkError {
         #[source]
         source: object_store::Error,
     },
-    #[error("encoding {path}: {message}")]
-    Encode { path: String, message: String },
+    #[error("uploading {path}")]
+    Upload {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding {path}")]
+    Encode {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("output.partition_by names {column:?}, which is not an output column")]
+    PartitionColumn { column: String },
 }
 
 impl SinkError {
@@ -32,8 +44,9 @@ impl SinkError {
         use crate::error::ErrorClass;
         match self {
             SinkError::Location { .. } => ErrorClass::Config,
-            SinkError::Store { .. } => ErrorClass::SinkUnavailable,
+            SinkError::Store { .. } | SinkError::Upload { .. } => ErrorClass::SinkUnavailable,
             SinkError::Encode { .. } => ErrorClass::Data,
+            SinkError::PartitionColumn { .. } => ErrorClass::Config,
         }
     }
 }

@@ -74,21 +74,23 @@ impl Batch {
     }
 
     /// Keeps only the events after `start` (exclusive) up to `end` (inclusive).
-    /// Returns an error text when the offsets cannot be told apart.
-    pub fn retain_between(&mut self, start: &Offset, end: &Offset) -> Result<(), String> {
+    pub fn retain_between(&mut self, start: &Offset, end: &Offset) -> Result<(), TrimError> {
         if self.events.is_empty() {
             return Ok(());
         }
         let n = self.events.len();
-        let first = self
-            .event_offset(0)
-            .ok_or_else(|| format!("offset {} is not numeric", self.offset))?;
+        let first = self.event_offset(0).ok_or_else(|| TrimError::NotNumeric {
+            offset: self.offset.clone(),
+        })?;
         let mut keep_from = 0;
         if !start.is_begin() && !first.is_after(start) {
             // Some events were delivered before: skip up to and including `start`.
             let skip = first
                 .distance_to(start)
-                .ok_or_else(|| format!("cannot place offset {start} in batch {}", self.offset))?
+                .ok_or_else(|| TrimError::Unplaceable {
+                    offset: start.clone(),
+                    batch: self.offset.clone(),
+                })?
                 + 1;
             keep_from = (skip as usize).min(n);
         }
@@ -96,7 +98,10 @@ impl Batch {
         if self.offset.is_after(end) {
             let drop = end
                 .distance_to(&self.offset)
-                .ok_or_else(|| format!("cannot place offset {end} in batch {}", self.offset))?;
+                .ok_or_else(|| TrimError::Unplaceable {
+                    offset: end.clone(),
+                    batch: self.offset.clone(),
+                })?;
             keep_to = n.saturating_sub(drop as usize);
         }
         if keep_from >= keep_to {
@@ -128,6 +133,15 @@ pub fn overlap_message(
 }
 
 /// A line that is not a Nakadi batch.
+/// Why a batch cannot be trimmed to a range of offsets.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TrimError {
+    #[error("offset {offset} is not numeric")]
+    NotNumeric { offset: Offset },
+    #[error("cannot place offset {offset} in batch {batch}")]
+    Unplaceable { offset: Offset, batch: Offset },
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{message} (at byte {position})")]
 pub struct FramingError {

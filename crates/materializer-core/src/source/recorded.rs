@@ -272,7 +272,7 @@ struct LineHead {
     leading: Option<Offset>,
     /// (cursor, first event's offset, whether it has events), or why the line
     /// does not parse (an error only if the partition is new there).
-    parsed: Result<(Offset, Offset, bool), String>,
+    parsed: Result<(Offset, Offset, bool), framing::FramingError>,
 }
 
 /// The byte ranges to scan `path` in: two halves split after a newline, or
@@ -284,7 +284,7 @@ fn pieces_of(path: &Path, split_bytes: u64) -> Result<Vec<std::ops::Range<u64>>,
     };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size < split_bytes.max(2) {
-        return Ok(vec![0..size]);
+        return Ok(std::iter::once(0..size).collect());
     }
     let mut file = File::open(path).map_err(io)?;
     file.seek(SeekFrom::Start(size / 2)).map_err(io)?;
@@ -293,7 +293,7 @@ fn pieces_of(path: &Path, split_bytes: u64) -> Result<Vec<std::ops::Range<u64>>,
     loop {
         let n = file.read(&mut window).map_err(io)?;
         if n == 0 {
-            return Ok(vec![0..size]);
+            return Ok(std::iter::once(0..size).collect());
         }
         if let Some(k) = memchr::memchr(b'\n', &window[..n]) {
             let split = at + k as u64 + 1;
@@ -333,7 +333,7 @@ fn scan_piece(path: &Path, range: std::ops::Range<u64>) -> Result<PieceScan, Sou
                 let head = LineHead {
                     line: line_no,
                     leading: Some(offset.clone()),
-                    parsed: Err(e.to_string()),
+                    parsed: Err(e),
                 };
                 scan.start(partition.clone(), head, offset.clone());
                 return Ok(true);
@@ -418,7 +418,7 @@ fn join_piece(
                     (None, Ok((cursor, first, has_events))) => {
                         overlap(&partition, cursor, has_events.then_some(first), newest)
                     }
-                    (None, Err(message)) => Some(message.clone()),
+                    (None, Err(error)) => Some(error.to_string()),
                 };
                 match wrong {
                     Some(message) => errors.push((head.line, message)),
@@ -433,7 +433,7 @@ fn join_piece(
                         .unwrap_or_else(Offset::begin);
                     seen.insert(partition, (oldest, part.newest));
                 }
-                Err(message) => errors.push((head.line, message)),
+                Err(error) => errors.push((head.line, error.to_string())),
             },
         }
     }

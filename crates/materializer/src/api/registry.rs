@@ -210,20 +210,21 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
         let (entries, order) = &mut *guard;
         if let Some(other) = entries
             .values()
-            .find(|e| e.topic == topic.name && e.active())
+            .find(|e| e.topic == topic.name() && e.active())
         {
             return Err(ApiError::class(
                 ErrorClass::Conflict,
                 format!(
                     "topic {} is already queued or running as {}",
-                    topic.name, other.id
+                    topic.name(),
+                    other.id
                 ),
             )
             .titled("Already running"));
         }
         let entry = Arc::new(Entry {
             id: new_id(),
-            topic: topic.name.clone(),
+            topic: topic.name().to_string(),
             progress: Arc::new(Progress::default()),
             cancel: CancellationToken::new(),
             record: Mutex::new(Record {
@@ -251,7 +252,7 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
         entry
     };
     let id = entry.id.clone();
-    info!(run = %id, topic = %topic.name, "run queued");
+    info!(run = %id, topic = %topic.name(), "run queued");
     let app = app.clone();
     tokio::spawn(async move {
         let permit = tokio::select! {

@@ -20,7 +20,8 @@ pub fn stream(
     ranges: &[PartitionRange],
 ) -> BoxStream<'static, Result<Batch, SourceError>> {
     let (tx, rx) = mpsc::channel::<Result<Batch, SourceError>>(16 * ranges.len().max(1));
-    for range in ranges.iter().filter(|r| !r.is_empty()).cloned() {
+    for range in ranges.iter().filter(|r| !r.is_empty()) {
+        let range = range.clone();
         let (client, event_type, tx) = (client.clone(), event_type.clone(), tx.clone());
         tokio::spawn(async move {
             if let Err(e) = read_partition(&client, &event_type, &range, &tx).await {

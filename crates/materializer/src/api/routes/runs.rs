@@ -92,7 +92,7 @@ pub(crate) async fn committed_run(
     seq: u64,
 ) -> Result<Option<RunView>, ApiError> {
     let output = app.env.output(topic)?;
-    let manifest = Ledger::new(output, &topic.name).manifest(seq).await?;
+    let manifest = Ledger::new(output, topic.name()).manifest(seq).await?;
     Ok(manifest.map(|m| RunView::from_manifest(&m)))
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn list_runs(
     let mut views = app.runs.views_of(&name);
     let known: std::collections::HashSet<u64> = views.iter().filter_map(|v| v.sequence).collect();
     let output = app.env.output(&topic)?;
-    let ledger = Ledger::new(output, &topic.name);
+    let ledger = Ledger::new(output, topic.name());
     let sequences = ledger.committed_sequences().await?;
     for seq in sequences
         .into_iter()

@@ -30,7 +30,7 @@ pub(crate) async fn list_topics(State(app): State<Arc<AppState>>) -> Json<Vec<To
                 let error = view.broken.get(name).cloned();
                 TopicSummary {
                     name: name.clone(),
-                    event_type: topic.map(|t| t.event_type.clone()),
+                    event_type: topic.map(|t| t.event_type().to_string()),
                     status: match (topic, &error) {
                         (Some(_), None) => "ok",
                         (Some(_), Some(_)) => "stale",
@@ -73,18 +73,18 @@ pub(crate) async fn get_topic(
         .get(&name)
         .cloned();
     Ok(Json(TopicDetail {
-        name: topic.name.clone(),
-        event_type: topic.event_type.clone(),
-        partitioning_key: topic.compaction.partitioning_key.clone(),
-        ordering_key: topic.compaction.ordering_key.clone(),
-        output: serde_json::to_value(&topic.output).unwrap_or_default(),
-        source: serde_json::to_value(&topic.source).unwrap_or_default(),
-        schema_origin: topic.schema.origin.clone(),
-        events: columns(&topic.schema.events),
-        schema_warnings: topic.schema.warnings.clone(),
-        mapping_sql: topic.mapping.text.clone(),
-        output_view: topic.mapping.output_view().to_string(),
-        output_columns: columns(&topic.output_schema),
+        name: topic.name().to_string(),
+        event_type: topic.event_type().to_string(),
+        partitioning_key: topic.compaction().partitioning_key.clone(),
+        ordering_key: topic.compaction().ordering_key.clone(),
+        output: serde_json::to_value(topic.output()).unwrap_or_default(),
+        source: serde_json::to_value(topic.source()).unwrap_or_default(),
+        schema_origin: topic.schema().origin.clone(),
+        events: columns(&topic.schema().events),
+        schema_warnings: topic.schema().warnings.clone(),
+        mapping_sql: topic.mapping().text.clone(),
+        output_view: topic.mapping().output_view().to_string(),
+        output_columns: columns(topic.output_schema()),
         generated_sql: topic.explain(),
         error,
     }))

@@ -16,9 +16,9 @@ pub(crate) async fn explain(
     let mut out = String::new();
     out.push_str(&format!(
         "-- Columns of `events` (schema from {}):\n",
-        topic.schema.origin
+        topic.schema().origin
     ));
-    for field in topic.schema.events.fields() {
+    for field in topic.schema().events.fields() {
         out.push_str(&format!(
             "--   {} {}{}\n",
             field.name(),
@@ -26,7 +26,7 @@ pub(crate) async fn explain(
             if field.is_nullable() { "" } else { " NOT NULL" }
         ));
     }
-    for warning in &topic.schema.warnings {
+    for warning in &topic.schema().warnings {
         out.push_str(&format!("-- left out: {warning}\n"));
     }
     out.push('\n');

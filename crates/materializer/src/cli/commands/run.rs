@@ -35,7 +35,7 @@ pub(crate) async fn run_command(
             cancel.cancel();
         }
     });
-    tracing::info!(topic = %topic.name, source = %request.source.describe(), output = %request.output.url, "run starting");
+    tracing::info!(topic = %topic.name(), source = %request.source.describe(), output = %request.output.url, "run starting");
     let show_progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();
     let ticker = show_progress.then(|| spawn_progress_bar(progress.clone()));
     let result = run::execute(engine, request).await;

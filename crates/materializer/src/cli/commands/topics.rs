@@ -14,17 +14,17 @@ pub(crate) async fn topics(engine: &Engine, global: &GlobalArgs) -> Result<(), C
     for (name, topic) in &catalog.topics {
         println!(
             "{name}\n  event type      {}\n  keys            partitioning {} / ordering {}\n  output          {} {}\n  mapping         {} (output view {})",
-            topic.event_type,
-            topic.compaction.partitioning_key.join(", "),
-            topic.compaction.ordering_key,
-            topic.output.format.extension(),
+            topic.event_type(),
+            topic.compaction().partitioning_key.join(", "),
+            topic.compaction().ordering_key,
+            topic.output().format.extension(),
             topic
-                .output
+                .output()
                 .location
                 .as_deref()
                 .unwrap_or("(run's --output)"),
-            topic.mapping.path.display(),
-            topic.mapping.output_view(),
+            topic.mapping().path.display(),
+            topic.mapping().output_view(),
         );
     }
     for (name, reason) in &catalog.broken {

@@ -28,21 +28,21 @@ pub(crate) async fn warehouse_sql(
         return Ok(());
     };
     let location = topic
-        .output
+        .output()
         .location
         .clone()
         .unwrap_or_else(|| args.output.clone());
     let output = OutputLocation::parse(&location, &args.s3.settings())?;
-    let ledger = materializer_core::run::Ledger::new(output.clone(), &topic.name);
+    let ledger = materializer_core::run::Ledger::new(output.clone(), topic.name());
     let manifest = ledger
         .manifest(sequence)
         .await?
         .ok_or_else(|| CliError::NotCommitted {
-            topic: topic.name.clone(),
+            topic: topic.name().to_string(),
             sequence,
             output: output.url.clone(),
         })?;
-    let topic_url = format!("{}/{}", output.url.trim_end_matches('/'), topic.name);
+    let topic_url = format!("{}/{}", output.url.trim_end_matches('/'), topic.name());
     let folder = topic_url.strip_prefix("file://").map(PathBuf::from);
     let place = match &folder {
         Some(folder) => FilePlace::Folder(folder),

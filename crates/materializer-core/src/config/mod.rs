@@ -1,0 +1,319 @@
+//! Topic configuration: one folder per topic under `sql/`.
+//!
+//! ```text
+//! sql/<topic>/topic.toml    event type, keys, output settings
+//! sql/<topic>/mapping.sql   the analyst's CREATE VIEW statements over `events`
+//! sql/<topic>/schema.json   the event type as Nakadi serves it (or a bare JSON schema)
+//! ```
+//!
+//! Everything is checked once, at load: unknown keys, missing files, keys that
+//! are not columns, SQL that does not parse or names a missing column. Errors
+//! name the file and, where there is one, the line and column. What loaded is
+//! a [`Topic`], read through its accessors.
+
+mod checks;
+mod error;
+mod places;
+mod settings;
+mod topic_schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use sha2::{Digest, Sha256};
+
+pub use checks::check_keys;
+pub use error::{ConfigError, line_column, located, toml_error};
+pub use places::Places;
+pub use settings::{
+    CsvCompression, CsvOptions, Format, OutputSettings, ParquetCompression, ParquetOptions,
+    SourceSettings, WarehouseSettings,
+};
+pub use topic_schema::TopicSchema;
+
+use crate::mapping::{Compaction, Engine, Mapping};
+use crate::schema::{Category, EventTypeSchema, SchemaError};
+use crate::source::NakadiClient;
+use checks::{check_output, check_topic_name, check_warehouse};
+use settings::TopicFile;
+
+pub const TOPIC_FILE: &str = "topic.toml";
+pub const MAPPING_FILE: &str = "mapping.sql";
+pub const SCHEMA_FILE: &str = "schema.json";
+
+/// A topic, loaded and checked.
+#[derive(Clone, Debug)]
+pub struct Topic {
+    name: String,
+    dir: PathBuf,
+    event_type: String,
+    compaction: Compaction,
+    output: OutputSettings,
+    source: SourceSettings,
+    warehouse: WarehouseSettings,
+    schema: TopicSchema,
+    mapping: Mapping,
+    /// Columns of the files the mapping produces.
+    output_schema: SchemaRef,
+    /// Hash of the configuration files: tells whether a run was planned with the same config.
+    fingerprint: String,
+}
+
+impl Topic {
+    /// Loads `dir` (a folder holding `topic.toml`, `mapping.sql`, `schema.json`).
+    pub async fn load(
+        dir: &Path,
+        engine: &Engine,
+        nakadi: Option<&NakadiClient>,
+    ) -> Result<Topic, ConfigError> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| ConfigError::invalid(dir, "topic folder needs a UTF-8 name"))?
+            .to_string();
+        check_topic_name(&name, dir)?;
+        let toml_path = dir.join(TOPIC_FILE);
+        let toml_text = read(&toml_path)?;
+        let file: TopicFile = toml::from_str(&toml_text).map_err(|e| ConfigError::Toml {
+            path: toml_path.clone(),
+            at: e.span().map(|span| line_column(&toml_text, span.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+
+        let places = Places::find(&toml_text);
+
+        let schema_path = dir.join(SCHEMA_FILE);
+        let category = file.category.unwrap_or_default();
+        let (mut schema, schema_text) = match (schema_path.exists(), nakadi) {
+            (true, _) | (false, None) => {
+                let text = read(&schema_path)?;
+                (load_schema(&schema_path, &text, category)?, text)
+            }
+            (false, Some(client)) => {
+                let document = client.event_type(&file.event_type).await.map_err(|e| {
+                    ConfigError::invalid(
+                        &schema_path,
+                        format!(
+                            "no schema.json, and the event type's schema could not be fetched: {}",
+                            crate::error::report(&e)
+                        ),
+                    )
+                })?;
+                let origin = format!(
+                    "Nakadi event type {} at {}",
+                    file.event_type, client.settings.url
+                );
+                let text = document.to_string();
+                let parsed = EventTypeSchema::from_document(&document, category)
+                    .and_then(|doc| TopicSchema::from_event_type(&doc, origin.clone()))
+                    .map_err(|source| ConfigError::Schema {
+                        path: PathBuf::from(origin),
+                        source,
+                    })?;
+                (parsed, text)
+            }
+        };
+
+        let mapping_path = dir.join(MAPPING_FILE);
+        let mapping_text = read(&mapping_path)?;
+        let mapping = Mapping::parse(&mapping_path, &mapping_text)?;
+
+        let partitioning_key = file.partitioning_key.into_vec();
+        check_keys(
+            &toml_path,
+            &places,
+            &schema.payload,
+            &partitioning_key,
+            &file.ordering_key,
+        )?;
+
+        let output_schema = mapping.validate(engine, schema.events.clone()).await?;
+        if file.output.format == Format::Csv {
+            mapping.check_flat(&output_schema)?;
+        }
+        check_output(&toml_path, &places, &file.output, &output_schema)?;
+        check_warehouse(&toml_path, &places, &file.warehouse, &output_schema)?;
+        let keys: Vec<String> = partitioning_key
+            .iter()
+            .chain([&file.ordering_key])
+            .cloned()
+            .collect();
+        schema
+            .prune_for(engine, &mapping, &keys, &output_schema)
+            .await;
+
+        let mut hasher = Sha256::new();
+        for part in [&toml_text, &mapping_text, &schema_text] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        Ok(Topic {
+            name,
+            dir: dir.to_path_buf(),
+            event_type: file.event_type,
+            compaction: Compaction {
+                partitioning_key,
+                ordering_key: file.ordering_key,
+                compact: file.compact,
+            },
+
+            output: file.output,
+            source: file.source,
+            warehouse: file.warehouse,
+            schema,
+            mapping,
+            output_schema,
+            fingerprint: hex::encode(hasher.finalize()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The folder the topic was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The keys, and whether the topic compacts at all.
+    pub fn compaction(&self) -> &Compaction {
+        &self.compaction
+    }
+
+    pub fn output(&self) -> &OutputSettings {
+        &self.output
+    }
+
+    pub fn source(&self) -> &SourceSettings {
+        &self.source
+    }
+
+    pub fn warehouse(&self) -> &WarehouseSettings {
+        &self.warehouse
+    }
+
+    pub fn schema(&self) -> &TopicSchema {
+        &self.schema
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Columns of the files the mapping produces.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Hash of the configuration files: tells whether a run was planned with
+    /// the same configuration.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The SQL chain a run executes, for `materializer explain`.
+    pub fn explain(&self) -> String {
+        self.compaction.explain(
+            &self.name,
+            &self.schema.event_columns(),
+            &self.mapping.path.display().to_string(),
+            &self.mapping.text,
+            self.mapping.output_view(),
+        )
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_schema(path: &Path, text: &str, category: Category) -> Result<TopicSchema, ConfigError> {
+    let schema_error = |source| ConfigError::Schema {
+        path: path.to_path_buf(),
+        source,
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| schema_error(SchemaError::Json(e)))?;
+    let event_type = EventTypeSchema::from_document(&doc, category).map_err(schema_error)?;
+    TopicSchema::from_event_type(&event_type, path.display().to_string()).map_err(schema_error)
+}
+
+/// All topics under a folder: the ones that loaded, and why the others did not.
+#[derive(Default)]
+pub struct Catalog {
+    pub dir: PathBuf,
+    pub topics: BTreeMap<String, Arc<Topic>>,
+    pub broken: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// Loads every folder of `dir` that holds a `topic.toml`.
+    pub async fn load(
+        dir: &Path,
+        engine: &Engine,
+        nakadi: Option<&NakadiClient>,
+    ) -> Result<Catalog, ConfigError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut folders: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join(TOPIC_FILE).is_file())
+            .collect();
+        folders.sort();
+        let mut catalog = Catalog {
+            dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        for folder in folders {
+            let name = folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match Topic::load(&folder, engine, nakadi).await {
+                Ok(topic) => {
+                    catalog.topics.insert(name, Arc::new(topic));
+                }
+                Err(e) => {
+                    catalog.broken.insert(name, crate::error::report(&e));
+                }
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The named topic, or an error that says why it is not available.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, ConfigError> {
+        if let Some(t) = self.topics.get(name) {
+            return Ok(t.clone());
+        }
+        if let Some(reason) = self.broken.get(name) {
+            return Err(ConfigError::invalid(
+                &self.dir.join(name),
+                format!("topic does not load: {reason}"),
+            ));
+        }
+        Err(ConfigError::UnknownTopic {
+            name: name.to_string(),
+            dir: self.dir.clone(),
+            known: self
+                .topics
+                .keys()
+                .chain(self.broken.keys())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
