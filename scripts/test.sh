@@ -22,6 +22,12 @@ if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'openapi-spec-validator>=0.7,<1'
 fi
 
+# The OpenAPI conformance test generates requests with schemathesis.
+if ! command -v schemathesis >/dev/null 2>&1; then
+    echo "installing schemathesis (checks the API against its OpenAPI document)" >&2
+    python3 -m pip install --quiet 'schemathesis>=4.3,<5'
+fi
+
 # A PostgreSQL server for the warehouse tests (they start their own on a free port).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     echo "installing PostgreSQL (the warehouse tests load into a real server)" >&2

@@ -11,5 +11,6 @@ mod cli;
 mod commit;
 mod config;
 mod foundation;
+mod hostile;
 mod nakadi;
 mod warehouse;

@@ -22,6 +22,9 @@ pub mod sink;
 pub mod source;
 pub mod warehouse;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::{Catalog, Topic};
 pub use error::{ErrorClass, Report, report};
 pub use mapping::{Engine, EngineSettings};

@@ -1,6 +1,12 @@
 //! Preview: the topic's mapping (or a draft of it) applied to a handful of
 //! sample events, exactly as a run would apply it, with nothing written. The
 //! analyst's loop: change the SQL, look at the rows, repeat.
+//!
+//! A draft is untrusted input. [`preview_bounded`] runs it on a thread of its
+//! own with a deadline that covers parsing and planning too, answers at most
+//! [`PreviewLimits::max_rows`] rows and [`PreviewLimits::max_bytes`] bytes per
+//! table (the rest is cut off and the table says so), and the query engine
+//! it runs on has its own memory pool.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +31,31 @@ pub struct PreviewTable {
     pub columns: Vec<String>,
     /// One JSON object per row, keyed by column.
     pub rows: Vec<serde_json::Value>,
+    /// The mapping made more rows or bytes than a preview answers; `rows`
+    /// holds the first of them.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// How much a preview may take and give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreviewLimits {
+    /// Longest a preview may take, parsing and planning included.
+    pub timeout: std::time::Duration,
+    /// Most rows answered per table.
+    pub max_rows: usize,
+    /// Most bytes (of Arrow data) answered per table.
+    pub max_bytes: usize,
+}
+
+impl Default for PreviewLimits {
+    fn default() -> Self {
+        PreviewLimits {
+            timeout: std::time::Duration::from_secs(5),
+            max_rows: 1000,
+            max_bytes: 4 << 20,
+        }
+    }
 }
 
 /// A sample event that did not decode.
@@ -51,13 +82,20 @@ pub enum PreviewError {
     Decode(#[from] DecodeError),
     #[error("the query failed")]
     Engine(#[from] DataFusionError),
+    #[error("the preview took longer than {seconds} s")]
+    Timeout { seconds: f64 },
+    #[error("the preview could not run")]
+    Thread(#[source] std::io::Error),
 }
 
 impl PreviewError {
     pub fn class(&self) -> crate::error::ErrorClass {
         match self {
             PreviewError::Mapping(e) => e.class(),
-            PreviewError::Decode(_) | PreviewError::Engine(_) => crate::error::ErrorClass::Data,
+            PreviewError::Decode(_) | PreviewError::Engine(_) | PreviewError::Timeout { .. } => {
+                crate::error::ErrorClass::Data
+            }
+            PreviewError::Thread(_) => crate::error::ErrorClass::Internal,
         }
     }
 }
@@ -97,12 +135,58 @@ pub async fn sample_events(
 /// Name errors in a draft mapping point at.
 pub const DRAFT_NAME: &str = "mapping";
 
-/// Applies `draft` (or the topic's saved mapping) to `events`.
+/// [`preview`] on a thread of its own, within `limits`: the answer comes by
+/// the deadline whatever the draft does (a draft still planning then is left
+/// to finish on its thread, its result dropped).
+pub async fn preview_bounded(
+    engine: Engine,
+    topic: Arc<Topic>,
+    draft: Option<String>,
+    events: Vec<Bytes>,
+    limits: PreviewLimits,
+) -> Result<PreviewOutcome, PreviewError> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    std::thread::Builder::new()
+        .name("preview".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let outcome = match runtime {
+                Ok(runtime) => runtime.block_on(async {
+                    tokio::select! {
+                        outcome = preview(&engine, &topic, draft.as_deref(), &events, limits) => outcome,
+                        _ = stop.cancelled() => Err(PreviewError::Timeout { seconds: limits.timeout.as_secs_f64() }),
+                    }
+                }),
+                Err(e) => Err(PreviewError::Thread(e)),
+            };
+            let _ = answer.send(outcome);
+        })
+        .map_err(PreviewError::Thread)?;
+    let outcome = match tokio::time::timeout(limits.timeout, answered).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(PreviewError::Thread(std::io::Error::other(
+            "the preview thread ended without an answer",
+        ))),
+        Err(_) => Err(PreviewError::Timeout {
+            seconds: limits.timeout.as_secs_f64(),
+        }),
+    };
+    cancel.cancel();
+    outcome
+}
+
+/// Applies `draft` (or the topic's saved mapping) to `events`, answering at
+/// most `limits.max_rows` rows and `limits.max_bytes` bytes per table.
 pub async fn preview(
     engine: &Engine,
     topic: &Topic,
     draft: Option<&str>,
     events: &[Bytes],
+    limits: PreviewLimits,
 ) -> Result<PreviewOutcome, PreviewError> {
     let (mapping, output_schema) = match draft {
         Some(text) => {
@@ -132,8 +216,8 @@ pub async fn preview(
         classify(topic.compaction(), batches, &state).map_err(DataFusionError::from)?;
     let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
     let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
-    let main = apply(engine, topic, &mapping, &output_schema, main).await?;
-    let correction = apply(engine, topic, &mapping, &output_schema, correction).await?;
+    let main = apply(engine, topic, &mapping, &output_schema, main, limits).await?;
+    let correction = apply(engine, topic, &mapping, &output_schema, correction, limits).await?;
     Ok(PreviewOutcome {
         counts: RunCounts {
             events_read: events.len() as u64,
@@ -209,12 +293,44 @@ async fn apply(
     mapping: &Mapping,
     output_schema: &arrow::datatypes::SchemaRef,
     events: Vec<RecordBatch>,
+    limits: PreviewLimits,
 ) -> Result<PreviewTable, PreviewError> {
     let ctx = engine.session();
     let table = MemTable::try_new(topic.schema().events.clone(), vec![events])?;
     let frame = mapping.apply(&ctx, Arc::new(table)).await?;
-    let batches: Vec<RecordBatch> =
-        futures::TryStreamExt::try_collect(crate::mapping::engine::execute(frame).await?).await?;
+    // One row more than answered tells that there were more.
+    let frame = frame.limit(0, Some(limits.max_rows + 1))?;
+    let mut stream = crate::mapping::engine::execute(frame).await?;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let (mut rows, mut bytes, mut truncated) = (0usize, 0usize, false);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let room = limits.max_rows - rows;
+        let batch = if batch.num_rows() > room {
+            truncated = true;
+            batch.slice(0, room)
+        } else {
+            batch
+        };
+        let size = batch.get_array_memory_size();
+        if bytes + size > limits.max_bytes {
+            // Keep the rows that fit, by their average size.
+            let per_row = (size / batch.num_rows().max(1)).max(1);
+            let fit = (limits.max_bytes.saturating_sub(bytes) / per_row).min(batch.num_rows());
+            batches.push(batch.slice(0, fit));
+            truncated = true;
+            break;
+        }
+        bytes += size;
+        rows += batch.num_rows();
+        batches.push(batch);
+        if truncated || rows >= limits.max_rows {
+            // A full table may still have more rows behind it.
+            truncated = truncated || stream.next().await.is_some();
+            break;
+        }
+    }
+    drop(stream);
     let mut writer = arrow_json::WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, arrow_json::writer::JsonArray>(Vec::new());
@@ -235,5 +351,6 @@ async fn apply(
             .map(|f| f.name().clone())
             .collect(),
         rows,
+        truncated,
     })
 }

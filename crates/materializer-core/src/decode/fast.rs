@@ -34,9 +34,9 @@ pub(crate) struct GiveUp;
 
 type Step<T = ()> = Result<T, GiveUp>;
 
-/// serde_json's recursion limit: deeper events go to arrow-json (and are
-/// rejected by the syntax check there).
-const MAX_DEPTH: usize = 128;
+/// Deeper events go the slow way, where they are rejected before any
+/// recursive parser sees them.
+const MAX_DEPTH: usize = super::MAX_NESTING;
 
 /// Decodes chunks of events (one JSON object each) into record batches of
 /// the payload schema. Events are appended one by one, or a whole events

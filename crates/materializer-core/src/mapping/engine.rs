@@ -1,8 +1,9 @@
 //! The query engine every run and every check shares: one DataFusion runtime
 //! (memory pool, spill folder) and the session settings mappings rely on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::common::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -35,19 +36,97 @@ impl Default for EngineSettings {
 pub struct Engine {
     runtime: Arc<RuntimeEnv>,
     settings: EngineSettings,
+    /// Removes the engine's spill folder when the last clone goes.
+    _spill: Arc<SpillFolder>,
+}
+
+/// Spill folders are named `materializer-spill-<pid>-<n>`: one per engine, so
+/// that a process killed mid-run leaves a folder the next process can tell
+/// is nobody's and remove.
+const SPILL_PREFIX: &str = "materializer-spill-";
+
+struct SpillFolder(PathBuf);
+
+impl Drop for SpillFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl SpillFolder {
+    /// A new folder under `base`, after removing the folders of processes
+    /// that are gone.
+    fn create(base: &Path) -> std::io::Result<SpillFolder> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        remove_abandoned(base);
+        let name = format!(
+            "{SPILL_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let folder = base.join(name);
+        std::fs::create_dir_all(&folder)?;
+        Ok(SpillFolder(folder))
+    }
+}
+
+/// Removes the spill folders under `base` whose process no longer runs.
+fn remove_abandoned(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SPILL_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_runs(pid) {
+            tracing::info!(folder = %entry.path().display(), "removing the spill folder of a process that is gone");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this id runs (on systems without `/proc`, every
+/// process is taken to run, and nothing is removed).
+fn process_runs(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_root = Path::new("/proc");
+    !proc_root.is_dir() || proc_root.join(pid.to_string()).exists()
 }
 
 impl Engine {
     pub fn new(settings: EngineSettings) -> Result<Engine, DataFusionError> {
-        let mut builder = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit)));
-        if let Some(dir) = &settings.spill_dir {
-            builder = builder.with_temp_file_path(dir.clone());
-        }
+        let base = settings
+            .spill_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let spill = SpillFolder::create(&base).map_err(|e| {
+            DataFusionError::External(
+                format!("cannot create a spill folder under {}: {e}", base.display()).into(),
+            )
+        })?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(settings.memory_limit)))
+            .with_temp_file_path(spill.0.clone())
+            .build_arc()?;
         Ok(Engine {
-            runtime: builder.build_arc()?,
+            runtime,
             settings,
+            _spill: Arc::new(spill),
         })
+    }
+
+    /// The folder this engine spills to.
+    pub fn spill_folder(&self) -> &Path {
+        &self._spill.0
     }
 
     /// The memory pool and temp folder shared by every query and run.
@@ -77,7 +156,9 @@ impl Engine {
         options.sql_parser.collect_spans = true;
         options.sql_parser.map_string_types_to_utf8view = false;
         options.execution.parquet.schema_force_view_types = false;
-        SessionContext::new_with_config_rt(config, self.runtime.clone())
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        super::capped::register(&ctx);
+        ctx
     }
 }
 

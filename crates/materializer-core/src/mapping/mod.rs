@@ -7,8 +7,10 @@
 //! over the topic's partitioning and ordering keys (see [`compaction`]) and
 //! applies the mapping to both inputs.
 
+pub mod capped;
 pub mod compaction;
 pub mod engine;
+pub mod limits;
 pub mod prune;
 pub mod sandbox;
 
@@ -90,8 +92,19 @@ pub struct Mapping {
 
 impl Mapping {
     /// Parses `text` (the contents of `path`): only `CREATE VIEW` statements over
-    /// `events` and earlier views are accepted.
+    /// `events` and earlier views are accepted, within the sizes of [`limits`].
     pub fn parse(path: &Path, text: &str) -> Result<Mapping, MappingError> {
+        limits::check_size(path, text)?;
+        let (owned_path, owned_text) = (path.to_path_buf(), text.to_string());
+        limits::on_large_stack(move || Mapping::parse_here(&owned_path, &owned_text)).map_err(
+            |e| MappingError::File {
+                path: path.to_path_buf(),
+                message: format!("cannot start the mapping parser: {e}"),
+            },
+        )?
+    }
+
+    fn parse_here(path: &Path, text: &str) -> Result<Mapping, MappingError> {
         let statements = parse_statements(text).map_err(|e| parse_error(path, e))?;
         let mut views: Vec<View> = Vec::new();
         for (at, statement) in statements {
@@ -113,6 +126,8 @@ impl Mapping {
                     message: format!("view {:?} is defined twice", view.name),
                 });
             }
+            limits::check_view_count(path, views.len() + 1, view.at)?;
+            limits::check_depth(path, &view.query, view.at)?;
             let known: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
             sandbox::check_query(&view.query, &known, path, text)?;
             views.push(view);

@@ -325,17 +325,7 @@ mod tests {
     use crate::mapping::{Engine, EngineSettings};
     use crate::schema::SEQ_COLUMN;
 
-    /// A small deterministic generator, so that a failure can be replayed.
-    struct Lcg(u64);
-    impl Lcg {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) % n
-        }
-    }
+    use crate::test_support::Lcg;
 
     fn keys() -> Compaction {
         Compaction {

@@ -36,6 +36,13 @@ pub enum LedgerError {
         #[source]
         source: object_store::Error,
     },
+    #[error("{action} {path}")]
+    Local {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid {what}: {message}")]
     Corrupt {
         path: String,
@@ -52,7 +59,7 @@ impl LedgerError {
     pub fn class(&self) -> crate::error::ErrorClass {
         use crate::error::ErrorClass;
         match self {
-            LedgerError::Store { .. } => ErrorClass::SinkUnavailable,
+            LedgerError::Store { .. } | LedgerError::Local { .. } => ErrorClass::SinkUnavailable,
             LedgerError::Corrupt { .. } => ErrorClass::Data,
             LedgerError::LostRace { .. } => ErrorClass::Conflict,
         }
@@ -412,6 +419,50 @@ impl Ledger {
         }
     }
 
+    /// Removes the half-written files a killed upload to a local folder left
+    /// (`<name>#<n>`, which the object store's listings do not show): a
+    /// loader globbing the folder must find only committed files.
+    fn remove_staged_uploads(&self, root: &Path) -> Result<(), LedgerError> {
+        let Some(local) = &self.location.local_root else {
+            return Ok(());
+        };
+        let folder = local.join(root.as_ref());
+        let mut pending = vec![folder];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(LedgerError::Local {
+                        action: "listing",
+                        path: dir.display().to_string(),
+                        source,
+                    });
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    pending.push(path);
+                } else if entry.file_name().to_string_lossy().contains('#') {
+                    // Our file names never hold '#' (it is escaped in partition values).
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(LedgerError::Local {
+                                action: "removing",
+                                path: path.display().to_string(),
+                                source,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes what earlier, uncommitted attempts of a committed run left in
     /// the run's folders (files no manifest lists).
     async fn remove_leftovers(&self, manifest: &Manifest) -> Result<(), LedgerError> {
@@ -422,6 +473,7 @@ impl Ledger {
             .collect();
         for kind in [FileKind::Main, FileKind::Correction, FileKind::Rejected] {
             let root = self.layout.run_root(kind, manifest.sequence);
+            self.remove_staged_uploads(&root)?;
             let objects: Vec<_> =
                 self.store()
                     .list(Some(&root))

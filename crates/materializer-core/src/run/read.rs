@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::decode::{DecodedPartition, PartitionDecoder, RequiredKeys, Spool};
-use crate::source::{Batch, Offset, PartitionRange, SourceError};
+use crate::source::framing::overlap_message;
+use crate::source::{Batch, Offset, PartitionRange, Source, SourceError};
 
 use super::{MainWriters, Progress, Run, RunFailure, failpoint};
 
@@ -97,6 +98,7 @@ impl Run<'_> {
             );
         }
 
+        let recorded = matches!(*self.request.source, Source::Recorded(_));
         let mut stream = self.request.source.stream(ranges);
         while !open.is_empty() {
             let next = match writers.as_deref_mut() {
@@ -131,6 +133,21 @@ impl Run<'_> {
                 batch
                     .frame()
                     .map_err(|e| source_error(format!("{}: {e}", batch.origin_or_unknown())))?;
+            }
+            // A recording is a stream as it was read: a batch that repeats
+            // events already read is a broken recording, not a resend to
+            // skip (a subscription resends after a reconnect; a file never).
+            if recorded
+                && state.started
+                && batch.unframed.is_none()
+                && let Some(first) = batch.event_offset(0)
+                && !first.is_after(&state.position)
+            {
+                return Err(source_error(format!(
+                    "{}: {}",
+                    batch.origin_or_unknown(),
+                    overlap_message(&batch.offset, &partition, &first, &state.position)
+                )));
             }
             let has_events = match batch.unframed {
                 Some(_) => true, // inside the range: the decoder frames it

@@ -76,6 +76,8 @@ pub struct OutputLocation {
     pub url: String,
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
+    /// The folder, when the location is on the local file system.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 impl OutputLocation {
@@ -130,6 +132,7 @@ impl OutputLocation {
                 url: format!("s3://{bucket}/{}", prefix.trim_matches('/')),
                 store: Arc::new(store),
                 prefix: Path::from(prefix.trim_matches('/')),
+                local_root: None,
             });
         }
         if let Some((scheme, _)) = location.split_once("://")
@@ -152,6 +155,7 @@ impl OutputLocation {
             url: format!("file://{}", absolute.display()),
             store: Arc::new(store),
             prefix: Path::default(),
+            local_root: Some(absolute),
         })
     }
 }

@@ -132,7 +132,6 @@ pub fn overlap_message(
     )
 }
 
-/// A line that is not a Nakadi batch.
 /// Why a batch cannot be trimmed to a range of offsets.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TrimError {
@@ -142,6 +141,7 @@ pub enum TrimError {
     Unplaceable { offset: Offset, batch: Offset },
 }
 
+/// A line that is not a Nakadi batch.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{message} (at byte {position})")]
 pub struct FramingError {

@@ -299,3 +299,88 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Answers a panic in a handler with a problem document instead of a dropped
+/// connection; the server goes on.
+pub(crate) async fn catch_panics(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures::FutureExt;
+    let route = request.uri().path().to_string();
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(route, "a handler panicked; the server goes on");
+            ApiError::class(
+                ErrorClass::Internal,
+                "the server failed while answering this request; nothing was changed",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// A route that does not exist.
+pub(crate) async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ProblemKind::NotFound, format!("no route {}", uri.path()))
+}
+
+/// A route that exists, asked with a method it does not answer.
+pub(crate) async fn no_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        ..ApiError::new(
+            ProblemKind::BadRequest,
+            format!("{} does not answer {method}", uri.path()),
+        )
+    }
+}
+
+/// Turns the plain-text answers of the web framework's own rejections (a
+/// query string or a path that does not parse, a body that is not JSON) into
+/// problem documents like every other error.
+pub(crate) async fn plain_errors_as_problems(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::NOT_FOUND => ProblemKind::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::TooLarge,
+        s if s.is_server_error() => ProblemKind::Engine(ErrorClass::Internal),
+        _ => ProblemKind::BadRequest,
+    };
+    let detail = String::from_utf8_lossy(&text).trim().to_string();
+    let mut problem = ApiError::new(
+        kind,
+        if detail.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            detail
+        },
+    );
+    problem.status = parts.status;
+    problem.headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != header::CONTENT_TYPE && *name != header::CONTENT_LENGTH)
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    problem.into_response()
+}

@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 pub use error::{ApiError, Problem, SqlError};
 pub use state::{ApiSettings, AppState, TopicsView};
 
-use self::openapi::{ApiDoc, describe_responses};
+use self::openapi::{ApiDoc, complete_responses};
 use self::routes::operations::*;
 use self::routes::preview::*;
 use self::routes::runs::*;
@@ -57,8 +57,13 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .merge(protected)
         .merge(public)
         .split_for_parts();
-    describe_responses(&mut doc);
+    complete_responses(&mut doc);
     let _ = app.openapi.set(doc.clone());
+    let router = router
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::no_method)
+        .layer(middleware::from_fn(error::plain_errors_as_problems))
+        .layer(middleware::from_fn(error::catch_panics));
     (router.with_state(app), doc)
 }
 

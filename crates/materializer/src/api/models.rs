@@ -85,9 +85,14 @@ pub struct PreviewRequest {
     /// Mapping SQL to try instead of the saved one (CREATE VIEW statements over `events`).
     pub mapping: Option<String>,
     /// Sample events; without them, the first `limit` events of the topic's source.
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// Events as Nakadi delivers them: one that is not an object, or does not
+    /// fit the schema, is answered among the rejected ones, as a run would.
+    #[schema(value_type = Option<Vec<Value>>)]
     pub events: Option<Vec<serde_json::Value>>,
-    /// How many events to read from the source when no events are given (default 20).
+    /// How many events to read from the source when no events are given
+    /// (default 20, at most 1000).
+    #[serde(default, deserialize_with = "count")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -107,6 +112,9 @@ pub struct TableView {
     /// One JSON object per row, keyed by column.
     #[schema(value_type = Vec<Object>)]
     pub rows: Vec<serde_json::Value>,
+    /// The mapping made more rows (or bytes) than a preview answers; `rows`
+    /// holds the first of them.
+    pub truncated: bool,
 }
 
 impl From<PreviewTable> for TableView {
@@ -114,6 +122,7 @@ impl From<PreviewTable> for TableView {
         TableView {
             columns: table.columns,
             rows: table.rows,
+            truncated: table.truncated,
         }
     }
 }
@@ -183,8 +192,9 @@ pub struct Triggered {
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// How many runs (default 20).
-    pub limit: Option<usize>,
+    /// How many runs (default 20, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
 }
 
 /// Live counters of a run.
@@ -259,5 +269,25 @@ impl RunView {
             files: Some(m.files.len()),
             error: None,
         }
+    }
+}
+
+/// A count, written as any JSON number with no fraction (`20`, `20.0`, `2e1`).
+fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_u64() {
+        return Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)));
+    }
+    match number.as_f64() {
+        Some(v) if v.fract() == 0.0 && v >= 0.0 => Ok(Some(if v >= usize::MAX as f64 {
+            usize::MAX
+        } else {
+            v as usize
+        })),
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a count (a whole number, 0 or more)"
+        ))),
     }
 }

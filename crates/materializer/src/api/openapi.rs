@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 pub(crate) struct SecurityAddon;
@@ -16,9 +17,11 @@ impl Modify for SecurityAddon {
     }
 }
 
-/// Gives every response without a description its status' reason phrase
-/// (OpenAPI requires one).
-pub(crate) fn describe_responses(openapi: &mut utoipa::openapi::OpenApi) {
+/// Completes what the handlers' annotations leave out, the same for every
+/// route: errors are problem documents (`application/problem+json`), every
+/// route may answer 500, a route that takes a body or query parameters may
+/// answer 400, and every response has a description (OpenAPI requires one).
+pub(crate) fn complete_responses(openapi: &mut utoipa::openapi::OpenApi) {
     for item in openapi.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -28,21 +31,69 @@ pub(crate) fn describe_responses(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
-            for (status, response) in operation.responses.responses.iter_mut() {
-                if let utoipa::openapi::RefOr::T(response) = response
-                    && response.description.is_empty()
-                {
-                    response.description = status
-                        .parse::<u16>()
-                        .ok()
-                        .and_then(|s| StatusCode::from_u16(s).ok())
-                        .and_then(|s| s.canonical_reason())
-                        .unwrap_or("Response")
-                        .to_string();
+            let takes_input = operation.request_body.is_some()
+                || operation.parameters.iter().flatten().any(|p| {
+                    matches!(
+                        p,
+                        RefOr::T(p) if matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    )
+                });
+            let responses = &mut operation.responses.responses;
+            if takes_input {
+                responses
+                    .entry("400".into())
+                    .or_insert_with(|| problem_response(StatusCode::BAD_REQUEST));
+            }
+            responses
+                .entry("500".into())
+                .or_insert_with(|| problem_response(StatusCode::INTERNAL_SERVER_ERROR));
+            for (status, response) in responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if response.description.is_empty() {
+                    response.description = reason(status);
+                }
+                if let Some(content) = response.content.shift_remove("application/json") {
+                    let is_problem = matches!(
+                        &content,
+                        RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+                    );
+                    let media = if is_problem {
+                        "application/problem+json"
+                    } else {
+                        "application/json"
+                    };
+                    response.content.insert(media.into(), content);
                 }
             }
         }
     }
+}
+
+fn reason(status: &str) -> String {
+    status
+        .parse::<u16>()
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Response")
+        .to_string()
+}
+
+/// A response whose body is a problem document.
+fn problem_response(status: StatusCode) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(reason(status.as_str()))
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 #[derive(OpenApi)]

@@ -38,6 +38,9 @@ pub struct ApiSettings {
     pub allow_mapping_edits: bool,
 }
 
+/// Previews running at once; more wait for a turn (within their timeout).
+const PREVIEWS_AT_ONCE: usize = 4;
+
 /// A topic's configuration as served: the last good one, and why the newest
 /// files do not load, if they do not.
 #[derive(Default)]
@@ -58,6 +61,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     pub topics: RwLock<TopicsView>,
     pub runs: RunRegistry,
+    /// Turns of the previews running at once.
+    pub previews: tokio::sync::Semaphore,
     pub metrics: Metrics,
     /// Cancelled when the server shuts down: no new runs are accepted.
     pub shutdown: CancellationToken,
@@ -75,6 +80,7 @@ impl AppState {
     ) -> Result<Arc<AppState>, ConfigError> {
         let state = Arc::new(AppState {
             runs: RunRegistry::new(settings.max_concurrent_runs),
+            previews: tokio::sync::Semaphore::new(PREVIEWS_AT_ONCE),
             env,
             preview_engine,
             sql_dir,

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use bytes::Bytes;
 
 use materializer_core::config::Topic;
-use materializer_core::preview::preview;
+use materializer_core::preview::{PreviewError, PreviewLimits, preview_bounded};
 
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
@@ -20,13 +20,15 @@ use crate::api::state::AppState;
     path = "/topics/{topic}/preview",
     tag = "topics",
     params(("topic" = String, Path, description = "Topic name")),
-    request_body = PreviewRequest,
+    request_body = Option<PreviewRequest>,
     security(("bearer" = [])),
     responses(
         (status = 200, body = PreviewResponse),
         (status = 404, body = Problem),
         (status = 422, description = "The mapping is not valid (errors with line and column) or the query failed", body = Problem),
         (status = 408, description = "The preview took longer than allowed", body = Problem),
+        (status = 413, description = "More sample events than a preview takes", body = Problem),
+        (status = 502, description = "The topic's source could not be read for sample events", body = Problem),
         (status = 401, body = Problem),
         (status = 403, body = Problem)
     )
@@ -38,13 +40,21 @@ pub(crate) async fn preview_topic(
 ) -> Result<Json<PreviewResponse>, ApiError> {
     let topic = app.topic(&name)?;
     let request: PreviewRequest = parse_optional_json(&body)?;
+    if let Some(limit) = request.limit
+        && !(1..=app.settings.preview_max_events).contains(&limit)
+    {
+        return Err(ApiError::new(
+            ProblemKind::BadRequest,
+            format!(
+                "limit {limit} is out of range: 1 to {} events",
+                app.settings.preview_max_events
+            ),
+        ));
+    }
     let events: Vec<Bytes> = match request.events {
         Some(events) => events.iter().map(|e| Bytes::from(e.to_string())).collect(),
         None => {
-            let limit = request
-                .limit
-                .unwrap_or(20)
-                .min(app.settings.preview_max_events);
+            let limit = request.limit.unwrap_or(20);
             sample_events(&app, &topic, limit).await?
         }
     };
@@ -58,24 +68,40 @@ pub(crate) async fn preview_topic(
         )
         .titled("Too many sample events"));
     }
-    let work = preview(
-        &app.preview_engine,
-        &topic,
-        request.mapping.as_deref(),
-        &events,
-    );
-    let outcome = tokio::time::timeout(app.settings.preview_timeout, work)
+    // Previews wait their turn: a few run at once, so that drafts together
+    // stay within the preview engine's memory. The wait counts against the
+    // preview's time.
+    let deadline = tokio::time::Instant::now() + app.settings.preview_timeout;
+    let timed_out = || {
+        ApiError::new(
+            ProblemKind::Timeout,
+            format!(
+                "the preview took longer than {} s",
+                app.settings.preview_timeout.as_secs_f64()
+            ),
+        )
+        .titled("Preview timed out")
+    };
+    let _turn = tokio::time::timeout_at(deadline, app.previews.acquire())
         .await
-        .map_err(|_| {
-            ApiError::new(
-                ProblemKind::Timeout,
-                format!(
-                    "the preview took longer than {} s",
-                    app.settings.preview_timeout.as_secs_f64()
-                ),
-            )
-            .titled("Preview timed out")
-        })??;
+        .map_err(|_| timed_out())?
+        .map_err(|_| timed_out())?;
+    let limits = PreviewLimits {
+        timeout: deadline.saturating_duration_since(tokio::time::Instant::now()),
+        ..PreviewLimits::default()
+    };
+    let outcome = preview_bounded(
+        app.preview_engine.clone(),
+        topic,
+        request.mapping,
+        events,
+        limits,
+    )
+    .await
+    .map_err(|e| match e {
+        PreviewError::Timeout { .. } => timed_out(),
+        other => other.into(),
+    })?;
     Ok(Json(PreviewResponse {
         counts: CountsView::from(&outcome.counts),
         main: outcome.main.into(),
@@ -84,19 +110,28 @@ pub(crate) async fn preview_topic(
     }))
 }
 
-/// A JSON body, or the default when there is none.
+/// A JSON body, or the default when there is none (or it is `null`).
 fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         ApiError::new(
             ProblemKind::BadRequest,
             format!("the body is not valid: {e}"),
         )
-    })
+    };
+    // Only an object (or null): serde would also read a struct from an array.
+    match serde_json::from_slice::<serde_json::Value>(body).map_err(invalid)? {
+        serde_json::Value::Null => Ok(T::default()),
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(invalid),
+        _ => Err(ApiError::new(
+            ProblemKind::BadRequest,
+            "the body is not valid: expected a JSON object",
+        )),
+    }
 }
 
 /// The first `limit` events of a topic's source (cursors mode, nothing committed).

@@ -112,7 +112,16 @@ pub(crate) async fn list_runs(
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     let topic = app.topic(&name)?;
-    let limit = query.limit.unwrap_or(20).clamp(1, 1000);
+    let limit = match query.limit {
+        None => 20,
+        Some(n @ 1..=1000) => n as usize,
+        Some(n) => {
+            return Err(ApiError::new(
+                ProblemKind::BadRequest,
+                format!("limit {n} is out of range: 1 to 1000 runs"),
+            ));
+        }
+    };
     let mut views = app.runs.views_of(&name);
     let known: std::collections::HashSet<u64> = views.iter().filter_map(|v| v.sequence).collect();
     let output = app.env.output(&topic)?;
