@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -286,7 +287,24 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
                 return;
             }
         };
-        match run::execute(&app.env.engine, request).await {
+        // A run that panics fails alone; the server and the other runs go on.
+        let outcome = std::panic::AssertUnwindSafe(run::execute(&app.env.engine, request))
+            .catch_unwind()
+            .await;
+        let Ok(outcome) = outcome else {
+            finish(
+                &app,
+                &entry,
+                Ended::Failed,
+                None,
+                Some(format!(
+                    "topic {}: the run failed unexpectedly (a bug); nothing of it is committed and the next run redoes it",
+                    topic.name()
+                )),
+            );
+            return;
+        };
+        match outcome {
             Ok(summary) => finish(&app, &entry, Ended::Succeeded, Some(summary), None),
             Err(e) => {
                 let ended = match e.failure() {
