@@ -19,6 +19,9 @@ use crate::support::{Committed, Workspace, article_stream, committed};
 const TOPIC: &str = "article-stock-changed";
 const EVENT_TYPE: &str = "article.stock-changed";
 const OWNER: &str = "materializer-tests";
+const FAILPOINT: &str = "MATERIALIZER_FAILPOINT";
+/// A run that takes longer has stalled: the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(40);
 
 struct Live {
     bus: Arc<Bus>,
@@ -116,18 +119,27 @@ async fn reference(ws: &Workspace, lines: &[String]) -> Committed {
     rows(&output).await
 }
 
-async fn subscription_id(live: &Live) -> String {
+/// `POST /subscriptions` (finds or creates): the answer's status and the id.
+async fn post_subscription(live: &Live, body: serde_json::Value) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(format!("{}/subscriptions", live.url))
-        .json(&serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "materializer"}))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200, "the run created the subscription");
-    response.json::<serde_json::Value>().await.unwrap()["id"]
+    let status = response.status().as_u16();
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
-        .to_string()
+        .to_string();
+    (status, id)
+}
+
+async fn subscription_id(live: &Live) -> String {
+    let body = serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "materializer"});
+    let (status, id) = post_subscription(live, body).await;
+    assert_eq!(status, 200, "the run created the subscription");
+    id
 }
 
 async fn end_cursors(output: &OutputLocation) -> std::collections::BTreeMap<String, String> {
@@ -138,6 +150,62 @@ async fn end_cursors(output: &OutputLocation) -> std::collections::BTreeMap<Stri
         .into_iter()
         .map(|(p, o)| (p, o.to_string()))
         .collect()
+}
+
+/// Events in recorded stream lines.
+fn events_in(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .map(|l| l.matches("\"eid\"").count() as u64)
+        .sum()
+}
+
+fn append(live: &Live, lines: &[String]) {
+    live.bus
+        .append_recording(EVENT_TYPE, (lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+}
+
+/// Makes the binary read the topic through the subscription the library runs use.
+fn read_through_subscription(ws: &Workspace) {
+    let dir = ws.sql().join(TOPIC);
+    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
+    std::fs::write(
+        dir.join("topic.toml"),
+        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
+    )
+    .unwrap();
+}
+
+/// A run of the binary against `live`, writing to `output`.
+fn cli_run(ws: &Workspace, live: &Live, output: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(ws.command());
+    command
+        .args([
+            "run",
+            "--topic",
+            TOPIC,
+            "--nakadi-url",
+            &live.url,
+            "--no-progress",
+            "--output",
+        ])
+        .arg(output)
+        .kill_on_drop(true);
+    command
+}
+
+/// What a run of the binary printed once it ended; a run that does not end
+/// fails the test.
+async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(RUN_DEADLINE, command.output())
+        .await
+        .expect("the run did not end")
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]
@@ -183,16 +251,8 @@ async fn a_second_run_gets_only_newer_events() {
             .unwrap();
         assert_eq!(again.outcome, Outcome::NothingNew);
     }
-    live.bus
-        .append_recording(
-            EVENT_TYPE,
-            (lines[lines.len() / 2..].join("\n") + "\n").as_bytes(),
-        )
-        .unwrap();
-    let expected_new: usize = lines[lines.len() / 2..]
-        .iter()
-        .map(|l| l.matches("\"eid\"").count())
-        .sum();
+    append(&live, &lines[lines.len() / 2..]);
+    let expected_new = events_in(&lines[lines.len() / 2..]);
     for subscription in [false, true] {
         let output = local(&ws, &format!("second-{subscription}"));
         let second = run(&ws, &output, source(&live, subscription))
@@ -200,7 +260,7 @@ async fn a_second_run_gets_only_newer_events() {
             .unwrap();
         assert_eq!(second.sequence, Some(2));
         assert_eq!(
-            second.counts.events_read, expected_new as u64,
+            second.counts.events_read, expected_new,
             "subscription: {subscription}"
         );
         let ledger = Ledger::new(output.clone(), TOPIC);
@@ -368,6 +428,7 @@ async fn mixed_faults_over_many_runs_match_a_fault_free_twin() {
                     .or(b.cut_line_after_batches.clone()),
                 keepalive_only: a.keepalive_only.clone().or(b.keepalive_only.clone()),
                 silence: a.silence.clone().or(b.silence.clone()),
+                max_uncommitted: a.max_uncommitted.clone().or(b.max_uncommitted.clone()),
             });
             run(&ws, &clean_out, source(&clean, subscription))
                 .await
@@ -431,12 +492,7 @@ async fn an_expired_cursor_names_the_partition_and_offsets() {
     let output = local(&ws, "expired");
     run(&ws, &output, source(&live, false)).await.unwrap();
     let ends = end_cursors(&output).await;
-    live.bus
-        .append_recording(
-            EVENT_TYPE,
-            (lines[lines.len() / 2..].join("\n") + "\n").as_bytes(),
-        )
-        .unwrap();
+    append(&live, &lines[lines.len() / 2..]);
     // Retention deletes partition 0 beyond what the first run read.
     let end0: u64 = ends["0"].rsplit('-').next().unwrap().parse().unwrap();
     live.bus.expire(EVENT_TYPE, "0", end0 + 5).unwrap();
@@ -519,18 +575,8 @@ async fn a_commit_after_the_stream_timed_out_goes_through_a_new_stream() {
     // Longer than the commit timeout: Nakadi closes the stream.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     reader.commit(&positions).await.unwrap();
-    let id = reqwest::Client::new()
-        .post(format!("{}/subscriptions", live.url))
-        .json(&serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "slow"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let body = serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "slow"});
+    let (_, id) = post_subscription(&live, body).await;
     let mut expected: std::collections::BTreeMap<String, String> = positions
         .into_iter()
         .map(|(p, o)| (p, o.to_string()))
@@ -551,12 +597,7 @@ async fn a_busy_subscription_is_waited_for() {
     // The run creates the subscription; a second consumer then holds it for a while.
     let output = local(&ws, "busy");
     run(&ws, &output, source(&live, true)).await.unwrap();
-    live.bus
-        .append_recording(
-            EVENT_TYPE,
-            (article_stream(50, 2, 10).join("\n") + "\n").as_bytes(),
-        )
-        .unwrap();
+    append(&live, &article_stream(50, 2, 10));
     let id = subscription_id(&live).await;
     let holder = reqwest::Client::new()
         .get(format!(
@@ -579,46 +620,10 @@ async fn a_busy_subscription_is_waited_for() {
 #[tokio::test]
 async fn a_crash_between_manifest_and_cursor_commit_is_finished_by_the_next_run() {
     let ws = Workspace::new();
-    let dir = ws.sql().join(TOPIC);
-    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
-    std::fs::write(
-        dir.join("topic.toml"),
-        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
-    )
-    .unwrap();
+    read_through_subscription(&ws);
     let live = live(&ws, None, &article_stream(600, 4, 12)).await;
     let output = ws.path("crash-out");
-    let (cwd, url, out) = (
-        ws.dir.path().to_path_buf(),
-        live.url.clone(),
-        output.clone(),
-    );
-    let cli = move |failpoint: Option<&str>| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_materializer"));
-        command
-            .current_dir(&cwd)
-            .env("RUST_LOG", "warn")
-            .args([
-                "run",
-                "--topic",
-                TOPIC,
-                "--nakadi-url",
-                &url,
-                "--no-progress",
-                "--output",
-            ])
-            .arg(&out);
-        if let Some(point) = failpoint {
-            command.env("MATERIALIZER_FAILPOINT", point);
-        }
-        command.output().unwrap()
-    };
-    let crashed = tokio::task::spawn_blocking({
-        let cli = cli.clone();
-        move || cli(Some("post-committed"))
-    })
-    .await
-    .unwrap();
+    let crashed = finished(cli_run(&ws, &live, &output).env(FAILPOINT, "post-committed")).await;
     assert!(!crashed.status.success());
     let location =
         OutputLocation::parse(&output.display().to_string(), &S3Settings::default()).unwrap();
@@ -637,15 +642,9 @@ async fn a_crash_between_manifest_and_cursor_commit_is_finished_by_the_next_run(
         "no cursor commit yet"
     );
 
-    let next = tokio::task::spawn_blocking(move || cli(None))
-        .await
-        .unwrap();
-    assert!(
-        next.status.success(),
-        "{}",
-        String::from_utf8_lossy(&next.stderr)
-    );
-    assert!(String::from_utf8_lossy(&next.stdout).contains("nothing new since run 1"));
+    let next = finished(&mut cli_run(&ws, &live, &output)).await;
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(text(&next.stdout).contains("nothing new since run 1"));
     assert_eq!(
         live.bus.committed(&id).unwrap(),
         end_cursors(&location).await
@@ -678,4 +677,116 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         format!("Nakadi event type {EVENT_TYPE} at {}", live.url)
     );
     assert!(topic.schema().events.field_with_name("metadata").is_ok());
+}
+
+/// A subscription stream opened by hand, read line by line.
+struct RawStream {
+    id: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl RawStream {
+    async fn open(live: &Live, subscription: &str, query: &str) -> Result<RawStream, u16> {
+        let response = reqwest::get(format!(
+            "{}/subscriptions/{subscription}/events?{query}",
+            live.url
+        ))
+        .await
+        .unwrap();
+        if !response.status().is_success() {
+            return Err(response.status().as_u16());
+        }
+        let id = response.headers()["X-Nakadi-StreamId"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        Ok(RawStream {
+            id,
+            response,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The next line; `None` once the server ended the stream.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        loop {
+            if let Some(at) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=at).collect();
+                return Some(serde_json::from_slice(&line[..at]).unwrap());
+            }
+            let chunk = tokio::time::timeout(RUN_DEADLINE, self.response.chunk())
+                .await
+                .expect("the stream went silent")
+                .unwrap();
+            self.buffer.extend_from_slice(&chunk?);
+        }
+    }
+
+    /// Reads batches until `count` events came; the cursors of the batches.
+    async fn events(&mut self, count: usize) -> Vec<serde_json::Value> {
+        let (mut seen, mut cursors) = (0, Vec::new());
+        while seen < count {
+            let line = self.next().await.expect("the stream ended early");
+            if let Some(events) = line["events"].as_array() {
+                seen += events.len();
+                cursors.push(line["cursor"].clone());
+            }
+        }
+        assert_eq!(seen, count);
+        cursors
+    }
+
+    /// Reads to the end of the stream: the events that still came.
+    async fn rest(&mut self) -> usize {
+        let mut seen = 0;
+        while let Some(line) = self.next().await {
+            seen += line["events"].as_array().map_or(0, Vec::len);
+        }
+        seen
+    }
+}
+
+#[tokio::test]
+async fn the_server_pauses_at_the_window_and_ends_streams_left_without_commits() {
+    let ws = Workspace::new();
+    let live = live(&ws, None, &article_stream(200, 4, 6)).await;
+    let body = serde_json::json!({"owning_application": "raw", "event_types": [EVENT_TYPE], "read_from": "begin"});
+    let (_, id) = post_subscription(&live, body).await;
+    let query = "batch_limit=4&max_uncommitted_events=10&commit_timeout=2&batch_flush_timeout=1";
+
+    // The first stream holds every partition: a second one finds no free slot.
+    let mut first = RawStream::open(&live, &id, query).await.unwrap();
+    assert_eq!(RawStream::open(&live, &id, query).await.err(), Some(409));
+    // 10 events, then a pause without commits until the commit timeout ends the stream.
+    let sent = first.events(10).await;
+    assert_eq!(first.rest().await, 0);
+
+    // The next stream starts again at the committed cursors (BEGIN): the same events.
+    let mut second = RawStream::open(&live, &id, query).await.unwrap();
+    let resent = second.events(10).await;
+    assert_eq!(resent, sent);
+    // A commit of 4 lets 4 more out, no more.
+    let commit = reqwest::Client::new()
+        .post(format!("{}/subscriptions/{id}/cursors", live.url))
+        .header("X-Nakadi-StreamId", &second.id)
+        .json(&serde_json::json!({ "items": [resent[0]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(commit.status(), 204);
+    assert_eq!(second.rest().await, 4);
+    let committed = live.bus.committed(&id).unwrap();
+    assert_eq!(
+        committed[resent[0]["partition"].as_str().unwrap()],
+        resent[0]["offset"]
+    );
+
+    // A wide window gets every event, and those published while the stream is open.
+    let mut third = RawStream::open(&live, &id, "batch_limit=50&max_uncommitted_events=1000")
+        .await
+        .unwrap();
+    third.events(196).await;
+    append(&live, &article_stream(12, 4, 99));
+    third.events(12).await;
 }
