@@ -2,19 +2,23 @@
 //! modes, second runs, every injected fault alone and mixed over many runs,
 //! refused credentials, expired cursors and the subscription's commits.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use materializer_core::run::{Ledger, Outcome, RunError, RunFailure, RunSummary, Stage};
-use materializer_core::sink::{OutputLocation, S3Settings};
+use materializer_core::ErrorClass;
+use materializer_core::run::{
+    Ledger, Outcome, PartitionCursors, Plan, RunError, RunFailure, RunSummary, Stage,
+};
+use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
 use materializer_core::source::{
-    NakadiClient, NakadiSettings, NakadiSource, ReadFrom, Source, SubscriptionReader,
+    NakadiClient, NakadiSettings, NakadiSource, Offset, ReadFrom, Source, SubscriptionReader,
     SubscriptionSettings, TokenSource,
 };
 use nakadi_testkit::Bus;
-use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
+use nakadi_testkit::faults::{Cap, Countdown, FaultPlan, Refusal, Window};
 
-use crate::support::{Committed, Workspace, article_stream, committed};
+use crate::support::{Committed, Workspace, article_stream, committed, parse_csv, run_files};
 
 const TOPIC: &str = "article-stock-changed";
 const EVENT_TYPE: &str = "article.stock-changed";
@@ -150,6 +154,70 @@ async fn end_cursors(output: &OutputLocation) -> std::collections::BTreeMap<Stri
         .into_iter()
         .map(|(p, o)| (p, o.to_string()))
         .collect()
+}
+
+/// What a warehouse that loads every committed run in order holds: per
+/// article, the version and eid of its MAIN row of the highest version.
+async fn warehouse(output: &OutputLocation) -> BTreeMap<String, (i64, String)> {
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for run in run_files(output, TOPIC).await {
+        for (_, text) in run.files.iter().filter(|(kind, _)| *kind == FileKind::Main) {
+            let mut rows = parse_csv(text);
+            let header = rows.remove(0);
+            let column = |name: &str| {
+                header
+                    .iter()
+                    .position(|h| h.as_deref() == Some(name))
+                    .unwrap()
+            };
+            let (key, version, eid) = (column("article_id"), column("version"), column("eid"));
+            for row in rows {
+                let v: i64 = row[version].as_deref().unwrap().parse().unwrap();
+                let k = row[key].clone().unwrap();
+                if latest.get(&k).is_none_or(|(top, _)| v > *top) {
+                    latest.insert(k, (v, row[eid].clone().unwrap()));
+                }
+            }
+        }
+    }
+    latest
+}
+
+/// The events of recorded stream lines: (eid, article, version).
+fn events_of(lines: &[String]) -> BTreeSet<(String, String, i64)> {
+    let mut events = BTreeSet::new();
+    for line in lines {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().unwrap() {
+            events.insert((
+                event["metadata"]["eid"].as_str().unwrap().to_string(),
+                event["article_id"].to_string(),
+                event["version"].as_i64().unwrap(),
+            ));
+        }
+    }
+    events
+}
+
+/// The committed runs hold the latest version of every article in `lines`,
+/// each as one of the events with that version (equal versions are
+/// redeliveries of one state).
+async fn holds_the_latest_versions(output: &OutputLocation, lines: &[String]) {
+    let events = events_of(lines);
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, article, version) in &events {
+        let top = latest.entry(article.clone()).or_insert(*version);
+        *top = (*top).max(*version);
+    }
+    let held = warehouse(output).await;
+    let versions: BTreeMap<String, i64> = held.iter().map(|(a, (v, _))| (a.clone(), *v)).collect();
+    assert_eq!(versions, latest);
+    for (article, (version, eid)) in held {
+        assert!(
+            events.contains(&(eid.clone(), article.clone(), version)),
+            "{article}: {eid} is not an event of version {version}"
+        );
+    }
 }
 
 /// Events in recorded stream lines.
@@ -677,6 +745,257 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         format!("Nakadi event type {EVENT_TYPE} at {}", live.url)
     );
     assert!(topic.schema().events.field_with_name("metadata").is_ok());
+}
+
+/// Waits until the server noticed that the killed run's stream is gone.
+async fn until_no_stream_holds(live: &Live, id: &str) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let stats: serde_json::Value =
+            reqwest::get(format!("{}/subscriptions/{id}/stats", live.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let assigned = stats["items"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["state"] == "assigned");
+        if !assigned {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the stream stays held: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The events between a plan's start and end cursors.
+fn planned_events(plan: &Plan) -> u64 {
+    plan.partitions
+        .iter()
+        .map(|p| p.start.distance_to(&p.end).unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_killed_subscription_run_resumes_its_plan_after_the_stream_grew() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let lines = article_stream(1600, 4, 41);
+    let parts: Vec<&[String]> = lines.chunks(lines.len() / 3 + 1).collect();
+    let live = live(&ws, None, parts[0]).await;
+    let dir = ws.path("resumed");
+    let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
+    run(&ws, &output, source(&live, true)).await.unwrap();
+    append(&live, parts[1]);
+    // Run 2 dies after its first batch went to a decoder: its plan is
+    // written, its manifest is not, its stream had sent events uncommitted.
+    let killed = finished(cli_run(&ws, &live, &dir).env(FAILPOINT, "reading")).await;
+    assert!(
+        text(&killed.stderr).contains("failpoint reading"),
+        "{}",
+        text(&killed.stderr)
+    );
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let plan = ledger.plan(2).await.unwrap().expect("run 2 wrote its plan");
+    assert_eq!(ledger.committed_sequences().await.unwrap(), vec![1]);
+    assert_eq!(planned_events(&plan), events_in(parts[1]));
+
+    // The stream grows: Nakadi sends these events past the plan's end.
+    append(&live, parts[2]);
+    let id = subscription_id(&live).await;
+    until_no_stream_holds(&live, &id).await;
+    let mut s = settings(&live.url, TokenSource::None);
+    s.commit_timeout = Duration::from_secs(2);
+    let resumed = tokio::time::timeout(RUN_DEADLINE, run(&ws, &output, source_with(s, true)))
+        .await
+        .expect("the resumed run did not end")
+        .unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.sequence, Some(2));
+    assert_eq!(resumed.counts.events_read, planned_events(&plan));
+    let cursors = |p: &[PartitionCursors]| -> Vec<(String, String, String)> {
+        p.iter()
+            .map(|c| (c.partition.clone(), c.start.to_string(), c.end.to_string()))
+            .collect()
+    };
+    assert_eq!(cursors(&resumed.partitions), cursors(&plan.partitions));
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+    let planned = [parts[0], parts[1]].concat();
+    holds_the_latest_versions(&output, &planned).await;
+
+    // The growth is the next run's.
+    let next = run(&ws, &output, source(&live, true)).await.unwrap();
+    assert_eq!(next.counts.events_read, events_in(parts[2]));
+    holds_the_latest_versions(&output, &lines).await;
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
+
+#[tokio::test]
+async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let lines = article_stream(3000, 4, 57);
+    let live = live(&ws, None, &[]).await;
+    let dir = ws.path("series");
+    let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
+    // Every failpoint once, and SIGKILL at random moments in between.
+    let deaths = [
+        Some("planned"),
+        None,
+        Some("reading"),
+        None,
+        Some("files-written"),
+        None,
+        Some("committed"),
+        None,
+        Some("post-committed"),
+        None,
+        None,
+        Some("reading"),
+    ];
+    let rounds: Vec<&[String]> = lines.chunks(lines.len().div_ceil(deaths.len())).collect();
+    // How long a whole run takes, to spread the kills over it.
+    let mut span = Duration::from_millis(500);
+    let mut seed = 0x5eed_u64;
+    let mut random = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    assert_eq!(rounds.len(), deaths.len());
+    for (round, (events, death)) in rounds.iter().zip(deaths).enumerate() {
+        let (before, meanwhile) = events.split_at(events.len() / 2);
+        append(&live, before);
+        match death {
+            Some(point) => {
+                let died = finished(cli_run(&ws, &live, &dir).env(FAILPOINT, point)).await;
+                assert!(
+                    text(&died.stderr).contains(&format!("failpoint {point}")),
+                    "round {round}: {}",
+                    text(&died.stderr)
+                );
+            }
+            None => {
+                let mut child = cli_run(&ws, &live, &dir)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let moment = random(span.as_millis() as u64 + 1);
+                tokio::time::sleep(Duration::from_millis(moment)).await;
+                let _ = child.start_kill(); // SIGKILL
+                let _ = child.wait().await;
+            }
+        }
+        // Events keep arriving while no run is there.
+        append(&live, meanwhile);
+        let started = Instant::now();
+        let next = finished(&mut cli_run(&ws, &live, &dir)).await;
+        span = started.elapsed();
+        assert!(
+            next.status.success(),
+            "round {round}: {}",
+            text(&next.stderr)
+        );
+    }
+
+    // A run that resumed a plan left the last events to the next one.
+    let last = finished(&mut cli_run(&ws, &live, &dir)).await;
+    assert!(last.status.success(), "{}", text(&last.stderr));
+
+    // Every event is in exactly one committed run, and the runs follow each other.
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let mut manifests = Vec::new();
+    for sequence in ledger.committed_sequences().await.unwrap() {
+        manifests.push(ledger.manifest(sequence).await.unwrap().unwrap());
+    }
+    let read: u64 = manifests.iter().map(|m| m.counts.events_read).sum();
+    assert_eq!(read, events_in(&lines));
+    for pair in manifests.windows(2) {
+        let ends: Vec<_> = pair[0].partitions.iter().map(|p| &p.end).collect();
+        let starts: Vec<_> = pair[1].partitions.iter().map(|p| &p.start).collect();
+        assert_eq!(ends, starts, "run {}", pair[1].sequence);
+    }
+    holds_the_latest_versions(&output, &lines).await;
+    let id = subscription_id(&live).await;
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
+
+#[tokio::test]
+async fn a_subscription_run_that_gets_no_further_fails_naming_its_partitions() {
+    let ws = Workspace::new();
+    let lines = article_stream(800, 4, 17);
+    let (old, new) = lines.split_at(lines.len() / 2);
+    let live = live(&ws, None, old).await;
+    let output = local(&ws, "stalled");
+    run(&ws, &output, source(&live, true)).await.unwrap();
+    let first_ends = end_cursors(&output).await;
+    append(&live, new);
+    // Nakadi lets 5 uncommitted events out where the run needs hundreds,
+    // and closes streams that stay a second without commits.
+    live.bus.set_faults(FaultPlan {
+        max_uncommitted: Some(Cap {
+            events: 5,
+            streams: 100,
+        }),
+        ..Default::default()
+    });
+    let mut s = settings(&live.url, TokenSource::None);
+    s.commit_timeout = Duration::from_secs(1);
+    s.silence_timeout = Duration::from_secs(10);
+    s.max_retries = 2;
+    let err = tokio::time::timeout(RUN_DEADLINE, run(&ws, &output, source_with(s, true)))
+        .await
+        .expect("the run did not end")
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SourceUnavailable);
+
+    // The first stream sent 5 events of partition 0; the three after it sent
+    // the same again.
+    let id = subscription_id(&live).await;
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let plan = ledger.plan(2).await.unwrap().unwrap();
+    let unfinished: Vec<String> = plan
+        .partitions
+        .iter()
+        .map(|p| {
+            let at = Offset::new(first_ends[&p.partition].clone());
+            let read_to = if p.partition == "0" {
+                at.plus(5).unwrap()
+            } else {
+                at
+            };
+            format!(
+                "partition {} read to {read_to}, its plan ends at {}",
+                p.partition, p.end
+            )
+        })
+        .collect();
+    let message = materializer_core::report(&err);
+    let expected = format!(
+        "topic {TOPIC}: subscription {id}: no progress in 3 streams in a row: {}; the run commits \
+         nothing and the next run reads its plan again: stream ",
+        unfinished.join("; ")
+    );
+    assert!(message.starts_with(&expected), "{message}\n{expected}");
+    assert!(
+        message.ends_with(": the server ended the stream"),
+        "{message}"
+    );
+
+    // As a killed run would: nothing committed, the subscription untouched,
+    // and the next run reads the same plan.
+    assert_eq!(ledger.committed_sequences().await.unwrap(), vec![1]);
+    assert_eq!(live.bus.committed(&id).unwrap(), first_ends);
+    live.bus.set_faults(FaultPlan::default());
+    let next = run(&ws, &output, source(&live, true)).await.unwrap();
+    assert!(next.resumed);
+    assert_eq!(next.counts.events_read, events_in(new));
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
 }
 
 /// A subscription stream opened by hand, read line by line.
