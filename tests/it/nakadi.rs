@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use materializer_core::ErrorClass;
 use materializer_core::run::{
-    Ledger, Outcome, PartitionCursors, Plan, RunError, RunFailure, RunSummary, Stage,
+    Ledger, Outcome, PartitionCursors, Plan, RunError, RunFailure, RunSummary,
 };
 use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
 use materializer_core::source::{
@@ -577,19 +577,26 @@ async fn an_expired_cursor_names_the_partition_and_offsets() {
     );
 }
 
-#[tokio::test]
+// The watcher that stops the run has a thread of its own: on the test's
+// thread it would wait while the run maps (the query engine computes as it is
+// polled) and could miss the moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_leaves_the_subscription_untouched() {
     let ws = Workspace::new();
     let lines = article_stream(800, 4, 8);
     let live = live(&ws, None, &lines).await;
     let output = local(&ws, "stopped");
-    // Stop the run once it has read everything and is mapping.
+    // Stop the run once it has read everything.
     let request = ws
         .request_from(TOPIC, output.clone(), source(&live, true))
         .await;
     let (progress, cancel) = (request.progress.clone(), request.cancel.clone());
     tokio::spawn(async move {
-        while progress.stage() != Stage::Mapping {
+        loop {
+            let now = progress.snapshot();
+            if now.partitions_total > 0 && now.partitions_finished == now.partitions_total {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         cancel.cancel();
