@@ -267,9 +267,8 @@ async fn a_run_over_http_commits_what_the_cli_commits_and_its_counters_end_at_th
 
     // The CLI's run of the same recording writes the same files, byte for byte.
     let cli_out = ws.path("cli-out");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_materializer"))
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
+    let out = ws
+        .command()
         .args([
             "run",
             "--topic",

@@ -1,13 +1,11 @@
 //! The binary: commands, exit codes and what they print.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::{Workspace, repo};
 
 fn materializer(ws: &Workspace, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_materializer"))
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
+    ws.command()
         .env_remove("MATERIALIZER_OUTPUT")
         .args(args)
         .output()
