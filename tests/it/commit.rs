@@ -12,22 +12,22 @@ use object_store::path::Path;
 use crate::servers::{self, Fault, FaultyProxy};
 use crate::support::{Committed, Workspace, article_stream, committed, object};
 
-const TOPIC: &str = "article-stock-changed";
+pub(crate) const TOPIC: &str = "article-stock-changed";
 
 /// Where a test writes: a local folder or a fresh bucket on the S3 server.
 #[derive(Clone, Copy, Debug)]
-enum Store {
+pub(crate) enum Store {
     Local,
     S3,
 }
 
-struct Target {
+pub(crate) struct Target {
     url: String,
-    location: OutputLocation,
+    pub(crate) location: OutputLocation,
     env: Vec<(&'static str, String)>,
 }
 
-fn target(ws: &Workspace, store: Store, name: &str) -> Target {
+pub(crate) fn target(ws: &Workspace, store: Store, name: &str) -> Target {
     match store {
         Store::Local => {
             let dir = ws.path(name);
@@ -66,7 +66,7 @@ async fn reference(ws: &Workspace) -> Committed {
     reference
 }
 
-fn materializer_command(ws: &Workspace, t: &Target) -> Command {
+pub(crate) fn materializer_command(ws: &Workspace, t: &Target) -> Command {
     let mut command = ws.command();
     command
         .args(["run", "--topic", TOPIC, "--source"])
@@ -78,7 +78,7 @@ fn materializer_command(ws: &Workspace, t: &Target) -> Command {
     command
 }
 
-fn run_process(ws: &Workspace, t: &Target, failpoint: Option<&str>) -> Output {
+pub(crate) fn run_process(ws: &Workspace, t: &Target, failpoint: Option<&str>) -> Output {
     let mut command = materializer_command(ws, t);
     if let Some(point) = failpoint {
         command.env("MATERIALIZER_FAILPOINT", point);
@@ -86,12 +86,12 @@ fn run_process(ws: &Workspace, t: &Target, failpoint: Option<&str>) -> Output {
     command.output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Every object under the topic's data folders is a committed file or a marker.
-async fn only_committed_files_remain(t: &Target) {
+pub(crate) async fn only_committed_files_remain(t: &Target) {
     use futures::TryStreamExt;
     let ledger = Ledger::new(t.location.clone(), TOPIC);
     let mut listed = std::collections::BTreeSet::new();

@@ -269,18 +269,13 @@ async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
         assert_eq!(file.rows, rows, "{}", file.path);
     }
     // Everything the output holds: the committed files, markers, the key state and the ledger.
-    let state = m.state.as_ref().expect("the run changed the key state");
-    assert_eq!(state.keys, 5, "one entry per key of the MAIN input");
+    let state = m.key_state.as_ref().expect("the run changed the key state");
+    assert_eq!(state.rows(), 5, "one entry per key of the MAIN input");
+    assert_eq!(state_files(&ws, "article-stock-changed"), state_paths(&m));
     let listed: Vec<String> = ws
         .out_files()
         .into_iter()
-        .map(|f| {
-            if f == format!("article-stock-changed/{}", state.path) {
-                "article-stock-changed/_state/keys-0000000001-<attempt>.parquet".into()
-            } else {
-                f
-            }
-        })
+        .filter(|f| !f.contains("/_state/"))
         .collect();
     assert_eq!(
         listed,
@@ -292,7 +287,6 @@ async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
             "article-stock-changed/_redshift/keys-0000000001.json",
             "article-stock-changed/_redshift/main-0000000001.json",
             "article-stock-changed/_redshift/older-0000000001.json",
-            "article-stock-changed/_state/keys-0000000001-<attempt>.parquet",
             "article-stock-changed/correction/run=0000000001/_SUCCESS",
             "article-stock-changed/correction/run=0000000001/correction-0000000001-p0.csv",
             "article-stock-changed/correction/run=0000000001/correction-0000000001-p1.csv",
@@ -653,6 +647,7 @@ async fn late_events_are_corrections_across_runs() {
     let ws = Workspace::new();
     ws.run("article-stock-changed").await.unwrap();
     // Run 1 committed version 3 of 100000002 and version 1 of 100000006.
+    let before = state_versions(&ws, &manifest(&ws, "article-stock-changed", 1));
     ws.append(
         "recorded/article-stock-changed/stream.jsonl",
         &article_line(
@@ -694,17 +689,61 @@ async fn late_events_are_corrections_across_runs() {
     );
     // The key state now holds version 2 of 100000006 and the new key.
     let m2 = manifest(&ws, "article-stock-changed", 2);
-    assert_eq!(m2.state.as_ref().unwrap().keys, 6);
-    // Only the latest state file is kept.
-    let states: Vec<String> = ws
-        .out_files()
+    let after = state_versions(&ws, &m2);
+    assert_eq!(after.len(), 6);
+    assert_eq!(after[&100000006], 2);
+    assert_eq!(after[&100000020], 1);
+    assert_eq!(before.len(), 5);
+    assert_eq!(before[&100000006], 1);
+    assert_eq!(before[&100000002], 3);
+    // Only the files the newest manifest names are kept.
+    assert_eq!(state_files(&ws, "article-stock-changed"), state_paths(&m2));
+}
+
+/// Per article, the highest version the key state of a manifest holds.
+fn state_versions(ws: &Workspace, m: &Manifest) -> std::collections::BTreeMap<i64, i64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    let mut versions = std::collections::BTreeMap::new();
+    for path in state_paths(m) {
+        let bytes = std::fs::read(ws.out().join(&m.topic).join(path)).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            bytes::Bytes::from(bytes),
+            1024,
+        )
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let ids = batch.column(0).as_primitive::<Int64Type>();
+            let ordering = batch.column(1).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let best = versions.entry(ids.value(i)).or_insert(i64::MIN);
+                *best = (*best).max(ordering.value(i));
+            }
+        }
+    }
+    versions
+}
+
+/// The key state files in the output folder of `topic`.
+fn state_files(ws: &Workspace, topic: &str) -> Vec<String> {
+    ws.out_files()
         .into_iter()
         .filter(|f| f.contains("/_state/"))
+        .map(|f| f.trim_start_matches(&format!("{topic}/")).to_string())
+        .collect()
+}
+
+/// The key state files a manifest names, sorted.
+fn state_paths(m: &Manifest) -> Vec<String> {
+    let mut paths: Vec<String> = m
+        .key_state
+        .iter()
+        .flat_map(|index| &index.segments)
+        .map(|s| s.path.clone())
         .collect();
-    assert_eq!(
-        states,
-        vec![format!("article-stock-changed/{}", m2.state.unwrap().path)]
-    );
+    paths.sort();
+    paths
 }
 
 /// A workspace with the topic `article-stock-history`: the example topic
@@ -773,7 +812,8 @@ async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
     assert!(correction.is_empty());
     let files = ws.out_files();
     assert!(files.iter().all(|f| !f.contains("/_state/")), "{files:?}");
-    assert!(manifest(&ws, "article-stock-history", 1).state.is_none());
+    let m = manifest(&ws, "article-stock-history", 1);
+    assert!(m.state.is_none() && m.key_state.is_none());
 }
 
 /// Such a topic is mapped while it is read, as a stream read once; a mapping

@@ -13,4 +13,5 @@ mod config;
 mod foundation;
 mod hostile;
 mod nakadi;
+mod state;
 mod warehouse;

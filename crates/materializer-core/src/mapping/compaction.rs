@@ -145,20 +145,6 @@ impl Compaction {
         Some(Arc::new(Schema::new(fields)))
     }
 
-    /// The new key state: the committed one with this run's MAIN versions.
-    pub fn merge_state_sql(&self) -> String {
-        let keys = (0..self.partitioning_key.len())
-            .map(|i| quote_ident(&key_column(i)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let ordering = quote_ident(ORDERING_COLUMN);
-        format!(
-            "SELECT {keys}, max({ordering}) AS {ordering}\n\
-             FROM (SELECT * FROM {KEY_STATE_TABLE} UNION ALL SELECT * FROM __new_versions) AS versions\n\
-             GROUP BY {keys}"
-        )
-    }
-
     /// The whole chain a run executes for each Nakadi partition, as SQL text.
     pub fn explain(&self, input: &Explained<'_>) -> String {
         let columns = input

@@ -6,15 +6,16 @@ use chrono::Utc;
 
 use crate::sink::TopicLayout;
 
+use super::keystate::CommittedState;
 use super::map::PartitionOutput;
-use super::{Manifest, ManifestFile, PartitionCursors, Plan, Run, RunCounts, StateFile};
+use super::{Manifest, ManifestFile, PartitionCursors, Plan, Run, RunCounts};
 
 impl Run<'_> {
     pub(super) fn manifest(
         &self,
         plan: &Plan,
         outputs: Vec<PartitionOutput>,
-        state: Option<StateFile>,
+        state: CommittedState,
     ) -> Manifest {
         let layout: &TopicLayout = self.ledger.layout();
         let mut counts = RunCounts::default();
@@ -35,8 +36,15 @@ impl Run<'_> {
                 });
             }
         }
+        // Format 2 names the key state by its segments.
+        let format_version = if matches!(state, CommittedState::Buckets(_)) {
+            2
+        } else {
+            1
+        };
+        let (state, key_state) = state.into_manifest_fields();
         Manifest {
-            format_version: 1,
+            format_version,
             topic: self.name(),
             event_type: self.topic.event_type().to_string(),
             sequence: plan.sequence,
@@ -57,6 +65,7 @@ impl Run<'_> {
             files,
             counts,
             state,
+            key_state,
         }
     }
 }

@@ -27,6 +27,8 @@ use crate::sink::layout::seq_name;
 use crate::sink::{FileKind, OutputLocation, TopicLayout};
 use crate::source::Offset;
 
+use super::keystate::{STATE_FOLDER, written_by_run};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("{action} {path}")]
@@ -174,9 +176,13 @@ pub struct Manifest {
     pub partitions: Vec<PartitionCursors>,
     pub files: Vec<ManifestFile>,
     pub counts: RunCounts,
-    /// The topic's key state after this run.
+    /// The topic's key state after this run, in the single-file form
+    /// manifests of format 1 name (read, no longer written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<super::keystate::StateFile>,
+    /// The topic's key state after this run: its segments (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_state: Option<super::keystate::StateIndex>,
 }
 
 impl Manifest {
@@ -518,12 +524,22 @@ impl Ledger {
                 }
             }
         }
-        // Key states no manifest needs any more (other attempts', older runs').
-        let keep = manifest
-            .state
-            .as_ref()
-            .map(|s| self.layout.resolve(&s.path));
-        let dir = self.layout.root().clone().join("_state");
+        self.remove_unlisted_state(manifest).await
+    }
+
+    /// Removes key state files no manifest needs any more: other attempts',
+    /// and those the runs up to `manifest` compacted away.
+    async fn remove_unlisted_state(&self, manifest: &Manifest) -> Result<(), LedgerError> {
+        let mut keep: BTreeSet<Path> = BTreeSet::new();
+        keep.extend(manifest.state.iter().map(|s| self.layout.resolve(&s.path)));
+        keep.extend(
+            manifest
+                .key_state
+                .iter()
+                .flat_map(|index| &index.segments)
+                .map(|s| self.layout.resolve(&s.path)),
+        );
+        let dir = self.layout.root().clone().join(STATE_FOLDER);
         let objects: Vec<_> =
             self.store()
                 .list(Some(&dir))
@@ -535,16 +551,9 @@ impl Ledger {
                     source,
                 })?;
         for object in objects {
-            // Later runs' states (a run under way elsewhere) are not ours to judge.
-            let seq: Option<u64> = object
-                .location
-                .filename()
-                .and_then(|n| n.strip_prefix("keys-"))
-                .and_then(|n| n.split('-').next())
-                .and_then(|n| n.parse().ok());
-            if seq.is_some_and(|s| s <= manifest.sequence)
-                && Some(&object.location) != keep.as_ref()
-            {
+            // Later runs' files (a run under way elsewhere) are not ours to judge.
+            let seq = object.location.filename().and_then(written_by_run);
+            if seq.is_some_and(|s| s <= manifest.sequence) && !keep.contains(&object.location) {
                 match self.store().delete(&object.location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(source) => {

@@ -35,6 +35,7 @@ impl Run<'_> {
         mapper: &Arc<Mapper>,
         decoded: BTreeMap<String, DecodedPartition>,
         mut main_files: HashMap<String, Vec<WrittenFile>>,
+        state: Arc<KeyState>,
     ) -> Result<Vec<PartitionOutput>, RunFailure> {
         let parallelism = self.request.parallelism.max(1);
         let mut parts = decoded.into_values();
@@ -47,7 +48,8 @@ impl Run<'_> {
             {
                 let mapper = mapper.clone();
                 let main = main_files.remove(&*part.partition);
-                tasks.spawn(async move { mapper.map_partition(part, main).await });
+                let state = state.clone();
+                tasks.spawn(async move { mapper.map_partition(part, main, &state).await });
             }
             let Some(done) = tasks.join_next().await else {
                 break;
@@ -76,7 +78,8 @@ pub(super) struct Mapper {
     pub(super) topic: Arc<Topic>,
     pub(super) ledger: Ledger,
     pub(super) progress: Arc<Progress>,
-    pub(super) state: KeyState,
+    /// Columns of the key state: key parts, then the ordering key.
+    pub(super) state_schema: SchemaRef,
     /// The run's sequence number, in the files' names.
     pub(super) sequence: u64,
 }
@@ -88,6 +91,7 @@ impl Mapper {
         &self,
         part: DecodedPartition,
         mut main: Option<Vec<WrittenFile>>,
+        state: &KeyState,
     ) -> Result<PartitionOutput, RunFailure> {
         let sequence = self.sequence;
         let partition = part.partition.to_string();
@@ -96,7 +100,7 @@ impl Mapper {
             source,
         };
         let events_schema = self.topic.schema().read_events.clone();
-        let classes = self.classify(&part, &query_error)?;
+        let classes = self.classify(&part, state, &query_error)?;
         let (main_input, correction_events) = match &classes {
             Some(classes) => (
                 count_of(classes, Class::Main),
@@ -246,6 +250,7 @@ impl Mapper {
     pub(super) fn classify(
         &self,
         part: &DecodedPartition,
+        state: &KeyState,
         query_error: &impl Fn(DataFusionError) -> RunFailure,
     ) -> Result<Option<Arc<[Class]>>, RunFailure> {
         if !self.topic.compaction().compact || part.rows == 0 {
@@ -255,7 +260,7 @@ impl Mapper {
         let classes = classes(
             self.topic.compaction(),
             &keys,
-            &self.state,
+            state,
             self.topic.keeps_history(),
         )
         .map_err(|e| query_error(e.into()))?;
@@ -271,7 +276,7 @@ impl Mapper {
         let Some(classes) = classes else {
             return Ok(Vec::new());
         };
-        let schema = self.state.schema.clone();
+        let schema = self.state_schema.clone();
         let width = schema.fields().len();
         of_class(keys.into_iter().map(Ok), classes.clone(), Class::Main)
             .map(|batch| {

@@ -7,9 +7,11 @@
 //! decode    per partition, on blocking threads: rows + rejected events; the
 //!           rows wait in a spool (memory up to a share of --memory-mb, then
 //!           a temp file), their key columns in memory
-//! map       per partition, on its own task: classify (compaction, corrections)
-//!           in one pass over the keys, apply the mapping to each class as it
-//!           streams out of the spool
+//! map       look up the committed versions of the run's keys in the key
+//!           state; per partition, on its own task: classify (compaction,
+//!           corrections) in one pass over the keys, apply the mapping to each
+//!           class as it streams out of the spool; add the run's versions to
+//!           the key state (see [`keystate`])
 //! write     main, correction and rejected files under deterministic names
 //! commit    manifest put-if-absent, then _SUCCESS, Redshift manifests, hint
 //! ```
@@ -49,7 +51,7 @@ pub use classify::classify;
 pub use environment::{RunEnvironment, SetupError};
 pub use error::{RunError, RunFailure};
 pub use failpoint::failpoint;
-pub use keystate::{KeyState, KeyStateError, StateFile};
+pub use keystate::{CommittedState, KeyState, KeyStateError, StateFile, StateIndex, StateStore};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 use lock::TopicLock;
 pub use lock::is_running;
@@ -102,11 +104,12 @@ pub struct RunSummary {
 /// Seconds spent in each stage of a run.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Timings {
-    /// Finding the committed run, fixing the plan, loading the key state.
+    /// Finding the committed run, fixing the plan.
     pub plan: f64,
     /// Reading and decoding the events.
     pub read: f64,
-    /// Classifying, mapping and writing the files (and the key state).
+    /// Looking the run's keys up in the key state, classifying, mapping and
+    /// writing the files and the key state.
     pub map_write: f64,
     /// Writing the manifest, the post-commit files and the source's cursors.
     pub commit: f64,
@@ -146,7 +149,7 @@ struct Run<'a> {
     ledger: Ledger,
     request: &'a RunRequest,
     started_at: chrono::DateTime<Utc>,
-    /// Random id of this attempt (names its key state file; marks its manifest).
+    /// Random id of this attempt (names its key state files; marks its manifest).
     attempt: String,
     /// The sequence this attempt works on, once planned.
     planned: std::sync::OnceLock<u64>,
@@ -225,13 +228,9 @@ impl Run<'_> {
         );
         let _ = self.planned.set(plan.sequence);
 
-        let state = KeyState::load(
-            self.topic,
-            self.ledger.location(),
-            self.ledger.layout(),
-            committed.as_ref().and_then(|m| m.state.as_ref()),
-        )
-        .await?;
+        let state_store =
+            StateStore::new(self.topic, self.ledger.location(), self.ledger.layout())?;
+        let committed_state = CommittedState::of(committed.as_ref());
         lap(&mut timings.plan);
         failpoint("planned");
         let mapper = Arc::new(Mapper {
@@ -239,7 +238,7 @@ impl Run<'_> {
             topic: self.request.topic.clone(),
             ledger: self.ledger.clone(),
             progress: self.request.progress.clone(),
-            state: state.clone(),
+            state_schema: state_store.schema().clone(),
             sequence: plan.sequence,
         });
         // A topic that does not compact is mapped while it is read, when its
@@ -268,34 +267,43 @@ impl Run<'_> {
         let spilled_partitions = decoded.values().filter(|p| p.events.spilled()).count();
 
         progress.set_stage(Stage::Mapping);
+        // The committed versions of this run's keys, and only of those.
+        let state = if self.topic.compaction().compact {
+            let mut key_batches: Vec<&[arrow::array::ArrayRef]> = Vec::new();
+            for part in decoded.values() {
+                key_batches.extend(part.keys.iter().map(RecordBatch::columns));
+            }
+            self.cancellable(async {
+                Ok(state_store.lookup(&committed_state, &key_batches).await?)
+            })
+            .await?
+        } else {
+            state_store.empty()
+        };
         let mut outputs = self
-            .cancellable(self.map_and_write(&mapper, decoded, main_files))
+            .cancellable(self.map_and_write(&mapper, decoded, main_files, Arc::new(state)))
             .await?;
         let versions: Vec<RecordBatch> = outputs
             .iter_mut()
             .flat_map(|o| std::mem::take(&mut o.versions))
             .collect();
-        let state_file = if versions.iter().all(|b| b.num_rows() == 0) {
-            committed.as_ref().and_then(|m| m.state.clone())
+        let state_after = if versions.iter().all(|b| b.num_rows() == 0) {
+            committed_state
         } else {
-            let written = state
-                .write_merged(
-                    self.engine,
-                    self.topic,
-                    self.ledger.location(),
-                    self.ledger.layout(),
-                    plan.sequence,
-                    &self.attempt,
-                    versions,
-                )
+            let index = self
+                .cancellable(async {
+                    Ok(state_store
+                        .commit(&committed_state, versions, plan.sequence, &self.attempt)
+                        .await?)
+                })
                 .await?;
-            Some(written)
+            CommittedState::Buckets(index)
         };
 
         lap(&mut timings.map_write);
         failpoint("files-written");
         progress.set_stage(Stage::Committing);
-        let manifest = self.manifest(&plan, outputs, state_file);
+        let manifest = self.manifest(&plan, outputs, state_after);
         self.ledger.commit(&manifest).await?;
         failpoint("committed");
         info!(topic = %self.topic.name(), sequence = manifest.sequence, files = manifest.files.len(), "run committed");

@@ -1,0 +1,647 @@
+//! The key state: per key, the highest ordering key committed by any run of the
+//! topic. It lets a run send a late event to CORRECTION even when the newer
+//! version of its key was committed by an earlier run.
+//!
+//! # How it is kept
+//!
+//! A topic lives for years and sees keys by the hundred million; a run sees a
+//! few hundred thousand. The state is therefore kept so that a run reads and
+//! writes in proportion to its own keys:
+//!
+//! - Keys are split into [`BUCKETS`] buckets by a stable hash of their bytes
+//!   (Arrow's row format, see [`bucket`]).
+//! - A bucket is a list of *segments*, oldest first: Parquet files whose rows
+//!   are sorted by key, each key once (an LSM tree's sorted runs). A run adds
+//!   one segment per bucket it has keys in, holding only those keys: the
+//!   *delta*.
+//! - To look its keys up, a run reads, in each segment of their buckets, only
+//!   the row groups whose key range (first and last key, kept in the footer)
+//!   holds one of them ([`segment`]).
+//! - Segments are compacted as binary counters are carried: a run's delta is
+//!   merged with the bucket's newest segments for as long as the next older
+//!   one is not larger than what is merged so far, or the bucket holds more
+//!   than [`MAX_SEGMENTS`]. A bucket keeps about log2(runs) segments and a key
+//!   is rewritten about log2(runs) times in the topic's life. The merge streams
+//!   its inputs ([`merge`]): its memory does not depend on their size.
+//! - The segments in force are listed in the run's manifest ([`StateIndex`]),
+//!   so the state changes exactly when the run commits, through the same
+//!   put-if-absent; a failed or killed run, compaction included, changes
+//!   nothing. Files are named for the run's sequence and attempt (racing
+//!   attempts never overwrite each other's); the post-commit step removes
+//!   those no manifest lists any more.
+//! - A topic committed with the earlier form, one file for the whole state
+//!   (`_state/keys-<seq>-<attempt>.parquet`, [`StateFile`]), is read once more
+//!   by its next run, which writes every bucket's first segment from it.
+//!
+//! # Why not an embedded key-value store
+//!
+//! SlateDB is an LSM key-value store on object storage and would give point
+//! lookups and compaction ready-made. It was weighed and not taken: its
+//! releases (0.16 to 0.18) depend on object_store 0.14 while DataFusion 55 and
+//! parquet 59 tie this engine to 0.13, so it would bring a second object_store
+//! major and a second store, configured from the same URL and credentials, for
+//! one table. Its commits are its own manifest, not this engine's
+//! put-if-absent one: a run's state and its files would commit in two places,
+//! and a crash between them would need recovery logic of its own. Its
+//! compaction runs in the background of a long-lived process, while a run is a
+//! bounded job. The state needs no more than sorted files and a merge, and
+//! parquet, which the engine writes already, gives those with row-group
+//! selection and compression.
+
+mod bucket;
+mod merge;
+mod segment;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::MemTable;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Topic;
+use crate::sink::layout::seq_name;
+use crate::sink::{OutputLocation, SinkError, TopicLayout};
+
+pub use bucket::{BUCKETS, KeyFormat, RunKeys, bucket_of, stable_hash};
+use merge::{SortedInput, merge, sort_by_bucket};
+use segment::{SegmentWriter, read_all, read_matching};
+
+use super::failpoint;
+
+/// Segments a bucket may hold before its newest are merged whatever their sizes.
+pub const MAX_SEGMENTS: usize = 8;
+/// Segment reads under way at once in a lookup.
+const READS_IN_FLIGHT: usize = 8;
+
+/// The whole key state in one file, as manifests written before the state was
+/// bucketed name it; still read, never written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Path relative to the topic's folder.
+    pub path: String,
+    pub keys: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The key state a manifest names: its segments, per bucket oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateIndex {
+    pub buckets: u32,
+    pub segments: Vec<Segment>,
+}
+
+impl StateIndex {
+    /// Rows in all segments (a key found in several counts in each).
+    pub fn rows(&self) -> u64 {
+        self.segments.iter().map(|s| s.keys).sum()
+    }
+}
+
+/// One sorted Parquet file of a bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub bucket: u32,
+    /// Path relative to the topic's folder.
+    pub path: String,
+    pub keys: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStateError {
+    #[error("the key state of the topic cannot be built: a key column is missing from its schema")]
+    Schema,
+    #[error("reading the key state file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("the key state file {path} has no valid key ranges in its footer")]
+    Corrupt { path: String },
+    #[error("encoding the key state file {path}")]
+    Encode {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("writing the key state file {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error("computing the key state")]
+    Arrow(#[from] ArrowError),
+    #[error("computing the key state")]
+    Query(#[from] DataFusionError),
+}
+
+impl KeyStateError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            KeyStateError::Schema | KeyStateError::Arrow(_) | KeyStateError::Query(_) => {
+                ErrorClass::Internal
+            }
+            KeyStateError::Corrupt { .. } => ErrorClass::Data,
+            KeyStateError::Read { .. }
+            | KeyStateError::Encode { .. }
+            | KeyStateError::Write { .. } => ErrorClass::SinkUnavailable,
+        }
+    }
+}
+
+/// Committed versions of the keys a run looks at, in memory for the run:
+/// key parts and ordering key, a key possibly in several rows (the highest
+/// ordering key counts).
+#[derive(Clone)]
+pub struct KeyState {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl KeyState {
+    pub fn table(&self) -> Result<MemTable, DataFusionError> {
+        MemTable::try_new(self.schema.clone(), vec![self.batches.clone()])
+    }
+}
+
+/// The key state as the newest manifest left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CommittedState {
+    #[default]
+    Empty,
+    /// One file, written before the state was bucketed.
+    Single(StateFile),
+    Buckets(StateIndex),
+}
+
+impl CommittedState {
+    pub fn of(manifest: Option<&super::Manifest>) -> CommittedState {
+        match manifest {
+            Some(super::Manifest {
+                key_state: Some(index),
+                ..
+            }) => CommittedState::Buckets(index.clone()),
+            Some(super::Manifest {
+                state: Some(file), ..
+            }) => CommittedState::Single(file.clone()),
+            _ => CommittedState::Empty,
+        }
+    }
+
+    fn buckets(&self) -> u32 {
+        match self {
+            CommittedState::Buckets(index) => index.buckets,
+            _ => BUCKETS,
+        }
+    }
+
+    /// The manifest's fields for this state: the single file, or the index.
+    pub fn into_manifest_fields(self) -> (Option<StateFile>, Option<StateIndex>) {
+        match self {
+            CommittedState::Empty => (None, None),
+            CommittedState::Single(file) => (Some(file), None),
+            CommittedState::Buckets(index) => (None, Some(index)),
+        }
+    }
+}
+
+/// A topic's key state in its output folder.
+pub struct StateStore<'a> {
+    location: &'a OutputLocation,
+    layout: &'a TopicLayout,
+    schema: SchemaRef,
+    /// Rows per row group of the segments written.
+    group_rows: usize,
+}
+
+impl<'a> StateStore<'a> {
+    pub fn new(
+        topic: &Topic,
+        location: &'a OutputLocation,
+        layout: &'a TopicLayout,
+    ) -> Result<StateStore<'a>, KeyStateError> {
+        let schema = topic
+            .compaction()
+            .key_state_schema(&topic.schema().payload)
+            .ok_or(KeyStateError::Schema)?;
+        Ok(StateStore::with_schema(location, layout, schema))
+    }
+
+    /// The state of a topic whose key state has `schema`.
+    pub fn with_schema(
+        location: &'a OutputLocation,
+        layout: &'a TopicLayout,
+        schema: SchemaRef,
+    ) -> StateStore<'a> {
+        StateStore {
+            location,
+            layout,
+            schema,
+            group_rows: segment::ROW_GROUP_ROWS,
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn empty(&self) -> KeyState {
+        KeyState {
+            schema: self.schema.clone(),
+            batches: Vec::new(),
+        }
+    }
+
+    /// The committed versions of the keys in `key_batches` (the events' key
+    /// columns, key parts first): only what those keys need is read.
+    pub async fn lookup(
+        &self,
+        committed: &CommittedState,
+        key_batches: &[&[ArrayRef]],
+    ) -> Result<KeyState, KeyStateError> {
+        let format = KeyFormat::new(&self.schema)?;
+        let keys = RunKeys::new(&format, key_batches.iter().copied(), committed.buckets())?;
+        let batches = match committed {
+            _ if keys.is_empty() => Vec::new(),
+            CommittedState::Empty => Vec::new(),
+            CommittedState::Single(file) => self.lookup_in_single(file, &format, &keys).await?,
+            CommittedState::Buckets(index) => {
+                self.lookup_in_segments(index, &format, &keys).await?
+            }
+        };
+        Ok(KeyState {
+            schema: self.schema.clone(),
+            batches,
+        })
+    }
+
+    /// The rows of the segments whose key is one of `keys`, several segments
+    /// read at once.
+    async fn lookup_in_segments(
+        &self,
+        index: &StateIndex,
+        format: &KeyFormat,
+        keys: &RunKeys,
+    ) -> Result<Vec<RecordBatch>, KeyStateError> {
+        let mut reads = FuturesUnordered::new();
+        let mut found = Vec::new();
+        for segment in &index.segments {
+            let wanted = keys.of_bucket(segment.bucket);
+            if wanted.is_empty() {
+                continue;
+            }
+            if reads.len() >= READS_IN_FLIGHT
+                && let Some(batches) = reads.try_next().await?
+            {
+                found.extend::<Vec<RecordBatch>>(batches);
+            }
+            reads.push(read_matching(
+                self.location.store.clone(),
+                self.layout.resolve(&segment.path),
+                segment.bytes,
+                &self.schema,
+                format,
+                wanted,
+            ));
+        }
+        while let Some(batches) = reads.try_next().await? {
+            found.extend(batches);
+        }
+        Ok(found)
+    }
+
+    /// The rows of the single-file state whose key is one of `keys`: the file
+    /// is read whole, a batch at a time.
+    async fn lookup_in_single(
+        &self,
+        file: &StateFile,
+        format: &KeyFormat,
+        keys: &RunKeys,
+    ) -> Result<Vec<RecordBatch>, KeyStateError> {
+        let wanted = keys.all();
+        let mut rows = self.read_single(file).await?;
+        let mut found = Vec::new();
+        while let Some(batch) = rows.try_next().await? {
+            found.extend(format.matching(&batch, &wanted)?);
+        }
+        Ok(found)
+    }
+
+    async fn read_single(&self, file: &StateFile) -> Result<SortedInput, KeyStateError> {
+        read_all(
+            self.location.store.clone(),
+            self.layout.resolve(&file.path),
+            file.bytes,
+            self.schema.clone(),
+        )
+        .await
+    }
+
+    /// The state after this run: `committed` with the run's MAIN versions
+    /// (`versions`, key parts and ordering key) added as each bucket's delta,
+    /// compacted where the policy says so.
+    pub async fn commit(
+        &self,
+        committed: &CommittedState,
+        versions: Vec<RecordBatch>,
+        sequence: u64,
+        attempt: &str,
+    ) -> Result<StateIndex, KeyStateError> {
+        let format = KeyFormat::new(&self.schema)?;
+        let buckets = committed.buckets();
+        let mut deltas = sort_by_bucket(&format, &self.schema, &versions, buckets)?;
+        drop(versions);
+        // The single-file state becomes every bucket's first segment.
+        let mut single = match committed {
+            CommittedState::Single(file) => {
+                let rows: Vec<RecordBatch> = self.read_single(file).await?.try_collect().await?;
+                sort_by_bucket(&format, &self.schema, &rows, buckets)?
+            }
+            _ => vec![None; buckets as usize],
+        };
+        let mut in_force: Vec<Vec<Segment>> = vec![Vec::new(); buckets as usize];
+        if let CommittedState::Buckets(index) = committed {
+            for segment in &index.segments {
+                in_force[segment.bucket as usize].push(segment.clone());
+            }
+        }
+        let mut segments = Vec::new();
+        for (bucket, mut kept) in in_force.into_iter().enumerate() {
+            let delta = deltas[bucket].take();
+            let migrated = single[bucket].take();
+            if delta.is_some() || migrated.is_some() {
+                let delta_keys = delta.as_ref().map_or(0, |d| d.num_rows() as u64);
+                let merged = kept.split_off(kept.len() - merged_with(&kept, delta_keys));
+                let compacting = !merged.is_empty();
+                let mut inputs = Vec::new();
+                for segment in &merged {
+                    inputs.push(
+                        read_all(
+                            self.location.store.clone(),
+                            self.layout.resolve(&segment.path),
+                            segment.bytes,
+                            self.schema.clone(),
+                        )
+                        .await?,
+                    );
+                }
+                inputs.extend(
+                    [migrated, delta]
+                        .into_iter()
+                        .flatten()
+                        .map(|batch| futures::stream::iter([Ok(batch)]).boxed()),
+                );
+                let path = self.segment_path(bucket as u32, sequence, attempt);
+                kept.push(self.write(&format, bucket as u32, path, inputs).await?);
+                if compacting {
+                    failpoint("state-compacting");
+                }
+            }
+            segments.extend(kept);
+        }
+        Ok(StateIndex { buckets, segments })
+    }
+
+    /// Writes the merge of `inputs` as a segment of `bucket`.
+    async fn write(
+        &self,
+        format: &KeyFormat,
+        bucket: u32,
+        path: Path,
+        inputs: Vec<SortedInput>,
+    ) -> Result<Segment, KeyStateError> {
+        let mut writer = SegmentWriter::create(
+            self.location.store.clone(),
+            path,
+            self.schema.clone(),
+            self.group_rows,
+        )?;
+        merge(format, &self.schema, inputs, &mut writer).await?;
+        let written = writer.finish(format).await?;
+        Ok(Segment {
+            bucket,
+            path: self.layout.relative(&written.path),
+            keys: written.keys,
+            bytes: written.bytes,
+            sha256: written.sha256,
+        })
+    }
+
+    fn segment_path(&self, bucket: u32, sequence: u64, attempt: &str) -> Path {
+        self.layout
+            .root()
+            .clone()
+            .join(STATE_FOLDER)
+            .join(format!("b{bucket:03}"))
+            .join(format!("{}-{attempt}.parquet", seq_name(sequence)))
+    }
+}
+
+/// The topic's folder holding the key state.
+pub const STATE_FOLDER: &str = "_state";
+
+/// The run whose attempt wrote a key state file, from its name:
+/// `<seq>-<attempt>.parquet` (a segment) or `keys-<seq>-<attempt>.parquet`
+/// (a single-file state).
+pub fn written_by_run(file_name: &str) -> Option<u64> {
+    let name = file_name.strip_prefix("keys-").unwrap_or(file_name);
+    name.split('-').next()?.parse().ok()
+}
+
+/// How many of a bucket's newest segments a run's delta of `delta_keys` keys
+/// is merged with: while the next older segment is no larger than what is
+/// merged so far (binary-counter carries), or the bucket holds too many.
+fn merged_with(segments: &[Segment], delta_keys: u64) -> usize {
+    let mut merged = 0;
+    let mut keys = delta_keys;
+    for older in segments.iter().rev() {
+        let too_many = segments.len() - merged + 1 > MAX_SEGMENTS;
+        if older.keys > keys && !too_many {
+            break;
+        }
+        keys += older.keys;
+        merged += 1;
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Array, AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+    use crate::sink::S3Settings;
+    use crate::test_support::Lcg;
+
+    type Key = (Option<String>, Option<i64>);
+
+    fn state_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("__key_0", DataType::Utf8, true),
+            Field::new("__key_1", DataType::Int64, true),
+            Field::new("__ordering", DataType::Int64, true),
+        ]))
+    }
+
+    fn batch(rows: &[(Key, Option<i64>)]) -> RecordBatch {
+        RecordBatch::try_new(
+            state_schema(),
+            vec![
+                Arc::new(rows.iter().map(|r| r.0.0.clone()).collect::<StringArray>()),
+                Arc::new(rows.iter().map(|r| r.0.1).collect::<Int64Array>()),
+                Arc::new(rows.iter().map(|r| r.1).collect::<Int64Array>()),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Keys from a small universe, sometimes with a null part.
+    fn key(rng: &mut Lcg) -> Key {
+        let shop = (rng.below(30) != 0).then(|| format!("shop-{}", rng.below(4)));
+        let id = (rng.below(30) != 0).then(|| rng.below(300) as i64);
+        (shop, id)
+    }
+
+    /// Per key, the highest ordering key in `batches`.
+    fn highest(batches: &[RecordBatch]) -> HashMap<Key, i64> {
+        let mut found = HashMap::new();
+        for b in batches {
+            let shops = b.column(0).as_string::<i32>();
+            let ids = b.column(1).as_primitive::<Int64Type>();
+            let ordering = b.column(2).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let key = (
+                    shops.is_valid(i).then(|| shops.value(i).to_string()),
+                    ids.is_valid(i).then(|| ids.value(i)),
+                );
+                if ordering.is_valid(i) {
+                    let best = found.entry(key).or_insert(i64::MIN);
+                    *best = (*best).max(ordering.value(i));
+                }
+            }
+        }
+        found
+    }
+
+    /// Many runs of random versions, committed and compacted: every lookup
+    /// finds, for the keys it asks for, the highest ordering key committed.
+    #[tokio::test]
+    async fn lookups_find_what_the_runs_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let location =
+            OutputLocation::parse(&dir.path().display().to_string(), &S3Settings::default())
+                .unwrap();
+        let layout = TopicLayout::new(&location.prefix, "topic");
+        let mut store = StateStore::with_schema(&location, &layout, state_schema());
+        // Row groups of a few rows, so that lookups skip some.
+        store.group_rows = 5;
+        let mut rng = Lcg(7);
+        let mut model: HashMap<Key, i64> = HashMap::new();
+        let mut committed = CommittedState::Empty;
+        let mut compacted = false;
+        for sequence in 1..=40u64 {
+            let n = 1 + rng.below(if sequence % 9 == 0 { 400 } else { 40 }) as usize;
+            let versions: Vec<(Key, Option<i64>)> = (0..n)
+                .map(|_| {
+                    (
+                        key(&mut rng),
+                        (rng.below(20) != 0).then(|| rng.below(50) as i64),
+                    )
+                })
+                .collect();
+            let asked: Vec<(Key, Option<i64>)> = (0..60).map(|_| (key(&mut rng), None)).collect();
+            let asked_batch = batch(&asked);
+            let found = store
+                .lookup(&committed, &[asked_batch.columns()])
+                .await
+                .unwrap();
+            let expected: HashMap<Key, i64> = asked
+                .iter()
+                .filter(|(k, _)| k.0.is_some() && k.1.is_some())
+                .filter_map(|(k, _)| model.get(k).map(|o| (k.clone(), *o)))
+                .collect();
+            assert_eq!(highest(&found.batches), expected, "run {sequence}");
+
+            let index = store
+                .commit(&committed, vec![batch(&versions)], sequence, "attempt")
+                .await
+                .unwrap();
+            for (k, o) in &versions {
+                if let (Some(o), (Some(_), Some(_))) = (o, k) {
+                    let best = model.entry(k.clone()).or_insert(i64::MIN);
+                    *best = (*best).max(*o);
+                }
+            }
+            for bucket in 0..index.buckets {
+                let segments = index.segments.iter().filter(|s| s.bucket == bucket).count();
+                assert!(segments <= MAX_SEGMENTS, "run {sequence}: {segments}");
+            }
+            // A compaction leaves segments of earlier runs out of the index.
+            if let CommittedState::Buckets(before) = &committed {
+                compacted |= before.segments.iter().any(|s| !index.segments.contains(s));
+            }
+            committed = CommittedState::Buckets(index);
+        }
+        assert!(compacted);
+    }
+
+    fn segments_of(keys: &[u64]) -> Vec<Segment> {
+        keys.iter()
+            .map(|&keys| Segment {
+                bucket: 0,
+                path: String::new(),
+                keys,
+                bytes: 0,
+                sha256: String::new(),
+            })
+            .collect()
+    }
+
+    /// Runs of equal size leave segments like the bits of a binary counter.
+    #[test]
+    fn compaction_carries_as_a_binary_counter() {
+        let mut bucket: Vec<u64> = Vec::new();
+        let mut rewritten = 0;
+        for _ in 0..64 {
+            let merged = merged_with(&segments_of(&bucket), 1);
+            let keys = 1 + bucket.split_off(bucket.len() - merged).iter().sum::<u64>();
+            rewritten += keys;
+            bucket.push(keys);
+            assert!(bucket.windows(2).all(|w| w[0] > w[1]), "{bucket:?}");
+        }
+        assert_eq!(bucket, vec![64]);
+        // 64 keys written, each rewritten once per carry: 64 * (1 + log2 64) / 2 + ...
+        assert!(rewritten <= 64 * 7, "{rewritten}");
+        assert_eq!(merged_with(&segments_of(&[1000, 10]), 1), 0);
+        assert_eq!(merged_with(&segments_of(&[1000, 10]), 10), 1);
+        assert_eq!(merged_with(&segments_of(&[1000, 10]), 990), 2);
+    }
+
+    #[test]
+    fn too_many_segments_are_merged_whatever_their_sizes() {
+        let many: Vec<u64> = (0..MAX_SEGMENTS as u64).map(|i| 1 << (20 - i)).collect();
+        assert_eq!(merged_with(&segments_of(&many), 1), 1);
+        assert_eq!(merged_with(&segments_of(&many[1..]), 1), 0);
+    }
+
+    #[test]
+    fn file_names_tell_their_run() {
+        assert_eq!(written_by_run("0000000012-ab12.parquet"), Some(12));
+        assert_eq!(written_by_run("keys-0000000003-ab12.parquet"), Some(3));
+        assert_eq!(written_by_run("_SUCCESS"), None);
+    }
+}

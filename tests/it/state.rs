@@ -1,0 +1,272 @@
+//! The key state across runs: crashes and kills while it is written and
+//! compacted, and topics committed with the single-file state of earlier
+//! releases.
+
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
+use materializer_core::run::{Ledger, Manifest, StateFile};
+use materializer_core::sink::OutputLocation;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use sha2::Digest;
+
+use crate::commit::{
+    Store, TOPIC, Target, materializer_command, only_committed_files_remain, run_process, target,
+    text,
+};
+use crate::support::{Committed, Workspace, article_stream, committed, object};
+
+/// A workspace recording the first half of a generated stream; `all` is the
+/// whole stream, recorded before the second run.
+struct TwoRuns {
+    ws: Workspace,
+    all: Vec<String>,
+}
+
+impl TwoRuns {
+    fn new(events: usize, seed: u64) -> TwoRuns {
+        let ws = Workspace::new();
+        let all = article_stream(events, 4, seed);
+        ws.record(TOPIC, &all[..all.len() / 2]);
+        TwoRuns { ws, all }
+    }
+
+    fn record_all(&self) {
+        self.ws.record(TOPIC, &self.all);
+    }
+}
+
+/// The key state files under the topic's `_state` folder.
+async fn state_objects(location: &OutputLocation) -> Vec<Path> {
+    let ledger = Ledger::new(location.clone(), TOPIC);
+    let dir = ledger.layout().root().clone().join("_state");
+    let mut paths: Vec<Path> = location
+        .store
+        .list(Some(&dir))
+        .map_ok(|o| o.location)
+        .try_collect()
+        .await
+        .unwrap();
+    paths.sort();
+    paths
+}
+
+/// The key state files the newest manifest names.
+async fn state_in_force(location: &OutputLocation) -> Vec<Path> {
+    let ledger = Ledger::new(location.clone(), TOPIC);
+    let manifest = ledger.latest().await.unwrap().unwrap();
+    let mut paths: Vec<Path> = manifest
+        .key_state
+        .iter()
+        .flat_map(|index| &index.segments)
+        .map(|s| ledger.layout().resolve(&s.path))
+        .chain(
+            manifest
+                .state
+                .iter()
+                .map(|s| ledger.layout().resolve(&s.path)),
+        )
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// What two clean runs commit.
+async fn two_clean_runs(setup: &TwoRuns) -> Committed {
+    let reference = target(&setup.ws, Store::Local, "reference");
+    setup.record_all();
+    setup
+        .ws
+        .run_with(TOPIC, reference.location.clone())
+        .await
+        .unwrap();
+    let expected = committed(&reference.location, TOPIC).await;
+    assert_eq!(expected.sequences, vec![1, 2]);
+    expected
+}
+
+fn first_run(setup: &TwoRuns, t: &Target) {
+    let first = run_process(&setup.ws, t, None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+}
+
+#[tokio::test]
+async fn a_crash_while_the_key_state_is_written_or_compacted_changes_nothing() {
+    let setup = TwoRuns::new(4000, 11);
+    let reference = target(&setup.ws, Store::Local, "reference");
+    let points = ["state-compacting", "files-written", "committed"];
+    let mut targets = Vec::new();
+    for store in [Store::Local, Store::S3] {
+        for point in points {
+            let t = target(&setup.ws, store, &format!("state-{point}"));
+            first_run(&setup, &t);
+            targets.push((store, point, t));
+        }
+    }
+    first_run(&setup, &reference);
+    let expected = two_clean_runs(&setup).await;
+    for (store, point, t) in targets {
+        let state_before = state_in_force(&t.location).await;
+        let crashed = run_process(&setup.ws, &t, Some(point));
+        assert!(
+            text(&crashed.stderr).contains(&format!("failpoint {point}")),
+            "{store:?} {point}: {}",
+            text(&crashed.stderr)
+        );
+        let visible = committed(&t.location, TOPIC).await;
+        if point == "committed" {
+            assert_eq!(visible, expected, "{store:?} {point}");
+        } else {
+            assert_eq!(visible.sequences, vec![1], "{store:?} {point}");
+            // The committed state is whole: every file the manifest names is there.
+            let stored = state_objects(&t.location).await;
+            for path in &state_before {
+                assert!(stored.contains(path), "{store:?} {point}: {path} is gone");
+            }
+        }
+        let retry = run_process(&setup.ws, &t, None);
+        assert!(
+            retry.status.success(),
+            "{store:?} {point}: {}",
+            text(&retry.stderr)
+        );
+        assert_eq!(
+            committed(&t.location, TOPIC).await,
+            expected,
+            "{store:?} {point}"
+        );
+        only_committed_files_remain(&t).await;
+        assert_eq!(
+            state_objects(&t.location).await,
+            state_in_force(&t.location).await,
+            "{store:?} {point}: only the state in force remains"
+        );
+    }
+}
+
+#[tokio::test]
+async fn kill_9_while_the_second_run_writes_its_state_never_loses_a_version() {
+    let setup = TwoRuns::new(20_000, 5);
+    let reference = target(&setup.ws, Store::Local, "reference");
+    let t = target(&setup.ws, Store::Local, "kill-9");
+    let probe = target(&setup.ws, Store::Local, "kill-9-probe");
+    for t in [&reference, &t, &probe] {
+        first_run(&setup, t);
+    }
+    let expected = two_clean_runs(&setup).await;
+    let started = Instant::now();
+    assert!(run_process(&setup.ws, &probe, None).status.success());
+    let span = started.elapsed().as_millis() as u64;
+    let mut seed = 0x2545_f491_u64;
+    for _ in 0..10 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        // The second half of the run: classification, files, key state, commit.
+        let delay = span / 2 + (seed >> 33) % (span / 2 + 1);
+        let mut child = materializer_command(&setup.ws, &t).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let visible = committed(&t.location, TOPIC).await;
+        assert!(
+            visible.sequences == vec![1] || visible == expected,
+            "a partial commit is visible"
+        );
+    }
+    let last = run_process(&setup.ws, &t, None);
+    assert!(last.status.success(), "{}", text(&last.stderr));
+    assert_eq!(committed(&t.location, TOPIC).await, expected);
+    only_committed_files_remain(&t).await;
+    assert_eq!(
+        state_objects(&t.location).await,
+        state_in_force(&t.location).await
+    );
+}
+
+/// Rewrites the newest manifest as releases before the bucketed state wrote
+/// it: the whole state in one Parquet file.
+async fn as_single_file_state(location: &OutputLocation) {
+    let ledger = Ledger::new(location.clone(), TOPIC);
+    let mut manifest: Manifest = ledger.latest().await.unwrap().unwrap();
+    let index = manifest.key_state.take().expect("a bucketed state");
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for segment in index.segments.iter().rev() {
+        let bytes = object(location, &ledger.layout().resolve(&segment.path)).await;
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024).unwrap();
+        batches.extend(reader.map(Result::unwrap));
+        location
+            .store
+            .delete(&ledger.layout().resolve(&segment.path))
+            .await
+            .unwrap();
+    }
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(Vec::new(), batches[0].schema(), None).unwrap();
+    for batch in &batches {
+        writer.write(batch).unwrap();
+    }
+    let bytes = writer.into_inner().unwrap();
+    let relative = format!("_state/keys-{:010}-earlier.parquet", manifest.sequence);
+    location
+        .store
+        .put(&ledger.layout().resolve(&relative), bytes.clone().into())
+        .await
+        .unwrap();
+    manifest.state = Some(StateFile {
+        path: relative,
+        keys: batches.iter().map(|b| b.num_rows() as u64).sum(),
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+    });
+    manifest.format_version = 1;
+    let body = serde_json::to_vec_pretty(&manifest).unwrap();
+    location
+        .store
+        .put(&ledger.layout().manifest(manifest.sequence), body.into())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_topic_with_the_single_file_state_keeps_working_and_moves_to_buckets() {
+    let setup = TwoRuns::new(4000, 13);
+    let reference = target(&setup.ws, Store::Local, "reference");
+    let earlier = target(&setup.ws, Store::Local, "earlier");
+    for t in [&reference, &earlier] {
+        first_run(&setup, t);
+    }
+    as_single_file_state(&earlier.location).await;
+    let single = state_in_force(&earlier.location).await;
+    assert_eq!(single.len(), 1);
+    assert!(single[0].as_ref().contains("/_state/keys-"), "{single:?}");
+
+    let expected = two_clean_runs(&setup).await;
+    let second = run_process(&setup.ws, &earlier, None);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let after = committed(&earlier.location, TOPIC).await;
+    assert!(!after.correction.is_empty());
+    assert_eq!(after, expected, "the same classification from either form");
+
+    let ledger = Ledger::new(earlier.location.clone(), TOPIC);
+    let manifest = ledger.manifest(2).await.unwrap().unwrap();
+    assert!(manifest.state.is_none());
+    assert_eq!(manifest.format_version, 2);
+    let index = manifest.key_state.expect("the state is bucketed now");
+    let clean = Ledger::new(reference.location.clone(), TOPIC)
+        .manifest(2)
+        .await
+        .unwrap()
+        .unwrap()
+        .key_state
+        .unwrap();
+    // Every bucket holds one segment with all its keys, as a compaction leaves it.
+    assert!(index.segments.len() <= index.buckets as usize);
+    assert!(index.rows() <= clean.rows());
+    assert_eq!(
+        state_objects(&earlier.location).await,
+        state_in_force(&earlier.location).await,
+        "the single file is removed once the segments are committed"
+    );
+}
