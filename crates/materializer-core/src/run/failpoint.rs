@@ -4,8 +4,9 @@
 //! build does not): with `MATERIALIZER_FAILPOINT=<name>` the process aborts at
 //! the named point of a run, as a crash there would end it. Points: `planned`,
 //! `reading` (after the first batch went to a decoder), `first-file-written`,
-//! `files-written` (all files, no manifest yet), `committed` (manifest
-//! written, nothing after it), `post-committed`.
+//! `state-compacting` (a compaction of the key state wrote its first merged
+//! segment), `files-written` (all files and the key state, no manifest yet),
+//! `committed` (manifest written, nothing after it), `post-committed`.
 
 /// Aborts the process when `MATERIALIZER_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]

@@ -286,17 +286,7 @@ pub async fn read_matching(
     let path = &path;
     let builder = open(store, path, bytes).await?;
     let ranges = key_ranges(&builder, path)?;
-    let groups: Vec<usize> = ranges
-        .iter()
-        .enumerate()
-        .filter(|(_, (first, last))| {
-            // The first key not before the group's first key, if it is not
-            // after its last one, is inside the group.
-            let at = keys.partition_point(|k| k.data() < first.as_slice());
-            keys.get(at).is_some_and(|k| k.data() <= last.as_slice())
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let groups = groups_holding(&ranges, &keys);
     if groups.is_empty() {
         return Ok(Vec::new());
     }
@@ -315,6 +305,22 @@ pub async fn read_matching(
         found.extend(format.matching(&batch, &wanted)?);
     }
     Ok(found)
+}
+
+/// The row groups, given by their first and last keys, that may hold one of
+/// `keys` (sorted).
+fn groups_holding(ranges: &[(Vec<u8>, Vec<u8>)], keys: &[Row<'_>]) -> Vec<usize> {
+    ranges
+        .iter()
+        .enumerate()
+        .filter(|(_, (first, last))| {
+            // The first key not before the group's first key, if it is not
+            // after its last one, is inside the group.
+            let at = keys.partition_point(|k| k.data() < first.as_slice());
+            keys.get(at).is_some_and(|k| k.data() <= last.as_slice())
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The first and last key of each row group, from the footer.
@@ -341,4 +347,43 @@ fn key_ranges(
         .map(|(first, last)| Ok((hex::decode(first)?, hex::decode(last)?)))
         .collect::<Result<_, hex::FromHexError>>()
         .map_err(|_| corrupt())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn only_the_groups_whose_range_holds_a_key_are_read() {
+        let schema = Schema::new(vec![
+            Field::new("__key_0", DataType::Int64, true),
+            Field::new("__ordering", DataType::Int64, true),
+        ]);
+        let format = KeyFormat::new(&schema).unwrap();
+        let rows = |values: &[i64]| {
+            let column: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
+            format.key_rows(&[column]).unwrap()
+        };
+        // Groups [0, 9], [10, 19], [20, 29], [40, 49]
+        let bounds = rows(&[0, 9, 10, 19, 20, 29, 40, 49]);
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = (0..4)
+            .map(|g| {
+                (
+                    bounds.row(2 * g).data().to_vec(),
+                    bounds.row(2 * g + 1).data().to_vec(),
+                )
+            })
+            .collect();
+        let keys = rows(&[-5, 9, 35, 40, 60]);
+        let keys: Vec<Row<'_>> = keys.iter().collect();
+        assert_eq!(groups_holding(&ranges, &keys), vec![0, 3]);
+        let between = rows(&[30, 31]);
+        let between: Vec<Row<'_>> = between.iter().collect();
+        assert!(groups_holding(&ranges, &between).is_empty());
+    }
 }
