@@ -663,7 +663,7 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         .await
         .unwrap();
     assert!(
-        offline.broken[TOPIC].contains("schema.json"),
+        offline.broken[TOPIC].reason.contains("schema.json"),
         "{}",
         offline.broken[TOPIC]
     );

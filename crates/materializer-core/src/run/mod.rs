@@ -26,6 +26,7 @@ pub mod ledger;
 mod lock;
 mod map;
 mod plan;
+use plan::Planned;
 pub mod progress;
 mod read;
 mod write;
@@ -160,7 +161,7 @@ impl Run<'_> {
             clock = Instant::now();
         };
         progress.set_stage(Stage::Planning);
-        let Some((plan, resumed, committed)) = self.plan().await? else {
+        let Some(planned) = self.plan().await? else {
             let latest = self.ledger.latest().await?;
             info!(topic = %self.topic.name(), "nothing new since the last committed run");
             return Ok(RunSummary {
@@ -179,6 +180,16 @@ impl Run<'_> {
                 spilled_partitions: 0,
             });
         };
+        progress.events_planned.store(
+            planned.events().unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let Planned {
+            plan,
+            resumed,
+            committed,
+            ..
+        } = planned;
         let ranges: Vec<PartitionRange> = plan
             .partitions
             .iter()
