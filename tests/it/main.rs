@@ -5,11 +5,13 @@
 
 mod servers;
 mod support;
+mod webdriver;
 
 mod api;
 mod cli;
 mod commit;
 mod config;
+mod console;
 mod foundation;
 mod hostile;
 mod nakadi;

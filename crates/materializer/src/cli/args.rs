@@ -144,7 +144,8 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) preview_memory_mb: Option<usize>,
     /// Let the web console save mappings back to sql/<topic>/mapping.sql
-    /// (validated first, written atomically, the previous file kept).
+    /// (checked first, written atomically, the text it replaces kept in
+    /// mapping.sql.previous).
     #[arg(long, env = "MATERIALIZER_ALLOW_MAPPING_EDITS")]
     pub(crate) allow_mapping_edits: bool,
     #[command(flatten)]

@@ -416,7 +416,10 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
   views.push(mapping);
   let sampleLoaded = false;
   const sample = jsonEditor(sampleBox, '', 'Sample events (JSON array)', () => {
-    if (sampleLoaded) schedule();
+    if (!sampleLoaded) return;
+    // The events are the user's now, not the source's any more.
+    sampleSource.textContent = 'Your events: the preview runs on the JSON below.';
+    schedule();
   });
   views.push(sample);
   revert.addEventListener('click', () => {
