@@ -173,12 +173,9 @@ impl Browser {
     }
 
     async fn command(&self, method: &str, path: &str, body: Value) -> Value {
-        let answer = self.try_command(method, path, body).await;
-        let value = answer.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
-        if path == "/session" {
-            return value;
-        }
-        value
+        self.try_command(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
     }
 
     fn at(&self, path: &str) -> String {

@@ -63,8 +63,8 @@ pub struct AppState {
     pub runs: RunRegistry,
     /// Turns of the previews running at once.
     pub previews: tokio::sync::Semaphore,
-    /// Held while a mapping is checked and saved: saves of the same file
-    /// follow one another.
+    /// Held while a mapping is checked and saved, and while topics reload:
+    /// each sees the files the one before left.
     pub edits: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
     /// Cancelled when the server shuts down: no new runs are accepted.
@@ -102,6 +102,9 @@ impl AppState {
     /// Re-reads the topic folders. A topic that no longer loads keeps its last
     /// good configuration and the reason is reported.
     pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        // Not while a mapping is being saved: this reload could read the old
+        // file and replace the topic the save has just served.
+        let _edits = self.edits.lock().await;
         let catalog =
             Catalog::load(&self.sql_dir, &self.env.engine, self.nakadi.as_deref()).await?;
         let mut view = self.topics.write().unwrap_or_else(|e| e.into_inner());
