@@ -1,13 +1,11 @@
 //! The binary: commands, exit codes and what they print.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::{Workspace, repo};
 
 fn materializer(ws: &Workspace, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_materializer"))
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
+    ws.command()
         .env_remove("MATERIALIZER_OUTPUT")
         .args(args)
         .output()
@@ -56,6 +54,13 @@ fn run_prints_a_summary_and_a_second_run_says_nothing_is_new() {
         "{text}"
     );
     assert!(
+        text.contains(
+            "  older rows                3  of versions kept for the warehouse's history\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("deletes"), "no event deletes: {text}");
+    assert!(
         text.contains("main/run=0000000001/main-0000000001-p0.csv"),
         "{text}"
     );
@@ -88,7 +93,8 @@ fn run_json_summary_is_machine_readable() {
     let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(summary["outcome"], "committed");
     assert_eq!(summary["counts"]["main_rows"], 6);
-    assert_eq!(summary["files"].as_array().unwrap().len(), 4);
+    // MAIN, CORRECTION, OLDER and KEYS of each of the two partitions.
+    assert_eq!(summary["files"].as_array().unwrap().len(), 8);
 }
 
 #[test]
@@ -124,6 +130,19 @@ fn explain_prints_the_generated_sql_and_the_mapping() {
         "{text}"
     );
     assert!(text.contains("SELECT * FROM \"output\";"), "{text}");
+    // The warehouse contract, for this topic: no deletes, history on.
+    assert!(
+        text.contains("-- The warehouse contract:\n-- Load every committed run, in run order."),
+        "{text}"
+    );
+    assert!(
+        text.contains("The history table holds every\n-- version"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Here no event deletes its key (set\n-- delete_when in topic.toml)."),
+        "{text}"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::servers::{self, Fault, FaultyProxy};
-use crate::support::{Committed, Workspace, article_stream, committed};
+use crate::support::{Committed, Workspace, article_stream, committed, object};
 
 const TOPIC: &str = "article-stock-changed";
 
@@ -67,10 +67,8 @@ async fn reference(ws: &Workspace) -> Committed {
 }
 
 fn materializer_command(ws: &Workspace, t: &Target) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_materializer"));
+    let mut command = ws.command();
     command
-        .current_dir(ws.dir.path())
-        .env("RUST_LOG", "warn")
         .args(["run", "--topic", TOPIC, "--source"])
         .arg(format!("recorded/{TOPIC}"))
         .args(["--output", &t.url, "--no-progress"])
@@ -164,15 +162,11 @@ async fn s3_and_local_output_hold_the_same_committed_files() {
             .await
             .unwrap();
     }
-    let redshift = s3
-        .location
-        .store
-        .get(&layout.resolve("_redshift/main-0000000001.json"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let redshift = object(
+        &s3.location,
+        &layout.resolve("_redshift/main-0000000001.json"),
+    )
+    .await;
     let redshift: serde_json::Value = serde_json::from_slice(&redshift).unwrap();
     let first = redshift["entries"][0]["url"].as_str().unwrap();
     assert!(
@@ -205,14 +199,7 @@ async fn large_files_are_uploaded_in_parts_and_checksummed() {
         "{:?}",
         meta.e_tag
     );
-    let stored = location
-        .store
-        .get(&path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let stored = object(&location, &path).await;
     use sha2::Digest;
     assert_eq!(sha256, hex::encode(sha2::Sha256::digest(&stored)));
 }
@@ -297,15 +284,7 @@ async fn a_crash_at_any_stage_then_a_retry_commits_the_same_rows() {
                 .head(&layout.resolve("main/run=0000000001/_SUCCESS"))
                 .await
                 .unwrap();
-            let hint = t
-                .location
-                .store
-                .get(&layout.latest_hint())
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let hint = object(&t.location, &layout.latest_hint()).await;
             assert_eq!(&hint[..], b"0000000001");
         }
     }

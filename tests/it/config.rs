@@ -237,3 +237,54 @@ async fn a_subscription_section_needs_the_subscription_mode_and_back() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_delete_predicate_that_is_not_a_condition_points_at_its_line() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "ordering_key = \"version\"",
+            "ordering_key = \"version\"\ndelete_when = \"available_qty + 1\"",
+        )
+    })
+    .await;
+    assert_eq!(
+        err,
+        "article-stock-changed/topic.toml:10:15: delete_when \"available_qty + 1\": the predicate \
+         is Int64, not a boolean (true for an event that deletes its key)"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_predicate_over_an_unknown_column_names_it() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "ordering_key = \"version\"",
+            "ordering_key = \"version\"\ndelete_when = \"state = 'gone'\"",
+        )
+    })
+    .await;
+    assert!(
+        err.starts_with("article-stock-changed/topic.toml:10:15: delete_when \"state = 'gone'\": "),
+        "{err}"
+    );
+    assert!(err.contains("state"), "{err}");
+}
+
+#[tokio::test]
+async fn a_delete_predicate_without_compaction_is_refused() {
+    let err = load_error(|d| {
+        replace_in(
+            &d.join("topic.toml"),
+            "ordering_key = \"version\"",
+            "ordering_key = \"version\"\ncompact = false\ndelete_when = \"available_qty = 0\"",
+        )
+    })
+    .await;
+    assert_eq!(
+        err,
+        "article-stock-changed/topic.toml:11:15: delete_when needs compaction: with compact = false \
+         every event is kept (select the delete flag in the mapping instead)"
+    );
+}

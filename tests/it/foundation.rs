@@ -183,6 +183,9 @@ async fn article_run_compacts_splits_corrections_and_rejects() {
         correction_events: 2,
         main_rows: 5,
         correction_rows: 2,
+        deletes: 0,
+        // The first versions of three articles, kept for history.
+        older_rows: 3,
     };
     assert_eq!(summary.counts, expected);
     let c = &summary.counts;
@@ -225,10 +228,29 @@ async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
         vec![
             "main/run=0000000001/main-0000000001-p0.csv",
             "correction/run=0000000001/correction-0000000001-p0.csv",
+            "older/run=0000000001/older-0000000001-p0.csv",
             "rejected/run=0000000001/rejected-0000000001-p0.ndjson",
+            "keys/run=0000000001/keys-0000000001-p0.csv",
             "main/run=0000000001/main-0000000001-p1.csv",
             "correction/run=0000000001/correction-0000000001-p1.csv",
+            "older/run=0000000001/older-0000000001-p1.csv",
+            "keys/run=0000000001/keys-0000000001-p1.csv",
         ]
+    );
+    // The KEYS file names every version the run decided: the newest of each
+    // key, each late one and each older one (for history), whether or not the
+    // mapping made rows of it. Version 2 of 100000002 came twice; the copy
+    // that arrived last is the one that counts, a late one.
+    assert_eq!(
+        ws.read_out("article-stock-changed/keys/run=0000000001/keys-0000000001-p0.csv"),
+        "article_id,version,deleted,kind\n\
+         100000002,1,false,older\n\
+         100000004,1,false,older\n\
+         100000002,3,false,main\n\
+         100000004,3,false,main\n\
+         100000004,2,false,correction\n\
+         100000002,2,false,correction\n\
+         100000006,1,false,main\n"
     );
     for file in &m.files {
         let bytes = std::fs::read(ws.out().join("article-stock-changed").join(&file.path)).unwrap();
@@ -267,14 +289,22 @@ async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
             "article-stock-changed/_manifests/_latest",
             "article-stock-changed/_plans/0000000001.json",
             "article-stock-changed/_redshift/correction-0000000001.json",
+            "article-stock-changed/_redshift/keys-0000000001.json",
             "article-stock-changed/_redshift/main-0000000001.json",
+            "article-stock-changed/_redshift/older-0000000001.json",
             "article-stock-changed/_state/keys-0000000001-<attempt>.parquet",
             "article-stock-changed/correction/run=0000000001/_SUCCESS",
             "article-stock-changed/correction/run=0000000001/correction-0000000001-p0.csv",
             "article-stock-changed/correction/run=0000000001/correction-0000000001-p1.csv",
+            "article-stock-changed/keys/run=0000000001/_SUCCESS",
+            "article-stock-changed/keys/run=0000000001/keys-0000000001-p0.csv",
+            "article-stock-changed/keys/run=0000000001/keys-0000000001-p1.csv",
             "article-stock-changed/main/run=0000000001/_SUCCESS",
             "article-stock-changed/main/run=0000000001/main-0000000001-p0.csv",
             "article-stock-changed/main/run=0000000001/main-0000000001-p1.csv",
+            "article-stock-changed/older/run=0000000001/_SUCCESS",
+            "article-stock-changed/older/run=0000000001/older-0000000001-p0.csv",
+            "article-stock-changed/older/run=0000000001/older-0000000001-p1.csv",
             "article-stock-changed/rejected/run=0000000001/_SUCCESS",
             "article-stock-changed/rejected/run=0000000001/rejected-0000000001-p0.ndjson",
         ]
@@ -425,6 +455,8 @@ async fn orders_are_flattened_with_unnest_and_dotted_access() {
             correction_events: 1,
             main_rows: 6,
             correction_rows: 1,
+            deletes: 0,
+            older_rows: 4,
         }
     );
 }
@@ -520,8 +552,12 @@ async fn a_second_run_starts_from_the_committed_cursors() {
         vec![
             "article-stock-changed/correction/run=0000000002/_SUCCESS",
             "article-stock-changed/correction/run=0000000002/correction-0000000002-p0.csv",
+            "article-stock-changed/keys/run=0000000002/_SUCCESS",
+            "article-stock-changed/keys/run=0000000002/keys-0000000002-p0.csv",
             "article-stock-changed/main/run=0000000002/_SUCCESS",
             "article-stock-changed/main/run=0000000002/main-0000000002-p0.csv",
+            "article-stock-changed/older/run=0000000002/_SUCCESS",
+            "article-stock-changed/older/run=0000000002/older-0000000002-p0.csv",
         ]
     );
 }
@@ -840,6 +876,7 @@ async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
 async fn roomy_and_tight(
     ws: &Workspace,
     topic: &str,
+    data_files_expected: usize,
 ) -> (
     materializer_core::run::RunSummary,
     materializer_core::run::RunSummary,
@@ -868,7 +905,7 @@ async fn roomy_and_tight(
         .map(|f| f.path.as_str())
         .filter(|p| p.ends_with(".csv"))
         .collect();
-    assert_eq!(data_files.len(), 6, "{data_files:?}");
+    assert_eq!(data_files.len(), data_files_expected, "{data_files:?}");
     for path in data_files {
         let roomy_bytes = std::fs::read(ws.out().join(topic).join(path)).unwrap();
         let tight_bytes = std::fs::read(tight_out.join(topic).join(path)).unwrap();
@@ -889,7 +926,8 @@ async fn a_run_that_spills_decoded_events_writes_the_same_files() {
         "article-stock-changed",
         &crate::support::article_stream(6000, 3, 11),
     );
-    let (roomy, tight) = roomy_and_tight(&ws, "article-stock-changed").await;
+    // MAIN, CORRECTION, OLDER and KEYS of three partitions.
+    let (roomy, tight) = roomy_and_tight(&ws, "article-stock-changed", 12).await;
     assert_eq!(roomy.spilled_partitions, 0);
     assert_eq!(tight.spilled_partitions, 3);
     assert!(tight.counts.correction_events > 0 && tight.counts.superseded > 0);
@@ -905,7 +943,7 @@ async fn a_topic_that_does_not_compact_writes_the_same_files_streamed_or_spooled
         "article-stock-history",
         &crate::support::article_stream(6000, 3, 11),
     );
-    let (streamed, spooled) = roomy_and_tight(&ws, "article-stock-history").await;
+    let (streamed, spooled) = roomy_and_tight(&ws, "article-stock-history", 6).await; // MAIN and CORRECTION
     assert_eq!(streamed.spilled_partitions, 0);
     assert_eq!(spooled.spilled_partitions, 3);
     assert_eq!(

@@ -2,23 +2,30 @@
 //! modes, second runs, every injected fault alone and mixed over many runs,
 //! refused credentials, expired cursors and the subscription's commits.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use materializer_core::run::{Ledger, Outcome, RunError, RunFailure, RunSummary, Stage};
-use materializer_core::sink::{OutputLocation, S3Settings};
+use materializer_core::ErrorClass;
+use materializer_core::run::{
+    Ledger, Outcome, PartitionCursors, Plan, RunError, RunFailure, RunSummary,
+};
+use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
 use materializer_core::source::{
-    NakadiClient, NakadiSettings, NakadiSource, ReadFrom, Source, SubscriptionReader,
+    NakadiClient, NakadiSettings, NakadiSource, Offset, ReadFrom, Source, SubscriptionReader,
     SubscriptionSettings, TokenSource,
 };
 use nakadi_testkit::Bus;
-use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
+use nakadi_testkit::faults::{Cap, Countdown, FaultPlan, Refusal, Window};
 
-use crate::support::{Committed, Workspace, article_stream, committed};
+use crate::support::{Committed, Workspace, article_stream, committed, parse_csv, run_files};
 
 const TOPIC: &str = "article-stock-changed";
 const EVENT_TYPE: &str = "article.stock-changed";
 const OWNER: &str = "materializer-tests";
+const FAILPOINT: &str = "MATERIALIZER_FAILPOINT";
+/// A run that takes longer has stalled: the test fails instead of hanging.
+const RUN_DEADLINE: Duration = Duration::from_secs(40);
 
 struct Live {
     bus: Arc<Bus>,
@@ -116,18 +123,27 @@ async fn reference(ws: &Workspace, lines: &[String]) -> Committed {
     rows(&output).await
 }
 
-async fn subscription_id(live: &Live) -> String {
+/// `POST /subscriptions` (finds or creates): the answer's status and the id.
+async fn post_subscription(live: &Live, body: serde_json::Value) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(format!("{}/subscriptions", live.url))
-        .json(&serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "materializer"}))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200, "the run created the subscription");
-    response.json::<serde_json::Value>().await.unwrap()["id"]
+    let status = response.status().as_u16();
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
-        .to_string()
+        .to_string();
+    (status, id)
+}
+
+async fn subscription_id(live: &Live) -> String {
+    let body = serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "materializer"});
+    let (status, id) = post_subscription(live, body).await;
+    assert_eq!(status, 200, "the run created the subscription");
+    id
 }
 
 async fn end_cursors(output: &OutputLocation) -> std::collections::BTreeMap<String, String> {
@@ -138,6 +154,126 @@ async fn end_cursors(output: &OutputLocation) -> std::collections::BTreeMap<Stri
         .into_iter()
         .map(|(p, o)| (p, o.to_string()))
         .collect()
+}
+
+/// What a warehouse that loads every committed run in order holds: per
+/// article, the version and eid of its MAIN row of the highest version.
+async fn warehouse(output: &OutputLocation) -> BTreeMap<String, (i64, String)> {
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for run in run_files(output, TOPIC).await {
+        for (_, text) in run.files.iter().filter(|(kind, _)| *kind == FileKind::Main) {
+            let mut rows = parse_csv(text);
+            let header = rows.remove(0);
+            let column = |name: &str| {
+                header
+                    .iter()
+                    .position(|h| h.as_deref() == Some(name))
+                    .unwrap()
+            };
+            let (key, version, eid) = (column("article_id"), column("version"), column("eid"));
+            for row in rows {
+                let v: i64 = row[version].as_deref().unwrap().parse().unwrap();
+                let k = row[key].clone().unwrap();
+                if latest.get(&k).is_none_or(|(top, _)| v > *top) {
+                    latest.insert(k, (v, row[eid].clone().unwrap()));
+                }
+            }
+        }
+    }
+    latest
+}
+
+/// The events of recorded stream lines: (eid, article, version).
+fn events_of(lines: &[String]) -> BTreeSet<(String, String, i64)> {
+    let mut events = BTreeSet::new();
+    for line in lines {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().unwrap() {
+            events.insert((
+                event["metadata"]["eid"].as_str().unwrap().to_string(),
+                event["article_id"].to_string(),
+                event["version"].as_i64().unwrap(),
+            ));
+        }
+    }
+    events
+}
+
+/// The committed runs hold the latest version of every article in `lines`,
+/// each as one of the events with that version (equal versions are
+/// redeliveries of one state).
+async fn holds_the_latest_versions(output: &OutputLocation, lines: &[String]) {
+    let events = events_of(lines);
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, article, version) in &events {
+        let top = latest.entry(article.clone()).or_insert(*version);
+        *top = (*top).max(*version);
+    }
+    let held = warehouse(output).await;
+    let versions: BTreeMap<String, i64> = held.iter().map(|(a, (v, _))| (a.clone(), *v)).collect();
+    assert_eq!(versions, latest);
+    for (article, (version, eid)) in held {
+        assert!(
+            events.contains(&(eid.clone(), article.clone(), version)),
+            "{article}: {eid} is not an event of version {version}"
+        );
+    }
+}
+
+/// Events in recorded stream lines.
+fn events_in(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .map(|l| l.matches("\"eid\"").count() as u64)
+        .sum()
+}
+
+fn append(live: &Live, lines: &[String]) {
+    live.bus
+        .append_recording(EVENT_TYPE, (lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+}
+
+/// Makes the binary read the topic through the subscription the library runs use.
+fn read_through_subscription(ws: &Workspace) {
+    let dir = ws.sql().join(TOPIC);
+    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
+    std::fs::write(
+        dir.join("topic.toml"),
+        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
+    )
+    .unwrap();
+}
+
+/// A run of the binary against `live`, writing to `output`.
+fn cli_run(ws: &Workspace, live: &Live, output: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(ws.command());
+    command
+        .args([
+            "run",
+            "--topic",
+            TOPIC,
+            "--nakadi-url",
+            &live.url,
+            "--no-progress",
+            "--output",
+        ])
+        .arg(output)
+        .kill_on_drop(true);
+    command
+}
+
+/// What a run of the binary printed once it ended; a run that does not end
+/// fails the test.
+async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(RUN_DEADLINE, command.output())
+        .await
+        .expect("the run did not end")
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]
@@ -183,16 +319,8 @@ async fn a_second_run_gets_only_newer_events() {
             .unwrap();
         assert_eq!(again.outcome, Outcome::NothingNew);
     }
-    live.bus
-        .append_recording(
-            EVENT_TYPE,
-            (lines[lines.len() / 2..].join("\n") + "\n").as_bytes(),
-        )
-        .unwrap();
-    let expected_new: usize = lines[lines.len() / 2..]
-        .iter()
-        .map(|l| l.matches("\"eid\"").count())
-        .sum();
+    append(&live, &lines[lines.len() / 2..]);
+    let expected_new = events_in(&lines[lines.len() / 2..]);
     for subscription in [false, true] {
         let output = local(&ws, &format!("second-{subscription}"));
         let second = run(&ws, &output, source(&live, subscription))
@@ -200,7 +328,7 @@ async fn a_second_run_gets_only_newer_events() {
             .unwrap();
         assert_eq!(second.sequence, Some(2));
         assert_eq!(
-            second.counts.events_read, expected_new as u64,
+            second.counts.events_read, expected_new,
             "subscription: {subscription}"
         );
         let ledger = Ledger::new(output.clone(), TOPIC);
@@ -368,6 +496,7 @@ async fn mixed_faults_over_many_runs_match_a_fault_free_twin() {
                     .or(b.cut_line_after_batches.clone()),
                 keepalive_only: a.keepalive_only.clone().or(b.keepalive_only.clone()),
                 silence: a.silence.clone().or(b.silence.clone()),
+                max_uncommitted: a.max_uncommitted.clone().or(b.max_uncommitted.clone()),
             });
             run(&ws, &clean_out, source(&clean, subscription))
                 .await
@@ -431,12 +560,7 @@ async fn an_expired_cursor_names_the_partition_and_offsets() {
     let output = local(&ws, "expired");
     run(&ws, &output, source(&live, false)).await.unwrap();
     let ends = end_cursors(&output).await;
-    live.bus
-        .append_recording(
-            EVENT_TYPE,
-            (lines[lines.len() / 2..].join("\n") + "\n").as_bytes(),
-        )
-        .unwrap();
+    append(&live, &lines[lines.len() / 2..]);
     // Retention deletes partition 0 beyond what the first run read.
     let end0: u64 = ends["0"].rsplit('-').next().unwrap().parse().unwrap();
     live.bus.expire(EVENT_TYPE, "0", end0 + 5).unwrap();
@@ -453,19 +577,26 @@ async fn an_expired_cursor_names_the_partition_and_offsets() {
     );
 }
 
-#[tokio::test]
+// The watcher that stops the run has a thread of its own: on the test's
+// thread it would wait while the run maps (the query engine computes as it is
+// polled) and could miss the moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_leaves_the_subscription_untouched() {
     let ws = Workspace::new();
     let lines = article_stream(800, 4, 8);
     let live = live(&ws, None, &lines).await;
     let output = local(&ws, "stopped");
-    // Stop the run once it has read everything and is mapping.
+    // Stop the run once it has read everything.
     let request = ws
         .request_from(TOPIC, output.clone(), source(&live, true))
         .await;
     let (progress, cancel) = (request.progress.clone(), request.cancel.clone());
     tokio::spawn(async move {
-        while progress.stage() != Stage::Mapping {
+        loop {
+            let now = progress.snapshot();
+            if now.partitions_total > 0 && now.partitions_finished == now.partitions_total {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         cancel.cancel();
@@ -519,18 +650,8 @@ async fn a_commit_after_the_stream_timed_out_goes_through_a_new_stream() {
     // Longer than the commit timeout: Nakadi closes the stream.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     reader.commit(&positions).await.unwrap();
-    let id = reqwest::Client::new()
-        .post(format!("{}/subscriptions", live.url))
-        .json(&serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "slow"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let body = serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "slow"});
+    let (_, id) = post_subscription(&live, body).await;
     let mut expected: std::collections::BTreeMap<String, String> = positions
         .into_iter()
         .map(|(p, o)| (p, o.to_string()))
@@ -551,12 +672,7 @@ async fn a_busy_subscription_is_waited_for() {
     // The run creates the subscription; a second consumer then holds it for a while.
     let output = local(&ws, "busy");
     run(&ws, &output, source(&live, true)).await.unwrap();
-    live.bus
-        .append_recording(
-            EVENT_TYPE,
-            (article_stream(50, 2, 10).join("\n") + "\n").as_bytes(),
-        )
-        .unwrap();
+    append(&live, &article_stream(50, 2, 10));
     let id = subscription_id(&live).await;
     let holder = reqwest::Client::new()
         .get(format!(
@@ -579,46 +695,10 @@ async fn a_busy_subscription_is_waited_for() {
 #[tokio::test]
 async fn a_crash_between_manifest_and_cursor_commit_is_finished_by_the_next_run() {
     let ws = Workspace::new();
-    let dir = ws.sql().join(TOPIC);
-    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
-    std::fs::write(
-        dir.join("topic.toml"),
-        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
-    )
-    .unwrap();
+    read_through_subscription(&ws);
     let live = live(&ws, None, &article_stream(600, 4, 12)).await;
     let output = ws.path("crash-out");
-    let (cwd, url, out) = (
-        ws.dir.path().to_path_buf(),
-        live.url.clone(),
-        output.clone(),
-    );
-    let cli = move |failpoint: Option<&str>| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_materializer"));
-        command
-            .current_dir(&cwd)
-            .env("RUST_LOG", "warn")
-            .args([
-                "run",
-                "--topic",
-                TOPIC,
-                "--nakadi-url",
-                &url,
-                "--no-progress",
-                "--output",
-            ])
-            .arg(&out);
-        if let Some(point) = failpoint {
-            command.env("MATERIALIZER_FAILPOINT", point);
-        }
-        command.output().unwrap()
-    };
-    let crashed = tokio::task::spawn_blocking({
-        let cli = cli.clone();
-        move || cli(Some("post-committed"))
-    })
-    .await
-    .unwrap();
+    let crashed = finished(cli_run(&ws, &live, &output).env(FAILPOINT, "post-committed")).await;
     assert!(!crashed.status.success());
     let location =
         OutputLocation::parse(&output.display().to_string(), &S3Settings::default()).unwrap();
@@ -637,15 +717,9 @@ async fn a_crash_between_manifest_and_cursor_commit_is_finished_by_the_next_run(
         "no cursor commit yet"
     );
 
-    let next = tokio::task::spawn_blocking(move || cli(None))
-        .await
-        .unwrap();
-    assert!(
-        next.status.success(),
-        "{}",
-        String::from_utf8_lossy(&next.stderr)
-    );
-    assert!(String::from_utf8_lossy(&next.stdout).contains("nothing new since run 1"));
+    let next = finished(&mut cli_run(&ws, &live, &output)).await;
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(text(&next.stdout).contains("nothing new since run 1"));
     assert_eq!(
         live.bus.committed(&id).unwrap(),
         end_cursors(&location).await
@@ -678,4 +752,367 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         format!("Nakadi event type {EVENT_TYPE} at {}", live.url)
     );
     assert!(topic.schema().events.field_with_name("metadata").is_ok());
+}
+
+/// Waits until the server noticed that the killed run's stream is gone.
+async fn until_no_stream_holds(live: &Live, id: &str) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let stats: serde_json::Value =
+            reqwest::get(format!("{}/subscriptions/{id}/stats", live.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let assigned = stats["items"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["state"] == "assigned");
+        if !assigned {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the stream stays held: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The events between a plan's start and end cursors.
+fn planned_events(plan: &Plan) -> u64 {
+    plan.partitions
+        .iter()
+        .map(|p| p.start.distance_to(&p.end).unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_killed_subscription_run_resumes_its_plan_after_the_stream_grew() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let lines = article_stream(1600, 4, 41);
+    let parts: Vec<&[String]> = lines.chunks(lines.len() / 3 + 1).collect();
+    let live = live(&ws, None, parts[0]).await;
+    let dir = ws.path("resumed");
+    let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
+    run(&ws, &output, source(&live, true)).await.unwrap();
+    append(&live, parts[1]);
+    // Run 2 dies after its first batch went to a decoder: its plan is
+    // written, its manifest is not, its stream had sent events uncommitted.
+    let killed = finished(cli_run(&ws, &live, &dir).env(FAILPOINT, "reading")).await;
+    assert!(
+        text(&killed.stderr).contains("failpoint reading"),
+        "{}",
+        text(&killed.stderr)
+    );
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let plan = ledger.plan(2).await.unwrap().expect("run 2 wrote its plan");
+    assert_eq!(ledger.committed_sequences().await.unwrap(), vec![1]);
+    assert_eq!(planned_events(&plan), events_in(parts[1]));
+
+    // The stream grows: Nakadi sends these events past the plan's end.
+    append(&live, parts[2]);
+    let id = subscription_id(&live).await;
+    until_no_stream_holds(&live, &id).await;
+    let mut s = settings(&live.url, TokenSource::None);
+    s.commit_timeout = Duration::from_secs(2);
+    let resumed = tokio::time::timeout(RUN_DEADLINE, run(&ws, &output, source_with(s, true)))
+        .await
+        .expect("the resumed run did not end")
+        .unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.sequence, Some(2));
+    assert_eq!(resumed.counts.events_read, planned_events(&plan));
+    let cursors = |p: &[PartitionCursors]| -> Vec<(String, String, String)> {
+        p.iter()
+            .map(|c| (c.partition.clone(), c.start.to_string(), c.end.to_string()))
+            .collect()
+    };
+    assert_eq!(cursors(&resumed.partitions), cursors(&plan.partitions));
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+    let planned = [parts[0], parts[1]].concat();
+    holds_the_latest_versions(&output, &planned).await;
+
+    // The growth is the next run's.
+    let next = run(&ws, &output, source(&live, true)).await.unwrap();
+    assert_eq!(next.counts.events_read, events_in(parts[2]));
+    holds_the_latest_versions(&output, &lines).await;
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
+
+#[tokio::test]
+async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let lines = article_stream(3000, 4, 57);
+    let live = live(&ws, None, &[]).await;
+    let dir = ws.path("series");
+    let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
+    // Every failpoint once, and SIGKILL at random moments in between.
+    let deaths = [
+        Some("planned"),
+        None,
+        Some("reading"),
+        None,
+        Some("files-written"),
+        None,
+        Some("committed"),
+        None,
+        Some("post-committed"),
+        None,
+        None,
+        Some("reading"),
+    ];
+    let rounds: Vec<&[String]> = lines.chunks(lines.len().div_ceil(deaths.len())).collect();
+    // How long a whole run takes, to spread the kills over it.
+    let mut span = Duration::from_millis(500);
+    let mut seed = 0x5eed_u64;
+    let mut random = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    assert_eq!(rounds.len(), deaths.len());
+    for (round, (events, death)) in rounds.iter().zip(deaths).enumerate() {
+        let (before, meanwhile) = events.split_at(events.len() / 2);
+        append(&live, before);
+        match death {
+            Some(point) => {
+                let died = finished(cli_run(&ws, &live, &dir).env(FAILPOINT, point)).await;
+                assert!(
+                    text(&died.stderr).contains(&format!("failpoint {point}")),
+                    "round {round}: {}",
+                    text(&died.stderr)
+                );
+            }
+            None => {
+                let mut child = cli_run(&ws, &live, &dir)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let moment = random(span.as_millis() as u64 + 1);
+                tokio::time::sleep(Duration::from_millis(moment)).await;
+                let _ = child.start_kill(); // SIGKILL
+                let _ = child.wait().await;
+            }
+        }
+        // Events keep arriving while no run is there.
+        append(&live, meanwhile);
+        let started = Instant::now();
+        let next = finished(&mut cli_run(&ws, &live, &dir)).await;
+        span = started.elapsed();
+        assert!(
+            next.status.success(),
+            "round {round}: {}",
+            text(&next.stderr)
+        );
+    }
+
+    // A run that resumed a plan left the last events to the next one.
+    let last = finished(&mut cli_run(&ws, &live, &dir)).await;
+    assert!(last.status.success(), "{}", text(&last.stderr));
+
+    // Every event is in exactly one committed run, and the runs follow each other.
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let mut manifests = Vec::new();
+    for sequence in ledger.committed_sequences().await.unwrap() {
+        manifests.push(ledger.manifest(sequence).await.unwrap().unwrap());
+    }
+    let read: u64 = manifests.iter().map(|m| m.counts.events_read).sum();
+    assert_eq!(read, events_in(&lines));
+    for pair in manifests.windows(2) {
+        let ends: Vec<_> = pair[0].partitions.iter().map(|p| &p.end).collect();
+        let starts: Vec<_> = pair[1].partitions.iter().map(|p| &p.start).collect();
+        assert_eq!(ends, starts, "run {}", pair[1].sequence);
+    }
+    holds_the_latest_versions(&output, &lines).await;
+    let id = subscription_id(&live).await;
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
+
+#[tokio::test]
+async fn a_subscription_run_that_gets_no_further_fails_naming_its_partitions() {
+    let ws = Workspace::new();
+    let lines = article_stream(800, 4, 17);
+    let (old, new) = lines.split_at(lines.len() / 2);
+    let live = live(&ws, None, old).await;
+    let output = local(&ws, "stalled");
+    run(&ws, &output, source(&live, true)).await.unwrap();
+    let first_ends = end_cursors(&output).await;
+    append(&live, new);
+    // Nakadi lets 5 uncommitted events out where the run needs hundreds,
+    // and closes streams that stay a second without commits.
+    live.bus.set_faults(FaultPlan {
+        max_uncommitted: Some(Cap {
+            events: 5,
+            streams: 100,
+        }),
+        ..Default::default()
+    });
+    let mut s = settings(&live.url, TokenSource::None);
+    s.commit_timeout = Duration::from_secs(1);
+    s.silence_timeout = Duration::from_secs(10);
+    s.max_retries = 2;
+    let err = tokio::time::timeout(RUN_DEADLINE, run(&ws, &output, source_with(s, true)))
+        .await
+        .expect("the run did not end")
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::SourceUnavailable);
+
+    // The first stream sent 5 events of partition 0; the three after it sent
+    // the same again.
+    let id = subscription_id(&live).await;
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let plan = ledger.plan(2).await.unwrap().unwrap();
+    let unfinished: Vec<String> = plan
+        .partitions
+        .iter()
+        .map(|p| {
+            let at = Offset::new(first_ends[&p.partition].clone());
+            let read_to = if p.partition == "0" {
+                at.plus(5).unwrap()
+            } else {
+                at
+            };
+            format!(
+                "partition {} read to {read_to}, its plan ends at {}",
+                p.partition, p.end
+            )
+        })
+        .collect();
+    let message = materializer_core::report(&err);
+    let expected = format!(
+        "topic {TOPIC}: subscription {id}: no progress in 3 streams in a row: {}; the run commits \
+         nothing and the next run reads its plan again: stream ",
+        unfinished.join("; ")
+    );
+    assert!(message.starts_with(&expected), "{message}\n{expected}");
+    assert!(
+        message.ends_with(": the server ended the stream"),
+        "{message}"
+    );
+
+    // As a killed run would: nothing committed, the subscription untouched,
+    // and the next run reads the same plan.
+    assert_eq!(ledger.committed_sequences().await.unwrap(), vec![1]);
+    assert_eq!(live.bus.committed(&id).unwrap(), first_ends);
+    live.bus.set_faults(FaultPlan::default());
+    let next = run(&ws, &output, source(&live, true)).await.unwrap();
+    assert!(next.resumed);
+    assert_eq!(next.counts.events_read, events_in(new));
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
+
+/// A subscription stream opened by hand, read line by line.
+struct RawStream {
+    id: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl RawStream {
+    async fn open(live: &Live, subscription: &str, query: &str) -> Result<RawStream, u16> {
+        let response = reqwest::get(format!(
+            "{}/subscriptions/{subscription}/events?{query}",
+            live.url
+        ))
+        .await
+        .unwrap();
+        if !response.status().is_success() {
+            return Err(response.status().as_u16());
+        }
+        let id = response.headers()["X-Nakadi-StreamId"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        Ok(RawStream {
+            id,
+            response,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The next line; `None` once the server ended the stream.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        loop {
+            if let Some(at) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=at).collect();
+                return Some(serde_json::from_slice(&line[..at]).unwrap());
+            }
+            let chunk = tokio::time::timeout(RUN_DEADLINE, self.response.chunk())
+                .await
+                .expect("the stream went silent")
+                .unwrap();
+            self.buffer.extend_from_slice(&chunk?);
+        }
+    }
+
+    /// Reads batches until `count` events came; the cursors of the batches.
+    async fn events(&mut self, count: usize) -> Vec<serde_json::Value> {
+        let (mut seen, mut cursors) = (0, Vec::new());
+        while seen < count {
+            let line = self.next().await.expect("the stream ended early");
+            if let Some(events) = line["events"].as_array() {
+                seen += events.len();
+                cursors.push(line["cursor"].clone());
+            }
+        }
+        assert_eq!(seen, count);
+        cursors
+    }
+
+    /// Reads to the end of the stream: the events that still came.
+    async fn rest(&mut self) -> usize {
+        let mut seen = 0;
+        while let Some(line) = self.next().await {
+            seen += line["events"].as_array().map_or(0, Vec::len);
+        }
+        seen
+    }
+}
+
+#[tokio::test]
+async fn the_server_pauses_at_the_window_and_ends_streams_left_without_commits() {
+    let ws = Workspace::new();
+    let live = live(&ws, None, &article_stream(200, 4, 6)).await;
+    let body = serde_json::json!({"owning_application": "raw", "event_types": [EVENT_TYPE], "read_from": "begin"});
+    let (_, id) = post_subscription(&live, body).await;
+    let query = "batch_limit=4&max_uncommitted_events=10&commit_timeout=2&batch_flush_timeout=1";
+
+    // The first stream holds every partition: a second one finds no free slot.
+    let mut first = RawStream::open(&live, &id, query).await.unwrap();
+    assert_eq!(RawStream::open(&live, &id, query).await.err(), Some(409));
+    // 10 events, then a pause without commits until the commit timeout ends the stream.
+    let sent = first.events(10).await;
+    assert_eq!(first.rest().await, 0);
+
+    // The next stream starts again at the committed cursors (BEGIN): the same events.
+    let mut second = RawStream::open(&live, &id, query).await.unwrap();
+    let resent = second.events(10).await;
+    assert_eq!(resent, sent);
+    // A commit of 4 lets 4 more out, no more.
+    let commit = reqwest::Client::new()
+        .post(format!("{}/subscriptions/{id}/cursors", live.url))
+        .header("X-Nakadi-StreamId", &second.id)
+        .json(&serde_json::json!({ "items": [resent[0]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(commit.status(), 204);
+    assert_eq!(second.rest().await, 4);
+    let committed = live.bus.committed(&id).unwrap();
+    assert_eq!(
+        committed[resent[0]["partition"].as_str().unwrap()],
+        resent[0]["offset"]
+    );
+
+    // A wide window gets every event, and those published while the stream is open.
+    let mut third = RawStream::open(&live, &id, "batch_limit=50&max_uncommitted_events=1000")
+        .await
+        .unwrap();
+    third.events(196).await;
+    append(&live, &article_stream(12, 4, 99));
+    third.events(12).await;
 }

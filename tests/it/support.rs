@@ -72,6 +72,13 @@ impl Workspace {
             .unwrap()
     }
 
+    /// The binary, to run in the workspace, logging warnings and errors.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_materializer"));
+        command.current_dir(self.dir.path()).env("RUST_LOG", "warn");
+        command
+    }
+
     /// Runs `topic` from its recording to `out/`.
     pub async fn run(&self, topic: &str) -> Result<RunSummary, RunError> {
         self.run_with(topic, self.local_output()).await
@@ -340,26 +347,11 @@ pub struct Committed {
 }
 
 pub async fn committed(output: &OutputLocation, topic: &str) -> Committed {
-    use object_store::ObjectStoreExt;
-    let ledger = materializer_core::run::Ledger::new(output.clone(), topic);
-    let mut result = Committed {
-        sequences: ledger.committed_sequences().await.unwrap(),
-        ..Default::default()
-    };
-    for &seq in &result.sequences.clone() {
-        let manifest = ledger.manifest(seq).await.unwrap().unwrap();
-        for file in &manifest.files {
-            let path = ledger.layout().resolve(&file.path);
-            let bytes = output
-                .store
-                .get(&path)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            let text = String::from_utf8(bytes.to_vec()).unwrap();
-            match file.kind {
+    let mut result = Committed::default();
+    for run in run_files(output, topic).await {
+        result.sequences.push(run.sequence);
+        for (kind, text) in run.files {
+            match kind {
                 materializer_core::sink::FileKind::Rejected => {
                     result.rejected.extend(text.lines().map(String::from))
                 }
@@ -437,4 +429,32 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The files of one committed run, with their kinds.
+pub struct RunFiles {
+    pub sequence: u64,
+    pub files: Vec<(materializer_core::sink::FileKind, String)>,
+}
+
+/// The bytes of an object of the output location.
+pub async fn object(output: &OutputLocation, path: &object_store::path::Path) -> bytes::Bytes {
+    use object_store::ObjectStoreExt;
+    output.store.get(path).await.unwrap().bytes().await.unwrap()
+}
+
+/// The files of every committed run of `topic`, in run order.
+pub async fn run_files(output: &OutputLocation, topic: &str) -> Vec<RunFiles> {
+    let ledger = materializer_core::run::Ledger::new(output.clone(), topic);
+    let mut runs = Vec::new();
+    for sequence in ledger.committed_sequences().await.unwrap() {
+        let manifest = ledger.manifest(sequence).await.unwrap().unwrap();
+        let mut files = Vec::new();
+        for file in &manifest.files {
+            let bytes = object(output, &ledger.layout().resolve(&file.path)).await;
+            files.push((file.kind, String::from_utf8(bytes.to_vec()).unwrap()));
+        }
+        runs.push(RunFiles { sequence, files });
+    }
+    runs
 }

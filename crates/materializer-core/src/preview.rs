@@ -201,7 +201,7 @@ pub async fn preview(
         }
         None => (topic.mapping().clone(), topic.output_schema().clone()),
     };
-    let (batches, rejected) = decode(topic, events)?;
+    let (batches, rejected) = decode(topic, events, None)?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let state = KeyState {
         schema: topic
@@ -216,6 +216,9 @@ pub async fn preview(
         classify(topic.compaction(), batches, &state).map_err(DataFusionError::from)?;
     let main_input: u64 = main.iter().map(|b| b.num_rows() as u64).sum();
     let correction_events: u64 = correction.iter().map(|b| b.num_rows() as u64).sum();
+    // Deletes end their key: the mapping never sees them, as in a run.
+    let (main, main_deletes) = without_deletes(engine, topic, main)?;
+    let (correction, correction_deletes) = without_deletes(engine, topic, correction)?;
     let main = apply(engine, topic, &mapping, &output_schema, main, limits).await?;
     let correction = apply(engine, topic, &mapping, &output_schema, correction, limits).await?;
     Ok(PreviewOutcome {
@@ -227,6 +230,9 @@ pub async fn preview(
             correction_events,
             main_rows: main.rows.len() as u64,
             correction_rows: correction.rows.len() as u64,
+            deletes: main_deletes + correction_deletes,
+            // A preview shows the ODS side; older versions only feed history.
+            older_rows: 0,
         },
         main,
         correction,
@@ -235,9 +241,33 @@ pub async fn preview(
 }
 
 /// Decodes the sample events as if they were one batch of partition `preview`.
+/// `batches` without the events that delete their key, and how many those were.
+fn without_deletes(
+    engine: &Engine,
+    topic: &Topic,
+    batches: Vec<RecordBatch>,
+) -> Result<(Vec<RecordBatch>, u64), PreviewError> {
+    let Some(deletes) = topic.deletes().filter(|_| topic.compaction().compact) else {
+        return Ok((batches, 0));
+    };
+    let deletes = deletes.compile(engine, &topic.schema().events)?;
+    let mut kept = Vec::with_capacity(batches.len());
+    let mut removed = 0;
+    for batch in batches {
+        let deleted = deletes.evaluate(&batch)?;
+        removed += deleted.true_count() as u64;
+        let keep = arrow::compute::not(&deleted).map_err(DataFusionError::from)?;
+        kept.push(
+            arrow::compute::filter_record_batch(&batch, &keep).map_err(DataFusionError::from)?,
+        );
+    }
+    Ok((kept, removed))
+}
+
 fn decode(
     topic: &Topic,
     events: &[Bytes],
+    deletes: Option<crate::mapping::deletes::CompiledDeletes>,
 ) -> Result<(Vec<RecordBatch>, Vec<PreviewRejected>), PreviewError> {
     if events.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -263,15 +293,7 @@ fn decode(
         topic.schema().payload.clone(),
         topic.schema().events.clone(),
         Arc::from("preview"),
-        RequiredKeys {
-            paths: topic
-                .compaction()
-                .partitioning_key
-                .iter()
-                .chain([&topic.compaction().ordering_key])
-                .cloned()
-                .collect(),
-        },
+        RequiredKeys::of(topic.compaction(), deletes),
     )?;
     decoder.push(&batch)?;
     let decoded = decoder.finish()?;

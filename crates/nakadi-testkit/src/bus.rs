@@ -23,23 +23,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::faults::{FaultPlan, Injected, StreamFaults};
 use crate::log::{EventTypeLog, PartitionLog, SubscriptionState, offset_of};
 use crate::recording;
 
-type Chunk = Result<Bytes, std::io::Error>;
+mod subscription_stream;
 
-/// A stream connection of a subscription.
-struct Session {
-    subscription: String,
-    alive: bool,
-    closed_at: Option<Instant>,
-    commit_timeout: Duration,
-    /// Per (event type, partition): the next event number to send.
-    sent_next: BTreeMap<(String, String), u64>,
-}
+use subscription_stream::{Session, holder, stream_subscription};
+
+type Chunk = Result<Bytes, std::io::Error>;
 
 /// The server's state.
 pub struct Bus {
@@ -196,6 +190,14 @@ impl Bus {
 
     fn stream_faults(&self) -> StreamFaults {
         lock(&self.faults).0.take_stream_faults()
+    }
+
+    /// The window (max_uncommitted_events) of a new subscription stream that
+    /// asked for `asked`.
+    fn window(&self, asked: u64) -> u64 {
+        let mut guard = lock(&self.faults);
+        let (plan, injected) = &mut *guard;
+        plan.take_window(asked, injected)
     }
 
     fn count(&self, what: impl FnOnce(&mut Injected)) {
@@ -557,6 +559,30 @@ enum Sent {
 }
 
 impl Sender {
+    /// The sender of a new connection, with the faults it is to carry.
+    fn new(tx: mpsc::Sender<Chunk>, bus: &Arc<Bus>) -> Sender {
+        Sender {
+            tx,
+            faults: bus.stream_faults(),
+            started: Instant::now(),
+            batches: 0,
+            bus: bus.clone(),
+        }
+    }
+
+    /// Sends nothing for as long as the connection's silence fault says;
+    /// `Closed` when the client left meanwhile.
+    async fn silence_fault(&mut self) -> Sent {
+        if let Some(silence) = self.faults.silence {
+            self.bus.count(|i| i.silent += 1);
+            tokio::select! {
+                _ = tokio::time::sleep(silence) => {}
+                _ = self.tx.closed() => return Sent::Closed,
+            }
+        }
+        Sent::Ok
+    }
+
     fn keepalive_only(&self) -> bool {
         self.faults
             .keepalive_only
@@ -650,13 +676,7 @@ async fn stream_events(
     }
     bus.streams_opened.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<Chunk>(8);
-    let sender = Sender {
-        tx,
-        faults: bus.stream_faults(),
-        started: Instant::now(),
-        batches: 0,
-        bus: bus.clone(),
-    };
+    let sender = Sender::new(tx, &bus);
     tokio::spawn(produce_low_level(
         bus.clone(),
         log,
@@ -674,12 +694,8 @@ async fn produce_low_level(
     settings: StreamSettings,
     mut sender: Sender,
 ) {
-    if let Some(silence) = sender.faults.silence {
-        bus.count(|i| i.silent += 1);
-        tokio::select! {
-            _ = tokio::time::sleep(silence) => {}
-            _ = sender.tx.closed() => return,
-        }
+    if let Sent::Closed = sender.silence_fault().await {
+        return;
     }
     let mut sent = 0u64;
     let mut keep_alives = 0u64;
@@ -997,223 +1013,15 @@ async fn commit_cursors(
     }
 }
 
-async fn stream_subscription(
-    State(bus): State<Arc<Bus>>,
-    Path(id): Path<String>,
-    Query(query): Query<StreamQuery>,
-) -> Response {
-    if let Some(refused) = bus.refusal() {
-        return refused;
-    }
-    let settings = match query.settings() {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let max_uncommitted = query.max_uncommitted_events.unwrap_or(10).max(1);
-    let commit_timeout = match query.commit_timeout {
-        Some(s) if s > 0.0 => Duration::from_secs_f64(s.min(60.0)),
-        _ => Duration::from_secs(60),
-    };
-    let Some(sub) = lock(&bus.subscriptions).get(&id).cloned() else {
-        return unknown_subscription(&id);
-    };
-    let stream_id = new_id();
-    {
-        let mut sessions = lock(&bus.sessions);
-        if sessions.values().any(|s| s.subscription == id && s.alive) {
-            return problem(
-                StatusCode::CONFLICT,
-                "No free slots for streaming available. Try to connect later.",
-            );
-        }
-        sessions.insert(
-            stream_id.clone(),
-            Session {
-                subscription: id.clone(),
-                alive: true,
-                closed_at: None,
-                commit_timeout,
-                sent_next: sub.committed.clone(),
-            },
-        );
-    }
-    bus.streams_opened.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel::<Chunk>(8);
-    let sender = Sender {
-        tx,
-        faults: bus.stream_faults(),
-        started: Instant::now(),
-        batches: 0,
-        bus: bus.clone(),
-    };
-    let producer_bus = bus.clone();
-    let producer_id = stream_id.clone();
-    tokio::spawn(async move {
-        produce_subscription(
-            &producer_bus,
-            &id,
-            &producer_id,
-            settings,
-            max_uncommitted,
-            commit_timeout,
-            sender,
-        )
-        .await;
-        if let Some(s) = lock(&producer_bus.sessions).get_mut(&producer_id) {
-            s.alive = false;
-            s.closed_at = Some(Instant::now());
-        }
-        debug!(stream_id = %producer_id, "subscription stream closed");
-    });
-    stream_response(rx, Some(("X-Nakadi-StreamId", stream_id)))
-}
-
-async fn produce_subscription(
-    bus: &Arc<Bus>,
-    id: &str,
-    stream_id: &str,
-    settings: StreamSettings,
-    max_uncommitted: u64,
-    commit_timeout: Duration,
-    mut sender: Sender,
-) {
-    if let Some(silence) = sender.faults.silence {
-        bus.count(|i| i.silent += 1);
-        tokio::select! {
-            _ = tokio::time::sleep(silence) => {}
-            _ = sender.tx.closed() => return,
-        }
-    }
-    let mut sent_total = 0u64;
-    let mut keep_alives = 0u64;
-    // When the oldest event sent and not yet committed went out.
-    let mut waiting_since: Option<Instant> = None;
-    loop {
-        if sender.started.elapsed() >= settings.lifetime {
-            return;
-        }
-        let notified = bus.changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let Some(committed) = lock(&bus.subscriptions)
-            .get(id)
-            .map(|s| s.committed.clone())
-        else {
-            return; // deleted
-        };
-        let sent_next = match lock(&bus.sessions).get(stream_id) {
-            Some(s) => s.sent_next.clone(),
-            None => return,
-        };
-        let uncommitted: u64 = sent_next
-            .iter()
-            .map(|(k, next)| next.saturating_sub(committed.get(k).copied().unwrap_or(0)))
-            .sum();
-        if uncommitted == 0 {
-            waiting_since = None;
-        } else if waiting_since.is_some_and(|at| at.elapsed() >= commit_timeout) {
-            info!(stream_id, "commit timeout: closing the stream");
-            return;
-        }
-        let mut budget = max_uncommitted.saturating_sub(uncommitted);
-        let mut any = false;
-        if !sender.keepalive_only() {
-            for ((event_type, partition), next) in &sent_next {
-                if budget == 0 {
-                    break;
-                }
-                let Some(log) = bus.event_type(event_type) else {
-                    continue;
-                };
-                let Some(index) = log.index_of(partition) else {
-                    continue;
-                };
-                let mut limit = (settings.batch_limit as u64).min(budget);
-                if settings.stream_limit > 0 {
-                    limit = limit.min(settings.stream_limit - sent_total);
-                }
-                let events = lock(&log.partitions[index]).read(*next, limit as usize);
-                if events.is_empty() {
-                    continue;
-                }
-                any = true;
-                let new_next = *next + events.len() as u64;
-                budget -= events.len() as u64;
-                sent_total += events.len() as u64;
-                if let Some(s) = lock(&bus.sessions).get_mut(stream_id) {
-                    s.sent_next
-                        .insert((event_type.clone(), partition.clone()), new_next);
-                }
-                waiting_since.get_or_insert_with(Instant::now);
-                let token = token_for(new_next);
-                let line = batch_line(
-                    partition,
-                    &offset_of(new_next - 1),
-                    &events,
-                    Some((event_type, &token)),
-                );
-                if let Sent::Closed = sender.batch(line).await {
-                    return;
-                }
-                if settings.stream_limit > 0 && sent_total >= settings.stream_limit {
-                    return;
-                }
-            }
-        } else {
-            bus.count(|i| i.keepalive_only += 1);
-        }
-        if any {
-            keep_alives = 0;
-            continue;
-        }
-        let wait = match waiting_since {
-            Some(at) => settings
-                .flush
-                .min(commit_timeout.saturating_sub(at.elapsed()))
-                .max(Duration::from_millis(10)),
-            None => settings.flush,
-        };
-        tokio::select! {
-            woken = tokio::time::timeout(wait, notified) => {
-                if woken.is_ok() && !sender.keepalive_only() {
-                    continue;
-                }
-            }
-            _ = sender.tx.closed() => return, // the client went away
-        }
-        if waiting_since.is_some_and(|at| at.elapsed() >= commit_timeout) {
-            continue; // the check at the top closes the stream
-        }
-        for ((event_type, partition), next) in &sent_next {
-            let token = token_for(*next);
-            let line = batch_line(
-                partition,
-                &PartitionLog::cursor_before(*next),
-                &[],
-                Some((event_type, &token)),
-            );
-            if let Sent::Closed = sender.keep_alive(line).await {
-                return;
-            }
-        }
-        keep_alives += 1;
-        if settings.keep_alive_limit > 0 && keep_alives >= settings.keep_alive_limit {
-            return;
-        }
-    }
-}
-
 async fn get_stats(State(bus): State<Arc<Bus>>, Path(id): Path<String>) -> Response {
     let Some(sub) = lock(&bus.subscriptions).get(&id).cloned() else {
         return unknown_subscription(&id);
     };
     let sessions = lock(&bus.sessions);
-    let active = sessions
-        .iter()
-        .find(|(_, s)| s.subscription == id && s.alive)
-        .map(|(stream_id, _)| stream_id.clone());
     let mut per_type: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for ((event_type, partition), next) in &sub.committed {
+    for (key, next) in &sub.committed {
+        let (event_type, partition) = key;
+        let active = holder(&sessions, &id, key);
         let end = bus
             .event_type(event_type)
             .and_then(|log| {
@@ -1226,7 +1034,7 @@ async fn get_stats(State(bus): State<Arc<Bus>>, Path(id): Path<String>) -> Respo
             "state": if active.is_some() { "assigned" } else { "unassigned" },
             "unconsumed_events": end.saturating_sub(*next),
         });
-        if let Some(stream_id) = &active {
+        if let Some(stream_id) = active {
             entry["stream_id"] = json!(stream_id);
             entry["assignment_type"] = json!("auto");
         }

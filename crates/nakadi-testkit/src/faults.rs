@@ -34,6 +34,15 @@ pub struct Window {
     pub streams: u32,
 }
 
+/// For the next `streams` subscription streams, a window of `events`
+/// uncommitted events, whatever `max_uncommitted_events` they ask for.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cap {
+    pub events: u64,
+    pub streams: u32,
+}
+
 /// Faults still to inject.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -48,6 +57,8 @@ pub struct FaultPlan {
     pub keepalive_only: Option<Window>,
     /// Send nothing at all for a while (a hanging server).
     pub silence: Option<Window>,
+    /// Pause subscription streams at fewer uncommitted events than they ask for.
+    pub max_uncommitted: Option<Cap>,
 }
 
 /// Faults one stream connection carries.
@@ -67,6 +78,7 @@ pub struct Injected {
     pub cut: u64,
     pub keepalive_only: u64,
     pub silent: u64,
+    pub capped: u64,
 }
 
 impl FaultPlan {
@@ -84,6 +96,25 @@ impl FaultPlan {
             self.refuse = None;
         }
         Some(answer)
+    }
+
+    /// The window of the next subscription stream: `asked`, or less when a
+    /// cap is left.
+    pub fn take_window(&mut self, asked: u64, injected: &mut Injected) -> u64 {
+        let Some(cap) = self.max_uncommitted.as_mut() else {
+            return asked;
+        };
+        if cap.streams == 0 {
+            self.max_uncommitted = None;
+            return asked;
+        }
+        cap.streams -= 1;
+        let events = cap.events;
+        if cap.streams == 0 {
+            self.max_uncommitted = None;
+        }
+        injected.capped += 1;
+        asked.min(events.max(1))
     }
 
     /// The faults of the next stream connection.

@@ -35,6 +35,7 @@ pub use settings::{
 };
 pub use topic_schema::TopicSchema;
 
+use crate::mapping::deletes::DeletePredicate;
 use crate::mapping::{Compaction, Engine, Mapping};
 use crate::schema::{Category, EventTypeSchema, SchemaError};
 use crate::source::NakadiClient;
@@ -52,6 +53,8 @@ pub struct Topic {
     dir: PathBuf,
     event_type: String,
     compaction: Compaction,
+    /// What marks an event as a delete, when anything does.
+    deletes: Option<DeletePredicate>,
     output: OutputSettings,
     source: SourceSettings,
     warehouse: WarehouseSettings,
@@ -160,13 +163,42 @@ impl Topic {
         }
         check_output(&toml_path, &places, &file.output, &output_schema)?;
         check_warehouse(&toml_path, &places, &file.warehouse, &output_schema)?;
+        // A topic that keeps every event has no newest version to delete:
+        // its mapping sees `data_op` like any other column.
+        let deletes = match (&file.delete_when, schema.category, file.compact) {
+            (Some(sql), _, _) if sql.trim() == "false" => None,
+            (Some(_), _, false) => {
+                return Err(ConfigError::invalid_at(
+                    &toml_path,
+                    places.delete_when(),
+                    "delete_when needs compaction: with compact = false every event is kept \
+                     (select the delete flag in the mapping instead)",
+                ));
+            }
+            (Some(sql), _, true) => Some(DeletePredicate::new(sql.clone())),
+            (None, Category::Data, true) => Some(DeletePredicate::data_change()),
+            (None, _, _) => None,
+        };
+        if let Some(deletes) = &deletes {
+            deletes.check(engine, &schema.events).map_err(|e| {
+                ConfigError::invalid_at(
+                    &toml_path,
+                    places.delete_when(),
+                    format!(
+                        "delete_when {:?}: {}",
+                        deletes.sql(),
+                        crate::mapping::tidy_engine_message(&e.strip_backtrace())
+                    ),
+                )
+            })?;
+        }
         let keys: Vec<String> = partitioning_key
             .iter()
             .chain([&file.ordering_key])
             .cloned()
             .collect();
         schema
-            .prune_for(engine, &mapping, &keys, &output_schema)
+            .prune_for(engine, &mapping, deletes.as_ref(), &keys, &output_schema)
             .await;
 
         let mut hasher = Sha256::new();
@@ -184,6 +216,7 @@ impl Topic {
                 compact: file.compact,
             },
 
+            deletes,
             output: file.output,
             source: file.source,
             warehouse: file.warehouse,
@@ -210,6 +243,11 @@ impl Topic {
     /// The keys, and whether the topic compacts at all.
     pub fn compaction(&self) -> &Compaction {
         &self.compaction
+    }
+
+    /// What marks an event as the deletion of its key, if anything does.
+    pub fn deletes(&self) -> Option<&DeletePredicate> {
+        self.deletes.as_ref()
     }
 
     pub fn output(&self) -> &OutputSettings {
@@ -245,13 +283,23 @@ impl Topic {
 
     /// The SQL chain a run executes, for `materializer explain`.
     pub fn explain(&self) -> String {
-        self.compaction.explain(
-            &self.name,
-            &self.schema.event_columns(),
-            &self.mapping.path.display().to_string(),
-            &self.mapping.text,
-            self.mapping.output_view(),
-        )
+        self.compaction
+            .explain(&crate::mapping::compaction::Explained {
+                topic: &self.name,
+                event_columns: &self.schema.event_columns(),
+                mapping_path: &self.mapping.path.display().to_string(),
+                mapping_text: &self.mapping.text,
+                output_view: self.mapping.output_view(),
+                keep_history: self.keeps_history(),
+                deletes: self.deletes.as_ref().map(|d| d.sql()),
+                contract: &crate::warehouse::contract(self),
+            })
+    }
+
+    /// Whether runs write the older versions of their keys (HISTORY files)
+    /// for the warehouse's history table.
+    pub fn keeps_history(&self) -> bool {
+        self.compaction.compact && self.warehouse.history
     }
 }
 

@@ -12,6 +12,7 @@ use crate::mapping::Position;
 struct Loose {
     partitioning_key: Option<Spanned<toml::Value>>,
     ordering_key: Option<Spanned<toml::Value>>,
+    delete_when: Option<Spanned<toml::Value>>,
     #[serde(default)]
     output: LooseOutput,
     #[serde(default)]
@@ -35,6 +36,7 @@ struct LooseWarehouse {
 pub struct Places {
     partitioning_key: Vec<Position>,
     ordering_key: Option<Position>,
+    delete_when: Option<Position>,
     partition_by: Vec<Position>,
     csv: Option<Position>,
     key_columns: Vec<Position>,
@@ -63,6 +65,7 @@ impl Places {
         Places {
             partitioning_key: all(loose.partitioning_key),
             ordering_key: loose.ordering_key.map(|v| at(v.span().start)),
+            delete_when: loose.delete_when.map(|v| at(v.span().start)),
             partition_by: all(loose.output.partition_by),
             csv: loose.output.csv.map(|v| at(v.span().start)),
             key_columns: all(loose.warehouse.key_columns),
@@ -79,6 +82,10 @@ impl Places {
 
     pub fn ordering_key(&self) -> Option<Position> {
         self.ordering_key
+    }
+
+    pub fn delete_when(&self) -> Option<Position> {
+        self.delete_when
     }
 
     pub fn partition_by(&self, index: usize) -> Option<Position> {

@@ -108,7 +108,7 @@ pub struct OutputSettings {
 }
 
 /// How the warehouse loads a topic (see `materializer warehouse-sql`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarehouseSettings {
     /// Base name of the warehouse tables (default: the topic name with `_` for `-`).
@@ -117,6 +117,40 @@ pub struct WarehouseSettings {
     pub key_columns: Option<Vec<String>>,
     /// Output column holding the ordering key (default: the key path's last part).
     pub ordering_column: Option<String>,
+    /// Whether the import keeps a history table (every version of every key
+    /// with its validity range) beside the ODS.
+    pub history: bool,
+}
+
+impl WarehouseSettings {
+    /// The output columns holding the key parts and the ordering key: the
+    /// ones named here, else the last part of each key path.
+    pub fn key_names(&self, compaction: &crate::mapping::Compaction) -> (Vec<String>, String) {
+        let last_part = |path: &str| path.rsplit('.').next().unwrap_or(path).to_string();
+        let keys = self.key_columns.clone().unwrap_or_else(|| {
+            compaction
+                .partitioning_key
+                .iter()
+                .map(|p| last_part(p))
+                .collect()
+        });
+        let ordering = self
+            .ordering_column
+            .clone()
+            .unwrap_or_else(|| last_part(&compaction.ordering_key));
+        (keys, ordering)
+    }
+}
+
+impl Default for WarehouseSettings {
+    fn default() -> Self {
+        WarehouseSettings {
+            table: None,
+            key_columns: None,
+            ordering_column: None,
+            history: true,
+        }
+    }
 }
 
 /// How a topic reads from a live Nakadi (`[source]`).
@@ -222,6 +256,9 @@ pub(super) struct TopicFile {
     /// False keeps every event in MAIN: no compaction, no corrections.
     #[serde(default = "default_true")]
     pub(super) compact: bool,
+    /// A SQL predicate over `events`: true for an event that deletes its key.
+    #[serde(default)]
+    pub(super) delete_when: Option<String>,
     #[serde(default)]
     pub(super) category: Option<Category>,
     #[serde(default)]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::mapping::deletes::DeletePredicate;
 use crate::mapping::{Engine, Mapping};
 use crate::schema::{
     Category, EventTypeSchema, SYSTEM_COLUMNS, SchemaError, with_some_system_columns,
@@ -56,18 +57,25 @@ impl TopicSchema {
         &mut self,
         engine: &Engine,
         mapping: &Mapping,
+        deletes: Option<&DeletePredicate>,
         keys: &[String],
         output: &SchemaRef,
     ) {
-        let pruned = crate::mapping::prune::pruned_payload(&self.payload, &mapping.text, keys);
-        let system = crate::mapping::prune::system_columns_read(&mapping.text);
+        // The delete predicate reads columns too: analyse it with the mapping.
+        let read = match deletes {
+            Some(deletes) => format!("{}\n{}", mapping.text, deletes.sql()),
+            None => mapping.text.clone(),
+        };
+        let pruned = crate::mapping::prune::pruned_payload(&self.payload, &read, keys);
+        let system = crate::mapping::prune::system_columns_read(&read);
         if pruned.is_none() && system.len() == SYSTEM_COLUMNS.len() {
             return;
         }
         let pruned = pruned.unwrap_or_else(|| self.payload.as_ref().clone());
         let events = with_some_system_columns(&pruned, &system);
+        let deletes_plan = deletes.is_none_or(|d| d.check(engine, &events).is_ok());
         match mapping.validate(engine, events.clone()).await {
-            Ok(same) if same.fields() == output.fields() => {
+            Ok(same) if same.fields() == output.fields() && deletes_plan => {
                 self.read_payload = Arc::new(pruned);
                 self.read_events = events;
             }

@@ -282,6 +282,7 @@ fn the_decoder_reads_what_serde_json_reads_and_rejects_the_rest() {
             Arc::from("0"),
             RequiredKeys {
                 paths: vec!["id".into()],
+                deletes: None,
             },
         )
         .unwrap()

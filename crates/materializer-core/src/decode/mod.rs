@@ -26,6 +26,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_json::reader::Decoder;
 use bytes::Bytes;
 
+use crate::mapping::deletes::CompiledDeletes;
 use crate::schema::{OFFSET_COLUMN, PARTITION_COLUMN, SEQ_COLUMN};
 use crate::source::framing::overlap_message;
 use crate::source::{Batch, Offset, OffsetSteps};
@@ -51,6 +52,8 @@ pub enum DecodeError {
     Spool(#[from] SpoolError),
     #[error("{at}: {message}")]
     Framing { at: String, message: String },
+    #[error("evaluating the delete predicate")]
+    Deletes(#[source] datafusion::common::DataFusionError),
 }
 
 impl DecodeError {
@@ -59,7 +62,7 @@ impl DecodeError {
         match self {
             DecodeError::Schema(_) => ErrorClass::Config,
             DecodeError::Assemble(_) | DecodeError::Spool(_) => ErrorClass::Internal,
-            DecodeError::Framing { .. } => ErrorClass::Data,
+            DecodeError::Framing { .. } | DecodeError::Deletes(_) => ErrorClass::Data,
         }
     }
 }
@@ -78,6 +81,30 @@ pub struct Rejected {
 #[derive(Debug, Clone, Default)]
 pub struct RequiredKeys {
     pub paths: Vec<String>,
+    /// When set, the key columns gain [`DELETED_COLUMN`]: whether each event
+    /// deletes its key.
+    pub deletes: Option<CompiledDeletes>,
+}
+
+/// The key column that tells a delete (present when the topic has deletes).
+pub const DELETED_COLUMN: &str = "__deleted";
+
+impl RequiredKeys {
+    /// The partitioning key parts and the ordering key of `compaction`.
+    pub fn of(
+        compaction: &crate::mapping::Compaction,
+        deletes: Option<CompiledDeletes>,
+    ) -> RequiredKeys {
+        RequiredKeys {
+            paths: compaction
+                .partitioning_key
+                .iter()
+                .chain([&compaction.ordering_key])
+                .cloned()
+                .collect(),
+            deletes,
+        }
+    }
 }
 
 /// The batch events came in, shared by them.
@@ -512,6 +539,11 @@ fn key_columns(required: &RequiredKeys, batch: &RecordBatch) -> Result<RecordBat
         fields.push(Field::new(path, column.data_type().clone(), true));
         columns.push(column);
     }
+    if let Some(deletes) = &required.deletes {
+        let flags = deletes.evaluate(batch).map_err(DecodeError::Deletes)?;
+        fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+        columns.push(Arc::new(flags));
+    }
     RecordBatch::try_new_with_options(
         Arc::new(Schema::new(fields)),
         columns,
@@ -762,6 +794,7 @@ mod tests {
             Arc::from("0"),
             RequiredKeys {
                 paths: vec!["id".into(), "meta.v".into()],
+                deletes: None,
             },
         )
         .unwrap()

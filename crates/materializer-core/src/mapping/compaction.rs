@@ -11,11 +11,13 @@
 //!   arrival among equals) is the MAIN input: the compaction. That event is
 //!   never out of order itself, so `ROW_NUMBER() ... = 1` over all events of
 //!   the key finds it;
-//! - the rest are older versions that compaction removes.
+//! - a version that arrives more than once counts once: of the events with
+//!   one key and ordering key, the last to arrive;
+//! - the rest are older versions: compaction removes them, or, when the
+//!   warehouse keeps a history, they are its OLDER input.
 //!
 //! [`Compaction::classify_sql`] states the classification as one query; its
-//! rows are split by `__correction` into the two inputs the mapping is applied
-//! to. Runs compute the same classification in a single pass over the events
+//! rows are split by `__class` into the inputs the mapping is applied to. Runs compute the same classification in a single pass over the events
 //! (`run::classify`, tested against this query), as the query's two windows
 //! would sort every partition twice.
 
@@ -28,8 +30,8 @@ use crate::schema::{SEQ_COLUMN, field_at_path};
 
 /// The staged events of one Nakadi partition, as the classification reads them.
 pub const ARRIVALS_TABLE: &str = "__arrivals";
-/// Boolean column of the classification: true for CORRECTION rows.
-pub const CORRECTION_FLAG: &str = "__correction";
+/// Text column of the classification: `main`, `correction` or `older`.
+pub const CLASS_COLUMN: &str = "__class";
 /// Per key, the highest ordering key of the committed runs.
 pub const KEY_STATE_TABLE: &str = "__key_state";
 /// Column of the key state holding the ordering key.
@@ -38,6 +40,21 @@ pub const ORDERING_COLUMN: &str = "__ordering";
 /// Column of the key state holding part `i` of the partitioning key.
 pub fn key_column(i: usize) -> String {
     format!("__key_{i}")
+}
+
+/// What `explain` shows of a topic.
+pub struct Explained<'a> {
+    pub topic: &'a str,
+    pub event_columns: &'a [String],
+    pub mapping_path: &'a str,
+    pub mapping_text: &'a str,
+    pub output_view: &'a str,
+    /// Whether older versions go to a HISTORY file.
+    pub keep_history: bool,
+    /// The delete predicate, if any.
+    pub deletes: Option<&'a str>,
+    /// The warehouse contract, one paragraph.
+    pub contract: &'a str,
 }
 
 /// A topic's keys.
@@ -62,9 +79,9 @@ impl Compaction {
     }
 
     /// The classification query over [`ARRIVALS_TABLE`] and [`KEY_STATE_TABLE`]:
-    /// MAIN and CORRECTION rows with the `events` columns plus
-    /// [`CORRECTION_FLAG`]; older versions are left out.
-    pub fn classify_sql(&self, event_columns: &[String]) -> String {
+    /// the events with the `events` columns plus [`CLASS_COLUMN`] (`main`,
+    /// `correction`, or with `keep_history` `older`); the others are left out.
+    pub fn classify_sql(&self, event_columns: &[String], keep_history: bool) -> String {
         let keys = self.partition_by();
         let ok = sql_path(&self.ordering_key);
         let seq = quote_ident(SEQ_COLUMN);
@@ -80,19 +97,33 @@ impl Compaction {
             .map(|(i, path)| format!("{} = state.{}", sql_path(path), quote_ident(&key_column(i))))
             .collect::<Vec<_>>()
             .join(" AND ");
+        // A version without an ordering key has no place in the history.
+        let kept = if keep_history {
+            format!(" AND ({CLASS_COLUMN} <> 'older' OR {ok} IS NOT NULL)")
+        } else {
+            format!(" AND {CLASS_COLUMN} <> 'older'")
+        };
         format!(
-            "SELECT {columns},\n       \
-                    coalesce(__max_before > {ok}, false) OR coalesce({ok} <= __committed, false) AS {CORRECTION_FLAG}\n\
+            "SELECT {columns}, {CLASS_COLUMN}\n\
              FROM (\n  \
-               SELECT arrivals.*,\n         \
-                      state.{ordering} AS __committed,\n         \
-                      max({ok}) OVER (PARTITION BY {keys} ORDER BY {seq}\n                         \
-                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __max_before,\n         \
-                      ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {ok} DESC NULLS LAST, {seq} DESC) AS __rank\n  \
-               FROM {ARRIVALS_TABLE} AS arrivals\n  \
-               LEFT JOIN {KEY_STATE_TABLE} AS state ON {join}\n\
+               SELECT *,\n         \
+                      ROW_NUMBER() OVER (PARTITION BY {keys}, {ok} ORDER BY {seq} DESC) AS __copy\n  \
+               FROM (\n    \
+                 SELECT *,\n           \
+                        CASE WHEN coalesce(__max_before > {ok}, false) OR coalesce({ok} <= __committed, false) THEN 'correction'\n                \
+                             WHEN __rank = 1 THEN 'main' ELSE 'older' END AS {CLASS_COLUMN}\n    \
+                 FROM (\n      \
+                   SELECT arrivals.*,\n             \
+                          state.{ordering} AS __committed,\n             \
+                          max({ok}) OVER (PARTITION BY {keys} ORDER BY {seq}\n                             \
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __max_before,\n             \
+                          ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {ok} DESC NULLS LAST, {seq} DESC) AS __rank\n      \
+                   FROM {ARRIVALS_TABLE} AS arrivals\n      \
+                   LEFT JOIN {KEY_STATE_TABLE} AS state ON {join}\n    \
+                 ) AS ranked\n  \
+               ) AS classed\n\
              ) AS classified\n\
-             WHERE __rank = 1 OR __max_before > {ok} OR {ok} <= __committed",
+             WHERE __copy = 1{kept}",
             ordering = quote_ident(ORDERING_COLUMN),
         )
     }
@@ -129,47 +160,70 @@ impl Compaction {
     }
 
     /// The whole chain a run executes for each Nakadi partition, as SQL text.
-    pub fn explain(
-        &self,
-        topic: &str,
-        event_columns: &[String],
-        mapping_path: &str,
-        mapping_text: &str,
-        output_view: &str,
-    ) -> String {
-        let columns = event_columns
+    pub fn explain(&self, input: &Explained<'_>) -> String {
+        let columns = input
+            .event_columns
             .iter()
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
+        let deletes = match input.deletes {
+            Some(predicate) => format!(
+                "-- Deletes: an event for which `{predicate}` holds deletes its key; the mapping does\n\
+                 -- not see it, the run's KEYS file records it.\n"
+            ),
+            None => "-- Deletes: none (delete_when in topic.toml).\n".to_string(),
+        };
+        let history = if input.keep_history {
+            format!(
+                "-- 2c. Generated: input of the OLDER file (older versions, for the warehouse's history).\n\
+                 CREATE VIEW events AS SELECT {columns} FROM __classified WHERE {CLASS_COLUMN} = 'older';\n"
+            )
+        } else {
+            String::new()
+        };
         format!(
             "-- Topic {topic}: what a run does for each Nakadi partition, as SQL.\n\
              -- (Step 1 runs as one pass over the events, with the same result.)\n\
              -- {ARRIVALS_TABLE}: the partition's decoded events of this run, in arrival order (_seq).\n\
              -- {KEY_STATE_TABLE}: per key, the highest ordering key committed by earlier runs.\n\
              -- Partitioning key: {pk}; ordering key: {ok}.\n\
+             {deletes}\
              \n\
              -- 1. Generated: classify every event. MAIN = the latest version per key\n\
              --    (ROW_NUMBER over the ordering key); CORRECTION = events that arrived\n\
              --    after a higher version of their key, or that are not newer than the\n\
-             --    version committed by an earlier run; older versions are dropped.\n\
+             --    version committed by an earlier run; OLDER = the older versions{kept}.\n\
+             --    A version that arrives more than once counts once (the last copy).\n\
              CREATE VIEW __classified AS\n{classify};\n\
              \n\
              -- 2a. Generated: input of the MAIN file.\n\
-             CREATE VIEW events AS SELECT {columns} FROM __classified WHERE NOT {CORRECTION_FLAG};\n\
+             CREATE VIEW events AS SELECT {columns} FROM __classified WHERE {CLASS_COLUMN} = 'main';\n\
              -- 2b. Generated: input of the CORRECTION file (the same mapping runs over it).\n\
-             CREATE VIEW events AS SELECT {columns} FROM __classified WHERE {CORRECTION_FLAG};\n\
+             CREATE VIEW events AS SELECT {columns} FROM __classified WHERE {CLASS_COLUMN} = 'correction';\n\
+             {history}\
              \n\
              -- 3. The mapping, {mapping_path}, applied to each input:\n\
              {mapping}\n\
              \n\
              -- 4. Rows written to the file:\n\
-             SELECT * FROM {output};\n",
+             SELECT * FROM {output};\n\
+             \n\
+             -- The warehouse contract:\n\
+             -- {contract}\n",
+            topic = input.topic,
             pk = self.partitioning_key.join(", "),
             ok = self.ordering_key,
-            classify = self.classify_sql(event_columns),
-            mapping = mapping_text.trim_end(),
-            output = quote_ident(output_view),
+            kept = if input.keep_history {
+                ""
+            } else {
+                " (dropped: this topic's warehouse keeps no history)"
+            },
+            classify = self.classify_sql(input.event_columns, input.keep_history),
+            mapping_path = input.mapping_path,
+            mapping = input.mapping_text.trim_end(),
+            output = quote_ident(input.output_view),
+            contract = input.contract.replace('\n', "\n-- "),
         )
     }
 }

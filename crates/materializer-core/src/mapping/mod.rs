@@ -9,6 +9,7 @@
 
 pub mod capped;
 pub mod compaction;
+pub mod deletes;
 pub mod engine;
 pub mod limits;
 pub mod prune;
@@ -335,7 +336,7 @@ fn parse_statements(text: &str) -> Result<Vec<(Position, Statement)>, ParserErro
 }
 
 /// DataFusion's messages start with the error kind; keep the part a user reads.
-fn tidy_engine_message(message: &str) -> String {
+pub(crate) fn tidy_engine_message(message: &str) -> String {
     let mut m = message.trim();
     for prefix in [
         "Error during planning: ",

@@ -10,7 +10,7 @@
 //! Keys and ordering keys are compared in Arrow's row format, so any scalar
 //! type orders as it does in a SQL `ORDER BY`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::num::NonZeroU128;
 
@@ -35,6 +35,9 @@ pub enum Class {
     Main,
     /// Arrived after a newer version of its key: CORRECTION input.
     Correction,
+    /// An older version kept for the warehouse's history (when the topic
+    /// keeps one): OLDER input.
+    Older,
 }
 
 /// Splits a partition's events (`batches`, in arrival order) into
@@ -52,7 +55,7 @@ pub fn classify(
         .iter()
         .map(|b| key_columns(keys, b))
         .collect::<Result<Vec<_>, _>>()?;
-    let classes = classes(keys, &key_batches, state)?;
+    let classes = classes(keys, &key_batches, state, false)?;
     let main = of_class(batches.iter().cloned().map(Ok), &classes[..], Class::Main)
         .collect::<Result<Vec<_>, ArrowError>>()?;
     let correction = of_class(batches.into_iter().map(Ok), &classes[..], Class::Correction)
@@ -120,10 +123,13 @@ struct KeyHistory<O> {
 
 /// The class of every event, in arrival order. `key_batches` hold the
 /// events' partitioning key parts and then their ordering key, as columns.
+/// With `keep_history`, the last copy of each older version is
+/// [`Class::Older`] instead of superseded.
 pub fn classes(
     keys: &Compaction,
     key_batches: &[Vec<ArrayRef>],
     state: &KeyState,
+    keep_history: bool,
 ) -> Result<Vec<Class>, ArrowError> {
     let parts = keys.partitioning_key.len();
     let column = |i: usize| -> Result<ArrayRef, ArrowError> {
@@ -161,6 +167,7 @@ pub fn classes(
         n: ordering.len(),
         key_is_null: |i: usize| key_columns.iter().any(|c| c.is_null(i)),
         has_ordering: |i: usize| ordering.is_valid(i),
+        keep_history,
     };
     // Keys and ordering keys of fixed-width types (integers, dates...) fit in
     // a u128 each: kept in the hash table itself, they spare a lookup in the
@@ -189,13 +196,14 @@ struct Events<N, V> {
     n: usize,
     key_is_null: N,
     has_ordering: V,
+    keep_history: bool,
 }
 
 impl<N: Fn(usize) -> bool, V: Fn(usize) -> bool> Events<N, V> {
     /// One pass in arrival order with a hash table per key. `key(i)` and
     /// `ordering(i)` give an event's key and ordering key in a form that
     /// compares as the row format does; `state_*` the key state's, alike.
-    fn classify<K: Hash + Eq + Copy, O: Ord + Copy>(
+    fn classify<K: Hash + Eq + Copy, O: Ord + Hash + Copy>(
         &self,
         key: impl Fn(usize) -> K,
         ordering: impl Fn(usize) -> O,
@@ -250,6 +258,24 @@ impl<N: Fn(usize) -> bool, V: Fn(usize) -> bool> Events<N, V> {
             if classes[history.latest] == Class::Superseded {
                 classes[history.latest] = Class::Main;
             }
+        }
+        // A version that arrives more than once counts once: of the events
+        // with one key and ordering key, the last to arrive. (The MAIN event
+        // is the last of its version by construction, and no older copy
+        // arrives after a late one.)
+        let mut represented: HashSet<(K, O), RandomState> = HashSet::default();
+        for i in (0..self.n).rev() {
+            let Some(own) = ordering_of(i) else { continue };
+            let first_seen = represented.insert((key(i), own));
+            classes[i] = match classes[i] {
+                Class::Correction if !first_seen => Class::Superseded,
+                Class::Superseded if self.keep_history && first_seen => Class::Older,
+                Class::Superseded if first_seen => {
+                    // Not kept: let a copy of it arriving earlier stay superseded too.
+                    Class::Superseded
+                }
+                class => class,
+            };
         }
         classes
     }
@@ -439,8 +465,11 @@ mod tests {
         seqs
     }
 
-    /// The generated SQL, run by DataFusion: (MAIN seqs, CORRECTION seqs).
-    async fn by_sql(batches: &[RecordBatch], state: &KeyState) -> (Vec<u64>, Vec<u64>) {
+    /// Seqs of the events of each class: (MAIN, CORRECTION, HISTORY).
+    type BySeq = (Vec<u64>, Vec<u64>, Vec<u64>);
+
+    /// The generated SQL, run by DataFusion.
+    async fn by_sql(batches: &[RecordBatch], state: &KeyState, keep_history: bool) -> BySeq {
         let engine = Engine::new(EngineSettings::default()).unwrap();
         let ctx = engine.session();
         let table =
@@ -449,7 +478,7 @@ mod tests {
         ctx.register_table(ARRIVALS_TABLE, Arc::new(table)).unwrap();
         ctx.register_table(KEY_STATE_TABLE, Arc::new(state.table().unwrap()))
             .unwrap();
-        let sql = keys().classify_sql(&[SEQ_COLUMN.to_string()]);
+        let sql = keys().classify_sql(&[SEQ_COLUMN.to_string()], keep_history);
         let frame = ctx.sql(&sql).await.unwrap();
         let rows: Vec<RecordBatch> = frame
             .execute_stream()
@@ -458,21 +487,41 @@ mod tests {
             .try_collect()
             .await
             .unwrap();
-        let (mut main, mut correction) = (Vec::new(), Vec::new());
+        let mut out: BySeq = Default::default();
         for batch in rows {
             let seq = batch.column(0).as_primitive::<UInt64Type>();
-            let flag = batch.column(1).as_boolean();
+            let class = batch.column(1).as_string::<i32>();
             for i in 0..batch.num_rows() {
-                if flag.value(i) {
-                    correction.push(seq.value(i));
-                } else {
-                    main.push(seq.value(i));
+                match class.value(i) {
+                    "main" => out.0.push(seq.value(i)),
+                    "correction" => out.1.push(seq.value(i)),
+                    _ => out.2.push(seq.value(i)),
                 }
             }
         }
-        main.sort_unstable();
-        correction.sort_unstable();
-        (main, correction)
+        out.0.sort_unstable();
+        out.1.sort_unstable();
+        out.2.sort_unstable();
+        out
+    }
+
+    /// The one-pass classification of `batches`, by seq.
+    fn by_pass(batches: &[RecordBatch], state: &KeyState, keep_history: bool) -> BySeq {
+        let key_batches: Vec<Vec<ArrayRef>> = batches
+            .iter()
+            .map(|b| key_columns(&keys(), b).unwrap())
+            .collect();
+        let classes = classes(&keys(), &key_batches, state, keep_history).unwrap();
+        let mut out: BySeq = Default::default();
+        for (class, seq) in classes.iter().zip(seqs(batches)) {
+            match class {
+                Class::Main => out.0.push(seq),
+                Class::Correction => out.1.push(seq),
+                Class::Older => out.2.push(seq),
+                Class::Superseded => {}
+            }
+        }
+        out
     }
 
     #[test]
@@ -513,12 +562,19 @@ mod tests {
                 }
             };
             let (main, correction) = classify(&keys(), batches.clone(), &state).unwrap();
-            let expected = by_sql(&batches, &state).await;
+            let expected = by_sql(&batches, &state, false).await;
             assert!(
-                !expected.0.is_empty() && !expected.1.is_empty(),
+                !expected.0.is_empty() && !expected.1.is_empty() && expected.2.is_empty(),
                 "seed {seed}"
             );
-            assert_eq!((seqs(&main), seqs(&correction)), expected, "seed {seed}");
+            assert_eq!(
+                (seqs(&main), seqs(&correction), Vec::new()),
+                expected,
+                "seed {seed}"
+            );
+            let with_history = by_sql(&batches, &state, true).await;
+            assert!(!with_history.2.is_empty(), "seed {seed}");
+            assert_eq!(by_pass(&batches, &state, true), with_history, "seed {seed}");
         }
     }
 

@@ -86,6 +86,8 @@ pub enum RunFailure {
     },
     #[error(transparent)]
     KeyState(#[from] KeyStateError),
+    #[error("the delete predicate does not plan over the events")]
+    Deletes(#[source] DataFusionError),
     #[error("an internal task failed")]
     Internal(#[source] tokio::task::JoinError),
 }
@@ -103,6 +105,7 @@ impl RunFailure {
             RunFailure::Ledger(e) => e.class(),
             RunFailure::Stopped => ErrorClass::Stopped,
             RunFailure::KeyState(e) => e.class(),
+            RunFailure::Deletes(_) => ErrorClass::Config,
             RunFailure::Internal(_) => ErrorClass::Internal,
         }
     }

@@ -122,6 +122,14 @@ pub struct RunCounts {
     pub main_rows: u64,
     /// Rows the mapping produced from the correction events.
     pub correction_rows: u64,
+    /// Rows the mapping produced from the older versions kept for the
+    /// warehouse's history (part of `superseded`).
+    #[serde(default)]
+    pub older_rows: u64,
+    /// MAIN and CORRECTION events that delete their key (the mapping does not
+    /// see them; the KEYS file records them).
+    #[serde(default)]
+    pub deletes: u64,
 }
 
 impl RunCounts {
@@ -133,6 +141,8 @@ impl RunCounts {
         self.correction_events += other.correction_events;
         self.main_rows += other.main_rows;
         self.correction_rows += other.correction_rows;
+        self.older_rows += other.older_rows;
+        self.deletes += other.deletes;
     }
 
     /// Share of decoded events that compaction removed.
@@ -471,7 +481,13 @@ impl Ledger {
             .iter()
             .map(|f| self.layout.resolve(&f.path))
             .collect();
-        for kind in [FileKind::Main, FileKind::Correction, FileKind::Rejected] {
+        for kind in [
+            FileKind::Main,
+            FileKind::Correction,
+            FileKind::Rejected,
+            FileKind::Older,
+            FileKind::Keys,
+        ] {
             let root = self.layout.run_root(kind, manifest.sequence);
             self.remove_staged_uploads(&root)?;
             let objects: Vec<_> =
@@ -558,7 +574,12 @@ impl Ledger {
             let marker = self.layout.resolve(&format!("{dir}/_SUCCESS"));
             self.put(&marker, Vec::new()).await?;
         }
-        for kind in [FileKind::Main, FileKind::Correction] {
+        for kind in [
+            FileKind::Main,
+            FileKind::Correction,
+            FileKind::Older,
+            FileKind::Keys,
+        ] {
             let entries: Vec<serde_json::Value> = manifest
                 .files
                 .iter()

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, BooleanArray};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::config::Topic;
-use crate::decode::{DecodedPartition, Spooled};
+use crate::decode::{DELETED_COLUMN, DecodedPartition, Spooled};
 use crate::mapping::{Engine, MappingError};
 use crate::sink::{FileKind, WrittenFile};
 use crate::source::partition_cmp;
@@ -104,7 +104,9 @@ impl Mapper {
             ),
             None => (part.rows, 0),
         };
-        let versions = self.main_versions(part.keys, classes.as_ref())?;
+        let deleted = deleted_flags(&part.keys).map_err(|e| query_error(e.into()))?;
+        let mut files = Vec::new();
+        let mut keys_file = None;
         let mut counts = RunCounts {
             events_read: part.rows + part.rejected.len() as u64,
             events_rejected: part.rejected.len() as u64,
@@ -113,12 +115,34 @@ impl Mapper {
             superseded: part.rows - main_input - correction_events,
             ..Default::default()
         };
+        if let Some(classes) = &classes {
+            counts.deletes = deleted
+                .iter()
+                .zip(classes.iter())
+                .filter(|(d, c)| **d && **c != Class::Superseded)
+                .count() as u64;
+            keys_file = Some(self.write_keys(&partition, &part.keys, classes).await?);
+        }
+        let versions = self.main_versions(part.keys, classes.as_ref())?;
+        // The mapping sees no deletes: a deleted key has no rows.
+        let classes: Option<Arc<[Class]>> = classes.map(|classes| {
+            classes
+                .iter()
+                .zip(deleted.iter().copied().chain(std::iter::repeat(false)))
+                .map(|(c, d)| if d { Class::Superseded } else { *c })
+                .collect()
+        });
 
         let events = Arc::new(part.events);
-        let mut files = Vec::new();
-        for kind in [FileKind::Main, FileKind::Correction] {
+        let kinds: &[FileKind] = if self.topic.keeps_history() {
+            &[FileKind::Main, FileKind::Correction, FileKind::Older]
+        } else {
+            &[FileKind::Main, FileKind::Correction]
+        };
+        for &kind in kinds {
             let wanted = match kind {
                 FileKind::Main => Class::Main,
+                FileKind::Older => Class::Older,
                 _ => Class::Correction,
             };
             let written = match (kind, main.take()) {
@@ -139,6 +163,7 @@ impl Mapper {
             let rows: u64 = written.iter().map(|f| f.rows).sum();
             match kind {
                 FileKind::Main => counts.main_rows = rows,
+                FileKind::Older => counts.older_rows = rows,
                 _ => counts.correction_rows = rows,
             }
             files.extend(written.into_iter().map(|f| (kind, f)));
@@ -149,6 +174,9 @@ impl Mapper {
                 self.write_rejected(sequence, &partition, &part.rejected)
                     .await?,
             ));
+        }
+        if let Some(keys) = keys_file {
+            files.push((FileKind::Keys, keys));
         }
         let progress = &self.progress;
         Progress::add(&progress.main_rows, counts.main_rows);
@@ -224,8 +252,13 @@ impl Mapper {
             return Ok(None);
         }
         let keys: Vec<Vec<ArrayRef>> = part.keys.iter().map(|b| b.columns().to_vec()).collect();
-        let classes = classes(self.topic.compaction(), &keys, &self.state)
-            .map_err(|e| query_error(e.into()))?;
+        let classes = classes(
+            self.topic.compaction(),
+            &keys,
+            &self.state,
+            self.topic.keeps_history(),
+        )
+        .map_err(|e| query_error(e.into()))?;
         Ok(Some(classes.into()))
     }
 
@@ -239,9 +272,13 @@ impl Mapper {
             return Ok(Vec::new());
         };
         let schema = self.state.schema.clone();
+        let width = schema.fields().len();
         of_class(keys.into_iter().map(Ok), classes.clone(), Class::Main)
             .map(|batch| {
-                batch.and_then(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+                // The key parts and the ordering key, without the delete flag.
+                batch.and_then(|b| {
+                    RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec())
+                })
             })
             .collect::<Result<Vec<_>, ArrowError>>()
             .map_err(|e| RunFailure::KeyState(KeyStateError::Query(e.into())))
@@ -320,6 +357,22 @@ fn count_scans(plan: &dyn ExecutionPlan) -> usize {
         .into_iter()
         .map(|child| count_scans(child.as_ref()))
         .sum::<usize>()
+}
+
+/// Per event, whether it deletes its key (none when the topic has no deletes).
+fn deleted_flags(keys: &[RecordBatch]) -> Result<Vec<bool>, ArrowError> {
+    let mut flags = Vec::new();
+    for batch in keys {
+        let Some(column) = batch.column_by_name(DELETED_COLUMN) else {
+            return Ok(Vec::new());
+        };
+        let column = column
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| ArrowError::SchemaError("the delete flag is not boolean".into()))?;
+        flags.extend(column.iter().map(|f| f.unwrap_or(false)));
+    }
+    Ok(flags)
 }
 
 fn count_of(classes: &[Class], wanted: Class) -> u64 {

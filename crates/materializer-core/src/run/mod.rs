@@ -125,8 +125,12 @@ pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary,
         request: &request,
         started_at: Utc::now(),
         attempt: format!("{:016x}", rand::random::<u64>()),
+        planned: std::sync::OnceLock::new(),
     };
-    let result = run.go().await;
+    let result = match run.go().await {
+        Err(failure) => Err(run.explain_failure(failure).await),
+        ok => ok,
+    };
     request.progress.set_stage(Stage::Done);
     match result {
         Ok(mut summary) => {
@@ -145,11 +149,34 @@ struct Run<'a> {
     started_at: chrono::DateTime<Utc>,
     /// Random id of this attempt (names its key state file; marks its manifest).
     attempt: String,
+    /// The sequence this attempt works on, once planned.
+    planned: std::sync::OnceLock<u64>,
 }
 
 impl Run<'_> {
     fn name(&self) -> String {
         self.topic.name().to_string()
+    }
+
+    /// When another process committed this attempt's sequence first, its
+    /// clean-up removes this attempt's half-written files, and the upload that
+    /// meets the gap fails: the real cause is the lost race.
+    async fn explain_failure(&self, failure: RunFailure) -> RunFailure {
+        let Some(&seq) = self.planned.get() else {
+            return failure;
+        };
+        if matches!(
+            failure,
+            RunFailure::Stopped | RunFailure::Ledger(LedgerError::LostRace { .. })
+        ) {
+            return failure;
+        }
+        match self.ledger.manifest(seq).await {
+            Ok(Some(manifest)) if manifest.attempt != self.attempt => {
+                RunFailure::Ledger(LedgerError::LostRace { seq })
+            }
+            _ => failure,
+        }
     }
 
     async fn go(&self) -> Result<RunSummary, RunFailure> {
@@ -207,6 +234,7 @@ impl Run<'_> {
             resumed,
             "run planned"
         );
+        let _ = self.planned.set(plan.sequence);
 
         let state = KeyState::load(
             self.topic,

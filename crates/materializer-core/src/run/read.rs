@@ -36,6 +36,15 @@ impl Run<'_> {
         // Decoded events may hold a quarter of the memory budget; the rest is
         // for classification and the mapping's operators.
         let spool_cap = self.engine.settings().memory_limit / 4 / ranges.len().max(1);
+        // Deletes matter where keys are kept: a topic that compacts.
+        let deletes = match self.topic.deletes() {
+            Some(deletes) if self.topic.compaction().compact => Some(
+                deletes
+                    .compile(self.engine, &self.topic.schema().read_events)
+                    .map_err(RunFailure::Deletes)?,
+            ),
+            _ => None,
+        };
         for range in ranges {
             // Few lines in flight per partition: each may be megabytes.
             let (sender, receiver) = mpsc::channel::<Batch>(4);
@@ -43,16 +52,7 @@ impl Run<'_> {
                 self.topic.schema().read_payload.clone(),
                 self.topic.schema().read_events.clone(),
                 Arc::from(range.partition.as_str()),
-                RequiredKeys {
-                    paths: self
-                        .topic
-                        .compaction()
-                        .partitioning_key
-                        .iter()
-                        .chain([&self.topic.compaction().ordering_key])
-                        .cloned()
-                        .collect(),
-                },
+                RequiredKeys::of(self.topic.compaction(), deletes.clone()),
             )
             .map_err(|source| RunFailure::Decode {
                 partition: range.partition.clone(),

@@ -8,12 +8,25 @@ use datafusion::common::DataFusionError;
 use futures::TryStreamExt;
 use object_store::path::Path;
 
-use crate::decode::Rejected;
+use arrow::array::{ArrayRef, BooleanArray, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::decode::{DELETED_COLUMN, Rejected};
 use crate::sink::file::data_extension;
 use crate::sink::{FileKind, ObjectWriter, PartitionedWriter, SinkError, WrittenFile};
 
+use super::classify::Class;
 use super::map::Mapper;
 use super::{Progress, RunFailure, failpoint};
+
+/// KEYS column: whether the version deletes its key.
+pub const KEYS_DELETED: &str = "deleted";
+/// KEYS column: `main` (the key's newest version in the run), `correction`
+/// (a late version) or `older` (an older version kept for the history).
+pub const KEYS_KIND: &str = "kind";
 
 impl Mapper {
     /// Applies the mapping to `events` and streams the rows into files.
@@ -74,6 +87,99 @@ impl Mapper {
         Progress::add(&progress.files_written, files.len() as u64);
         Progress::add(&progress.bytes_written, files.iter().map(|f| f.bytes).sum());
         Ok(files)
+    }
+
+    /// The KEYS file of a partition: one row per version this run decided (the
+    /// MAIN version of each key, each CORRECTION version), with its key parts
+    /// and ordering key under the warehouse's column names, whether it deletes
+    /// the key, and its kind. The warehouse replaces by key with it, whether
+    /// or not the mapping made rows of the version.
+    pub(super) async fn write_keys(
+        &self,
+        partition: &str,
+        keys: &[RecordBatch],
+        classes: &[Class],
+    ) -> Result<WrittenFile, RunFailure> {
+        let query_error = |source: ArrowError| RunFailure::Query {
+            partition: partition.to_string(),
+            source: source.into(),
+        };
+        let (key_names, ordering_name) = self.topic.warehouse().key_names(self.topic.compaction());
+        let parts = key_names.len();
+        let mut schema: Option<SchemaRef> = None;
+        let mut batches = Vec::with_capacity(keys.len());
+        let mut start = 0;
+        for batch in keys {
+            let rows = &classes[start..start + batch.num_rows()];
+            start += batch.num_rows();
+            let decided: BooleanArray =
+                rows.iter().map(|c| Some(*c != Class::Superseded)).collect();
+            let batch = filter_record_batch(batch, &decided).map_err(query_error)?;
+            let kinds: StringArray = rows
+                .iter()
+                .filter(|c| **c != Class::Superseded)
+                .map(|c| {
+                    Some(match c {
+                        Class::Main => "main",
+                        Class::Older => "older",
+                        _ => "correction",
+                    })
+                })
+                .collect();
+            let deleted: ArrayRef = match batch.column_by_name(DELETED_COLUMN) {
+                Some(flags) => flags.clone(),
+                None => Arc::new(BooleanArray::from(vec![false; batch.num_rows()])),
+            };
+            let mut columns: Vec<ArrayRef> = batch.columns()[..=parts].to_vec();
+            columns.push(deleted);
+            columns.push(Arc::new(kinds));
+            let schema = schema.get_or_insert_with(|| {
+                let mut fields: Vec<Field> = key_names
+                    .iter()
+                    .chain([&ordering_name])
+                    .zip(&columns)
+                    .map(|(name, column)| Field::new(name, column.data_type().clone(), false))
+                    .collect();
+                fields.push(Field::new(KEYS_DELETED, DataType::Boolean, false));
+                fields.push(Field::new(KEYS_KIND, DataType::Utf8, false));
+                Arc::new(Schema::new(fields))
+            });
+            batches.push(RecordBatch::try_new(schema.clone(), columns).map_err(query_error)?);
+        }
+        let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+        let layout = self.ledger.layout().clone();
+        let extension = data_extension(self.topic.output());
+        let (sequence, partition_name) = (self.sequence, partition.to_string());
+        let path_for = Box::new(move |_: &[(String, String)]| {
+            layout.data_file(FileKind::Keys, sequence, &partition_name, &[], extension)
+        });
+        // KEYS files are never split by output partition: a version may have
+        // rows in several or in none.
+        let mut settings = self.topic.output().clone();
+        settings.partition_by.clear();
+        let mut writer = PartitionedWriter::new(
+            self.ledger.location().store.clone(),
+            schema,
+            &settings,
+            path_for,
+        )
+        .map_err(RunFailure::Sink)?;
+        for batch in &batches {
+            if let Err(e) = writer.write(batch).await {
+                writer.abort().await;
+                return Err(RunFailure::Sink(e));
+            }
+        }
+        let mut files = writer.finish().await.map_err(RunFailure::Sink)?;
+        let file = files.pop().ok_or_else(|| {
+            RunFailure::Sink(SinkError::Location {
+                location: self.ledger.location().url.clone(),
+                message: "the KEYS file was not written".into(),
+            })
+        })?;
+        Progress::add(&self.progress.files_written, 1);
+        Progress::add(&self.progress.bytes_written, file.bytes);
+        Ok(file)
     }
 
     /// Rejected events as NDJSON: partition, offset, origin, reason and the

@@ -9,6 +9,8 @@
 //!   main/run=0000000007/[col=value/]main-0000000007-p0.csv     (+ _SUCCESS once committed)
 //!   correction/run=0000000007/[col=value/]correction-0000000007-p0.csv
 //!   rejected/run=0000000007/rejected-0000000007-p0.ndjson
+//!   older/run=0000000007/older-0000000007-p0.csv   (with a warehouse history)
+//!   keys/run=0000000007/keys-0000000007-p0.csv
 //! ```
 
 use object_store::path::Path;
@@ -22,6 +24,10 @@ pub enum FileKind {
     Main,
     Correction,
     Rejected,
+    /// Older versions of the run's keys, for the warehouse's history.
+    Older,
+    /// The keys whose versions a run decided (see the warehouse contract).
+    Keys,
 }
 
 impl FileKind {
@@ -30,6 +36,8 @@ impl FileKind {
             FileKind::Main => "main",
             FileKind::Correction => "correction",
             FileKind::Rejected => "rejected",
+            FileKind::Older => "older",
+            FileKind::Keys => "keys",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod recorded;
 pub(crate) mod scan;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::Ordering;
 
 use futures::stream::BoxStream;
@@ -45,6 +46,41 @@ pub struct PartitionRange {
 impl PartitionRange {
     pub fn is_empty(&self) -> bool {
         !self.end.is_after(&self.start)
+    }
+}
+
+/// How far a run got in one partition of its plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reached {
+    pub partition: String,
+    /// The last offset read (the start cursor when nothing was read).
+    pub at: Offset,
+    pub end: Offset,
+}
+
+impl fmt::Display for Reached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "partition {} read to {}, its plan ends at {}",
+            self.partition, self.at, self.end
+        )
+    }
+}
+
+/// The partitions a run did not read to their end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unfinished(pub Vec<Reached>);
+
+impl fmt::Display for Unfinished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, reached) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{reached}")?;
+        }
+        Ok(())
     }
 }
 
@@ -94,6 +130,19 @@ pub enum SourceError {
         subscription_offset: Offset,
         committed_offset: Offset,
     },
+    #[error(
+        "subscription {subscription}: no progress in {streams} streams in a row: {unfinished}; the run \
+         commits nothing and the next run reads its plan again"
+    )]
+    NoProgress {
+        subscription: String,
+        /// Streams (or attempts to open one) since the last that took a partition further.
+        streams: u32,
+        unfinished: Unfinished,
+        /// What ended the last of them.
+        #[source]
+        last: NakadiError,
+    },
 }
 
 impl SourceError {
@@ -108,7 +157,9 @@ impl SourceError {
             | SourceError::Partition { .. }
             | SourceError::Expired { .. }
             | SourceError::SubscriptionAhead { .. } => ErrorClass::Data,
-            SourceError::Nakadi(e) | SourceError::NakadiPartition { source: e, .. } => e.class(),
+            SourceError::Nakadi(e)
+            | SourceError::NakadiPartition { source: e, .. }
+            | SourceError::NoProgress { last: e, .. } => e.class(),
         }
     }
 }

@@ -187,6 +187,13 @@ pub struct CountsView {
     pub correction_events: u64,
     pub main_rows: u64,
     pub correction_rows: u64,
+    /// Rows of versions older than the run's newest of their key, written
+    /// for the warehouse's history (OLDER files).
+    #[serde(default)]
+    pub older_rows: u64,
+    /// Events (newest or late) that delete their key.
+    #[serde(default)]
+    pub deletes: u64,
 }
 
 impl From<&RunCounts> for CountsView {
@@ -199,6 +206,8 @@ impl From<&RunCounts> for CountsView {
             correction_events: c.correction_events,
             main_rows: c.main_rows,
             correction_rows: c.correction_rows,
+            older_rows: c.older_rows,
+            deletes: c.deletes,
         }
     }
 }

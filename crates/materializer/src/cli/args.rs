@@ -65,7 +65,7 @@ pub(crate) struct NakadiArgs {
     #[arg(long, global = true, default_value_t = 31)]
     pub(crate) nakadi_silence_timeout: u64,
     /// Attempts without progress before a run gives up (connection errors,
-    /// 429, 5xx, dropped or cut streams).
+    /// 429, 5xx, dropped or cut streams, subscription streams Nakadi closed).
     #[arg(long, global = true, env = "NAKADI_MAX_RETRIES", default_value_t = 10)]
     pub(crate) nakadi_max_retries: u32,
     /// Longest pause between two attempts, in seconds (pauses double from 0.5 s, with jitter).

@@ -68,9 +68,10 @@ pub(crate) enum Command {
     },
     /// List the topics under --sql-dir, and why any of them does not load.
     Topics,
-    /// Print the warehouse import SQL of a topic: the tables, the MAIN/CORRECTION
-    /// view and the ODS merge (once), or with --run, the statements that load one
-    /// committed run.
+    /// Print the warehouse import SQL of a topic: the staging tables, the ODS,
+    /// the history and the merge (run once), or with --run, the statements that
+    /// load one committed run. The header states what the ODS and the history
+    /// hold.
     WarehouseSql(WarehouseArgs),
     /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
     /// mappings. Settings come from flags, the environment or --config.

@@ -41,6 +41,20 @@ pub fn describe_summary(s: &RunSummary) -> String {
         "  correction rows  {:>10}  from {} out-of-order events\n",
         c.correction_rows, c.correction_events
     ));
+    if c.older_rows > 0 {
+        out.push_str(&format!(
+            "  older rows       {:>10}  of versions kept for the warehouse's history
+",
+            c.older_rows
+        ));
+    }
+    if c.deletes > 0 {
+        out.push_str(&format!(
+            "  deletes          {:>10}  events that end their key
+",
+            c.deletes
+        ));
+    }
     out.push_str(&format!(
         "  files            {:>10}  ({} bytes) under {}/{}\n",
         s.files.len(),

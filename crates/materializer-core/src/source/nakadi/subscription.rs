@@ -2,10 +2,14 @@
 //!
 //! The run's own manifests stay the source of truth for positions; the
 //! subscription's cursors follow them: they are committed only after the run's
-//! manifest, to exactly the run's end cursors. Because Nakadi closes a stream
-//! whose sent events stay uncommitted past the commit timeout (60 s at most), a
-//! run that takes longer commits through a new stream: the new stream re-sends
-//! the uncommitted events, which are skipped, until it has passed the end cursors.
+//! manifest, to exactly the run's end cursors. Nakadi sends past those end
+//! cursors and counts all it sent as uncommitted, so streams ask for the widest
+//! window. Because Nakadi closes a stream whose sent events stay uncommitted
+//! past the commit timeout (60 s at most), a run that reads longer goes on
+//! through a new stream, which re-sends from the committed cursors: what the run
+//! has is skipped, and only a stream that takes a partition further is
+//! progress. A run that commits later commits through a new stream the same
+//! way, once that stream has passed the end cursors.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,12 +23,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::client::{
-    CommitOutcome, NakadiClient, NakadiError, Refused, StreamParams, Subscription,
+    CommitOutcome, NakadiClient, NakadiError, NakadiSettings, Refused, StreamParams, Subscription,
     SubscriptionCursor,
 };
 use crate::source::framing::{self, Batch};
 use crate::source::lines::{Line, LineReader};
-use crate::source::{Offset, PartitionRange, SourceError};
+use crate::source::{Offset, PartitionRange, Reached, SourceError, Unfinished};
 
 /// Where a new subscription starts when the topic has no committed run yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,26 +208,27 @@ impl SubscriptionReader {
         ranges: &[PartitionRange],
     ) -> BoxStream<'static, Result<Batch, SourceError>> {
         let (tx, rx) = mpsc::channel::<Result<Batch, SourceError>>(64);
-        let max_uncommitted = uncommitted_budget(ranges);
-        let client = self.client.clone();
-        let session = self.session.clone();
         let id_slot = self.id.try_lock().ok().and_then(|g| g.clone());
-        let gone = self.gone.clone();
+        let streams = id_slot.map(|id| Streams {
+            client: self.client.clone(),
+            id,
+            session: self.session.clone(),
+            tx: tx.clone(),
+            gone: self.gone.clone(),
+            reach: Reach::new(ranges),
+        });
         tokio::spawn(async move {
-            let Some(id) = id_slot else {
-                let _ = tx
-                    .send(Err(nakadi(
-                        None,
-                        NakadiError::Protocol {
-                            what: "subscription".into(),
-                            message: "the subscription was not resolved before streaming".into(),
-                        },
-                    )))
-                    .await;
-                return;
+            let result = match streams {
+                Some(streams) => streams.run().await,
+                None => Err(nakadi(
+                    None,
+                    NakadiError::Protocol {
+                        what: "subscription".into(),
+                        message: "the subscription was not resolved before streaming".into(),
+                    },
+                )),
             };
-            if let Err(e) = run_sessions(&client, &id, max_uncommitted, &session, &tx, &gone).await
-            {
+            if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
         });
@@ -303,14 +308,7 @@ impl SubscriptionReader {
         ends: &BTreeMap<String, Offset>,
     ) -> Result<(), Refused> {
         let settings = &self.client.settings;
-        let params = StreamParams {
-            batch_limit: settings.batch_limit,
-            batch_flush_timeout: settings.batch_flush_timeout,
-            stream_timeout: settings.stream_timeout,
-            stream_limit: 0,
-            max_uncommitted_events: Some(i32::MAX as u64),
-            commit_timeout: Some(settings.commit_timeout),
-        };
+        let params = stream_params(settings);
         let (response, stream_id) = self.client.open_subscription(id, &params).await?;
         let mut lines = LineReader::new(Box::pin(response.bytes_stream()));
         let mut tokens: HashMap<String, (Offset, String)> = HashMap::new();
@@ -380,137 +378,295 @@ fn record_token(tokens: &mut HashMap<String, (Offset, String)>, batch: &Batch) {
     }
 }
 
-/// How many uncommitted events the stream may send: enough for the run, and
-/// no more when that is known, so that Nakadi pauses at the run's end.
-fn uncommitted_budget(ranges: &[PartitionRange]) -> u64 {
-    let mut total = 0u64;
-    for range in ranges {
-        match range.start.distance_to(&range.end) {
-            Some(n) => total += n,
-            None => return i32::MAX as u64,
-        }
-    }
-    total.max(1)
-}
+/// The window every stream asks for (`max_uncommitted_events`): the widest
+/// Nakadi takes. Nakadi counts every event it sends as uncommitted until a
+/// commit, those past the run's end cursors too (it knows no end), and a run
+/// commits only after its manifest. A narrower window can fill before the run
+/// has its events: the stream then pauses until Nakadi closes it for want of
+/// commits, and the next stream fills the same way.
+const WINDOW: u64 = i32::MAX as u64;
 
-/// Keeps a session going (resuming after faults) until the consumer is gone.
-async fn run_sessions(
-    client: &NakadiClient,
-    id: &str,
-    max_uncommitted: u64,
-    session: &Arc<Mutex<Option<Session>>>,
-    tx: &mpsc::Sender<Result<Batch, SourceError>>,
-    gone: &CancellationToken,
-) -> Result<(), SourceError> {
-    let settings = &client.settings;
-    let params = StreamParams {
+fn stream_params(settings: &NakadiSettings) -> StreamParams {
+    StreamParams {
         batch_limit: settings.batch_limit,
         batch_flush_timeout: settings.batch_flush_timeout,
         stream_timeout: settings.stream_timeout,
         stream_limit: 0,
-        max_uncommitted_events: Some(max_uncommitted),
+        max_uncommitted_events: Some(WINDOW),
         commit_timeout: Some(settings.commit_timeout),
-    };
-    let mut failures = 0u32;
-    loop {
-        if gone.is_cancelled() {
-            return Ok(());
+    }
+}
+
+/// How far the run got in each partition of its plan, over all its streams.
+/// Every new stream starts again at the subscription's committed cursors and
+/// re-sends what earlier ones sent: only a batch that takes a partition
+/// further within the plan is progress.
+#[derive(Debug)]
+struct Reach {
+    partitions: Vec<Reached>,
+    /// Times a partition got further.
+    advances: u64,
+}
+
+impl Reach {
+    fn new(ranges: &[PartitionRange]) -> Reach {
+        Reach {
+            partitions: ranges
+                .iter()
+                .map(|r| Reached {
+                    partition: r.partition.clone(),
+                    at: r.start.clone(),
+                    end: r.end.clone(),
+                })
+                .collect(),
+            advances: 0,
         }
-        let (response, stream_id) = match client.open_subscription(id, &params).await {
+    }
+
+    /// Takes in a batch with events; true when it took its partition further.
+    fn advance(&mut self, batch: &Batch) -> bool {
+        let Some(reached) = self
+            .partitions
+            .iter_mut()
+            .find(|p| *p.partition == *batch.partition)
+        else {
+            return false;
+        };
+        let to = if batch.offset.is_after(&reached.end) {
+            &reached.end
+        } else {
+            &batch.offset
+        };
+        if !to.is_after(&reached.at) {
+            return false;
+        }
+        reached.at = to.clone();
+        self.advances += 1;
+        true
+    }
+
+    fn unfinished(&self) -> Unfinished {
+        Unfinished(
+            self.partitions
+                .iter()
+                .filter(|p| p.end.is_after(&p.at))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+/// How one stream ended.
+enum StreamEnd {
+    /// The run has its events (or is gone), or its cursors are committed.
+    Done,
+    /// Refused or interrupted: another stream may get further.
+    Interrupted {
+        error: NakadiError,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// The streams of one run, opened one after another until it has its events.
+struct Streams {
+    client: Arc<NakadiClient>,
+    id: String,
+    session: Arc<Mutex<Option<Session>>>,
+    tx: mpsc::Sender<Result<Batch, SourceError>>,
+    /// Cancelled when the reader is dropped.
+    gone: CancellationToken,
+    reach: Reach,
+}
+
+impl Streams {
+    /// Reconnects after every interruption; a reconnect after a stream that
+    /// took no partition further counts toward `max_retries`, whatever ended
+    /// it (Nakadi closing it for want of commits included).
+    async fn run(mut self) -> Result<(), SourceError> {
+        let max_retries = self.client.settings.max_retries;
+        let mut stalled = 0u32;
+        loop {
+            if self.gone.is_cancelled() {
+                return Ok(());
+            }
+            let advances = self.reach.advances;
+            let (error, retry_after) = match self.one_stream().await? {
+                StreamEnd::Done => return Ok(()),
+                StreamEnd::Interrupted { error, retry_after } => (error, retry_after),
+            };
+            stalled = if self.reach.advances > advances {
+                0
+            } else {
+                stalled + 1
+            };
+            if stalled > max_retries {
+                return Err(SourceError::NoProgress {
+                    subscription: self.id.clone(),
+                    streams: stalled,
+                    unfinished: self.reach.unfinished(),
+                    last: error,
+                });
+            }
+            self.client.retries.fetch_add(1, Ordering::Relaxed);
+            // After progress, reconnect at once; back off while streams get nowhere.
+            let pause = if stalled == 0 && retry_after.is_none() {
+                Duration::ZERO
+            } else {
+                self.client.backoff(stalled.max(1), retry_after)
+            };
+            warn!(
+                subscription = %self.id,
+                attempt = stalled,
+                pause_ms = pause.as_millis() as u64,
+                error = %crate::error::report(&error),
+                "subscription stream interrupted; reconnecting"
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Opens a stream and hands its batches on until it ends.
+    async fn one_stream(&mut self) -> Result<StreamEnd, SourceError> {
+        let params = stream_params(&self.client.settings);
+        let (response, stream_id) = match self.client.open_subscription(&self.id, &params).await {
             Ok(opened) => opened,
-            Err(refused) if refused.error.is_retryable() && failures < settings.max_retries => {
-                failures += 1;
-                client.retries.fetch_add(1, Ordering::Relaxed);
-                let pause = client.backoff(failures, refused.retry_after);
-                warn!(subscription = id, attempt = failures, error = %refused.error, "cannot open the subscription stream; retrying");
-                tokio::time::sleep(pause).await;
-                continue;
+            Err(refused) if refused.error.is_retryable() => {
+                return Ok(StreamEnd::Interrupted {
+                    error: refused.error,
+                    retry_after: refused.retry_after,
+                });
             }
             Err(refused) => return Err(nakadi(None, refused.error)),
         };
         let alive = Arc::new(AtomicBool::new(true));
-        let stop = gone.child_token();
-        *session.lock().unwrap_or_else(|e| e.into_inner()) = Some(Session {
+        let stop = self.gone.child_token();
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(Session {
             stream_id: stream_id.clone(),
             alive: alive.clone(),
             stop: stop.clone(),
             tokens: HashMap::new(),
         });
-        let mut lines = LineReader::new(Box::pin(response.bytes_stream()));
-        let mut delivered = false;
-        let reason = loop {
+        let lines = LineReader::new(Box::pin(response.bytes_stream()));
+        let Some(reason) = self.deliver(lines, &alive, &stop).await else {
+            return Ok(StreamEnd::Done);
+        };
+        alive.store(false, Ordering::Relaxed);
+        if self.tx.is_closed() {
+            return Ok(StreamEnd::Done); // the run read everything; the commit opens its own stream
+        }
+        Ok(StreamEnd::Interrupted {
+            error: NakadiError::Transport {
+                what: format!("stream {stream_id}"),
+                message: reason,
+            },
+            retry_after: None,
+        })
+    }
+
+    /// Hands the batches of one stream on; why it ended, or `None` when it
+    /// is no longer needed (committed, or the reader is gone). Once the run
+    /// has its events the stream is held, for the commit with its id.
+    async fn deliver<S>(
+        &mut self,
+        mut lines: LineReader<S>,
+        alive: &AtomicBool,
+        stop: &CancellationToken,
+    ) -> Option<String>
+    where
+        S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    {
+        let silence = self.client.settings.silence_timeout;
+        loop {
             if !alive.load(Ordering::Relaxed) {
-                return Ok(()); // committed: the session is no longer needed
+                return None; // committed
             }
             let next = tokio::select! {
-                next = tokio::time::timeout(settings.silence_timeout, lines.next_line()) => next,
-                _ = stop.cancelled() => return Ok(()), // committed, or the reader is gone: close the stream
+                next = tokio::time::timeout(silence, lines.next_line()) => next,
+                _ = stop.cancelled() => return None, // committed, or the reader is gone: close the stream
             };
             let line = match next {
                 Err(_) => {
-                    break format!(
-                        "no data or keep-alive for {} s",
-                        settings.silence_timeout.as_secs()
-                    );
+                    return Some(format!("no data or keep-alive for {} s", silence.as_secs()));
                 }
                 Ok(Err(e)) => {
-                    break format!(
+                    return Some(format!(
                         "connection dropped: {}",
                         super::client::describe_transport(&e)
-                    );
+                    ));
                 }
-                Ok(Ok(Line::End)) => break "the server ended the stream".to_string(),
+                Ok(Ok(Line::End)) => return Some("the server ended the stream".to_string()),
                 Ok(Ok(Line::Truncated(_))) => {
-                    break "the stream ended in the middle of a batch".to_string();
+                    return Some("the stream ended in the middle of a batch".to_string());
                 }
                 Ok(Ok(Line::Complete(line))) => line,
             };
             let batch = match framing::parse_head(line) {
                 Ok(batch) => batch,
-                Err(e) => break format!("a malformed batch line ({e})"),
+                Err(e) => return Some(format!("a malformed batch line ({e})")),
             };
-            if let Some(s) = session.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if let Some(s) = self
+                .session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
                 record_token(&mut s.tokens, &batch);
             }
-            if batch.is_keep_alive() || tx.is_closed() {
+            if batch.is_keep_alive() || self.tx.is_closed() {
                 continue; // keep-alive, or the run has all it needs: hold the session for the commit
             }
-            delivered = true;
-            if tx.send(Ok(batch)).await.is_err() {
-                continue;
-            }
-        };
-        alive.store(false, Ordering::Relaxed);
-        if tx.is_closed() {
-            return Ok(()); // the run read everything; the commit opens its own stream
+            self.reach.advance(&batch);
+            // A run that stopped reading closes the channel: the next line finds it closed.
+            let _ = self.tx.send(Ok(batch)).await;
         }
-        if delivered {
-            failures = 0;
-        }
-        failures += 1;
-        if failures > settings.max_retries {
-            return Err(nakadi(
-                None,
-                NakadiError::GaveUp {
-                    what: format!("stream of subscription {id}"),
-                    attempts: failures,
-                    last: reason,
-                },
-            ));
-        }
-        client.retries.fetch_add(1, Ordering::Relaxed);
-        let pause = if failures == 1 {
-            Duration::ZERO
-        } else {
-            client.backoff(failures, None)
-        };
-        warn!(
-            subscription = id,
-            stream_id,
-            attempt = failures,
-            reason,
-            "subscription stream interrupted; reconnecting"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn batch(partition: &str, last: u64, events: usize) -> Batch {
+        let events = vec!["{}"; events].join(",");
+        let line = format!(
+            r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{last:018}"}},"events":[{events}]}}"#
         );
-        tokio::time::sleep(pause).await;
+        framing::parse_head(Bytes::from(line)).unwrap()
+    }
+
+    fn offset(n: u64) -> Offset {
+        Offset::new(format!("001-0001-{n:018}"))
+    }
+
+    #[test]
+    fn only_batches_that_take_a_partition_further_within_the_plan_are_progress() {
+        let mut reach = Reach::new(&[
+            PartitionRange {
+                partition: "0".into(),
+                start: offset(9),
+                end: offset(20),
+            },
+            PartitionRange {
+                partition: "1".into(),
+                start: Offset::begin(),
+                end: offset(4),
+            },
+        ]);
+        assert!(reach.advance(&batch("0", 14, 5)));
+        // A new stream re-sends from the committed cursor.
+        assert!(!reach.advance(&batch("0", 12, 3)));
+        assert!(!reach.advance(&batch("0", 14, 2)));
+        // A batch across the end counts up to the end; past it, nothing counts.
+        assert!(reach.advance(&batch("0", 24, 10)));
+        assert!(!reach.advance(&batch("0", 30, 6)));
+        // A partition outside the plan is no progress.
+        assert!(!reach.advance(&batch("7", 3, 4)));
+        assert!(reach.advance(&batch("1", 1, 2)));
+        assert_eq!(reach.advances, 3);
+        assert_eq!(
+            reach.unfinished().to_string(),
+            "partition 1 read to 001-0001-000000000000000001, its plan ends at 001-0001-000000000000000004"
+        );
     }
 }
