@@ -158,7 +158,7 @@ async fn nested_output_columns_are_refused_for_csv() {
     .await;
     assert!(
         err.starts_with(
-            "article-stock-changed/mapping.sql:1:1: output column \"metadata\" is Struct("
+            "article-stock-changed/mapping.sql:1:1: output column \"metadata\" is STRUCT<"
         ),
         "{err}"
     );

@@ -15,4 +15,5 @@ mod console;
 mod foundation;
 mod hostile;
 mod nakadi;
+mod readme;
 mod warehouse;

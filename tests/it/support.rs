@@ -33,7 +33,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A scratch folder with `sql/`, `recorded/` and `out/`.
+/// The example topics the tests use. Only these are copied: a topic a user
+/// adds under `sql/` is none of the tests' business.
+pub const EXAMPLE_TOPICS: [&str; 2] = ["article-stock-changed", "order-placed"];
+
+/// A scratch folder with `sql/` (the example topics), `recorded/` and `out/`.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
@@ -41,7 +45,12 @@ pub struct Workspace {
 impl Workspace {
     pub fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sql"), &dir.path().join("sql"));
+        for topic in EXAMPLE_TOPICS {
+            copy_dir(
+                &repo().join("sql").join(topic),
+                &dir.path().join("sql").join(topic),
+            );
+        }
         copy_dir(
             &repo().join("fixtures/recorded"),
             &dir.path().join("recorded"),

@@ -98,6 +98,8 @@ pub struct RunSummary {
     /// Partitions whose decoded events outgrew their share of the memory
     /// budget (`--memory-mb`) and waited for mapping in a temp file.
     pub spilled_partitions: usize,
+    /// Nakadi requests and streams this run repeated after a failure.
+    pub retries: u64,
 }
 
 /// Seconds spent in each stage of a run.
@@ -181,6 +183,8 @@ impl Run<'_> {
 
     async fn go(&self) -> Result<RunSummary, RunFailure> {
         let progress = &self.request.progress;
+        // The client's counter is the process's: this run's share is the difference.
+        let retries_before = self.request.source.retries();
         let mut timings = Timings::default();
         let mut clock = Instant::now();
         let mut lap = |slot: &mut f64| {
@@ -205,6 +209,7 @@ impl Run<'_> {
                 resumed: false,
                 timings: Timings::default(),
                 spilled_partitions: 0,
+                retries: 0,
             });
         };
         progress.events_planned.store(
@@ -320,10 +325,10 @@ impl Run<'_> {
                 sequence: manifest.sequence,
                 source,
             })?;
-        progress.retries.store(
-            self.request.source.retries(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let retries = self.request.source.retries().saturating_sub(retries_before);
+        progress
+            .retries
+            .store(retries, std::sync::atomic::Ordering::Relaxed);
 
         lap(&mut timings.commit);
         Ok(RunSummary {
@@ -340,6 +345,7 @@ impl Run<'_> {
             resumed,
             timings,
             spilled_partitions,
+            retries,
         })
     }
 

@@ -178,7 +178,7 @@ pub(crate) async fn topic_sample(
             ));
         }
     };
-    let source = app.env.sample_source(&topic)?;
+    let source = app.env.sample_source(&topic, None)?;
     let events =
         materializer_core::preview::sample_events(&source, limit, app.settings.preview_timeout)
             .await?;
