@@ -37,6 +37,33 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 fi
 
+# A headless browser for the web console's test (driven through chromedriver).
+if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; then
+    echo "installing chromium and chromium-driver (the console is tested in a real browser)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# The console's built files (embedded in the binary, committed so that cargo
+# needs no Node) must be what its sources build to: build them from the
+# lockfile in a scratch copy and compare. Without Node this check is skipped.
+console=crates/materializer/console
+if command -v npm >/dev/null 2>&1; then
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    cp -r "$console"/package.json "$console"/package-lock.json "$console"/build.mjs \
+        "$console"/tsconfig.json "$console"/src "$scratch"/
+    (cd "$scratch" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm run --silent build)
+    if ! diff -r "$scratch/dist" "$console/dist"; then
+        echo "$console/dist is not what its sources build to: run npm ci && npm run build in $console" >&2
+        exit 1
+    fi
+else
+    echo "npm not found: the console's built files are not checked against their sources" >&2
+fi
+
 # Formatting and lints first: they fail in seconds where the tests take minutes.
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings

@@ -101,6 +101,25 @@ impl Api {
         self.call(reqwest::Method::POST, path, body).await
     }
 
+    /// The answer to `GET /runs/{id}/events`, its body still to be read.
+    async fn events(&self, run: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{run}/events", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn put_mapping(&self, body: Value) -> (StatusCode, Value) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/topics/{TOPIC}/mapping"),
+            Some(body),
+        )
+        .await
+    }
+
     /// Polls a run until it ends; returns every view seen.
     async fn follow(&self, id: &str) -> Vec<Value> {
         let mut seen = Vec::new();
@@ -141,6 +160,18 @@ async fn tokens_are_required_except_for_health_metrics_and_the_description() {
         (reqwest::Method::GET, "/runs/x"),
         (reqwest::Method::POST, "/runs/x/stop"),
         (reqwest::Method::POST, "/reload"),
+        (reqwest::Method::GET, "/runs/x/events"),
+        (reqwest::Method::GET, "/runs/x/files"),
+        (reqwest::Method::GET, "/topics/article-stock-changed/sample"),
+        (
+            reqwest::Method::GET,
+            "/topics/article-stock-changed/warehouse-sql",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/topics/article-stock-changed/mapping",
+        ),
+        (reqwest::Method::GET, "/info"),
     ] {
         let none = plain
             .request(method.clone(), format!("{}{path}", api.url))
@@ -164,7 +195,14 @@ async fn tokens_are_required_except_for_health_metrics_and_the_description() {
             "the given token is not echoed"
         );
     }
-    for path in ["/healthz", "/metrics", "/openapi.json"] {
+    for path in [
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "/",
+        "/assets/app.js",
+        "/assets/app.css",
+    ] {
         let open = plain
             .get(format!("{}{path}", api.url))
             .send()
@@ -190,8 +228,12 @@ async fn topics_are_listed_and_shown_with_schema_and_sql() {
     assert_eq!(
         topics,
         json!([
-            {"name": "article-stock-changed", "event_type": "article.stock-changed", "status": "ok", "error": null, "running": false},
-            {"name": "order-placed", "event_type": "shop.order-placed", "status": "ok", "error": null, "running": false},
+            {"name": "article-stock-changed", "event_type": "article.stock-changed", "status": "ok",
+             "error": null, "error_at": null, "running": false, "partitioning_key": ["article_id"],
+             "ordering_key": "version", "format": "csv", "last_run": null},
+            {"name": "order-placed", "event_type": "shop.order-placed", "status": "ok",
+             "error": null, "error_at": null, "running": false, "partitioning_key": ["order_number"],
+             "ordering_key": "metadata.occurred_at", "format": "csv", "last_run": null},
         ])
     );
     let (status, topic) = api.get("/topics/article-stock-changed").await;
@@ -201,7 +243,7 @@ async fn topics_are_listed_and_shown_with_schema_and_sql() {
     assert_eq!(topic["output"]["format"], "csv");
     assert_eq!(
         topic["events"][1],
-        json!({"name": "article_id", "type": "Int64", "nullable": false})
+        json!({"name": "article_id", "type": "BIGINT", "nullable": false})
     );
     assert!(
         topic["mapping_sql"]
@@ -686,17 +728,23 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
         routes,
         vec![
             "GET /healthz",
+            "GET /info",
             "GET /metrics",
             "GET /openapi.json",
             "GET /problems/{kind}",
             "GET /runs/{id}",
+            "GET /runs/{id}/events",
+            "GET /runs/{id}/files",
             "GET /topics",
             "GET /topics/{topic}",
             "GET /topics/{topic}/runs",
+            "GET /topics/{topic}/sample",
+            "GET /topics/{topic}/warehouse-sql",
             "POST /reload",
             "POST /runs/{id}/stop",
             "POST /topics/{topic}/preview",
             "POST /topics/{topic}/runs",
+            "PUT /topics/{topic}/mapping",
         ]
     );
     // Every documented route is served (none answers 404 or 405 for its method).
@@ -785,4 +833,458 @@ async fn problems_name_their_kind_and_the_kinds_are_described() {
     assert_eq!(described["retryable"], true);
     let (status, _) = api.get("/problems/nothing-like-it").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The events of a server-sent event stream, read to its end: (event, data).
+async fn server_sent_events(response: reqwest::Response) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let mut text = String::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix(name))
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            (
+                field("event:"),
+                serde_json::from_str(&field("data:")).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_is_watched_as_server_sent_events_and_its_files_are_listed() {
+    let ws = big_workspace(40_000);
+    let api = start(&ws, settings(2)).await;
+    let (_, triggered) = api.post("/topics/article-stock-changed/runs", None).await;
+    let id = triggered["id"].as_str().unwrap().to_string();
+    let (status, problem) = api.get(&format!("/runs/{id}/files")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no files before the commit");
+    assert_eq!(problem["type"], "/problems/not-found");
+
+    let response = api.events(&format!("/runs/{id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = server_sent_events(response).await;
+    let (last_name, last) = events.last().unwrap();
+    assert_eq!(last_name, "end");
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert_eq!(last["id"], id.as_str());
+    // Progress before the end, counters only growing; one end only.
+    let (progress, ends): (Vec<_>, Vec<_>) = events.iter().partition(|(n, _)| n == "progress");
+    assert_eq!(ends.len(), 1);
+    assert!(!progress.is_empty(), "{events:?}");
+    assert!(progress.iter().all(|(_, v)| v["state"] != "succeeded"));
+    let reads: Vec<u64> = events
+        .iter()
+        .map(|(_, v)| v["progress"]["events_read"].as_u64().unwrap())
+        .collect();
+    assert!(reads.windows(2).all(|w| w[0] <= w[1]), "{reads:?}");
+    // The plan's offsets tell how many events the run reads.
+    assert_eq!(last["progress"]["events_planned"], 40_000);
+    assert_eq!(last["progress"]["events_read"], 40_000);
+
+    // The files are the manifest's.
+    let (status, files) = api.get(&format!("/runs/{id}/files")).await;
+    assert_eq!(status, StatusCode::OK, "{files}");
+    let manifest = Ledger::new(ws.local_output(), TOPIC)
+        .manifest(1)
+        .await
+        .unwrap()
+        .unwrap();
+    let files = files.as_array().unwrap();
+    assert_eq!(files.len(), manifest.files.len());
+    for (file, expected) in files.iter().zip(&manifest.files) {
+        assert_eq!(file["path"], expected.path.as_str());
+        assert_eq!(file["kind"], expected.kind.as_str());
+        assert_eq!(file["partition"], expected.partition.as_str());
+        assert_eq!(file["rows"], expected.rows);
+        assert_eq!(file["bytes"], expected.bytes);
+        assert_eq!(file["output_partition"], json!([]));
+    }
+    let (status, same) = api.get(&format!("/runs/{TOPIC}@1/files")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(same.as_array().unwrap(), files);
+
+    // A committed run's stream is its end alone; an unknown run is a problem.
+    let response = api.events(&format!("/runs/{TOPIC}@1")).await;
+    let events = server_sent_events(response).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "end");
+    assert_eq!(events[0].1["sequence"], 1);
+    let (status, problem) = api.get("/runs/nope/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["type"], "/problems/not-found");
+
+    // The topic list shows the run.
+    let (_, topics) = api.get("/topics").await;
+    let last_run = &topics[0]["last_run"];
+    assert_eq!(last_run["sequence"], 1);
+    assert_eq!(last_run["events_read"], 40_000);
+    assert_eq!(last_run["main_rows"], manifest.counts.main_rows);
+    assert!(last_run["compaction_rate"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn a_stopped_run_ends_its_event_stream_stopped() {
+    let ws = big_workspace(60_000);
+    let api = start(&ws, settings(2)).await;
+    let (_, triggered) = api.post("/topics/article-stock-changed/runs", None).await;
+    let id = triggered["id"].as_str().unwrap().to_string();
+    let response = api.events(&format!("/runs/{id}")).await;
+    let (status, _) = api.post(&format!("/runs/{id}/stop"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let events = server_sent_events(response).await;
+    let (name, last) = events.last().unwrap();
+    assert_eq!(
+        (name.as_str(), last["state"].as_str()),
+        ("end", Some("stopped"))
+    );
+    let (status, _) = api.get(&format!("/runs/{id}/files")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_console_is_served_with_its_policy_and_revalidated() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let console = crate::support::repo().join("crates/materializer/console/dist");
+    for (path, file, content_type) in [
+        ("/", "index.html", "text/html; charset=utf-8"),
+        ("/assets/app.js", "app.js", "text/javascript; charset=utf-8"),
+        ("/assets/app.css", "app.css", "text/css; charset=utf-8"),
+    ] {
+        // No token: the page asks for one.
+        let response = reqwest::get(format!("{}{path}", api.url)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], content_type);
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(
+            headers["content-security-policy"],
+            materializer::api::console::CONTENT_SECURITY_POLICY
+        );
+        let body = response.bytes().await.unwrap();
+        assert_eq!(body, std::fs::read(console.join(file)).unwrap(), "{path}");
+        // The same version is not sent again.
+        let etag = headers["etag"].to_str().unwrap().to_string();
+        let again = api
+            .client
+            .get(format!("{}{path}", api.url))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(again.headers()["etag"], etag.as_str());
+        assert!(again.bytes().await.unwrap().is_empty());
+        let other = api
+            .client
+            .get(format!("{}{path}", api.url))
+            .header("if-none-match", "\"another\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::OK);
+    }
+    // The page loads its script and style from this server only, and has no
+    // inline script for the policy to refuse.
+    let page = std::fs::read_to_string(console.join("index.html")).unwrap();
+    assert!(page.contains(r#"<script defer src="/assets/app.js"></script>"#));
+    assert_eq!(page.matches("<script").count(), 1);
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    let (status, problem) = api.get("/assets/nope.js").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["type"], "/problems/not-found");
+}
+
+#[tokio::test]
+async fn info_says_what_the_server_allows() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let (status, info) = api.get("/info").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        info,
+        json!({"version": env!("CARGO_PKG_VERSION"), "mapping_edits": false,
+               "preview_timeout_seconds": 2.0, "preview_max_events": 1000})
+    );
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_load_says_where() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    std::fs::write(
+        ws.sql().join("order-placed/mapping.sql"),
+        "CREATE VIEW output AS\nSELECT order_number, nope FROM events;",
+    )
+    .unwrap();
+    api.post("/reload", None).await;
+    let (_, topics) = api.get("/topics").await;
+    let stale = &topics[1];
+    assert_eq!(stale["status"], "stale");
+    let file = ws.sql().join("order-placed/mapping.sql");
+    assert_eq!(
+        stale["error_at"],
+        json!({"file": file.display().to_string(), "line": 2, "column": 22})
+    );
+    assert!(
+        stale["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}:2:22: ", file.display())),
+        "{stale}"
+    );
+    // Its last good configuration still says what it is.
+    assert_eq!(stale["partitioning_key"], json!(["order_number"]));
+    // A topic.toml that does not parse points into topic.toml.
+    std::fs::write(
+        ws.sql().join("order-placed/topic.toml"),
+        "event_type = \"shop.order-placed\"\npartitioning_key = [\n",
+    )
+    .unwrap();
+    api.post("/reload", None).await;
+    let (_, topics) = api.get("/topics").await;
+    let at = &topics[1]["error_at"];
+    assert!(
+        at["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("order-placed/topic.toml"),
+        "{at}"
+    );
+    assert!(at["line"].as_u64().unwrap() >= 2, "{at}");
+}
+
+#[tokio::test]
+async fn events_columns_have_sql_types_and_their_nested_fields() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let (status, topic) = api.get("/topics/order-placed").await;
+    assert_eq!(status, StatusCode::OK);
+    let column = |name: &str| {
+        topic["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no column {name}: {topic}"))
+            .clone()
+    };
+    let metadata = column("metadata");
+    assert!(metadata["type"].as_str().unwrap().starts_with("STRUCT<"));
+    let occurred_at = metadata["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "occurred_at")
+        .unwrap();
+    assert_eq!(occurred_at["type"], "TIMESTAMP WITH TIME ZONE");
+    let items = column("items");
+    assert!(
+        items["type"].as_str().unwrap().starts_with("LIST<STRUCT<"),
+        "{items}"
+    );
+    let item_fields: Vec<&str> = items["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(item_fields.contains(&"sku"), "{items}");
+    assert_eq!(column("_offset")["type"], "VARCHAR");
+    assert!(column("_offset").get("children").is_none());
+}
+
+#[tokio::test]
+async fn sample_events_are_the_first_of_the_source() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let (status, sample) = api
+        .get("/topics/article-stock-changed/sample?limit=3")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sample}");
+    let events = sample["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(
+        sample["source"]
+            .as_str()
+            .unwrap()
+            .contains("recorded/article-stock-changed"),
+        "{sample}"
+    );
+    // The same events as a preview without events reads.
+    let (_, preview) = api
+        .post(
+            "/topics/article-stock-changed/preview",
+            Some(json!({"limit": 3})),
+        )
+        .await;
+    let (_, given) = api
+        .post(
+            "/topics/article-stock-changed/preview",
+            Some(json!({"events": events})),
+        )
+        .await;
+    assert_eq!(preview["main"], given["main"]);
+    assert_eq!(preview["counts"], given["counts"]);
+    let (_, default) = api.get("/topics/article-stock-changed/sample").await;
+    assert!(!default["events"].as_array().unwrap().is_empty());
+    for limit in ["0", "1001", "-1", "x"] {
+        let (status, problem) = api
+            .get(&format!(
+                "/topics/article-stock-changed/sample?limit={limit}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{limit}: {problem}");
+        assert_eq!(problem["type"], "/problems/bad-request");
+    }
+    let (status, _) = api.get("/topics/nope/sample").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn warehouse_sql_is_what_the_command_line_writes() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let topic = ws.catalog().await.topic(TOPIC).unwrap();
+    for (name, dialect) in [
+        ("postgres", materializer_core::warehouse::Dialect::Postgres),
+        ("redshift", materializer_core::warehouse::Dialect::Redshift),
+        ("oracle", materializer_core::warehouse::Dialect::Oracle),
+    ] {
+        let (status, answer) = api
+            .get(&format!("/topics/{TOPIC}/warehouse-sql?dialect={name}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["dialect"], name);
+        assert_eq!(
+            answer["sql"],
+            materializer_core::warehouse::setup_sql(&topic, dialect).unwrap()
+        );
+    }
+    let (_, default) = api.get(&format!("/topics/{TOPIC}/warehouse-sql")).await;
+    assert_eq!(default["dialect"], "postgres");
+    let (status, problem) = api
+        .get(&format!("/topics/{TOPIC}/warehouse-sql?dialect=mysql"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["type"], "/problems/bad-request");
+}
+
+#[tokio::test]
+async fn mappings_are_saved_only_when_allowed_checked_first_and_the_old_one_kept() {
+    let ws = Workspace::new();
+    let file = ws.sql().join(TOPIC).join("mapping.sql");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let draft = "CREATE VIEW output AS\nSELECT article_id, upper(brand) AS brand FROM events;\n";
+
+    // Not allowed: refused, nothing written.
+    let api = start(&ws, settings(2)).await;
+    let (status, problem) = api.put_mapping(json!({"mapping": draft})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["type"], "/problems/forbidden");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-mapping-edits")
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    api.stop.cancel();
+    api.server.await.unwrap().unwrap();
+
+    let mut allowed = settings(2);
+    allowed.allow_mapping_edits = true;
+    let api = start(&ws, allowed).await;
+    let (_, info) = api.get("/info").await;
+    assert_eq!(info["mapping_edits"], true);
+
+    // Not valid: the errors with their place, nothing written.
+    let (status, problem) = api
+        .put_mapping(
+            json!({"mapping": "CREATE VIEW output AS\nSELECT article_id, nope FROM events;"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["type"], "/problems/config");
+    assert_eq!(problem["errors"][0]["line"], 2);
+    assert_eq!(problem["errors"][0]["column"], 20);
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope")
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    // Nor is a body that is not the documented one.
+    for body in [json!({"sql": draft}), json!({"mapping": draft, "extra": 1})] {
+        let (status, problem) = api.put_mapping(body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+        assert_eq!(problem["type"], "/problems/bad-request");
+    }
+    let (status, _) = api
+        .call(
+            reqwest::Method::PUT,
+            "/topics/nope/mapping",
+            Some(json!({"mapping": draft})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Valid: written, the old text kept, the topic served with it at once.
+    let (status, topic) = api.put_mapping(json!({"mapping": draft})).await;
+    assert_eq!(status, StatusCode::OK, "{topic}");
+    assert_eq!(topic["mapping_sql"], draft);
+    assert_eq!(
+        topic["output_columns"],
+        json!([{"name": "article_id", "type": "BIGINT", "nullable": false},
+               {"name": "brand", "type": "VARCHAR", "nullable": true}])
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), draft);
+    assert_eq!(
+        std::fs::read_to_string(ws.sql().join(TOPIC).join("mapping.sql.previous")).unwrap(),
+        original
+    );
+    let mut names: Vec<String> = std::fs::read_dir(ws.sql().join(TOPIC))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "mapping.sql",
+            "mapping.sql.previous",
+            "schema.json",
+            "topic.toml"
+        ]
+    );
+    let (_, preview) = api
+        .post(
+            &format!("/topics/{TOPIC}/preview"),
+            Some(json!({"events": [article(1, 1)]})),
+        )
+        .await;
+    assert_eq!(
+        preview["main"]["rows"],
+        json!([{"article_id": 101, "brand": "NIKE"}])
+    );
+    // A reload reads the same file.
+    let (_, report) = api.post("/reload", None).await;
+    assert_eq!(report["broken"], json!({}));
+    let (_, reloaded) = api.get(&format!("/topics/{TOPIC}")).await;
+    assert_eq!(reloaded["mapping_sql"], draft);
 }

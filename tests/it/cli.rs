@@ -40,22 +40,22 @@ fn run_prints_a_summary_and_a_second_run_says_nothing_is_new() {
         "{text}"
     );
     assert!(
-        text.contains("  events read              15  (rejected 3, superseded 5)\n"),
-        "{text}"
-    );
-    assert!(
         text.contains(
-            "  main rows                 5  from 5 latest events (compaction rate 58.3%)\n"
+            "  events read               15  (3 rejected, 5 superseded: compaction rate 41.7%)\n"
         ),
         "{text}"
     );
     assert!(
-        text.contains("  correction rows           2  from 2 out-of-order events\n"),
+        text.contains("  main rows                  5  from 5 latest events\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  correction rows            2  from 2 out-of-order events\n"),
         "{text}"
     );
     assert!(
         text.contains(
-            "  older rows                3  of versions kept for the warehouse's history\n"
+            "  older rows                 3  of versions kept for the warehouse's history\n"
         ),
         "{text}"
     );
@@ -116,7 +116,7 @@ fn explain_prints_the_generated_sql_and_the_mapping() {
     let out = materializer(&ws, &["explain", "article-stock-changed"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("--   article_id Int64 NOT NULL\n"), "{text}");
+    assert!(text.contains("--   article_id BIGINT NOT NULL\n"), "{text}");
     assert!(
         text.contains(r#"ROW_NUMBER() OVER (PARTITION BY "article_id" ORDER BY "version" DESC NULLS LAST, "_seq" DESC) AS __rank"#),
         "{text}"
@@ -213,7 +213,8 @@ fn help_explains_the_commands() {
 #[test]
 fn exit_codes_tell_a_broken_setting_from_an_unreachable_source() {
     let ws = Workspace::new();
-    // Nothing listens on port 9 of this machine: the source is unavailable.
+    // Nothing listens on port 9 of this machine: the source is unavailable,
+    // and the run says so at once (no retries: nothing is there to recover).
     let unreachable = materializer(
         &ws,
         &[
@@ -222,16 +223,16 @@ fn exit_codes_tell_a_broken_setting_from_an_unreachable_source() {
             "article-stock-changed",
             "--nakadi-url",
             "http://127.0.0.1:9",
-            "--nakadi-max-retries",
-            "0",
         ],
     );
-    assert_eq!(
-        unreachable.status.code(),
-        Some(3),
-        "{}",
-        stderr(&unreachable)
+    let message = stderr(&unreachable);
+    assert_eq!(unreachable.status.code(), Some(3), "{message}");
+    assert!(
+        message.contains("cannot connect to Nakadi at http://127.0.0.1:9")
+            && message.contains("nakadi-server"),
+        "{message}"
     );
+    assert!(!message.contains("retrying"), "{message}");
     // A topic that does not exist is a configuration error.
     let unknown = materializer(&ws, &["explain", "no-such-topic"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
@@ -242,5 +243,137 @@ fn exit_codes_tell_a_broken_setting_from_an_unreachable_source() {
     assert!(
         text.contains("3    event source unavailable (source-unavailable)"),
         "{text}"
+    );
+}
+
+#[test]
+fn preview_shows_the_rows_a_run_would_write_and_a_draft_mistake_with_its_place() {
+    let ws = Workspace::new();
+    crate::support::copy_dir(&repo().join("fixtures"), &ws.path("fixtures"));
+    let out = materializer(
+        &ws,
+        &[
+            "preview",
+            "article-stock-changed",
+            "--events",
+            "fixtures/samples/article-stock-changed.jsonl",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.starts_with("MAIN: 4 rows from 4 latest events\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nCORRECTION: 2 rows from 2 out-of-order events\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nREJECTED: 1 event\n  event 10: ") && text.contains("article_id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("100000004  | Jack & Jones | Slim Fit, \"Limited\" | 3"),
+        "{text}"
+    );
+    // The same preview from the topic's source, as JSON.
+    let json = materializer(
+        &ws,
+        &[
+            "preview",
+            "article-stock-changed",
+            "--source",
+            "recorded/article-stock-changed",
+            "--limit",
+            "3",
+            "--json",
+        ],
+    );
+    assert!(json.status.success(), "{}", stderr(&json));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["counts"]["events_read"], 3, "{value}");
+    // A draft with a mistake: the error names its line and column.
+    std::fs::write(
+        ws.path("draft.sql"),
+        "CREATE VIEW output AS\nSELECT article_id, no_such_column\nFROM events;\n",
+    )
+    .unwrap();
+    let bad = materializer(
+        &ws,
+        &[
+            "preview",
+            "article-stock-changed",
+            "--events",
+            "fixtures/samples/article-stock-changed.jsonl",
+            "--mapping",
+            "draft.sql",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains(":2:") && stderr(&bad).contains("no_such_column"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn each_subcommand_lists_its_own_options_and_the_global_ones_once() {
+    let ws = Workspace::new();
+    let topics = stdout(&materializer(&ws, &["topics", "--help"]));
+    assert!(topics.contains("--nakadi-url"), "{topics}");
+    assert!(topics.contains("[env: NAKADI_TOKEN]"), "{topics}");
+    for absent in [
+        "--nakadi-batch-limit",
+        "--memory-mb",
+        "--nakadi-max-retries",
+    ] {
+        assert!(
+            !topics.contains(absent),
+            "{absent} in topics --help:\n{topics}"
+        );
+    }
+    let run = stdout(&materializer(&ws, &["run", "--help"]));
+    for heading in [
+        "Nakadi:",
+        "Nakadi streams:",
+        "S3:",
+        "Memory:",
+        "Global options:",
+    ] {
+        assert!(run.contains(heading), "{heading} missing:\n{run}");
+    }
+    assert_eq!(run.matches("--sql-dir <SQL_DIR>").count(), 1, "{run}");
+    let warehouse = stdout(&materializer(&ws, &["warehouse-sql", "--help"]));
+    assert!(!warehouse.contains("--memory-mb"), "{warehouse}");
+}
+
+#[test]
+fn a_type_mistake_names_both_types_and_the_operator() {
+    let ws = Workspace::new();
+    crate::support::copy_dir(&repo().join("fixtures"), &ws.path("fixtures"));
+    std::fs::write(
+        ws.path("draft.sql"),
+        "CREATE VIEW output AS\nSELECT article_id + brand AS x\nFROM events;\n",
+    )
+    .unwrap();
+    let out = materializer(
+        &ws,
+        &[
+            "preview",
+            "article-stock-changed",
+            "--events",
+            "fixtures/samples/article-stock-changed.jsonl",
+            "--mapping",
+            "draft.sql",
+        ],
+    );
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("mapping:2:8: in view output: expressions have incompatible types: ")
+            && message.contains("Int64 + Utf8"),
+        "{message}"
     );
 }

@@ -8,13 +8,26 @@ async fn load_error(edit: impl FnOnce(&std::path::Path)) -> String {
     let topic_dir = ws.sql().join("article-stock-changed");
     edit(&topic_dir);
     let catalog = ws.catalog().await;
-    let reason = catalog
+    let broken = catalog
         .broken
         .get("article-stock-changed")
         .cloned()
         .unwrap_or_else(|| panic!("topic still loads"));
+    // The place kept with the error is the one its message starts with.
+    let at = broken.at.as_ref().expect("a place");
+    let prefix = match (at.line, at.column) {
+        (Some(line), Some(column)) => format!("{}:{line}:{column}: ", at.file.display()),
+        _ => format!("{}", at.file.display()),
+    };
+    assert!(
+        broken.reason.starts_with(&prefix),
+        "{prefix} / {}",
+        broken.reason
+    );
     // Paths in messages are the workspace's; make them relative for comparing.
-    reason.replace(&format!("{}/", ws.sql().display()), "")
+    broken
+        .reason
+        .replace(&format!("{}/", ws.sql().display()), "")
 }
 
 fn replace_in(path: &std::path::Path, from: &str, to: &str) {
@@ -145,7 +158,7 @@ async fn nested_output_columns_are_refused_for_csv() {
     .await;
     assert!(
         err.starts_with(
-            "article-stock-changed/mapping.sql:1:1: output column \"metadata\" is Struct("
+            "article-stock-changed/mapping.sql:1:1: output column \"metadata\" is STRUCT<"
         ),
         "{err}"
     );

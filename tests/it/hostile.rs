@@ -3,12 +3,12 @@
 //! themselves, mappings too big or too deep, previews that ask for too much,
 //! and what killed runs leave behind.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::Workspace;
+use crate::support::{Serve, Workspace};
 
 const TOPIC: &str = "article-stock-changed";
 
@@ -262,55 +262,20 @@ fn mappings_too_large_or_too_deep_are_refused_with_their_place() {
     );
 }
 
-/// `materializer serve` as its own process, with a token.
-struct Server {
-    child: Child,
-    url: String,
-}
+/// `materializer serve` as its own process, with a token, reading recordings.
+struct Server(Serve);
 
 const TOKEN: &str = "hostile-test-token";
 
 impl Server {
     async fn start(ws: &Workspace) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_materializer"))
-            .current_dir(ws.dir.path())
-            .env("RUST_LOG", "warn")
-            .env("MATERIALIZER_API_TOKENS", TOKEN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--recordings",
-                "recorded",
-                "--output",
-                "out",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let server = Server { child, url };
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            if reqwest::get(format!("{}/healthz", server.url))
-                .await
-                .is_ok()
-            {
-                return server;
-            }
-            assert!(std::time::Instant::now() < deadline, "serve did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        Server(Serve::start(ws, &[TOKEN], &["--recordings", "recorded"]).await)
     }
 
     /// The most memory the server held so far (MiB).
     fn peak_rss_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.child.id())).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib / 1024
@@ -318,7 +283,7 @@ impl Server {
 
     async fn preview(&self, mapping: &str) -> (u16, Value) {
         let response = reqwest::Client::new()
-            .post(format!("{}/topics/{TOPIC}/preview", self.url))
+            .post(format!("{}/topics/{TOPIC}/preview", self.0.url))
             .bearer_auth(TOKEN)
             .json(&json!({"mapping": mapping, "events": [serde_json::from_str::<Value>(&article(1, "1")).unwrap()]}))
             .timeout(Duration::from_secs(120))
@@ -327,13 +292,6 @@ impl Server {
             .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -419,7 +377,7 @@ async fn the_api_answers_as_its_openapi_document_says() {
         .arg(&config)
         .args([
             "run",
-            &format!("{}/openapi.json", server.url),
+            &format!("{}/openapi.json", server.0.url),
             "--header",
             &format!("Authorization: Bearer {TOKEN}"),
             "--checks",

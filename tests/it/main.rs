@@ -5,13 +5,16 @@
 
 mod servers;
 mod support;
+mod webdriver;
 
 mod api;
 mod cli;
 mod commit;
 mod config;
+mod console;
 mod foundation;
 mod hostile;
 mod nakadi;
+mod readme;
 mod state;
 mod warehouse;

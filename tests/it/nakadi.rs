@@ -585,32 +585,23 @@ async fn a_failed_run_leaves_the_subscription_untouched() {
     let ws = Workspace::new();
     let lines = article_stream(800, 4, 8);
     let live = live(&ws, None, &lines).await;
-    let output = local(&ws, "stopped");
-    // Stop the run once it has read everything.
-    let request = ws
-        .request_from(TOPIC, output.clone(), source(&live, true))
-        .await;
-    let (progress, cancel) = (request.progress.clone(), request.cancel.clone());
-    tokio::spawn(async move {
-        loop {
-            let now = progress.snapshot();
-            if now.partitions_total > 0 && now.partitions_finished == now.partitions_total {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        cancel.cancel();
-    });
-    let engine = Workspace::engine();
-    let err = materializer_core::run::execute(&engine, request)
-        .await
-        .unwrap_err();
-    assert!(matches!(err.failure(), RunFailure::Stopped), "{err}");
+    let output = local(&ws, "failed");
+    // A file where the MAIN folder goes: the run reads everything, then
+    // fails writing its files, before any commit.
+    let blocker = ws.path("failed").join(TOPIC).join("main");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let err = run(&ws, &output, source(&live, true)).await.unwrap_err();
+    assert!(
+        matches!(err.failure(), RunFailure::Sink(_) | RunFailure::Ledger(_)),
+        "{err}"
+    );
     let id = subscription_id(&live).await;
     let untouched = live.bus.committed(&id).unwrap();
     assert!(untouched.values().all(|c| c == "BEGIN"), "{untouched:?}");
     assert!(committed(&output, TOPIC).await.sequences.is_empty());
 
+    std::fs::remove_file(&blocker).unwrap();
     run(&ws, &output, source(&live, true)).await.unwrap();
     assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
 }
@@ -737,7 +728,7 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
         .await
         .unwrap();
     assert!(
-        offline.broken[TOPIC].contains("schema.json"),
+        offline.broken[TOPIC].reason.contains("schema.json"),
         "{}",
         offline.broken[TOPIC]
     );

@@ -380,7 +380,19 @@ pub fn postgres() -> &'static Postgres {
 }
 
 impl Postgres {
-    fn psql_path(&self) -> std::path::PathBuf {
+    /// The environment that makes a plain `psql` (found on PATH through
+    /// `bin`, see [`Postgres::psql_path`]) connect to `database`.
+    pub fn client_env(&self, database: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("PGHOST", "127.0.0.1".into()),
+            ("PGPORT", self.port.to_string()),
+            ("PGUSER", "postgres".into()),
+            ("PGDATABASE", database.into()),
+            ("PGTZ", "UTC".into()),
+        ]
+    }
+
+    pub fn psql_path(&self) -> std::path::PathBuf {
         let local = self.bin.join("psql");
         if local.exists() { local } else { "psql".into() }
     }

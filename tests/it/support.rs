@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use materializer_core::run::{Progress, RunError, RunRequest, RunSummary};
 use materializer_core::sink::{OutputLocation, S3Settings};
@@ -31,7 +33,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A scratch folder with `sql/`, `recorded/` and `out/`.
+/// The example topics the tests use. Only these are copied: a topic a user
+/// adds under `sql/` is none of the tests' business.
+pub const EXAMPLE_TOPICS: [&str; 2] = ["article-stock-changed", "order-placed"];
+
+/// A scratch folder with `sql/` (the example topics), `recorded/` and `out/`.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
@@ -39,7 +45,12 @@ pub struct Workspace {
 impl Workspace {
     pub fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("sql"), &dir.path().join("sql"));
+        for topic in EXAMPLE_TOPICS {
+            copy_dir(
+                &repo().join("sql").join(topic),
+                &dir.path().join("sql").join(topic),
+            );
+        }
         copy_dir(
             &repo().join("fixtures/recorded"),
             &dir.path().join("recorded"),
@@ -369,6 +380,64 @@ pub async fn committed(output: &OutputLocation, topic: &str) -> Committed {
     result.correction.sort();
     result.rejected.sort();
     result
+}
+
+/// `materializer serve` as its own process in a workspace, accepting
+/// `tokens`; its log (info and up) goes to `serve.log` in the workspace.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    pub async fn start(ws: &Workspace, tokens: &[&str], args: &[&str]) -> Serve {
+        let port = crate::servers::free_port();
+        let log = ws.path("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_materializer"))
+            .current_dir(ws.dir.path())
+            .env("RUST_LOG", "info")
+            .env("MATERIALIZER_API_TOKENS", tokens.join(","))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--output", "out"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Serve {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if reqwest::get(format!("{}/healthz", server.url))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not start: {}",
+                std::fs::read_to_string(&server.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What it logged so far.
+    pub fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The files of one committed run, with their kinds.

@@ -444,6 +444,69 @@ pub fn field_at_path<'s>(schema: &'s Schema, path: &str) -> Option<&'s Field> {
     Some(field)
 }
 
+/// The SQL name of an Arrow type, as the query engine's SQL spells it.
+pub fn sql_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Null => "NULL".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "TINYINT UNSIGNED".into(),
+        DataType::UInt16 => "SMALLINT UNSIGNED".into(),
+        DataType::UInt32 => "INTEGER UNSIGNED".into(),
+        DataType::UInt64 => "BIGINT UNSIGNED".into(),
+        DataType::Float16 | DataType::Float32 => "REAL".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "BYTEA".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Timestamp(unit, zone) => timestamp(*unit, zone.is_some()),
+        DataType::Interval(_) => "INTERVAL".into(),
+        DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
+            format!("DECIMAL({precision},{scale})")
+        }
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            format!("LIST<{}>", sql_type(item.data_type()))
+        }
+        DataType::Struct(fields) => format!(
+            "STRUCT<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), sql_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "MAP<{}, {}>",
+                sql_type(kv[0].data_type()),
+                sql_type(kv[1].data_type())
+            ),
+            other => format!("MAP<{}>", sql_type(other)),
+        },
+        DataType::Dictionary(_, value) => sql_type(value),
+        other => other.to_string().to_uppercase(),
+    }
+}
+
+fn timestamp(unit: TimeUnit, zoned: bool) -> String {
+    // Microseconds are the engine's default; other units are named.
+    let precision = match unit {
+        TimeUnit::Second => "(0)",
+        TimeUnit::Millisecond => "(3)",
+        TimeUnit::Microsecond => "",
+        TimeUnit::Nanosecond => "(9)",
+    };
+    let zone = if zoned { " WITH TIME ZONE" } else { "" };
+    format!("TIMESTAMP{precision}{zone}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,9 +42,49 @@ pub enum ConfigError {
     },
 }
 
+/// The place an error points at: a file, and the line and column in it when
+/// there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorPlace {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+}
+
+impl ErrorPlace {
+    fn new(file: &Path, at: Option<Position>) -> ErrorPlace {
+        ErrorPlace {
+            file: file.to_path_buf(),
+            line: at.map(|at| at.line),
+            column: at.map(|at| at.column),
+        }
+    }
+}
+
 impl ConfigError {
     pub fn class(&self) -> crate::error::ErrorClass {
         crate::error::ErrorClass::Config
+    }
+
+    /// Where the error is, kept as a place rather than parsed back out of
+    /// the message; `None` when it concerns no one file.
+    pub fn place(&self) -> Option<ErrorPlace> {
+        match self {
+            ConfigError::Io { path, .. } | ConfigError::Schema { path, .. } => {
+                Some(ErrorPlace::new(path, None))
+            }
+            ConfigError::Toml { path, at, .. } | ConfigError::Invalid { path, at, .. } => {
+                Some(ErrorPlace::new(path, *at))
+            }
+            ConfigError::Mapping(MappingError::At { path, at, .. }) => {
+                Some(ErrorPlace::new(path, Some(*at)))
+            }
+            ConfigError::Mapping(MappingError::File { path, .. }) => {
+                Some(ErrorPlace::new(path, None))
+            }
+            ConfigError::Mapping(MappingError::Engine { .. })
+            | ConfigError::UnknownTopic { .. } => None,
+        }
     }
 
     /// A problem with `path` as a whole.

@@ -12,6 +12,7 @@
 //! a [`Topic`], read through its accessors.
 
 mod checks;
+mod edit;
 mod error;
 mod places;
 mod settings;
@@ -25,7 +26,8 @@ use arrow::datatypes::SchemaRef;
 use sha2::{Digest, Sha256};
 
 pub use checks::check_keys;
-pub use error::{ConfigError, line_column, located, toml_error};
+pub use edit::{PREVIOUS_MAPPING_FILE, SavedMapping, save_mapping};
+pub use error::{ConfigError, ErrorPlace, line_column, located, toml_error};
 pub use places::Places;
 pub use settings::{
     CsvCompression, CsvOptions, Format, OutputSettings, ParquetCompression, ParquetOptions,
@@ -70,6 +72,26 @@ impl Topic {
         dir: &Path,
         engine: &Engine,
         nakadi: Option<&NakadiClient>,
+    ) -> Result<Topic, ConfigError> {
+        Topic::load_with(dir, engine, nakadi, None).await
+    }
+
+    /// Loads `dir` as if its `mapping.sql` held `mapping`: the checks a
+    /// reload would make, before the text is written to the file.
+    pub async fn load_with_mapping(
+        dir: &Path,
+        engine: &Engine,
+        nakadi: Option<&NakadiClient>,
+        mapping: &str,
+    ) -> Result<Topic, ConfigError> {
+        Topic::load_with(dir, engine, nakadi, Some(mapping)).await
+    }
+
+    async fn load_with(
+        dir: &Path,
+        engine: &Engine,
+        nakadi: Option<&NakadiClient>,
+        mapping: Option<&str>,
     ) -> Result<Topic, ConfigError> {
         let name = dir
             .file_name()
@@ -120,7 +142,10 @@ impl Topic {
         };
 
         let mapping_path = dir.join(MAPPING_FILE);
-        let mapping_text = read(&mapping_path)?;
+        let mapping_text = match mapping {
+            Some(text) => text.to_string(),
+            None => read(&mapping_path)?,
+        };
         let mapping = Mapping::parse(&mapping_path, &mapping_text)?;
 
         let partitioning_key = file.partitioning_key.into_vec();
@@ -296,12 +321,34 @@ fn load_schema(path: &Path, text: &str, category: Category) -> Result<TopicSchem
     TopicSchema::from_event_type(&event_type, path.display().to_string()).map_err(schema_error)
 }
 
+/// Why a topic does not load: the message, and the place it points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    pub reason: String,
+    pub at: Option<ErrorPlace>,
+}
+
+impl From<&ConfigError> for Broken {
+    fn from(error: &ConfigError) -> Self {
+        Broken {
+            reason: crate::error::report(error),
+            at: error.place(),
+        }
+    }
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// All topics under a folder: the ones that loaded, and why the others did not.
 #[derive(Default)]
 pub struct Catalog {
     pub dir: PathBuf,
     pub topics: BTreeMap<String, Arc<Topic>>,
-    pub broken: BTreeMap<String, String>,
+    pub broken: BTreeMap<String, Broken>,
 }
 
 impl Catalog {
@@ -334,7 +381,7 @@ impl Catalog {
                     catalog.topics.insert(name, Arc::new(topic));
                 }
                 Err(e) => {
-                    catalog.broken.insert(name, crate::error::report(&e));
+                    catalog.broken.insert(name, Broken::from(&e));
                 }
             }
         }
@@ -346,10 +393,10 @@ impl Catalog {
         if let Some(t) = self.topics.get(name) {
             return Ok(t.clone());
         }
-        if let Some(reason) = self.broken.get(name) {
+        if let Some(broken) = self.broken.get(name) {
             return Err(ConfigError::invalid(
                 &self.dir.join(name),
-                format!("topic does not load: {reason}"),
+                format!("topic does not load: {}", broken.reason),
             ));
         }
         Err(ConfigError::UnknownTopic {

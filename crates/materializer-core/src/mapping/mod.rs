@@ -213,7 +213,7 @@ impl Mapping {
                         "output column {:?} is {}; CSV holds flat columns only: select its fields \
                          (`col['field']` or `col.field`) or flatten it with unnest()",
                         field.name(),
-                        field.data_type()
+                        crate::schema::sql_type(field.data_type())
                     ),
                 });
             }
@@ -255,8 +255,12 @@ impl Mapping {
                         column: s.start.column,
                     })
                     .unwrap_or(view.at);
+                // The type-mismatch diagnostic names neither the types nor
+                // the operator; the engine's own message names both.
                 let mut message = if d.message.is_empty() {
                     message
+                } else if d.message.contains("incompatible types") && !message.is_empty() {
+                    format!("{}: {message}", d.message)
                 } else {
                     d.message.clone()
                 };

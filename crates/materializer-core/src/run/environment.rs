@@ -88,8 +88,12 @@ impl RunEnvironment {
 
     /// A source for sample events of `topic`: as [`Self::source`], but a live
     /// Nakadi is always read with cursors, so that nothing is committed.
-    pub fn sample_source(&self, topic: &Topic) -> Result<Source, SetupError> {
-        Ok(match self.source(topic, None)? {
+    pub fn sample_source(
+        &self,
+        topic: &Topic,
+        recording: Option<&Path>,
+    ) -> Result<Source, SetupError> {
+        Ok(match self.source(topic, recording)? {
             Source::Nakadi(n) => Source::Nakadi(NakadiSource {
                 subscription: None,
                 client: n.client,

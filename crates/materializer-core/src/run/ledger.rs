@@ -147,13 +147,15 @@ impl RunCounts {
         self.deletes += other.deletes;
     }
 
-    /// Share of decoded events that compaction removed.
+    /// Share of the decoded events that compaction found superseded by a
+    /// newer version of their key in the same run. Corrections are not
+    /// counted: they reach the warehouse.
     pub fn compaction_rate(&self) -> f64 {
         let decoded = self.main_input + self.superseded + self.correction_events;
         if decoded == 0 {
             0.0
         } else {
-            1.0 - self.main_input as f64 / decoded as f64
+            self.superseded as f64 / decoded as f64
         }
     }
 }

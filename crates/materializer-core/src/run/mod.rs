@@ -28,6 +28,7 @@ pub mod ledger;
 mod lock;
 mod map;
 mod plan;
+use plan::Planned;
 pub mod progress;
 mod read;
 mod write;
@@ -99,6 +100,8 @@ pub struct RunSummary {
     /// Partitions whose decoded events outgrew their share of the memory
     /// budget (`--memory-mb`) and waited for mapping in a temp file.
     pub spilled_partitions: usize,
+    /// Nakadi requests and streams this run repeated after a failure.
+    pub retries: u64,
 }
 
 /// Seconds spent in each stage of a run.
@@ -183,6 +186,8 @@ impl Run<'_> {
 
     async fn go(&self) -> Result<RunSummary, RunFailure> {
         let progress = &self.request.progress;
+        // The client's counter is the process's: this run's share is the difference.
+        let retries_before = self.request.source.retries();
         let mut timings = Timings::default();
         let mut clock = Instant::now();
         let mut lap = |slot: &mut f64| {
@@ -190,7 +195,7 @@ impl Run<'_> {
             clock = Instant::now();
         };
         progress.set_stage(Stage::Planning);
-        let Some((plan, resumed, committed)) = self.plan().await? else {
+        let Some(planned) = self.plan().await? else {
             let latest = self.ledger.latest().await?;
             info!(topic = %self.topic.name(), "nothing new since the last committed run");
             return Ok(RunSummary {
@@ -207,8 +212,19 @@ impl Run<'_> {
                 resumed: false,
                 timings: Timings::default(),
                 spilled_partitions: 0,
+                retries: 0,
             });
         };
+        progress.events_planned.store(
+            planned.events().unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let Planned {
+            plan,
+            resumed,
+            committed,
+            ..
+        } = planned;
         let ranges: Vec<PartitionRange> = plan
             .partitions
             .iter()
@@ -317,10 +333,10 @@ impl Run<'_> {
                 sequence: manifest.sequence,
                 source,
             })?;
-        progress.retries.store(
-            self.request.source.retries(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let retries = self.request.source.retries().saturating_sub(retries_before);
+        progress
+            .retries
+            .store(retries, std::sync::atomic::Ordering::Relaxed);
 
         lap(&mut timings.commit);
         Ok(RunSummary {
@@ -337,6 +353,7 @@ impl Run<'_> {
             resumed,
             timings,
             spilled_partitions,
+            retries,
         })
     }
 

@@ -9,10 +9,43 @@ use crate::source::{Offset, PartitionRange, check_available, partition_cmp, plan
 
 use super::{Manifest, PartitionCursors, Plan, Run, RunFailure};
 
+/// The plan a run follows, and what planning learnt on the way.
+pub(super) struct Planned {
+    pub plan: Plan,
+    /// Whether the plan was fixed by an earlier attempt.
+    pub resumed: bool,
+    /// The newest committed run.
+    pub committed: Option<Manifest>,
+    /// The cursor before the oldest event of each partition, as the source
+    /// said when this attempt planned (none for a resumed plan).
+    pub first_cursors: BTreeMap<String, Offset>,
+}
+
+impl Planned {
+    /// Events the plan holds, when the offsets tell: offsets of a partition
+    /// count up one by one within a timeline. A partition read from `BEGIN`
+    /// starts at the oldest event the source holds.
+    pub fn events(&self) -> Option<u64> {
+        self.plan
+            .partitions
+            .iter()
+            .filter(|p| p.end.is_after(&p.start))
+            .map(|p| {
+                let from = if p.start.is_begin() {
+                    self.first_cursors.get(&p.partition)?
+                } else {
+                    &p.start
+                };
+                from.events_until(&p.end)
+            })
+            .sum()
+    }
+}
+
 impl Run<'_> {
     /// The plan in force for the next sequence number, or `None` when there is
     /// nothing new. Also finishes the post-commit steps of the newest run.
-    pub(super) async fn plan(&self) -> Result<Option<(Plan, bool, Option<Manifest>)>, RunFailure> {
+    pub(super) async fn plan(&self) -> Result<Option<Planned>, RunFailure> {
         let committed = self.ledger.latest().await?;
         if let Some(manifest) = &committed
             && !self.ledger.post_commit_done(manifest).await?
@@ -31,10 +64,19 @@ impl Run<'_> {
         if let Some(plan) = &existing
             && follows(plan, &committed_ends)
         {
-            return Ok(Some((plan.clone(), true, committed)));
+            return Ok(Some(Planned {
+                plan: plan.clone(),
+                resumed: true,
+                committed,
+                first_cursors: BTreeMap::new(),
+            }));
         }
 
         let partitions = self.request.source.partitions().await?;
+        let first_cursors = partitions
+            .iter()
+            .map(|p| (p.partition.clone(), self.request.source.first_cursor(p)))
+            .collect();
         check_available(&partitions, &committed_ends)?;
         let mut ranges = plan_ranges(&partitions, &committed_ends);
         // Partitions the source no longer lists keep their cursors.
@@ -71,11 +113,21 @@ impl Run<'_> {
             // A stale plan (its start cursors do not follow the committed run).
             warn!(topic = %self.topic.name(), sequence, "replacing a plan that does not follow the committed cursors");
             self.ledger.replace_plan(&plan).await?;
-            return Ok(Some((plan, false, committed)));
+            return Ok(Some(Planned {
+                plan,
+                resumed: false,
+                committed,
+                first_cursors,
+            }));
         }
         let in_force = self.ledger.fix_plan(plan.clone()).await?;
         let resumed = in_force != plan;
-        Ok(Some((in_force, resumed, committed)))
+        Ok(Some(Planned {
+            plan: in_force,
+            resumed,
+            committed,
+            first_cursors,
+        }))
     }
 }
 
@@ -97,4 +149,78 @@ fn follows(plan: &Plan, committed_ends: &BTreeMap<String, Offset>) -> bool {
         && committed_ends
             .keys()
             .all(|k| planned.contains_key(k.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursors(partition: &str, start: &str, end: &str) -> PartitionCursors {
+        PartitionCursors {
+            partition: partition.into(),
+            start: Offset::new(start),
+            end: Offset::new(end),
+            events: None,
+        }
+    }
+
+    fn planned(partitions: Vec<PartitionCursors>, first: &[(&str, &str)]) -> Planned {
+        Planned {
+            plan: Plan {
+                topic: "t".into(),
+                event_type: "e".into(),
+                sequence: 1,
+                created_at: Utc::now(),
+                fingerprint: String::new(),
+                partitions,
+            },
+            resumed: false,
+            committed: None,
+            first_cursors: first
+                .iter()
+                .map(|(p, o)| (p.to_string(), Offset::new(*o)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn planned_events_come_from_the_offsets() {
+        let p = planned(
+            vec![
+                cursors(
+                    "0",
+                    "001-0001-000000000000000004",
+                    "001-0001-000000000000000009",
+                ),
+                cursors("1", "BEGIN", "001-0001-000000000000000002"),
+                cursors("2", "BEGIN", "001-0001-000000000000000007"),
+                cursors(
+                    "3",
+                    "001-0001-000000000000000003",
+                    "001-0001-000000000000000003",
+                ),
+            ],
+            &[("1", "BEGIN"), ("2", "001-0001-000000000000000005")],
+        );
+        // 5 after the cursor, 3 from offset 0, 2 after the oldest cursor, none.
+        assert_eq!(p.events(), Some(10));
+    }
+
+    #[test]
+    fn planned_events_are_unknown_when_a_partition_does_not_tell() {
+        let begin_without_oldest = planned(
+            vec![cursors("0", "BEGIN", "001-0001-000000000000000009")],
+            &[],
+        );
+        assert_eq!(begin_without_oldest.events(), None);
+        let other_timeline = planned(
+            vec![cursors(
+                "0",
+                "001-0001-000000000000000004",
+                "001-0002-000000000000000001",
+            )],
+            &[],
+        );
+        assert_eq!(other_timeline.events(), None);
+    }
 }

@@ -24,6 +24,8 @@ pub struct Progress {
     stage: Mutex<Stage>,
     pub partitions_total: AtomicU64,
     pub partitions_finished: AtomicU64,
+    /// Events the plan holds, when its offsets tell (0: not known).
+    pub events_planned: AtomicU64,
     pub events_read: AtomicU64,
     pub bytes_read: AtomicU64,
     pub events_rejected: AtomicU64,
@@ -40,6 +42,8 @@ pub struct ProgressSnapshot {
     pub stage: Stage,
     pub partitions_total: u64,
     pub partitions_finished: u64,
+    /// 0 when not known.
+    pub events_planned: u64,
     pub events_read: u64,
     pub bytes_read: u64,
     pub events_rejected: u64,
@@ -71,6 +75,7 @@ impl Progress {
             stage: self.stage(),
             partitions_total: get(&self.partitions_total),
             partitions_finished: get(&self.partitions_finished),
+            events_planned: get(&self.events_planned),
             events_read: get(&self.events_read),
             bytes_read: get(&self.bytes_read),
             events_rejected: get(&self.events_rejected),

@@ -78,6 +78,17 @@ impl Offset {
         b.checked_sub(a)
     }
 
+    /// Number of events after the cursor `self` up to and including `end`,
+    /// when both sit in the same timeline; `BEGIN` is the cursor before
+    /// offset 0.
+    pub fn events_until(&self, end: &Offset) -> Option<u64> {
+        if !self.is_begin() {
+            return self.distance_to(end);
+        }
+        let (_, digits) = end.split_numeric()?;
+        digits.parse::<u64>().ok()?.checked_add(1)
+    }
+
     /// Nakadi's order of offsets within one partition.
     pub fn nakadi_cmp(&self, other: &Offset) -> Ordering {
         match (self.is_begin(), other.is_begin()) {
@@ -210,6 +221,17 @@ mod tests {
         );
         assert_eq!(Offset::begin().minus(1), None);
         assert_eq!(Offset::new("3").minus(4), None);
+    }
+
+    #[test]
+    fn events_until_counts_from_the_cursor_or_from_offset_zero() {
+        let end = Offset::new("001-0001-000000000000000009");
+        assert_eq!(
+            Offset::new("001-0001-000000000000000004").events_until(&end),
+            Some(5)
+        );
+        assert_eq!(Offset::begin().events_until(&end), Some(10));
+        assert_eq!(Offset::begin().events_until(&Offset::new("opaque")), None);
     }
 
     #[test]

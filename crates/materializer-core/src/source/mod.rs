@@ -208,6 +208,18 @@ impl Source {
         }
     }
 
+    /// The cursor before the oldest event `partition` holds. Nakadi names the
+    /// oldest event itself; a recording names the cursor before it already.
+    pub fn first_cursor(&self, partition: &PartitionInfo) -> Offset {
+        match self {
+            Source::Recorded(_) => partition.oldest_available_offset.clone(),
+            Source::Nakadi(_) => partition
+                .oldest_available_offset
+                .minus(1)
+                .unwrap_or_else(Offset::begin),
+        }
+    }
+
     /// Batches of the given partitions, each from after its start cursor on.
     /// Batches may reach past a range's end; the run trims them.
     pub fn stream(

@@ -59,14 +59,39 @@ impl Tokens {
         self.tokens.is_empty()
     }
 
-    /// Whether `candidate` is one of the tokens. Every token is compared in
-    /// full, so the time taken does not tell how much of one matched.
+    /// Whether `candidate` is one of the tokens.
     pub fn accepts(&self, candidate: &str) -> bool {
-        let mut found = false;
-        for token in &self.tokens {
-            found |= constant_time_eq(token.as_bytes(), candidate.as_bytes());
+        self.find(candidate).is_some()
+    }
+
+    /// Which token `candidate` is: its number (from 1) in the order given
+    /// (flags, then the file's lines). Every token is compared in full, so
+    /// the time taken does not tell how much of one matched.
+    pub fn find(&self, candidate: &str) -> Option<usize> {
+        let mut found = None;
+        for (index, token) in self.tokens.iter().enumerate() {
+            if constant_time_eq(token.as_bytes(), candidate.as_bytes()) {
+                found = Some(index + 1);
+            }
         }
         found
+    }
+}
+
+/// Who made a request, as far as logs may tell: the number of the token it
+/// carried, never the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// `None` on a server without tokens.
+    pub token: Option<usize>,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.token {
+            Some(n) => write!(f, "token #{n}"),
+            None => f.write_str("no token (a server without tokens)"),
+        }
     }
 }
 
@@ -83,26 +108,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Checks the bearer token: 401 without one, 403 with a wrong one.
 pub(crate) async fn require_token(
     State(app): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if app.settings.tokens.is_empty() {
-        return next.run(request).await; // loopback without tokens, announced at start
+        // Loopback without tokens, announced at start.
+        request.extensions_mut().insert(Caller { token: None });
+        return next.run(request).await;
     }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        None => ApiError::new(ProblemKind::Unauthorized, "a bearer token is required")
+    let Some(given) = given else {
+        return ApiError::new(ProblemKind::Unauthorized, "a bearer token is required")
             .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            .into_response();
+    };
+    match app.settings.tokens.find(given.trim()) {
+        None => ApiError::new(ProblemKind::Forbidden, "the bearer token is not accepted")
             .into_response(),
-        Some(token) if !app.settings.tokens.accepts(token.trim()) => {
-            ApiError::new(ProblemKind::Forbidden, "the bearer token is not accepted")
-                .into_response()
+        Some(number) => {
+            request.extensions_mut().insert(Caller {
+                token: Some(number),
+            });
+            next.run(request).await
         }
-        Some(_) => next.run(request).await,
     }
 }
 
@@ -118,6 +150,8 @@ mod tests {
         assert!(!tokens.accepts("alph"));
         assert!(!tokens.accepts("alphaa"));
         assert!(!tokens.accepts(""));
+        assert_eq!(tokens.find("beta"), Some(2));
+        assert_eq!(Caller { token: Some(2) }.to_string(), "token #2");
         assert_eq!(format!("{tokens:?}"), "Tokens(2 configured)");
     }
 }

@@ -17,6 +17,7 @@ use materializer_core::mapping::MappingError;
 use materializer_core::preview::PreviewError;
 use materializer_core::run::{LedgerError, RunError, SetupError};
 use materializer_core::source::SourceError;
+use materializer_core::warehouse::WarehouseError;
 use materializer_core::{ErrorClass, report};
 
 /// A problem document (RFC 9457).
@@ -238,6 +239,16 @@ impl From<RunError> for ApiError {
 
 impl From<ConfigError> for ApiError {
     fn from(error: ConfigError) -> Self {
+        match error {
+            // With the place in the SQL, for an editor to mark.
+            ConfigError::Mapping(e) => e.into(),
+            other => ApiError::class(other.class(), report(&other)),
+        }
+    }
+}
+
+impl From<WarehouseError> for ApiError {
+    fn from(error: WarehouseError) -> Self {
         ApiError::class(error.class(), report(&error))
     }
 }

@@ -1,12 +1,14 @@
 //! The HTTP API: schedulers trigger, watch and stop runs; analysts list topics
 //! and preview mappings. Runs go through the same [`run::execute`] as the CLI.
 //!
-//! Every route but `/healthz`, `/metrics` and `/openapi.json` needs a bearer
-//! token. Errors are problem documents (`application/problem+json`) carrying
+//! Every route but `/healthz`, `/metrics`, `/openapi.json`, `/problems/*`
+//! and the web console's files (`/`, `/assets/*`) needs a bearer token. Errors are problem documents (`application/problem+json`) carrying
 //! the messages the CLI prints. The OpenAPI document is generated from the
 //! handlers below, so it lists exactly the routes that are served.
 
 pub mod auth;
+mod columns;
+pub mod console;
 mod error;
 pub mod metrics;
 pub mod models;
@@ -29,6 +31,7 @@ pub use error::{ApiError, Problem, SqlError};
 pub use state::{ApiSettings, AppState, TopicsView};
 
 use self::openapi::{ApiDoc, complete_responses};
+use self::routes::mapping::*;
 use self::routes::operations::*;
 use self::routes::preview::*;
 use self::routes::runs::*;
@@ -39,11 +42,17 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let protected: OpenApiRouter<Arc<AppState>> = OpenApiRouter::new()
         .routes(routes!(list_topics))
         .routes(routes!(get_topic))
+        .routes(routes!(topic_sample))
+        .routes(routes!(warehouse_sql))
+        .routes(routes!(put_mapping))
         .routes(routes!(preview_topic))
         .routes(routes!(trigger_run, list_runs))
         .routes(routes!(get_run))
+        .routes(routes!(run_events))
+        .routes(routes!(run_files))
         .routes(routes!(stop_run))
         .routes(routes!(reload))
+        .routes(routes!(info))
         .layer(middleware::from_fn_with_state(
             app.clone(),
             auth::require_token,
@@ -60,6 +69,7 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     complete_responses(&mut doc);
     let _ = app.openapi.set(doc.clone());
     let router = router
+        .merge(console::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::no_method)
         .layer(middleware::from_fn(error::plain_errors_as_problems))

@@ -6,8 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use materializer_core::config::ErrorPlace;
 use materializer_core::preview::{PreviewRejected, PreviewTable};
-use materializer_core::run::{Manifest, RunCounts};
+use materializer_core::run::{Manifest, ManifestFile, RunCounts};
+
+pub use crate::api::columns::ColumnView;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -25,28 +28,58 @@ pub struct TopicSummary {
     /// or `broken` (never loaded).
     pub status: String,
     pub error: Option<String>,
+    /// Where the error points: the file, and the line and column when there is one.
+    pub error_at: Option<ErrorAtView>,
     pub running: bool,
+    /// Column(s) identifying an entity (none for a topic that never loaded).
+    pub partitioning_key: Option<Vec<String>>,
+    pub ordering_key: Option<String>,
+    /// `csv` or `parquet`.
+    pub format: Option<String>,
+    /// The newest committed run.
+    pub last_run: Option<LastRunView>,
 }
 
-/// A column.
+/// The place a configuration error points at.
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct ColumnView {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub data_type: String,
-    pub nullable: bool,
+pub struct ErrorAtView {
+    pub file: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
 }
 
-pub(crate) fn columns(schema: &arrow::datatypes::Schema) -> Vec<ColumnView> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| ColumnView {
-            name: f.name().clone(),
-            data_type: f.data_type().to_string(),
-            nullable: f.is_nullable(),
-        })
-        .collect()
+impl From<&ErrorPlace> for ErrorAtView {
+    fn from(place: &ErrorPlace) -> Self {
+        ErrorAtView {
+            file: place.file.display().to_string(),
+            line: place.line,
+            column: place.column,
+        }
+    }
+}
+
+/// The newest committed run of a topic, from its manifest.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LastRunView {
+    pub sequence: u64,
+    pub committed_at: DateTime<Utc>,
+    pub events_read: u64,
+    pub main_rows: u64,
+    pub correction_rows: u64,
+    pub compaction_rate: f64,
+}
+
+impl From<&Manifest> for LastRunView {
+    fn from(m: &Manifest) -> Self {
+        LastRunView {
+            sequence: m.sequence,
+            committed_at: m.committed_at,
+            events_read: m.counts.events_read,
+            main_rows: m.counts.main_rows,
+            correction_rows: m.counts.correction_rows,
+            compaction_rate: m.counts.compaction_rate(),
+        }
+    }
 }
 
 /// A topic's configuration, schema and SQL.
@@ -211,6 +244,8 @@ pub struct HistoryQuery {
 pub struct ProgressView {
     pub partitions_total: u64,
     pub partitions_finished: u64,
+    /// Events the run's plan holds, when its offsets tell.
+    pub events_planned: Option<u64>,
     pub events_read: u64,
     pub bytes_read: u64,
     pub events_rejected: u64,
@@ -246,6 +281,11 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// Whether the run is queued or going on.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state.as_str(), "queued" | "running" | "committing")
+    }
+
     /// A committed run read back from its manifest.
     pub fn from_manifest(m: &Manifest) -> RunView {
         let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
@@ -264,6 +304,7 @@ impl RunView {
                 partitions_total: m.partitions.iter().filter(|p| p.end != p.start).count() as u64,
                 partitions_finished: m.partitions.iter().filter(|p| p.end != p.start).count()
                     as u64,
+                events_planned: Some(m.counts.events_read),
                 events_read: m.counts.events_read,
                 bytes_read: 0,
                 events_rejected: m.counts.events_rejected,
@@ -279,6 +320,119 @@ impl RunView {
             error: None,
         }
     }
+}
+
+/// One event of `GET /runs/{id}/events`, by its fields: `progress` while
+/// the run is queued or going on, `end` once, last.
+#[derive(ToSchema)]
+pub struct RunEvent {
+    #[schema(inline)]
+    pub event: RunEventName,
+    /// The run as `GET /runs/{id}` answers it (a RunView), as JSON.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum RunEventName {
+    Progress,
+    End,
+}
+
+/// A file of a committed run.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RunFileView {
+    /// Path relative to the topic's folder in the output location.
+    pub path: String,
+    /// main, correction or rejected.
+    pub kind: String,
+    /// The Nakadi partition whose events the file holds.
+    pub partition: String,
+    /// `[column, value]` pairs of the output partition (empty without `partition_by`).
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub output_partition: Vec<(String, String)>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl From<&ManifestFile> for RunFileView {
+    fn from(f: &ManifestFile) -> Self {
+        RunFileView {
+            path: f.path.clone(),
+            kind: f.kind.as_str().to_string(),
+            partition: f.partition.clone(),
+            output_partition: f.output_partition.clone(),
+            rows: f.rows,
+            bytes: f.bytes,
+            sha256: f.sha256.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SampleQuery {
+    /// How many events (default 20, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+}
+
+/// The first events of a topic's source, as a preview takes them.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SampleView {
+    /// Events as the source holds them; one that is not JSON is given as a
+    /// string (a preview rejects it, as a run would).
+    #[schema(value_type = Vec<Value>)]
+    pub events: Vec<serde_json::Value>,
+    /// Where they were read.
+    pub source: String,
+}
+
+/// The SQL dialects of the warehouse import.
+#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectParam {
+    #[default]
+    Postgres,
+    Redshift,
+    Oracle,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WarehouseQuery {
+    /// postgres (default), redshift or oracle.
+    #[param(inline)]
+    pub dialect: Option<DialectParam>,
+}
+
+/// The warehouse import SQL of a topic.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WarehouseSqlView {
+    pub dialect: String,
+    pub sql: String,
+}
+
+/// What this server is and allows.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct InfoView {
+    pub version: String,
+    /// Whether `PUT /topics/{topic}/mapping` is allowed (`serve --allow-mapping-edits`).
+    pub mapping_edits: bool,
+    /// Longest time a preview may take.
+    pub preview_timeout_seconds: f64,
+    /// Most sample events one preview takes.
+    pub preview_max_events: usize,
+}
+
+/// A mapping to save.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRequest {
+    /// CREATE VIEW statements over `events`.
+    pub mapping: String,
 }
 
 /// A count, written as any JSON number with no fraction (`20`, `20.0`, `2e1`).

@@ -88,6 +88,7 @@ impl Entry {
             progress: ProgressView {
                 partitions_total: p.partitions_total,
                 partitions_finished: p.partitions_finished,
+                events_planned: (p.events_planned > 0).then_some(p.events_planned),
                 events_read: p.events_read,
                 bytes_read: p.bytes_read,
                 events_rejected: p.events_rejected,

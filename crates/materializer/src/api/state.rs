@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use materializer_core::config::{Catalog, Topic};
+use materializer_core::config::{Broken, Catalog, Topic};
 use materializer_core::mapping::Engine;
 use materializer_core::run::RunEnvironment;
 use materializer_core::source::NakadiClient;
@@ -48,7 +48,7 @@ pub struct TopicsView {
     pub topics: BTreeMap<String, Arc<Topic>>,
     /// Topics whose files do not load now, with the reason; when they loaded
     /// before, `topics` still holds their last good configuration.
-    pub broken: BTreeMap<String, String>,
+    pub broken: BTreeMap<String, Broken>,
 }
 
 /// Everything the handlers share.
@@ -63,6 +63,9 @@ pub struct AppState {
     pub runs: RunRegistry,
     /// Turns of the previews running at once.
     pub previews: tokio::sync::Semaphore,
+    /// Held while a mapping is checked and saved, and while topics reload:
+    /// each sees the files the one before left.
+    pub edits: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
     /// Cancelled when the server shuts down: no new runs are accepted.
     pub shutdown: CancellationToken,
@@ -81,6 +84,7 @@ impl AppState {
         let state = Arc::new(AppState {
             runs: RunRegistry::new(settings.max_concurrent_runs),
             previews: tokio::sync::Semaphore::new(PREVIEWS_AT_ONCE),
+            edits: tokio::sync::Mutex::new(()),
             env,
             preview_engine,
             sql_dir,
@@ -98,6 +102,9 @@ impl AppState {
     /// Re-reads the topic folders. A topic that no longer loads keeps its last
     /// good configuration and the reason is reported.
     pub async fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        // Not while a mapping is being saved: this reload could read the old
+        // file and replace the topic the save has just served.
+        let _edits = self.edits.lock().await;
         let catalog =
             Catalog::load(&self.sql_dir, &self.env.engine, self.nakadi.as_deref()).await?;
         let mut view = self.topics.write().unwrap_or_else(|e| e.into_inner());
@@ -109,18 +116,32 @@ impl AppState {
                 kept.push(name.clone());
             }
         }
-        for (name, reason) in &catalog.broken {
-            warn!(topic = %name, reason, "topic does not load");
+        for (name, broken) in &catalog.broken {
+            warn!(topic = %name, reason = %broken, "topic does not load");
         }
+        let reasons = catalog
+            .broken
+            .iter()
+            .map(|(name, broken)| (name.clone(), broken.reason.clone()))
+            .collect();
         *view = TopicsView {
             topics,
-            broken: catalog.broken.clone(),
+            broken: catalog.broken,
         };
         Ok(ReloadReport {
             topics: view.topics.keys().cloned().collect(),
-            broken: catalog.broken,
+            broken: reasons,
             kept_last_good: kept,
         })
+    }
+
+    /// Serves `topic` as loaded now (its files were just checked and saved).
+    pub(crate) fn install(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
+        let mut view = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        view.broken.remove(topic.name());
+        view.topics.insert(topic.name().to_string(), topic.clone());
+        topic
     }
 
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, ApiError> {
@@ -129,7 +150,7 @@ impl AppState {
             .get(name)
             .cloned()
             .ok_or_else(|| match view.broken.get(name) {
-                Some(reason) => ApiError::class(ErrorClass::Config, reason.clone())
+                Some(broken) => ApiError::class(ErrorClass::Config, broken.reason.clone())
                     .titled("Topic does not load"),
                 None => ApiError::new(
                     ProblemKind::NotFound,

@@ -10,6 +10,7 @@ use crate::cli::error::CliError;
 use materializer_core::sink::S3Settings;
 use materializer_core::source::{NakadiClient, NakadiSettings, TokenSource};
 
+/// Options every subcommand takes, listed under one heading.
 #[derive(Args, Debug)]
 pub(crate) struct GlobalArgs {
     /// Folder with one sub-folder per topic (topic.toml, mapping.sql, schema.json).
@@ -17,81 +18,134 @@ pub(crate) struct GlobalArgs {
         long,
         global = true,
         env = "MATERIALIZER_SQL_DIR",
-        default_value = "sql"
+        default_value = "sql",
+        help_heading = "Global options"
     )]
     pub(crate) sql_dir: PathBuf,
     /// Log format on stderr. Levels come from RUST_LOG (default: info).
-    #[arg(long, global = true, env = "MATERIALIZER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "MATERIALIZER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = "Global options")]
     pub(crate) log_format: LogFormat,
-    /// Memory a run may hold (MiB) before spilling to disk: a quarter for the
-    /// decoded events waiting to be mapped, the rest for the query engine's sorts.
-    #[arg(
-        long,
-        global = true,
-        env = "MATERIALIZER_MEMORY_MB",
-        default_value_t = 512
-    )]
-    pub(crate) memory_mb: usize,
-    /// Folder for spilled data (default: the system temp folder).
-    #[arg(long, global = true, env = "MATERIALIZER_SPILL_DIR")]
-    pub(crate) spill_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub(crate) nakadi: NakadiArgs,
 }
 
-/// Connection to a live Nakadi. The bearer token comes from --nakadi-token-file
-/// (re-read whenever the file changes) or from the environment variable NAKADI_TOKEN.
+/// How much memory the query engine of a run may hold.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Memory")]
+pub(crate) struct EngineArgs {
+    /// Memory a run may hold (MiB) before spilling to disk: a quarter for the
+    /// decoded events waiting to be mapped, the rest for the query engine's sorts.
+    #[arg(long, env = "MATERIALIZER_MEMORY_MB", default_value_t = DEFAULT_MEMORY_MB)]
+    pub(crate) memory_mb: usize,
+    /// Folder for spilled data (default: the system temp folder).
+    #[arg(long, env = "MATERIALIZER_SPILL_DIR")]
+    pub(crate) spill_dir: Option<PathBuf>,
+}
+
+const DEFAULT_MEMORY_MB: usize = 512;
+
+impl Default for EngineArgs {
+    fn default() -> Self {
+        EngineArgs {
+            memory_mb: DEFAULT_MEMORY_MB,
+            spill_dir: None,
+        }
+    }
+}
+
+/// Where a live Nakadi is and how to authenticate. Without a URL, runs read
+/// recorded batches and topics need their own schema.json.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Nakadi")]
 pub(crate) struct NakadiArgs {
     /// Base URL of Nakadi. With it, runs read the live event type instead of
     /// recorded batches, and topics without schema.json get the event type's schema.
-    #[arg(long, global = true, env = "NAKADI_URL")]
+    #[arg(long, env = "NAKADI_URL")]
     pub(crate) nakadi_url: Option<String>,
     /// File holding the bearer token, re-read when it changes (mounted credentials).
-    #[arg(long, global = true, env = "NAKADI_TOKEN_FILE")]
+    #[arg(long, env = "NAKADI_TOKEN_FILE")]
     pub(crate) nakadi_token_file: Option<PathBuf>,
+    /// The bearer token itself, when there is no token file. Prefer the
+    /// environment to the flag: a flag shows in the process list.
+    #[arg(long, env = "NAKADI_TOKEN", hide_env_values = true)]
+    pub(crate) nakadi_token: Option<String>,
+}
+
+/// How a run reads Nakadi's streams and how long it keeps trying.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Nakadi streams")]
+pub(crate) struct StreamArgs {
     /// Events per batch Nakadi may send (batch_limit).
-    #[arg(
-        long,
-        global = true,
-        env = "NAKADI_BATCH_LIMIT",
-        default_value_t = 1000
-    )]
+    #[arg(long, env = "NAKADI_BATCH_LIMIT", default_value_t = 1000)]
     pub(crate) nakadi_batch_limit: u32,
     /// Seconds Nakadi may wait to fill a batch (batch_flush_timeout).
-    #[arg(long, global = true, default_value_t = 1)]
+    #[arg(long, env = "NAKADI_BATCH_FLUSH_TIMEOUT", default_value_t = 1)]
     pub(crate) nakadi_batch_flush_timeout: u64,
     /// Seconds without data or keep-alive after which a stream is dropped and resumed.
-    #[arg(long, global = true, default_value_t = 31)]
+    #[arg(long, env = "NAKADI_SILENCE_TIMEOUT", default_value_t = 31)]
     pub(crate) nakadi_silence_timeout: u64,
-    /// Attempts without progress before a run gives up (connection errors,
-    /// 429, 5xx, dropped or cut streams, subscription streams Nakadi closed).
-    #[arg(long, global = true, env = "NAKADI_MAX_RETRIES", default_value_t = 10)]
+    /// Attempts without progress before a run gives up (connection errors
+    /// after the run reached Nakadi, 429, 5xx, dropped or cut streams,
+    /// subscription streams Nakadi closed). A connection refused at the start
+    /// of a run fails at once.
+    #[arg(long, env = "NAKADI_MAX_RETRIES", default_value_t = 10)]
     pub(crate) nakadi_max_retries: u32,
     /// Longest pause between two attempts, in seconds (pauses double from 0.5 s, with jitter).
-    #[arg(long, global = true, default_value_t = 30)]
+    #[arg(long, env = "NAKADI_MAX_BACKOFF", default_value_t = 30)]
     pub(crate) nakadi_max_backoff: u64,
 }
 
-impl NakadiArgs {
+/// What a command that runs topics takes besides its own options.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RunnerArgs {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
+    pub(crate) nakadi: NakadiArgs,
+    #[command(flatten)]
+    pub(crate) streams: StreamArgs,
+}
+
+/// What a command that reads topics needs to know: where they are, where
+/// Nakadi is (for schemas), and for runs, memory and stream settings.
+pub(crate) struct Context {
+    pub(crate) sql_dir: PathBuf,
+    pub(crate) engine: EngineArgs,
+    pub(crate) nakadi: NakadiArgs,
+    pub(crate) streams: Option<StreamArgs>,
+}
+
+impl Context {
     /// A client when a Nakadi URL is set.
-    pub(crate) fn client(&self) -> Result<Option<Arc<NakadiClient>>, CliError> {
+    pub(crate) fn nakadi_client(&self) -> Result<Option<Arc<NakadiClient>>, CliError> {
+        self.nakadi.client(self.streams.as_ref())
+    }
+}
+
+impl NakadiArgs {
+    /// A client when a Nakadi URL is set; stream settings as given, or
+    /// Nakadi's defaults for commands that only fetch schemas.
+    pub(crate) fn client(
+        &self,
+        streams: Option<&StreamArgs>,
+    ) -> Result<Option<Arc<NakadiClient>>, CliError> {
         let Some(url) = &self.nakadi_url else {
             return Ok(None);
         };
-        let token = match (&self.nakadi_token_file, std::env::var("NAKADI_TOKEN")) {
+        let token = match (&self.nakadi_token_file, &self.nakadi_token) {
             (Some(path), _) => TokenSource::file(path),
-            (None, Ok(token)) if !token.trim().is_empty() => {
+            (None, Some(token)) if !token.trim().is_empty() => {
                 TokenSource::Static(token.trim().to_string())
             }
             _ => TokenSource::None,
         };
         let mut settings = NakadiSettings::new(url.clone(), token);
-        settings.batch_limit = self.nakadi_batch_limit.max(1);
-        settings.batch_flush_timeout = Duration::from_secs(self.nakadi_batch_flush_timeout.max(1));
-        settings.silence_timeout = Duration::from_secs(self.nakadi_silence_timeout.max(1));
-        settings.max_retries = self.nakadi_max_retries;
-        settings.max_backoff = Duration::from_secs(self.nakadi_max_backoff.max(1));
+        if let Some(streams) = streams {
+            settings.batch_limit = streams.nakadi_batch_limit.max(1);
+            settings.batch_flush_timeout =
+                Duration::from_secs(streams.nakadi_batch_flush_timeout.max(1));
+            settings.silence_timeout = Duration::from_secs(streams.nakadi_silence_timeout.max(1));
+            settings.max_retries = streams.nakadi_max_retries;
+            settings.max_backoff = Duration::from_secs(streams.nakadi_max_backoff.max(1));
+        }
         Ok(Some(Arc::new(NakadiClient::new(settings)?)))
     }
 }
@@ -144,11 +198,14 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) preview_memory_mb: Option<usize>,
     /// Let the web console save mappings back to sql/<topic>/mapping.sql
-    /// (validated first, written atomically, the previous file kept).
+    /// (checked first, written atomically, the text it replaces kept in
+    /// mapping.sql.previous).
     #[arg(long, env = "MATERIALIZER_ALLOW_MAPPING_EDITS")]
     pub(crate) allow_mapping_edits: bool,
     #[command(flatten)]
     pub(crate) s3: S3Args,
+    #[command(flatten)]
+    pub(crate) runner: RunnerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +223,53 @@ pub(crate) struct WarehouseArgs {
     pub(crate) output: String,
     #[command(flatten)]
     pub(crate) s3: S3Args,
+    #[command(flatten)]
+    pub(crate) nakadi: NakadiArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExplainArgs {
+    /// Topic name (a folder under --sql-dir).
+    pub(crate) topic: String,
+    #[command(flatten)]
+    pub(crate) nakadi: NakadiArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PreviewArgs {
+    /// Topic name (a folder under --sql-dir).
+    pub(crate) topic: String,
+    /// Sample events: a file of JSON events, one per line (or one JSON
+    /// array). Without it, the first --limit events of the topic's source.
+    #[arg(long, conflicts_with = "source")]
+    pub(crate) events: Option<PathBuf>,
+    /// Recorded Nakadi stream lines to take the events from: a file, or a
+    /// folder of *.jsonl / *.ndjson files (default: fixtures/recorded/<topic>,
+    /// or the live event type with --nakadi-url).
+    #[arg(long)]
+    pub(crate) source: Option<PathBuf>,
+    /// How many events to take from the source.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) limit: u64,
+    /// A draft mapping to try instead of the topic's mapping.sql.
+    #[arg(long)]
+    pub(crate) mapping: Option<PathBuf>,
+    /// Seconds the preview may take.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) timeout: f64,
+    /// Print the rows as JSON instead of tables.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
+    pub(crate) nakadi: NakadiArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TopicsArgs {
+    #[command(flatten)]
+    pub(crate) nakadi: NakadiArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -198,9 +302,12 @@ pub(crate) struct RunArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub(crate) no_progress: bool,
+    #[command(flatten)]
+    pub(crate) runner: RunnerArgs,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "S3")]
 pub(crate) struct S3Args {
     /// Endpoint of an S3-compatible store (default: AWS, from the environment).
     #[arg(long, env = "MATERIALIZER_S3_ENDPOINT")]
@@ -224,6 +331,28 @@ impl S3Args {
             allow_http: self.s3_allow_http,
             max_retries: self.s3_max_retries,
             ..S3Settings::default()
+        }
+    }
+}
+
+impl GlobalArgs {
+    /// The context of a command that fetches schemas at most.
+    pub(crate) fn context(&self, nakadi: &NakadiArgs) -> Context {
+        Context {
+            sql_dir: self.sql_dir.clone(),
+            engine: EngineArgs::default(),
+            nakadi: nakadi.clone(),
+            streams: None,
+        }
+    }
+
+    /// The context of a command that runs topics.
+    pub(crate) fn run_context(&self, runner: &RunnerArgs) -> Context {
+        Context {
+            sql_dir: self.sql_dir.clone(),
+            engine: runner.engine.clone(),
+            nakadi: runner.nakadi.clone(),
+            streams: Some(runner.streams.clone()),
         }
     }
 }

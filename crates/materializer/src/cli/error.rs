@@ -37,6 +37,20 @@ pub enum CliError {
     Preview(#[from] PreviewError),
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    #[error("reading sample events")]
+    Source(#[from] materializer_core::source::SourceError),
+    #[error("{path}", path = path.display())]
+    ReadEvents {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not a JSON event: {message}", path = path.display())]
+    BadEvent {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("cannot start the query engine")]
     Engine(#[source] DataFusionError),
     #[error("cannot start the async runtime")]
@@ -90,10 +104,13 @@ impl CliError {
             CliError::Warehouse(e) => e.class(),
             CliError::Nakadi(e) => e.class(),
             CliError::Preview(e) => e.class(),
+            CliError::Source(e) => e.class(),
             CliError::Tokens(_)
             | CliError::TopicsBroken { .. }
             | CliError::NotCommitted { .. }
             | CliError::ReadSettings { .. }
+            | CliError::ReadEvents { .. }
+            | CliError::BadEvent { .. }
             | CliError::Settings { .. }
             | CliError::Listen { .. }
             | CliError::NoTokens { .. } => ErrorClass::Config,

@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod error;
+mod human;
 mod logging;
 mod progress;
 mod serve_settings;
@@ -22,6 +23,7 @@ use crate::cli::logging::*;
 use crate::cli::progress::*;
 
 use commands::explain::explain;
+use commands::preview::preview;
 use commands::run::run_command;
 use commands::serve::serve;
 use commands::topics::topics;
@@ -62,17 +64,22 @@ pub(crate) enum Command {
     /// The output goes to --output (default ./out), under <output>/<topic>/.
     Run(RunArgs),
     /// Print the whole SQL chain a run of a topic executes, and the columns of `events`.
-    Explain {
-        /// Topic name (a folder under --sql-dir).
-        topic: String,
-    },
+    Explain(ExplainArgs),
     /// List the topics under --sql-dir, and why any of them does not load.
-    Topics,
+    Topics(TopicsArgs),
     /// Print the warehouse import SQL of a topic: the staging tables, the ODS,
     /// the history and the merge (run once), or with --run, the statements that
     /// load one committed run. The header states what the ODS and the history
     /// hold.
     WarehouseSql(WarehouseArgs),
+    /// Apply a topic's mapping to sample events and show the MAIN, CORRECTION
+    /// and rejected rows, as a run would make them. Nothing is written.
+    ///
+    /// Events come from --events (a file of JSON events, one per line; each
+    /// example topic has one under fixtures/samples/), or the first --limit
+    /// events of the topic's source. --mapping tries a draft instead of
+    /// mapping.sql.
+    Preview(PreviewArgs),
     /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
     /// mappings. Settings come from flags, the environment or --config.
     Serve(ServeArgs),
@@ -98,40 +105,67 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
-    let engine = Engine::new(EngineSettings {
-        memory_limit: cli.global.memory_mb << 20,
-        spill_dir: cli.global.spill_dir.clone(),
-        ..EngineSettings::default()
-    })
-    .map_err(CliError::Engine)?;
+    let global = &cli.global;
     match cli.command {
-        Command::Run(args) => run_command(&engine, &cli.global, args).await,
-        Command::Explain { topic } => explain(&engine, &cli.global, &topic).await,
-        Command::WarehouseSql(args) => warehouse_sql(&engine, &cli.global, args).await,
-        Command::Serve(args) => serve(&engine, &cli.global, args).await,
-        Command::Topics => topics(&engine, &cli.global).await,
+        Command::Run(args) => {
+            let ctx = global.run_context(&args.runner);
+            run_command(&ctx.query_engine()?, &ctx, args).await
+        }
+        Command::Explain(args) => {
+            let ctx = global.context(&args.nakadi);
+            explain(&ctx.query_engine()?, &ctx, &args.topic).await
+        }
+        Command::WarehouseSql(args) => {
+            let ctx = global.context(&args.nakadi);
+            warehouse_sql(&ctx.query_engine()?, &ctx, args).await
+        }
+        Command::Serve(args) => {
+            let ctx = global.run_context(&args.runner);
+            serve(&ctx.query_engine()?, &ctx, args).await
+        }
+        Command::Preview(args) => {
+            let ctx = global.context(&args.nakadi);
+            let ctx = Context {
+                engine: args.engine.clone(),
+                ..ctx
+            };
+            preview(&ctx.query_engine()?, &ctx, args).await
+        }
+        Command::Topics(args) => {
+            let ctx = global.context(&args.nakadi);
+            topics(&ctx.query_engine()?, &ctx).await
+        }
     }
 }
 
-pub(crate) async fn load_catalog(
-    engine: &Engine,
-    global: &GlobalArgs,
-) -> Result<Catalog, CliError> {
-    let nakadi = global.nakadi.client()?;
-    Ok(Catalog::load(&global.sql_dir, engine, nakadi.as_deref()).await?)
+impl Context {
+    /// The query engine, within the memory the command was given.
+    fn query_engine(&self) -> Result<Engine, CliError> {
+        Engine::new(EngineSettings {
+            memory_limit: self.engine.memory_mb << 20,
+            spill_dir: self.engine.spill_dir.clone(),
+            ..EngineSettings::default()
+        })
+        .map_err(CliError::Engine)
+    }
+}
+
+pub(crate) async fn load_catalog(engine: &Engine, ctx: &Context) -> Result<Catalog, CliError> {
+    let nakadi = ctx.nakadi_client()?;
+    Ok(Catalog::load(&ctx.sql_dir, engine, nakadi.as_deref()).await?)
 }
 
 /// The settings all runs of this process share.
 pub(crate) fn environment(
     engine: &Engine,
-    global: &GlobalArgs,
+    ctx: &Context,
     output: &str,
     s3: &S3Args,
     parallelism: Option<usize>,
 ) -> Result<RunEnvironment, CliError> {
     Ok(RunEnvironment {
         engine: engine.clone(),
-        nakadi: global.nakadi.client()?,
+        nakadi: ctx.nakadi_client()?,
         recordings: PathBuf::from("fixtures/recorded"),
         output: output.to_string(),
         s3: s3.settings(),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use materializer_core::run::Progress;
+use materializer_core::run::{Progress, ProgressSnapshot, Stage};
+
+use crate::cli::human::{bytes, counted, thousands};
 
 pub(crate) static PROGRESS_BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
 
@@ -31,22 +33,93 @@ pub(crate) fn spawn_progress_bar(progress: Arc<Progress>) -> tokio::task::JoinHa
     );
     *progress_slot().lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
     tokio::spawn(async move {
+        let mut measured = false;
         loop {
             let p = progress.snapshot();
-            bar.set_message(format!(
-                "{:?} | partitions {}/{} | {} events ({:.1} MB) | {} rejected | rows {} main, {} correction | {} files",
-                p.stage,
-                p.partitions_finished,
-                p.partitions_total,
-                p.events_read,
-                p.bytes_read as f64 / 1e6,
-                p.events_rejected,
-                p.main_rows,
-                p.correction_rows,
-                p.files_written,
-            ));
+            // Once the plan's offsets tell how many events the run reads, the
+            // spinner becomes a bar with a percentage.
+            if p.events_planned > 0 && !measured {
+                measured = true;
+                bar.set_length(p.events_planned);
+                if let Ok(style) =
+                    ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {percent:>3}% {msg}")
+                {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+            }
+            if measured {
+                bar.set_position(p.events_read.min(p.events_planned));
+            }
+            bar.set_message(describe(&p));
             bar.tick();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
+}
+
+/// One line of what a run is doing, in words.
+fn describe(p: &ProgressSnapshot) -> String {
+    let stage = match p.stage {
+        Stage::Queued => "waiting",
+        Stage::Planning => "planning",
+        Stage::Reading => "reading",
+        Stage::Mapping => "mapping and writing",
+        Stage::Committing => "committing",
+        Stage::Done => "done",
+    };
+    if p.partitions_total == 0 {
+        return stage.to_string();
+    }
+    let events = match p.events_planned {
+        0 => counted(p.events_read, "event", "events"),
+        planned => format!(
+            "{} of {}",
+            thousands(p.events_read),
+            counted(planned, "event", "events")
+        ),
+    };
+    let mut line = format!(
+        "{stage} | {}/{} | {events} ({}) | {} rejected | {} main and {} | {}",
+        thousands(p.partitions_finished),
+        counted(p.partitions_total, "partition", "partitions"),
+        bytes(p.bytes_read),
+        thousands(p.events_rejected),
+        thousands(p.main_rows),
+        counted(p.correction_rows, "correction row", "correction rows"),
+        counted(p.files_written, "file", "files"),
+    );
+    if p.retries > 0 {
+        line.push_str(&format!(" | {}", counted(p.retries, "retry", "retries")));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_words_with_known_totals() {
+        let waiting = ProgressSnapshot::default();
+        assert_eq!(describe(&waiting), "waiting");
+        let reading = ProgressSnapshot {
+            stage: Stage::Reading,
+            partitions_total: 8,
+            partitions_finished: 1,
+            events_planned: 2_000_000,
+            events_read: 1_250_000,
+            bytes_read: 1_016_000_000,
+            events_rejected: 1,
+            main_rows: 0,
+            correction_rows: 0,
+            files_written: 0,
+            retries: 2,
+            ..ProgressSnapshot::default()
+        };
+        assert_eq!(
+            describe(&reading),
+            "reading | 1/8 partitions | 1,250,000 of 2,000,000 events (1.0 GB) | 1 rejected \
+             | 0 main and 0 correction rows | 0 files | 2 retries"
+        );
+    }
 }

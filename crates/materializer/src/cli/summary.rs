@@ -1,6 +1,15 @@
 //! The human summary at the end of a run.
 
+use std::fmt::Write;
+
 use materializer_core::run::{Outcome, RunSummary};
+
+use crate::cli::human::{bytes, counted, thousands};
+
+/// One line of the summary: a label, a right-aligned count, what it means.
+fn line(out: &mut String, label: &str, n: u64, meaning: &str) {
+    let _ = writeln!(out, "  {label:<16} {:>11}  {meaning}", thousands(n));
+}
 
 /// The human summary at the end of a run.
 pub fn describe_summary(s: &RunSummary) -> String {
@@ -8,68 +17,105 @@ pub fn describe_summary(s: &RunSummary) -> String {
     let mut out = String::new();
     match s.outcome {
         Outcome::NothingNew => {
-            out.push_str(&format!(
-                "{}: nothing new since run {}; nothing written.\n",
+            let _ = writeln!(
+                out,
+                "{}: nothing new since run {}; nothing written.",
                 s.topic,
                 s.sequence.map_or("(none)".to_string(), |n| n.to_string())
-            ));
+            );
             return out;
         }
-        Outcome::Committed => out.push_str(&format!(
-            "{}: run {} committed in {:.2} s{}\n",
-            s.topic,
-            s.sequence.unwrap_or_default(),
-            s.seconds,
-            if s.resumed {
-                " (resumed an uncommitted attempt)"
-            } else {
-                ""
-            }
-        )),
+        Outcome::Committed => {
+            let _ = writeln!(
+                out,
+                "{}: run {} committed in {:.2} s{}",
+                s.topic,
+                s.sequence.unwrap_or_default(),
+                s.seconds,
+                if s.resumed {
+                    " (resumed an uncommitted attempt)"
+                } else {
+                    ""
+                }
+            );
+        }
     }
-    out.push_str(&format!(
-        "  events read      {:>10}  (rejected {}, superseded {})\n",
-        c.events_read, c.events_rejected, c.superseded
-    ));
-    out.push_str(&format!(
-        "  main rows        {:>10}  from {} latest events (compaction rate {:.1}%)\n",
+    line(
+        &mut out,
+        "events read",
+        c.events_read,
+        &format!(
+            "({} rejected, {} superseded: compaction rate {:.1}%)",
+            thousands(c.events_rejected),
+            thousands(c.superseded),
+            s.compaction_rate * 100.0
+        ),
+    );
+    line(
+        &mut out,
+        "main rows",
         c.main_rows,
-        c.main_input,
-        s.compaction_rate * 100.0
-    ));
-    out.push_str(&format!(
-        "  correction rows  {:>10}  from {} out-of-order events\n",
-        c.correction_rows, c.correction_events
-    ));
+        &format!(
+            "from {}",
+            counted(c.main_input, "latest event", "latest events")
+        ),
+    );
+    line(
+        &mut out,
+        "correction rows",
+        c.correction_rows,
+        &format!(
+            "from {}",
+            counted(
+                c.correction_events,
+                "out-of-order event",
+                "out-of-order events"
+            )
+        ),
+    );
     if c.older_rows > 0 {
-        out.push_str(&format!(
-            "  older rows       {:>10}  of versions kept for the warehouse's history
-",
-            c.older_rows
-        ));
+        line(
+            &mut out,
+            "older rows",
+            c.older_rows,
+            "of versions kept for the warehouse's history",
+        );
     }
     if c.deletes > 0 {
-        out.push_str(&format!(
-            "  deletes          {:>10}  events that end their key
-",
-            c.deletes
-        ));
+        line(&mut out, "deletes", c.deletes, "events that end their key");
     }
-    out.push_str(&format!(
-        "  files            {:>10}  ({} bytes) under {}/{}\n",
-        s.files.len(),
-        s.bytes_written,
-        s.output.trim_end_matches('/'),
-        s.topic
-    ));
+    if s.retries > 0 {
+        line(
+            &mut out,
+            "retries",
+            s.retries,
+            "Nakadi requests or streams repeated after a failure",
+        );
+    }
+    line(
+        &mut out,
+        "files",
+        s.files.len() as u64,
+        &format!(
+            "({}) under {}/{}",
+            bytes(s.bytes_written),
+            s.output.trim_end_matches('/'),
+            s.topic
+        ),
+    );
     for file in &s.files {
-        out.push_str(&format!("    {:<60} {:>8} rows\n", file.path, file.rows));
+        let _ = writeln!(
+            out,
+            "    {:<60} {:>13}",
+            file.path,
+            counted(file.rows, "row", "rows")
+        );
     }
     let cursors: Vec<String> = s
         .partitions
         .iter()
         .map(|p| format!("p{} {} -> {}", p.partition, p.start, p.end))
         .collect();
-    out.push_str(&format!("  cursors          {}\n", cursors.join(", ")));
+    let _ = writeln!(out, "  {:<16} {}", "cursors", cursors.join(", "));
     out
 }

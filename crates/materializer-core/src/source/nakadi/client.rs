@@ -97,6 +97,15 @@ pub enum NakadiError {
     },
     #[error("{what}: {message}")]
     Transport { what: String, message: String },
+    #[error(
+        "{what}: cannot connect to Nakadi at {url}: {message}. Start Nakadi or the local \
+         Nakadi-compatible server (nakadi-server), or check --nakadi-url (NAKADI_URL)"
+    )]
+    Unreachable {
+        what: String,
+        url: String,
+        message: String,
+    },
     #[error("{what}: gave up after {attempts} attempts; last error: {last}")]
     GaveUp {
         what: String,
@@ -113,7 +122,9 @@ impl NakadiError {
     /// Worth another attempt after a pause.
     pub fn is_retryable(&self) -> bool {
         match self {
-            NakadiError::Transport { .. } | NakadiError::NoFreeSlot { .. } => true,
+            NakadiError::Transport { .. }
+            | NakadiError::Unreachable { .. }
+            | NakadiError::NoFreeSlot { .. } => true,
             NakadiError::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -131,10 +142,20 @@ impl NakadiError {
             NakadiError::NoFreeSlot { .. } => ErrorClass::Conflict,
             NakadiError::Status { .. }
             | NakadiError::Transport { .. }
+            | NakadiError::Unreachable { .. }
             | NakadiError::GaveUp { .. }
             | NakadiError::Protocol { .. } => ErrorClass::SourceUnavailable,
         }
     }
+}
+
+/// Whether a request is the first a run makes of Nakadi. A connection refused
+/// there means nothing listens at the URL: waiting minutes for it to appear
+/// helps no one. Later, a refused connection is an outage worth retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contact {
+    First,
+    Later,
 }
 
 /// An answer that asks to wait (429/503 with `Retry-After`).
@@ -295,9 +316,19 @@ impl NakadiClient {
 
     /// Sends a request; a non-2xx answer becomes an error saying what was refused.
     async fn send(&self, what: &str, builder: RequestBuilder) -> Result<Response, Refused> {
-        let response = builder.send().await.map_err(|e| NakadiError::Transport {
-            what: what.to_string(),
-            message: describe_transport(&e),
+        let response = builder.send().await.map_err(|e| {
+            if is_connection_refused(&e) {
+                NakadiError::Unreachable {
+                    what: what.to_string(),
+                    url: self.settings.url.clone(),
+                    message: describe_transport(&e),
+                }
+            } else {
+                NakadiError::Transport {
+                    what: what.to_string(),
+                    message: describe_transport(&e),
+                }
+            }
         })?;
         if response.status().is_success() {
             return Ok(response);
@@ -317,7 +348,12 @@ impl NakadiClient {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries run out.
-    async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, NakadiError>
+    async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        contact: Contact,
+        mut attempt: F,
+    ) -> Result<T, NakadiError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Refused>>,
@@ -326,6 +362,13 @@ impl NakadiClient {
         loop {
             match attempt().await {
                 Ok(value) => return Ok(value),
+                Err(refused)
+                    if contact == Contact::First
+                        && failures == 0
+                        && matches!(refused.error, NakadiError::Unreachable { .. }) =>
+                {
+                    return Err(refused.error);
+                }
                 Err(refused) if refused.error.is_retryable() => {
                     failures += 1;
                     if failures > self.settings.max_retries {
@@ -349,9 +392,10 @@ impl NakadiClient {
         &self,
         what: &str,
         path: &str,
+        contact: Contact,
     ) -> Result<T, NakadiError> {
         let response = self
-            .retrying(what, || async {
+            .retrying(what, contact, || async {
                 let builder = self
                     .request(Method::GET, path)?
                     .timeout(self.settings.request_timeout);
@@ -366,6 +410,7 @@ impl NakadiClient {
         self.get_json(
             &format!("event type {name}"),
             &format!("/event-types/{}", encode(name)),
+            Contact::First,
         )
         .await
     }
@@ -375,6 +420,7 @@ impl NakadiClient {
         self.get_json(
             &format!("partitions of event type {name}"),
             &format!("/event-types/{}/partitions", encode(name)),
+            Contact::First,
         )
         .await
     }
@@ -435,7 +481,7 @@ impl NakadiClient {
             wanted.consumer_group
         );
         let response = self
-            .retrying(&what, || async {
+            .retrying(&what, Contact::First, || async {
                 let builder = self
                     .request(Method::POST, "/subscriptions")?
                     .timeout(self.settings.request_timeout)
@@ -462,6 +508,7 @@ impl NakadiClient {
             .get_json(
                 &format!("cursors of subscription {id}"),
                 &format!("/subscriptions/{}/cursors", encode(id)),
+                Contact::Later,
             )
             .await?;
         Ok(items.items)
@@ -472,6 +519,7 @@ impl NakadiClient {
         self.get_json(
             &format!("stats of subscription {id}"),
             &format!("/subscriptions/{}/stats", encode(id)),
+            Contact::Later,
         )
         .await
     }
@@ -528,7 +576,7 @@ impl NakadiClient {
         let what = format!("commit to subscription {id}");
         let body = serde_json::json!({ "items": cursors });
         let result = self
-            .retrying(&what, || async {
+            .retrying(&what, Contact::Later, || async {
                 let builder = self
                     .request(
                         Method::POST,
@@ -607,6 +655,20 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value: &HeaderValue = headers.get(reqwest::header::RETRY_AFTER)?;
     let seconds: f64 = value.to_str().ok()?.trim().parse().ok()?;
     (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+/// Nothing listens at the address (as opposed to a slow or lost connection).
+fn is_connection_refused(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// reqwest's message, with the causes that say what happened.

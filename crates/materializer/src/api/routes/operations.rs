@@ -1,4 +1,5 @@
-//! Health, metrics and the OpenAPI description (no token needed).
+//! Health, metrics and the OpenAPI description (no token needed), and what
+//! this server allows (with a token).
 
 use std::sync::Arc;
 
@@ -41,6 +42,24 @@ pub(crate) async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
     let (active, queued) = app.runs.load();
     let text = app.metrics.render(active, queued, &app.runs.live_events());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// What this server is and allows: its version, whether mappings may be
+/// saved, and the limits of previews.
+#[utoipa::path(
+    get,
+    path = "/info",
+    tag = "operations",
+    security(("bearer" = [])),
+    responses((status = 200, body = InfoView), (status = 401, body = Problem), (status = 403, body = Problem))
+)]
+pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<InfoView> {
+    Json(InfoView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        mapping_edits: app.settings.allow_mapping_edits,
+        preview_timeout_seconds: app.settings.preview_timeout.as_secs_f64(),
+        preview_max_events: app.settings.preview_max_events,
+    })
 }
 
 /// The OpenAPI 3 description of this API.

@@ -140,7 +140,7 @@ pub(crate) async fn sample_events(
     topic: &Topic,
     limit: usize,
 ) -> Result<Vec<Bytes>, ApiError> {
-    let source = app.env.sample_source(topic)?;
+    let source = app.env.sample_source(topic, None)?;
     Ok(
         materializer_core::preview::sample_events(&source, limit, app.settings.preview_timeout)
             .await?,

@@ -1,14 +1,17 @@
-//! Runs: trigger, watch, list and stop.
+//! Runs: trigger, watch (also as a stream of events), list, stop, and the
+//! files of committed ones.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 
 use materializer_core::config::Topic;
-use materializer_core::run::Ledger;
+use materializer_core::run::{Ledger, Manifest};
 
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
@@ -73,27 +76,143 @@ pub(crate) async fn get_run(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    if let Some(view) = app.runs.view(&id) {
-        return Ok(Json(view));
+    find_run(&app, &id).await.map(Json)
+}
+
+/// A run of this server, or a committed one named `<topic>@<sequence>`.
+async fn find_run(app: &AppState, id: &str) -> Result<RunView, ApiError> {
+    if let Some(view) = app.runs.view(id) {
+        return Ok(view);
     }
     if let Some((topic, seq)) = id.rsplit_once('@')
         && let Ok(seq) = seq.parse::<u64>()
         && let Ok(topic) = app.topic(topic)
-        && let Some(view) = committed_run(&app, &topic, seq).await?
+        && let Some(manifest) = manifest(app, &topic, seq).await?
     {
-        return Ok(Json(view));
+        return Ok(RunView::from_manifest(&manifest));
     }
     Err(ApiError::new(ProblemKind::NotFound, format!("no run {id:?}")).titled("Unknown run"))
 }
 
-pub(crate) async fn committed_run(
-    app: &AppState,
-    topic: &Topic,
-    seq: u64,
-) -> Result<Option<RunView>, ApiError> {
+async fn manifest(app: &AppState, topic: &Topic, seq: u64) -> Result<Option<Manifest>, ApiError> {
     let output = app.env.output(topic)?;
-    let manifest = Ledger::new(output, topic.name()).manifest(seq).await?;
-    Ok(manifest.map(|m| RunView::from_manifest(&m)))
+    Ok(Ledger::new(output, topic.name()).manifest(seq).await?)
+}
+
+/// How often a watched run's counters are sent.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// The run as it goes, as server-sent events: `event: progress` with the
+/// run (as `GET /runs/{id}` answers it) about every 250 ms while it is
+/// queued or running, then one `event: end` with the run as it ended, and
+/// the stream closes. A run that has ended already gets the `end` at once.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/events",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id (as a trigger answers it, or <topic>@<sequence> for committed runs)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A text/event-stream of `progress` events, then one `end` event; the `data` of each is a RunView (JSON)", content_type = "text/event-stream", body = RunEvent),
+        (status = 404, body = Problem),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem)
+    )
+)]
+pub(crate) async fn run_events(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let first = find_run(&app, &id).await?;
+    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watch = Watch {
+        app,
+        id,
+        last: first,
+        ticks,
+        ended: false,
+    };
+    let events = futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((event, watch))
+    });
+    // Proxies that buffer would hold the events back until the run ends.
+    Ok((
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(events),
+    )
+        .into_response())
+}
+
+/// A run being watched for its event stream.
+struct Watch {
+    app: Arc<AppState>,
+    id: String,
+    last: RunView,
+    ticks: tokio::time::Interval,
+    ended: bool,
+}
+
+impl Watch {
+    /// The next event, at the next tick; `None` after the `end`.
+    async fn next(&mut self) -> Option<Result<Event, axum::Error>> {
+        if self.ended {
+            return None;
+        }
+        self.ticks.tick().await;
+        // A run no longer kept in memory (or a committed one read back from
+        // its manifest) stays as last seen.
+        if let Some(view) = self.app.runs.view(&self.id) {
+            self.last = view;
+        }
+        self.ended = !self.last.is_active();
+        let name = if self.ended { "end" } else { "progress" };
+        Some(Event::default().event(name).json_data(&self.last))
+    }
+}
+
+/// The files of a committed run, from its manifest.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/files",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id (as a trigger answers it, or <topic>@<sequence> for committed runs)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<RunFileView>),
+        (status = 404, description = "No such run, or it committed nothing (yet)", body = Problem),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem)
+    )
+)]
+pub(crate) async fn run_files(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<RunFileView>>, ApiError> {
+    let run = find_run(&app, &id).await?;
+    let not_committed = || {
+        ApiError::new(
+            ProblemKind::NotFound,
+            format!(
+                "run {id} has no committed files ({}{})",
+                run.state,
+                run.outcome
+                    .as_deref()
+                    .map(|o| format!(", {o}"))
+                    .unwrap_or_default()
+            ),
+        )
+        .titled("No files")
+    };
+    let (Some(seq), Some("committed")) = (run.sequence, run.outcome.as_deref()) else {
+        return Err(not_committed());
+    };
+    let topic = app.topic(&run.topic)?;
+    let manifest = manifest(&app, &topic, seq)
+        .await?
+        .ok_or_else(not_committed)?;
+    Ok(Json(manifest.files.iter().map(RunFileView::from).collect()))
 }
 
 /// Recent runs of a topic, newest first: those of this server and the

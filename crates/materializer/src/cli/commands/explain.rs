@@ -2,16 +2,12 @@
 
 use materializer_core::mapping::Engine;
 
-use crate::cli::args::GlobalArgs;
+use crate::cli::args::Context;
 use crate::cli::error::CliError;
 use crate::cli::load_catalog;
 
-pub(crate) async fn explain(
-    engine: &Engine,
-    global: &GlobalArgs,
-    topic: &str,
-) -> Result<(), CliError> {
-    let catalog = load_catalog(engine, global).await?;
+pub(crate) async fn explain(engine: &Engine, ctx: &Context, topic: &str) -> Result<(), CliError> {
+    let catalog = load_catalog(engine, ctx).await?;
     let topic = catalog.topic(topic)?;
     let mut out = String::new();
     out.push_str(&format!(
@@ -22,7 +18,7 @@ pub(crate) async fn explain(
         out.push_str(&format!(
             "--   {} {}{}\n",
             field.name(),
-            field.data_type(),
+            materializer_core::schema::sql_type(field.data_type()),
             if field.is_nullable() { "" } else { " NOT NULL" }
         ));
     }

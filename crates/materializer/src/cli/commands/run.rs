@@ -16,12 +16,12 @@ use crate::cli::{environment, load_catalog};
 
 pub(crate) async fn run_command(
     engine: &Engine,
-    global: &GlobalArgs,
+    ctx: &Context,
     args: RunArgs,
 ) -> Result<(), CliError> {
-    let catalog = load_catalog(engine, global).await?;
+    let catalog = load_catalog(engine, ctx).await?;
     let topic = catalog.topic(&args.topic)?;
-    let env = environment(engine, global, &args.output, &args.s3, args.parallelism)?;
+    let env = environment(engine, ctx, &args.output, &args.s3, args.parallelism)?;
     let progress = Arc::new(Progress::default());
     let cancel = CancellationToken::new();
     let request = env.request(

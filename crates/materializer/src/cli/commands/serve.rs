@@ -11,11 +11,7 @@ use crate::cli::error::CliError;
 use crate::cli::serve_settings::{ServeFile, ServeSettings};
 
 /// `materializer serve`.
-pub(crate) async fn serve(
-    engine: &Engine,
-    global: &GlobalArgs,
-    args: ServeArgs,
-) -> Result<(), CliError> {
+pub(crate) async fn serve(engine: &Engine, ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
     let file = match &args.config {
         Some(path) => ServeFile::read(path)?,
         None => ServeFile::default(),
@@ -43,11 +39,11 @@ pub(crate) async fn serve(
             "WARNING: serving without API tokens; anyone on this machine can trigger and stop runs."
         );
     }
-    let mut env = environment(engine, global, &settings.output, &args.s3, None)?;
+    let mut env = environment(engine, ctx, &settings.output, &args.s3, None)?;
     env.recordings = settings.recordings.clone();
     let preview_engine = Engine::new(EngineSettings {
         memory_limit: settings.preview_memory_mb << 20,
-        spill_dir: global.spill_dir.clone(),
+        spill_dir: ctx.engine.spill_dir.clone(),
         ..EngineSettings::default()
     })
     .map_err(CliError::Engine)?;
@@ -59,11 +55,11 @@ pub(crate) async fn serve(
         preview_max_events: settings.preview_max_events,
         allow_mapping_edits: settings.allow_mapping_edits,
     };
-    let nakadi = global.nakadi.client()?;
+    let nakadi = ctx.nakadi_client()?;
     let app = crate::api::AppState::new(
         env,
         preview_engine,
-        global.sql_dir.clone(),
+        ctx.sql_dir.clone(),
         nakadi,
         api_settings,
     )

@@ -2,12 +2,12 @@
 
 use materializer_core::mapping::Engine;
 
-use crate::cli::args::GlobalArgs;
+use crate::cli::args::Context;
 use crate::cli::error::CliError;
 use crate::cli::load_catalog;
 
-pub(crate) async fn topics(engine: &Engine, global: &GlobalArgs) -> Result<(), CliError> {
-    let catalog = load_catalog(engine, global).await?;
+pub(crate) async fn topics(engine: &Engine, ctx: &Context) -> Result<(), CliError> {
+    let catalog = load_catalog(engine, ctx).await?;
     if catalog.topics.is_empty() && catalog.broken.is_empty() {
         println!("no topics under {}", catalog.dir.display());
     }

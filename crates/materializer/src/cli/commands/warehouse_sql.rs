@@ -12,11 +12,11 @@ use crate::cli::load_catalog;
 /// `materializer warehouse-sql`.
 pub(crate) async fn warehouse_sql(
     engine: &Engine,
-    global: &GlobalArgs,
+    ctx: &Context,
     args: WarehouseArgs,
 ) -> Result<(), CliError> {
     use materializer_core::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
-    let catalog = load_catalog(engine, global).await?;
+    let catalog = load_catalog(engine, ctx).await?;
     let topic = catalog.topic(&args.topic)?;
     let dialect = match args.dialect {
         DialectArg::Postgres => Dialect::Postgres,

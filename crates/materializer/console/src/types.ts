@@ -1,0 +1,151 @@
+// Shapes of the materializer HTTP API (JSON). Fields marked optional may be
+// absent on older servers.
+
+export interface SqlError {
+  line: number | null;
+  column: number | null;
+  message: string;
+}
+
+/** RFC 9457 problem document. */
+export interface Problem {
+  type?: string;
+  title?: string;
+  status?: number;
+  detail?: string;
+  errors?: SqlError[];
+}
+
+export interface LastRun {
+  sequence: number;
+  committed_at: string;
+  main_rows: number;
+  correction_rows: number;
+  events_read: number;
+  compaction_rate: number | null;
+}
+
+export interface TopicSummary {
+  name: string;
+  event_type: string | null;
+  status: string; // ok | stale | broken
+  error: string | null;
+  running: boolean;
+  partitioning_key?: string[];
+  ordering_key?: string;
+  format?: string;
+  error_at?: { file: string; line: number | null; column: number | null } | null;
+  last_run?: LastRun | null;
+}
+
+export interface Column {
+  name: string;
+  type: string;
+  nullable: boolean;
+  children?: Column[];
+}
+
+export interface TopicDetail {
+  name: string;
+  event_type: string;
+  partitioning_key: string[];
+  ordering_key: string;
+  output: Record<string, unknown>;
+  source: Record<string, unknown>;
+  schema_origin: string;
+  events: Column[];
+  schema_warnings: string[];
+  mapping_sql: string;
+  output_view: string;
+  output_columns: Column[];
+  generated_sql: string;
+  error: string | null;
+}
+
+export interface PreviewTable {
+  columns: string[];
+  rows: Record<string, unknown>[];
+}
+
+export interface Counts {
+  events_read: number;
+  events_rejected: number;
+  main_input: number;
+  superseded: number;
+  correction_events: number;
+  main_rows: number;
+  correction_rows: number;
+}
+
+export interface PreviewResponse {
+  main: PreviewTable;
+  correction: PreviewTable;
+  rejected: { index: number; reason: string }[];
+  counts: Counts;
+  truncated?: boolean;
+}
+
+export interface Progress {
+  partitions_total: number;
+  partitions_finished: number;
+  events_read: number;
+  bytes_read: number;
+  events_planned?: number | null;
+  events_rejected: number;
+  main_rows: number;
+  correction_rows: number;
+  files_written: number;
+  bytes_written: number;
+  retries: number;
+}
+
+export type RunState = 'queued' | 'running' | 'committing' | 'succeeded' | 'failed' | 'stopped';
+
+export interface RunView {
+  id: string;
+  topic: string;
+  state: RunState | string;
+  stop_requested: boolean;
+  sequence: number | null;
+  outcome: 'committed' | 'nothing_new' | string | null;
+  queued_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  seconds: number | null;
+  progress: Progress;
+  compaction_rate: number | null;
+  counts: Counts | null;
+  files: number | null;
+  error: string | null;
+}
+
+export interface Triggered {
+  id: string;
+  status_url: string;
+  state: string;
+}
+
+export interface RunFile {
+  path: string;
+  kind: 'main' | 'correction' | 'rejected' | 'keys' | string;
+  partition: string | number | null;
+  output_partition: [string, unknown][] | null;
+  rows: number;
+  bytes: number;
+}
+
+export interface Sample {
+  events: unknown[];
+  source: string;
+}
+
+export interface Info {
+  version: string;
+  mapping_edits: boolean;
+  preview_timeout_seconds: number;
+  preview_max_events: number;
+}
+
+export function isActive(state: string): boolean {
+  return state === 'queued' || state === 'running' || state === 'committing';
+}
