@@ -6,6 +6,7 @@ mod error;
 mod logging;
 mod progress;
 mod serve_settings;
+mod signals;
 mod summary;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::cli::logging::*;
 use crate::cli::progress::*;
 
 use commands::explain::explain;
+use commands::healthcheck::healthcheck;
 use commands::run::run_command;
 use commands::serve::serve;
 use commands::topics::topics;
@@ -75,6 +77,9 @@ pub(crate) enum Command {
     /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
     /// mappings. Settings come from flags, the environment or --config.
     Serve(ServeArgs),
+    /// Exit 0 when `serve` on --listen answers GET /healthz with 200, 1 when it
+    /// does not (a container health check without an HTTP client).
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Entry point of the binary.
@@ -97,19 +102,25 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
-    let engine = Engine::new(EngineSettings {
-        memory_limit: cli.global.memory_mb << 20,
-        spill_dir: cli.global.spill_dir.clone(),
+    let global = &cli.global;
+    match cli.command {
+        Command::Run(args) => run_command(&engine(global)?, global, args).await,
+        Command::Explain { topic } => explain(&engine(global)?, global, &topic).await,
+        Command::WarehouseSql(args) => warehouse_sql(&engine(global)?, global, args).await,
+        Command::Serve(args) => serve(&engine(global)?, global, args).await,
+        Command::Topics => topics(&engine(global)?, global).await,
+        Command::Healthcheck(args) => healthcheck(&args).await,
+    }
+}
+
+/// The query engine of the commands that run SQL.
+fn engine(global: &GlobalArgs) -> Result<Engine, CliError> {
+    Engine::new(EngineSettings {
+        memory_limit: global.memory_mb << 20,
+        spill_dir: global.spill_dir.clone(),
         ..EngineSettings::default()
     })
-    .map_err(CliError::Engine)?;
-    match cli.command {
-        Command::Run(args) => run_command(&engine, &cli.global, args).await,
-        Command::Explain { topic } => explain(&engine, &cli.global, &topic).await,
-        Command::WarehouseSql(args) => warehouse_sql(&engine, &cli.global, args).await,
-        Command::Serve(args) => serve(&engine, &cli.global, args).await,
-        Command::Topics => topics(&engine, &cli.global).await,
-    }
+    .map_err(CliError::Engine)
 }
 
 pub(crate) async fn load_catalog(
