@@ -1,22 +1,75 @@
-# Build: the release binary.
-FROM rust:1.95-bookworm AS build
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY crates ./crates
-COPY benches ./benches
-COPY tests ./tests
-RUN cargo build --release --locked --bin materializer
+# The materializer image: the stripped release binary on a distroless runtime
+# (glibc, libgcc, CA certificates; no shell, no package manager), with the
+# example topics (sql/) and recordings (fixtures/).
+#
+#   docker build -t materializer .
+#   podman build --format docker -t materializer .   # keeps the HEALTHCHECK
+#
+# Needs BuildKit (Docker 23 and later) or buildah/podman, for the cache mount.
+# Behind a TLS-intercepting proxy, hand cargo the host's CA bundle while it
+# fetches crates: --secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt
+# Base images from a mirror: --build-arg RUST_IMAGE=... --build-arg RUNTIME_IMAGE=...
+# scripts/container-test.sh builds this image and checks it.
 
-# Run: the binary, the topic configuration and the example recordings.
-FROM debian:bookworm-slim
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/materializer /usr/local/bin/materializer
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${RUST_IMAGE} AS build
+ENV CARGO_HOME=/usr/local/cargo CARGO_TERM_COLOR=never
+WORKDIR /src
+
+# 1. The dependencies, in their own layer: the manifests, the lock file and
+#    empty sources. Rebuilt only when a Cargo.toml or Cargo.lock changes.
+COPY Cargo.toml Cargo.lock ./
+COPY crates/materializer/Cargo.toml crates/materializer/
+COPY crates/materializer-core/Cargo.toml crates/materializer-core/
+COPY crates/nakadi-testkit/Cargo.toml crates/nakadi-testkit/
+RUN mkdir -p crates/materializer/src crates/materializer-core/src crates/nakadi-testkit/src \
+        tests/it benches/pipeline \
+    && touch crates/materializer/src/lib.rs crates/materializer-core/src/lib.rs \
+        crates/nakadi-testkit/src/lib.rs \
+    && for main in crates/materializer/src/main.rs crates/nakadi-testkit/src/main.rs \
+        tests/it/main.rs benches/pipeline/main.rs; do echo 'fn main() {}' > "$main"; done
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=secret,id=cacert,target=/etc/ssl/certs/ca-certificates.crt \
+    cargo build --release --locked
+
+# 2. The engine. The copied sources may be older than the empty ones built
+#    above: touching them makes cargo rebuild the crate.
+COPY crates/materializer-core crates/materializer-core
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=secret,id=cacert,target=/etc/ssl/certs/ca-certificates.crt \
+    find crates/materializer-core -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked
+
+# 3. The command line and the HTTP API: a change here rebuilds only this crate.
+COPY crates/materializer crates/materializer
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=secret,id=cacert,target=/etc/ssl/certs/ca-certificates.crt \
+    find crates/materializer -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked \
+    && install -m 0755 target/release/materializer /usr/local/bin/materializer \
+    && install -d -m 0775 /staging/data
+
+# The runtime: the binary (owned by root) and /data, the default output,
+# writable by group 0 so that any uid in group 0 can write it (OpenShift's
+# arbitrary uids, --user 12345:0).
+FROM ${RUNTIME_IMAGE}
+COPY --from=build /usr/local/bin/materializer /usr/local/bin/materializer
+COPY --from=build --chown=10001:0 /staging/ /
 WORKDIR /app
 COPY sql ./sql
 COPY fixtures ./fixtures
-RUN useradd --system --uid 10001 materializer && mkdir -p /app/out && chown materializer /app/out
-USER materializer
-ENTRYPOINT ["materializer"]
+# serve listens on all interfaces and so refuses to start without API tokens
+# (--api-token-file, MATERIALIZER_API_TOKEN_FILE, MATERIALIZER_API_TOKENS).
+# MATERIALIZER_IN_CONTAINER makes a run warn when its output folder is not a
+# mounted volume (the files would be lost with the container).
+ENV MATERIALIZER_OUTPUT=/data \
+    MATERIALIZER_LISTEN=0.0.0.0:8000 \
+    MATERIALIZER_IN_CONTAINER=1
+USER 10001:0
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/materializer", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/materializer"]
 CMD ["--help"]

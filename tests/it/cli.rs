@@ -1,15 +1,32 @@
 //! The binary: commands, exit codes and what they print.
 
-use std::process::Output;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::support::{Workspace, repo};
+use materializer_core::sink::ephemeral::{IN_CONTAINER, mount_point};
+use nakadi_testkit::faults::{FaultPlan, Window};
+
+use crate::nakadi::live;
+use crate::servers::{free_port, wait_for_port};
+use crate::support::{Workspace, article_stream, repo};
+
+fn command(ws: &Workspace) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_materializer"));
+    command
+        .current_dir(ws.dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("MATERIALIZER_OUTPUT")
+        .env_remove("MATERIALIZER_LISTEN")
+        .env_remove("MATERIALIZER_API_TOKENS")
+        .env_remove("MATERIALIZER_API_TOKEN_FILE")
+        .env_remove(IN_CONTAINER);
+    command
+}
 
 fn materializer(ws: &Workspace, args: &[&str]) -> Output {
-    ws.command()
-        .env_remove("MATERIALIZER_OUTPUT")
-        .args(args)
-        .output()
-        .unwrap()
+    command(ws).args(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -376,4 +393,249 @@ fn a_type_mistake_names_both_types_and_the_operator() {
             && message.contains("Int64 + Utf8"),
         "{message}"
     );
+}
+
+#[test]
+fn serve_refuses_all_interfaces_without_a_token() {
+    let ws = Workspace::new();
+    let listen = format!("0.0.0.0:{}", free_port());
+    let out = command(&ws)
+        .env("MATERIALIZER_LISTEN", &listen)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("refusing to serve on {listen} without API tokens")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A `serve` process, killed if the test fails before it stops it.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn healthcheck_asks_serve_which_stops_on_sigterm() {
+    let ws = Workspace::new();
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let healthcheck = || {
+        command(&ws)
+            .env("MATERIALIZER_LISTEN", &listen)
+            .arg("healthcheck")
+            .output()
+            .unwrap()
+    };
+    let down = healthcheck();
+    assert_eq!(down.status.code(), Some(1), "{}", stderr(&down));
+    assert!(
+        stderr(&down).contains(&format!(
+            "no health answer from http://127.0.0.1:{port}/healthz"
+        )),
+        "{}",
+        stderr(&down)
+    );
+
+    let log = ws.path("serve.log");
+    let mut server = Serving(
+        command(&ws)
+            .env("MATERIALIZER_LISTEN", &listen)
+            .args(["serve", "--api-token", "secret"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "serve", &log);
+    let up = healthcheck();
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(
+        stdout(&up),
+        format!("http://127.0.0.1:{port}/healthz: HTTP/1.1 200 OK\n")
+    );
+
+    let status = terminate(&mut server.0, "serve");
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// Sends SIGTERM to `child`, as a container runtime stops its process, and
+/// waits (at most 10 s) for it to end.
+fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} still runs after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stops_on_sigterm_and_commits_nothing() {
+    let ws = Workspace::new();
+    let live = live(&ws, None, &article_stream(200, 4, 5)).await;
+    // The stream sends only keep-alives for a minute: the run stays reading.
+    live.bus.set_faults(FaultPlan {
+        keepalive_only: Some(Window {
+            seconds: 60.0,
+            streams: 100,
+        }),
+        ..Default::default()
+    });
+    let log = ws.path("run.log");
+    let mut run = Serving(
+        command(&ws)
+            .env("RUST_LOG", "info")
+            .args(["run", "--topic", "article-stock-changed", "--output", "out"])
+            .args(["--nakadi-url", &live.url])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live.bus.injected().keepalive_only == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never started reading: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = tokio::task::block_in_place(|| terminate(&mut run.0, "run"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("stopped"), "{text}");
+    assert!(
+        !ws.path("out/article-stock-changed/_manifests").exists(),
+        "a stopped run committed: {text}"
+    );
+}
+
+/// Where a local folder's mount is, from this process's mount table.
+fn mount_of(folder: &Path) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_point(folder, &mountinfo)
+}
+
+#[test]
+fn in_the_image_a_run_warns_when_its_output_is_not_a_mounted_volume() {
+    let ws = Workspace::new();
+    let run = |output: &Path, in_container: bool| {
+        let mut command = command(&ws);
+        if in_container {
+            command.env(IN_CONTAINER, "1");
+        }
+        command
+            .args(["run", "--topic", "article-stock-changed"])
+            .args(["--source", "recorded/article-stock-changed"])
+            .arg("--output")
+            .arg(output)
+            .output()
+            .unwrap()
+    };
+    let warns = |out: &Output| stderr(out).contains("is not a mounted volume");
+
+    // A folder on the root file system, as the image's /data without a volume.
+    let candidates = [ws.out(), PathBuf::from(env!("CARGO_TARGET_TMPDIR"))];
+    match candidates
+        .iter()
+        .map(|folder| folder.canonicalize().unwrap())
+        .find(|folder| mount_of(folder).as_deref() == Some(Path::new("/")))
+    {
+        Some(on_root) => {
+            let output = on_root.join(format!("lost-{}", std::process::id()));
+            let warned = run(&output, true);
+            let _ = std::fs::remove_dir_all(&output);
+            assert!(warned.status.success(), "{}", stderr(&warned));
+            assert!(
+                stderr(&warned).contains(&format!(
+                    "the output folder {} is not a mounted volume: its files are lost with \
+                     the container",
+                    output.display()
+                )),
+                "{}",
+                stderr(&warned)
+            );
+            // Outside the image the same folder says nothing.
+            let quiet = run(&output, false);
+            let _ = std::fs::remove_dir_all(&output);
+            assert!(quiet.status.success(), "{}", stderr(&quiet));
+            assert!(!warns(&quiet), "{}", stderr(&quiet));
+        }
+        None => eprintln!("no test folder on the root file system: its warning is not checked"),
+    }
+
+    // A folder on a mount of its own, as a volume at /data.
+    let shm = Path::new("/dev/shm");
+    if mount_of(shm).as_deref() == Some(shm) {
+        let output = shm.join(format!("materializer-test-{}", std::process::id()));
+        let kept = run(&output, true);
+        let _ = std::fs::remove_dir_all(&output);
+        assert!(kept.status.success(), "{}", stderr(&kept));
+        assert!(!warns(&kept), "{}", stderr(&kept));
+    }
+}
+
+#[test]
+fn a_run_refuses_an_output_folder_it_cannot_write() {
+    let ws = Workspace::new();
+    let read_only = ws.path("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(&read_only, PermissionsExt::from_mode(0o555)).unwrap();
+    // Root may write anywhere: then the binary runs as nobody, from a copy
+    // nobody may reach, in a workspace nobody may read.
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let mut command = if root {
+        std::fs::set_permissions(ws.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        let binary = ws.path("materializer");
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_materializer"), &binary).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_materializer"), &binary).unwrap();
+        }
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(binary);
+        command
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_materializer"))
+    };
+    let out = command
+        .current_dir(ws.dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("MATERIALIZER_OUTPUT")
+        .args(["run", "--topic", "article-stock-changed"])
+        .args(["--source", "recorded/article-stock-changed"])
+        .args(["--output", "read-only"])
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the output folder {} is not writable by uid ",
+            read_only.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Permission denied"), "{text}");
+    assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
 }

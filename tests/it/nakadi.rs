@@ -27,14 +27,14 @@ const FAILPOINT: &str = "MATERIALIZER_FAILPOINT";
 /// A run that takes longer has stalled: the test fails instead of hanging.
 const RUN_DEADLINE: Duration = Duration::from_secs(40);
 
-struct Live {
-    bus: Arc<Bus>,
-    url: String,
+pub(crate) struct Live {
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) url: String,
     _server: tokio::task::JoinHandle<()>,
 }
 
 /// A server holding the article event type with `lines` recorded in it.
-async fn live(ws: &Workspace, token: Option<&str>, lines: &[String]) -> Live {
+pub(crate) async fn live(ws: &Workspace, token: Option<&str>, lines: &[String]) -> Live {
     let bus = Bus::new(token.map(String::from), 4);
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(ws.sql().join(TOPIC).join("schema.json")).unwrap(),

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Progress, RunRequest};
 use crate::config::Topic;
 use crate::mapping::Engine;
+use crate::sink::ephemeral::lost_output_warning;
 use crate::sink::{OutputLocation, S3Settings, SinkError};
 use crate::source::{
     NakadiClient, NakadiSource, RecordedSource, Source, SourceError, SubscriptionReader,
@@ -110,13 +111,12 @@ impl RunEnvironment {
             .location
             .clone()
             .unwrap_or_else(|| self.output.clone());
-        OutputLocation::parse(&location, &self.s3).map_err(|source| SetupError::Output {
-            topic: topic.name().to_string(),
-            source,
-        })
+        OutputLocation::parse(&location, &self.s3).map_err(|source| output_error(topic, source))
     }
 
-    /// A run of `topic`, ready for [`super::execute`].
+    /// A run of `topic`, ready for [`super::execute`]. Fails when its output
+    /// folder is not writable; logs a warning when the folder is thrown away
+    /// with the container it runs in.
     pub fn request(
         &self,
         topic: Arc<Topic>,
@@ -124,13 +124,27 @@ impl RunEnvironment {
         progress: Arc<Progress>,
         cancel: CancellationToken,
     ) -> Result<RunRequest, SetupError> {
+        let output = self.output(&topic)?;
+        output
+            .check_writable()
+            .map_err(|source| output_error(&topic, source))?;
+        if let Some(warning) = output.local_root.as_deref().and_then(lost_output_warning) {
+            tracing::warn!(topic = %topic.name(), "{warning}");
+        }
         Ok(RunRequest {
             source: Arc::new(self.source(&topic, recording)?),
-            output: self.output(&topic)?,
+            output,
             topic,
             progress,
             cancel,
             parallelism: self.parallelism.max(1),
         })
+    }
+}
+
+fn output_error(topic: &Topic, source: SinkError) -> SetupError {
+    SetupError::Output {
+        topic: topic.name().to_string(),
+        source,
     }
 }

@@ -144,8 +144,11 @@ impl OutputLocation {
         }
         let folder = location.strip_prefix("file://").unwrap_or(location);
         let folder = FsPath::new(folder);
-        std::fs::create_dir_all(folder)
-            .map_err(|e| error(format!("cannot create the folder: {e}")))?;
+        std::fs::create_dir_all(folder).map_err(|e| {
+            write_error(folder, e, |e| {
+                error(format!("cannot create the folder: {e}"))
+            })
+        })?;
         let absolute = folder
             .canonicalize()
             .map_err(|e| error(format!("cannot resolve the folder: {e}")))?;
@@ -157,5 +160,57 @@ impl OutputLocation {
             prefix: Path::default(),
             local_root: Some(absolute),
         })
+    }
+
+    /// Fails when a run could not write to this location's local folder: a
+    /// folder of another user, a volume mounted read-only or a read-only root
+    /// file system would otherwise fail the run at its first file, with a
+    /// bare "Permission denied". Object stores are not probed: their first
+    /// write checks the credentials.
+    pub fn check_writable(&self) -> Result<(), SinkError> {
+        let Some(folder) = &self.local_root else {
+            return Ok(());
+        };
+        // Unique per check: runs of one process may check the folder at once.
+        let probe = folder.join(format!(".write-check-{:016x}", rand::random::<u64>()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                write_error(folder, e, |e| SinkError::Location {
+                    location: self.url.clone(),
+                    message: format!("cannot write to the folder: {e}"),
+                })
+            })
+    }
+}
+
+/// [`SinkError::NotWritable`] when `error` says that this process may not
+/// write to `folder`, else `other(error)`.
+fn write_error(
+    folder: &FsPath,
+    error: std::io::Error,
+    other: impl FnOnce(std::io::Error) -> SinkError,
+) -> SinkError {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match error.kind() {
+        PermissionDenied | ReadOnlyFilesystem => SinkError::NotWritable {
+            folder: folder.to_path_buf(),
+            user: process_user(),
+            source: error,
+        },
+        _ => other(error),
+    }
+}
+
+/// `uid 10001, gid 0`: the owner of `/proc/self` is the process's effective
+/// user and group (no unsafe call to getuid).
+fn process_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self") {
+        Ok(meta) => format!("uid {}, gid {}", meta.uid(), meta.gid()),
+        Err(_) => "this process".to_string(),
     }
 }

@@ -5,6 +5,7 @@
 //! run rewrites the names of its failed attempt instead of adding new files.
 
 pub mod csv;
+pub mod ephemeral;
 pub mod file;
 pub mod layout;
 pub mod location;
@@ -17,6 +18,17 @@ pub use location::{OutputLocation, S3Settings};
 pub enum SinkError {
     #[error("output location {location:?}: {message}")]
     Location { location: String, message: String },
+    #[error(
+        "the output folder {} is not writable by {user}: give this user or its group \
+         write access, mount a writable volume there, or write to s3://bucket/prefix",
+        folder.display()
+    )]
+    NotWritable {
+        folder: std::path::PathBuf,
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {path}")]
     Store {
         path: String,
@@ -43,7 +55,7 @@ impl SinkError {
     pub fn class(&self) -> crate::error::ErrorClass {
         use crate::error::ErrorClass;
         match self {
-            SinkError::Location { .. } => ErrorClass::Config,
+            SinkError::Location { .. } | SinkError::NotWritable { .. } => ErrorClass::Config,
             SinkError::Store { .. } | SinkError::Upload { .. } => ErrorClass::SinkUnavailable,
             SinkError::Encode { .. } => ErrorClass::Data,
             SinkError::PartitionColumn { .. } => ErrorClass::Config,

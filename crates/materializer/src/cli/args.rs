@@ -209,6 +209,17 @@ pub(crate) struct ServeArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct HealthcheckArgs {
+    /// The address `serve` listens on; all interfaces (0.0.0.0, [::]) are asked
+    /// on loopback.
+    #[arg(long, env = "MATERIALIZER_LISTEN", default_value = "127.0.0.1:8000")]
+    pub(crate) listen: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) timeout: u64,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct WarehouseArgs {
     /// Topic name (a folder under --sql-dir).
     pub(crate) topic: String,

@@ -82,6 +82,14 @@ pub enum CliError {
          or listen on a loopback address"
     )]
     NoTokens { address: SocketAddr },
+    #[error("no health answer from {url}")]
+    HealthProbe {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url} answered {status:?}, not 200")]
+    Unhealthy { url: String, status: String },
     #[error("serving the API")]
     Serve(#[source] std::io::Error),
     #[error("waiting for a signal")]
@@ -119,7 +127,9 @@ impl CliError {
             | CliError::Serve(_)
             | CliError::Signal(_)
             | CliError::Output(_)
-            | CliError::Json(_) => ErrorClass::Internal,
+            | CliError::Json(_)
+            | CliError::HealthProbe { .. }
+            | CliError::Unhealthy { .. } => ErrorClass::Internal,
         }
     }
 }

@@ -7,6 +7,7 @@ mod human;
 mod logging;
 mod progress;
 mod serve_settings;
+mod signals;
 mod summary;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::cli::logging::*;
 use crate::cli::progress::*;
 
 use commands::explain::explain;
+use commands::healthcheck::healthcheck;
 use commands::preview::preview;
 use commands::run::run_command;
 use commands::serve::serve;
@@ -83,6 +85,9 @@ pub(crate) enum Command {
     /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
     /// mappings. Settings come from flags, the environment or --config.
     Serve(ServeArgs),
+    /// Exit 0 when `serve` on --listen answers GET /healthz with 200, 1 when it
+    /// does not (a container health check without an HTTP client).
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Entry point of the binary.
@@ -135,6 +140,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let ctx = global.context(&args.nakadi);
             topics(&ctx.query_engine()?, &ctx).await
         }
+        Command::Healthcheck(args) => healthcheck(&args).await,
     }
 }
 

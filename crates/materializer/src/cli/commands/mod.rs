@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod explain;
+pub mod healthcheck;
 pub mod preview;
 pub mod run;
 pub mod serve;

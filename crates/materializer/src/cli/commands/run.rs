@@ -11,6 +11,7 @@ use materializer_core::run::{self, Progress};
 use crate::cli::args::*;
 use crate::cli::error::CliError;
 use crate::cli::progress::*;
+use crate::cli::signals::stop_requested;
 use crate::cli::summary::*;
 use crate::cli::{environment, load_catalog};
 
@@ -31,9 +32,8 @@ pub(crate) async fn run_command(
         cancel.clone(),
     )?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
+        stop_requested().await;
+        cancel.cancel();
     });
     tracing::info!(topic = %topic.name(), source = %request.source.describe(), output = %request.output.url, "run starting");
     let show_progress = !args.no_progress && !args.json && std::io::stderr().is_terminal();

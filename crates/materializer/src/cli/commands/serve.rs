@@ -9,6 +9,7 @@ use crate::cli::args::*;
 use crate::cli::environment;
 use crate::cli::error::CliError;
 use crate::cli::serve_settings::{ServeFile, ServeSettings};
+use crate::cli::signals::stop_requested;
 
 /// `materializer serve`.
 pub(crate) async fn serve(engine: &Engine, ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
@@ -68,12 +69,7 @@ pub(crate) async fn serve(engine: &Engine, ctx: &Context, args: ServeArgs) -> Re
     {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
+            stop_requested().await;
             stop.cancel();
         });
     }
