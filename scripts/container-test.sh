@@ -419,8 +419,54 @@ sigterm_stops_serve() {
         "$ENGINE" logs "$NAME" 2>&1 | grep -q 'shutting down'
 }
 
+# --- README's commands, as written -----------------------------------------
+
+# The README line that starts with "$1", made to run here: `docker` is the
+# engine, the image `materializer` this image, the published port $PORT + 1,
+# the container's name this script's.
+readme_command() {
+    local line
+    line=$(grep -m1 -F -- "$1" README.md) || { echo "README has no line starting $1" >&2; return 1; }
+    [ "${line#"$1"}" != "$line" ] || { echo "README: $1 is not at a line's start" >&2; return 1; }
+    line=${line//docker /$ENGINE }
+    line=${line// materializer run / $IMAGE run }
+    line=${line// materializer serve/ $IMAGE serve}
+    line=${line//-p 8000:8000/-p 127.0.0.1:$((PORT + 1)):8000}
+    line=${line//--name materializer /--name $NAME-readme }
+    printf '%s\n' "$line"
+}
+
+readme_one_off_run() {
+    local dir=$WORK/readme-run command log=$WORK/readme-run.log
+    command=$(readme_command 'mkdir -p out && docker run') || return 1
+    rm -rf "$dir" && mkdir -p "$dir"
+    if (cd "$dir" && bash -euo pipefail -c "$command") >"$log" 2>&1 &&
+        committed_files_exist "$dir/out"; then
+        return 0
+    fi
+    echo "ran: $command" >&2
+    show "$log"
+}
+
+readme_serve() {
+    local dir=$WORK/readme-serve command log=$WORK/readme-serve.log url status
+    command=$(readme_command 'docker run -d --name materializer') || return 1
+    rm -rf "$dir" && mkdir -p "$dir/out"
+    echo "$TOKEN" >"$dir/api-tokens"
+    chmod 0644 "$dir/api-tokens"
+    url=http://127.0.0.1:$((PORT + 1))
+    (cd "$dir" && bash -euo pipefail -c "$command") >"$log" 2>&1 || { echo "ran: $command" >&2; show "$log"; return 1; }
+    for _ in $(seq 60); do
+        api -f "$url/healthz" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    status=$(api -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url/topics")
+    "$ENGINE" rm -f "$NAME-readme" >/dev/null 2>&1
+    [ "$status" = 200 ] || { echo "GET /topics with the token: $status" >&2; return 1; }
+}
+
 cleanup() {
-    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || true
+    "$ENGINE" rm -f "$NAME" "$NAME-readme" >/dev/null 2>&1 || true
 }
 
 main() {
@@ -443,6 +489,8 @@ main() {
     check "a request without a token gets 401" no_token_is_401
     check "a run triggered over HTTP succeeds" run_over_http_succeeds
     check "SIGTERM (stop) ends serve quickly and cleanly" sigterm_stops_serve
+    check "README's one-off run, as written" readme_one_off_run
+    check "README's serve with a token file, as written" readme_serve
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
 }
