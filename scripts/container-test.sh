@@ -7,7 +7,8 @@
 # Uses Docker when a Docker engine answers, otherwise buildah and podman
 # (installed from Debian when missing). Base images that cannot be pulled (no
 # access to the registries) are built from Debian packages and tagged under
-# the names the Dockerfile uses (the Rust one under its own name).
+# the names the Dockerfile uses; the Rust one, under its own name, gets the
+# host's Rust toolchain (rustc and cargo on the PATH, same CPU architecture).
 #
 # Not part of scripts/test.sh: a cold build compiles the release binary and
 # its dependencies (about 30 minutes on 2 cores); after a change to
@@ -28,7 +29,7 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 RUST_IMAGE=$(sed -n 's/^ARG RUST_IMAGE=//p' Dockerfile)
 RUNTIME_IMAGE=$(sed -n 's/^ARG RUNTIME_IMAGE=//p' Dockerfile)
 DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
-RUST_STANDIN=localhost/materializer-build:rust-debian-bookworm
+RUST_STANDIN=localhost/materializer-build
 TOPIC=article-stock-changed
 TOKEN=container-test-token
 NAME=materializer-container-test-$$
@@ -102,6 +103,8 @@ ensure_base_images() {
         standin_runtime
     fi
     if ! have_image "$RUST_IMAGE" && ! pull "$RUST_IMAGE"; then
+        # Tagged with the toolchain's version: a new host toolchain, a new image.
+        RUST_STANDIN=$RUST_STANDIN:rust-$(host_rust_version)-bookworm
         have_image "$RUST_STANDIN" || standin_rust
         BUILD_ARGS+=(--build-arg "RUST_IMAGE=$RUST_STANDIN")
     fi
@@ -137,19 +140,45 @@ EOF
     say "$DEBIAN_IMAGE built in $(seconds_since "$started") s"
 }
 
-# A build image with Rust from Debian (rustc-web and cargo-web from
-# bookworm-security), under its own name.
+host_rust_version() {
+    command -v rustc >/dev/null || {
+        say "no access to $RUST_IMAGE and no rustc on this host to build a stand-in"
+        exit 1
+    }
+    rustc --version | cut -d' ' -f2
+}
+
+# A build image with the host's Rust toolchain on Debian, under its own name.
+# Debian's own Rust (rustc-web and cargo-web from bookworm-security) is 1.85:
+# too old for the workspace (edition 2024, its rust-version, Cargo.lock). The
+# host's toolchain is the one the workspace is built with: its sysroot (from
+# `rustc --print sysroot`, which also honours a rust-toolchain file) goes to
+# /usr/local as the rust image has it, without the HTML documentation
+# (share/doc, half its size). rustc finds its libraries and the standard
+# library relative to its own path. gcc and libc6-dev link, ca-certificates
+# lets cargo fetch crates.
 standin_rust() {
+    local sysroot context=$WORK/rust-image status=0
+    sysroot=$(rustc --print sysroot)
     ensure_debian
-    say "building $RUST_STANDIN (no access to $RUST_IMAGE)"
-    mkdir -p "$WORK/rust-image"
-    cat >"$WORK/rust-image/Dockerfile" <<EOF
+    say "building $RUST_STANDIN from Debian and $sysroot (no access to $RUST_IMAGE)"
+    rm -rf "$context"
+    mkdir -p "$context/toolchain"
+    tar -C "$sysroot" --exclude=./share/doc -cf - . | tar -C "$context/toolchain" -xf - ||
+        return
+    cat >"$context/Dockerfile" <<EOF
 FROM $DEBIAN_IMAGE
 RUN apt-get update \\
-    && apt-get install -y --no-install-recommends cargo-web gcc libc6-dev ca-certificates \\
+    && apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates \\
     && rm -rf /var/lib/apt/lists/*
+COPY toolchain/ /usr/local/
+ENV CARGO_HOME=/usr/local/cargo \\
+    PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+RUN rustc --version && cargo --version
 EOF
-    build_quietly "$RUST_STANDIN" "$WORK/rust-image"
+    build_quietly "$RUST_STANDIN" "$context" || status=$?
+    rm -rf "$context/toolchain"
+    return "$status"
 }
 
 # Like gcr.io/distroless/cc-debian12: glibc, libgcc, CA certificates, tzdata,
