@@ -7,7 +7,8 @@
 # Uses Docker when a Docker engine answers, otherwise buildah and podman
 # (installed from Debian when missing). Base images that cannot be pulled (no
 # access to the registries) are built from Debian packages and tagged under
-# the names the Dockerfile uses (the Rust one under its own name).
+# the names the Dockerfile uses; the Rust one, under its own name, gets the
+# host's Rust toolchain (rustc and cargo on the PATH, same CPU architecture).
 #
 # Not part of scripts/test.sh: a cold build compiles the release binary and
 # its dependencies (about 30 minutes on 2 cores); after a change to
@@ -28,7 +29,7 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 RUST_IMAGE=$(sed -n 's/^ARG RUST_IMAGE=//p' Dockerfile)
 RUNTIME_IMAGE=$(sed -n 's/^ARG RUNTIME_IMAGE=//p' Dockerfile)
 DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
-RUST_STANDIN=localhost/materializer-build:rust-debian-bookworm
+RUST_STANDIN=localhost/materializer-build
 TOPIC=article-stock-changed
 TOKEN=container-test-token
 NAME=materializer-container-test-$$
@@ -102,6 +103,8 @@ ensure_base_images() {
         standin_runtime
     fi
     if ! have_image "$RUST_IMAGE" && ! pull "$RUST_IMAGE"; then
+        # Tagged with the toolchain's version: a new host toolchain, a new image.
+        RUST_STANDIN=$RUST_STANDIN:rust-$(host_rust_version)-bookworm
         have_image "$RUST_STANDIN" || standin_rust
         BUILD_ARGS+=(--build-arg "RUST_IMAGE=$RUST_STANDIN")
     fi
@@ -137,19 +140,45 @@ EOF
     say "$DEBIAN_IMAGE built in $(seconds_since "$started") s"
 }
 
-# A build image with Rust from Debian (rustc-web and cargo-web from
-# bookworm-security), under its own name.
+host_rust_version() {
+    command -v rustc >/dev/null || {
+        say "no access to $RUST_IMAGE and no rustc on this host to build a stand-in"
+        exit 1
+    }
+    rustc --version | cut -d' ' -f2
+}
+
+# A build image with the host's Rust toolchain on Debian, under its own name.
+# Debian's own Rust (rustc-web and cargo-web from bookworm-security) is 1.85:
+# too old for the workspace (edition 2024, its rust-version, Cargo.lock). The
+# host's toolchain is the one the workspace is built with: its sysroot (from
+# `rustc --print sysroot`, which also honours a rust-toolchain file) goes to
+# /usr/local as the rust image has it, without the HTML documentation
+# (share/doc, half its size). rustc finds its libraries and the standard
+# library relative to its own path. gcc and libc6-dev link, ca-certificates
+# lets cargo fetch crates.
 standin_rust() {
+    local sysroot context=$WORK/rust-image status=0
+    sysroot=$(rustc --print sysroot)
     ensure_debian
-    say "building $RUST_STANDIN (no access to $RUST_IMAGE)"
-    mkdir -p "$WORK/rust-image"
-    cat >"$WORK/rust-image/Dockerfile" <<EOF
+    say "building $RUST_STANDIN from Debian and $sysroot (no access to $RUST_IMAGE)"
+    rm -rf "$context"
+    mkdir -p "$context/toolchain"
+    tar -C "$sysroot" --exclude=./share/doc -cf - . | tar -C "$context/toolchain" -xf - ||
+        return
+    cat >"$context/Dockerfile" <<EOF
 FROM $DEBIAN_IMAGE
 RUN apt-get update \\
-    && apt-get install -y --no-install-recommends cargo-web gcc libc6-dev ca-certificates \\
+    && apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates \\
     && rm -rf /var/lib/apt/lists/*
+COPY toolchain/ /usr/local/
+ENV CARGO_HOME=/usr/local/cargo \\
+    PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+RUN rustc --version && cargo --version
 EOF
-    build_quietly "$RUST_STANDIN" "$WORK/rust-image"
+    build_quietly "$RUST_STANDIN" "$context" || status=$?
+    rm -rf "$context/toolchain"
+    return "$status"
 }
 
 # Like gcr.io/distroless/cc-debian12: glibc, libgcc, CA certificates, tzdata,
@@ -419,8 +448,54 @@ sigterm_stops_serve() {
         "$ENGINE" logs "$NAME" 2>&1 | grep -q 'shutting down'
 }
 
+# --- README's commands, as written -----------------------------------------
+
+# The README line that starts with "$1", made to run here: `docker` is the
+# engine, the image `materializer` this image, the published port $PORT + 1,
+# the container's name this script's.
+readme_command() {
+    local line
+    line=$(grep -m1 -F -- "$1" README.md) || { echo "README has no line starting $1" >&2; return 1; }
+    [ "${line#"$1"}" != "$line" ] || { echo "README: $1 is not at a line's start" >&2; return 1; }
+    line=${line//docker /$ENGINE }
+    line=${line// materializer run / $IMAGE run }
+    line=${line// materializer serve/ $IMAGE serve}
+    line=${line//-p 8000:8000/-p 127.0.0.1:$((PORT + 1)):8000}
+    line=${line//--name materializer /--name $NAME-readme }
+    printf '%s\n' "$line"
+}
+
+readme_one_off_run() {
+    local dir=$WORK/readme-run command log=$WORK/readme-run.log
+    command=$(readme_command 'mkdir -p out && docker run') || return 1
+    rm -rf "$dir" && mkdir -p "$dir"
+    if (cd "$dir" && bash -euo pipefail -c "$command") >"$log" 2>&1 &&
+        committed_files_exist "$dir/out"; then
+        return 0
+    fi
+    echo "ran: $command" >&2
+    show "$log"
+}
+
+readme_serve() {
+    local dir=$WORK/readme-serve command log=$WORK/readme-serve.log url status
+    command=$(readme_command 'docker run -d --name materializer') || return 1
+    rm -rf "$dir" && mkdir -p "$dir/out"
+    echo "$TOKEN" >"$dir/api-tokens"
+    chmod 0644 "$dir/api-tokens"
+    url=http://127.0.0.1:$((PORT + 1))
+    (cd "$dir" && bash -euo pipefail -c "$command") >"$log" 2>&1 || { echo "ran: $command" >&2; show "$log"; return 1; }
+    for _ in $(seq 60); do
+        api -f "$url/healthz" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    status=$(api -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url/topics")
+    "$ENGINE" rm -f "$NAME-readme" >/dev/null 2>&1
+    [ "$status" = 200 ] || { echo "GET /topics with the token: $status" >&2; return 1; }
+}
+
 cleanup() {
-    "$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || true
+    "$ENGINE" rm -f "$NAME" "$NAME-readme" >/dev/null 2>&1 || true
 }
 
 main() {
@@ -443,6 +518,8 @@ main() {
     check "a request without a token gets 401" no_token_is_401
     check "a run triggered over HTTP succeeds" run_over_http_succeeds
     check "SIGTERM (stop) ends serve quickly and cleanly" sigterm_stops_serve
+    check "README's one-off run, as written" readme_one_off_run
+    check "README's serve with a token file, as written" readme_serve
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
 }

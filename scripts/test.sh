@@ -72,4 +72,7 @@ if cargo tree --locked -p materializer -e features --edges normal 2>/dev/null | 
     echo "the product build enables the failpoints feature" >&2
     exit 1
 fi
+# The plain binaries too (the test build makes test harnesses of those of
+# other packages): README's tests run nakadi-server as a user would.
+cargo build --locked --workspace --all-targets
 cargo test --locked --workspace --all-targets "$@"

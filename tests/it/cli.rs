@@ -329,7 +329,7 @@ fn preview_shows_the_rows_a_run_would_write_and_a_draft_mistake_with_its_place()
     );
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(
-        stderr(&bad).contains(":2:") && stderr(&bad).contains("no_such_column"),
+        stderr(&bad).contains("draft.sql:2:") && stderr(&bad).contains("no_such_column"),
         "{}",
         stderr(&bad)
     );
@@ -389,8 +389,8 @@ fn a_type_mistake_names_both_types_and_the_operator() {
     let message = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{message}");
     assert!(
-        message.contains("mapping:2:8: in view output: expressions have incompatible types: ")
-            && message.contains("Int64 + Utf8"),
+        message.contains("draft.sql:2:8: in view output: expressions have incompatible types: ")
+            && message.contains("BIGINT + VARCHAR"),
         "{message}"
     );
 }

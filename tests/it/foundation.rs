@@ -148,12 +148,12 @@ async fn article_run_compacts_splits_corrections_and_rejects() {
             (
                 "001-0001-000000000000000007",
                 "stream.jsonl:5",
-                "whilst decoding field 'article_id': failed to parse \"abc\" as Int64"
+                "field 'article_id': expected BIGINT, found the string \"abc\""
             ),
             (
                 "001-0001-000000000000000009",
                 "stream.jsonl:7",
-                "required field \"version\" is missing or null"
+                "required field 'version' is missing or null"
             ),
             (
                 "001-0001-000000000000000010",

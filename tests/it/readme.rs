@@ -1,15 +1,40 @@
-//! README's walkthrough, run as written: its shell blocks, in order, in a
-//! copy of the repository's topics and fixtures, with `materializer` and
-//! `psql` on the PATH and a real PostgreSQL behind `psql`.
+//! README's commands, run as written. The walkthrough's shell blocks run in
+//! order in a copy of the repository's topics and fixtures, with
+//! `materializer` and `psql` on the PATH and a real PostgreSQL behind
+//! `psql`; the other blocks run in tests of their own below, and
+//! [`every_command_block_is_checked`] fails for a block no test knows.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::servers::postgres;
+use crate::servers::{free_port, postgres};
 use crate::support::{Workspace, copy_dir, csv_rows, repo};
 
-/// The ```sh blocks between the walkthrough's markers.
-fn walkthrough_blocks(readme: &str) -> Vec<String> {
+fn readme() -> String {
+    std::fs::read_to_string(repo().join("README.md")).unwrap()
+}
+
+/// The bodies of the ```sh blocks in `text` (indented blocks included), in order.
+fn sh_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(indent) = line.strip_suffix("```sh").filter(|i| i.trim().is_empty()) else {
+            continue;
+        };
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| l.trim() != "```")
+            .map(|l| l.strip_prefix(indent).unwrap_or(l))
+            .collect();
+        blocks.push(body.join("\n"));
+    }
+    blocks
+}
+
+/// The walkthrough: the text between its markers.
+fn walkthrough(readme: &str) -> &str {
     let start = readme
         .find("<!-- walkthrough")
         .expect("README marks its walkthrough");
@@ -17,47 +42,135 @@ fn walkthrough_blocks(readme: &str) -> Vec<String> {
         .find("<!-- end of walkthrough -->")
         .map(|e| start + e)
         .expect("README marks the walkthrough's end");
-    let mut blocks = Vec::new();
-    let mut rest = &readme[start..end];
-    while let Some(open) = rest.find("```sh\n") {
-        let body = &rest[open + 6..];
-        let close = body.find("\n```").expect("a closed block");
-        blocks.push(body[..close].to_string());
-        rest = &body[close + 4..];
-    }
-    blocks
+    &readme[start..end]
 }
 
-/// A folder of links: `materializer` to the binary under test, `psql` to
-/// the server's client.
-fn bin_dir(ws: &Workspace) -> std::path::PathBuf {
+/// The README block whose first line starts with `prefix`.
+fn block_starting(readme: &str, prefix: &str) -> String {
+    let found: Vec<String> = sh_blocks(readme)
+        .into_iter()
+        .filter(|b| b.starts_with(prefix))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one README block starts with {prefix:?}: {found:?}"
+    );
+    found.into_iter().next().unwrap()
+}
+
+/// How each README block outside the walkthrough is checked, by the start
+/// of its first line.
+const CHECKED: &[(&str, &str)] = &[
+    (
+        "cargo run --release -- run --topic",
+        "run by the_lead_commands_run_the_example_topic_and_the_test_script",
+    ),
+    (
+        "cargo build --release --locked",
+        "checked by the_install_commands_build_the_binary_they_name",
+    ),
+    (
+        "cargo run -p nakadi-testkit",
+        "run by a_run_reads_the_local_nakadi_server_as_shown",
+    ),
+    (
+        "materializer run --topic article-stock-changed --nakadi-url",
+        "run by a_run_reads_the_local_nakadi_server_as_shown",
+    ),
+    (
+        "materializer serve --api-token",
+        "run by serve_and_curl_work_as_shown",
+    ),
+    ("curl -s -X POST", "run by serve_and_curl_work_as_shown"),
+    (
+        "pip install duckdb",
+        "the benchmark runs under cargo test on 3,000 events (benches/pipeline); its options are documented in its --help",
+    ),
+    // The container's commands need an image: scripts/container-test.sh
+    // builds it (not part of scripts/test.sh: a cold build takes half an
+    // hour) and runs the one-off run and serve lines as written.
+    (
+        "docker build -t materializer .",
+        "scripts/container-test.sh builds the same Dockerfile",
+    ),
+    (
+        "mkdir -p out && docker run --rm --user",
+        "run as written by scripts/container-test.sh",
+    ),
+    (
+        "docker run --rm -v \"$PWD/sql:/app/sql:ro\"",
+        "not run: it needs a Nakadi and S3; its settings are the ones tested without a container",
+    ),
+    (
+        "docker run -d --name materializer",
+        "run as written by scripts/container-test.sh",
+    ),
+    ("scripts/container-test.sh", "the script itself"),
+];
+
+#[test]
+fn every_command_block_is_checked() {
+    let readme = readme();
+    let walkthrough = sh_blocks(walkthrough(&readme));
+    for block in sh_blocks(&readme) {
+        let first = block.lines().next().unwrap_or_default();
+        assert!(
+            walkthrough.contains(&block)
+                || CHECKED.iter().any(|(start, _)| first.starts_with(start)),
+            "README block that no test checks:\n{block}"
+        );
+    }
+    // No stale entries: every entry still names a README block.
+    for (start, _) in CHECKED {
+        assert!(
+            sh_blocks(&readme).iter().any(|b| b.starts_with(start)),
+            "no README block starts with {start:?} any more"
+        );
+    }
+}
+
+/// A folder of links: `materializer` to the binary under test, and `psql`
+/// to the PostgreSQL client when `with_psql`.
+fn bin_dir(ws: &Workspace, with_psql: bool) -> std::path::PathBuf {
     let bin = ws.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_materializer"), bin.join("materializer"))
         .unwrap();
-    let psql = postgres().psql_path();
-    if psql.is_absolute() {
+    let psql = if with_psql {
+        Some(postgres().psql_path())
+    } else {
+        None
+    };
+    if let Some(psql) = psql.filter(|p| p.is_absolute()) {
         std::os::unix::fs::symlink(&psql, bin.join("psql")).unwrap();
     }
     bin
 }
 
-fn run_block(ws: &Workspace, bin: &Path, database: &str, block: &str) -> String {
+/// `bash` running `block` in the workspace, with `bin` first on the PATH
+/// and none of the settings a developer's shell may carry.
+fn shell(ws: &Workspace, bin: &Path, block: &str) -> Command {
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .args(["-euo", "pipefail", "-c", block])
         .current_dir(ws.dir.path())
         .env("PATH", path)
         .env("RUST_LOG", "warn")
-        .envs(postgres().client_env(database))
         .env_remove("MATERIALIZER_OUTPUT")
-        .env_remove("NAKADI_URL")
-        .output()
-        .unwrap();
+        .env_remove("MATERIALIZER_LISTEN")
+        .env_remove("NAKADI_URL");
+    command
+}
+
+/// Runs `command` (a README block) to success; its standard output.
+fn succeed(mut command: Command, block: &str) -> String {
+    let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -67,14 +180,239 @@ fn run_block(ws: &Workspace, bin: &Path, database: &str, block: &str) -> String 
     stdout
 }
 
-#[test]
-fn the_first_topic_walkthrough_runs_as_written() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let blocks = walkthrough_blocks(&readme);
-    assert_eq!(blocks.len(), 4, "{blocks:?}");
+fn run_block(ws: &Workspace, bin: &Path, database: &str, block: &str) -> String {
+    let mut command = shell(ws, bin, block);
+    command.envs(postgres().client_env(database));
+    succeed(command, block)
+}
+
+/// A workspace as the repository's top folder looks to a user: the example
+/// topics under `sql/` and `fixtures/`.
+fn repository_copy() -> Workspace {
     let ws = Workspace::new();
     copy_dir(&repo().join("fixtures"), &ws.path("fixtures"));
-    let bin = bin_dir(&ws);
+    ws
+}
+
+/// A background process that is killed when dropped.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_lead_commands_run_the_example_topic_and_the_test_script() {
+    let readme = readme();
+    let lead = block_starting(&readme, "cargo run --release -- run --topic");
+    let mut lines = lead.lines();
+    let run = lines.next().unwrap();
+    // `cargo run --release --` is the binary under test, built by cargo.
+    let run = run.replacen("cargo run --release --", "materializer", 1);
+    let ws = repository_copy();
+    let bin = bin_dir(&ws, false);
+    let first = succeed(shell(&ws, &bin, &run), &run);
+    assert!(
+        first.starts_with("article-stock-changed: run 1 committed in "),
+        "{first}"
+    );
+    assert!(
+        ws.path("out/article-stock-changed/_manifests/0000000001.json")
+            .is_file()
+    );
+    let again = succeed(shell(&ws, &bin, &run), &run);
+    assert_eq!(
+        again,
+        "article-stock-changed: nothing new since run 1; nothing written.\n"
+    );
+    // The second command is the one CI runs.
+    let test = lines.next().unwrap();
+    assert!(test.starts_with("scripts/test.sh "), "{test}");
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == "exec scripts/test.sh"),
+        "{ci}"
+    );
+    assert!(repo().join("scripts/test.sh").is_file());
+}
+
+#[test]
+fn the_install_commands_build_the_binary_they_name() {
+    let readme = readme();
+    let install = block_starting(&readme, "cargo build --release --locked");
+    assert!(
+        install.contains("# the binary: target/release/materializer"),
+        "{install}"
+    );
+    assert!(
+        install.contains("cargo install --path crates/materializer --locked"),
+        "{install}"
+    );
+    // A plain `cargo build` at the top builds the default members: the
+    // package at crates/materializer, whose binary is `materializer`.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+            "--locked",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let defaults = metadata["workspace_default_members"].as_array().unwrap();
+    let package = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["manifest_path"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("crates/materializer/Cargo.toml"))
+        })
+        .expect("a package at crates/materializer");
+    assert_eq!(defaults, &vec![package["id"].clone()], "{defaults:?}");
+    let binaries: Vec<&str> = package["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "bin"))
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(binaries, vec!["materializer"]);
+}
+
+/// `nakadi-server`, built beside the test binary by `cargo test --workspace`.
+fn nakadi_server_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("nakadi-server"))
+        .unwrap();
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with cargo build -p nakadi-testkit (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn a_run_reads_the_local_nakadi_server_as_shown() {
+    let readme = readme();
+    let start = block_starting(&readme, "cargo run -p nakadi-testkit");
+    assert!(start.lines().count() == 1, "{start}");
+    let run = block_starting(
+        &readme,
+        "materializer run --topic article-stock-changed --nakadi-url",
+    );
+    let ws = repository_copy();
+    let bin = bin_dir(&ws, false);
+    // `cargo run -p nakadi-testkit` is the testkit's binary, on a free port
+    // in place of its default 8080.
+    let port = free_port();
+    let log = ws.path("nakadi-server.log");
+    let _server = Background(
+        Command::new(nakadi_server_binary())
+            .current_dir(ws.dir.path())
+            .env("NAKADI_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "nakadi-server", &log);
+    assert!(run.contains("http://127.0.0.1:8080"), "{run}");
+    let run = run.replace("http://127.0.0.1:8080", &format!("http://127.0.0.1:{port}"));
+    let live = succeed(shell(&ws, &bin, &run), &run);
+    assert!(
+        live.starts_with("article-stock-changed: run 1 committed in "),
+        "{live}"
+    );
+    // The same rows as the run from the recording.
+    let recorded = repository_copy();
+    let line = "materializer run --topic article-stock-changed";
+    succeed(shell(&recorded, &bin_dir(&recorded, false), line), line);
+    let main = "out/article-stock-changed/main/run=0000000001/main-0000000001-p0.csv";
+    let rows = |ws: &Workspace| {
+        let (header, mut rows) = csv_rows(&std::fs::read_to_string(ws.path(main)).unwrap());
+        rows.sort();
+        (header, rows)
+    };
+    assert_eq!(rows(&ws), rows(&recorded));
+}
+
+#[test]
+fn serve_and_curl_work_as_shown() {
+    let readme = readme();
+    let serve = block_starting(&readme, "materializer serve --api-token");
+    let curl = block_starting(&readme, "curl -s -X POST");
+    let ws = repository_copy();
+    let bin = bin_dir(&ws, false);
+    let port = free_port();
+    let token = "readme-token";
+    let log = ws.path("serve.log");
+    // serve's default address is 127.0.0.1:8000; the test takes a free port
+    // through the setting README names for it.
+    let mut command = shell(&ws, &bin, &serve);
+    command
+        .env("TOKEN", token)
+        .env("MATERIALIZER_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let _server = Background(command.spawn().unwrap());
+    wait_for_port(port, "serve", &log);
+    assert_eq!(curl.matches("http://127.0.0.1:8000/").count(), 2, "{curl}");
+    let curl = curl.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    let mut command = shell(&ws, &bin, &curl);
+    command.env("TOKEN", token);
+    let answers = succeed(command, &curl);
+    let mut answers = serde_json::Deserializer::from_str(&answers).into_iter::<serde_json::Value>();
+    let triggered = answers.next().unwrap().unwrap();
+    let id = triggered["id"].as_str().expect("the run's id");
+    assert_eq!(
+        triggered["status_url"],
+        format!("/runs/{id}"),
+        "{triggered}"
+    );
+    let listed = answers.next().unwrap().unwrap();
+    assert_eq!(listed[0]["id"], id, "{listed}");
+}
+
+#[test]
+fn the_first_topic_walkthrough_runs_as_written() {
+    let readme = readme();
+    let blocks = sh_blocks(walkthrough(&readme));
+    assert_eq!(blocks.len(), 4, "{blocks:?}");
+    let ws = repository_copy();
+    let bin = bin_dir(&ws, true);
     let database = postgres().database("readme");
     let outputs: Vec<String> = blocks
         .iter()

@@ -9,7 +9,7 @@
 //! it runs on has its own memory pool.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -132,8 +132,29 @@ pub async fn sample_events(
     Ok(events)
 }
 
-/// Name errors in a draft mapping point at.
-pub const DRAFT_NAME: &str = "mapping";
+/// A mapping tried in place of the topic's saved one, with the name its
+/// errors point at: the file it came from, or `mapping` for text sent over
+/// HTTP.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    name: PathBuf,
+    text: String,
+}
+
+impl Draft {
+    /// Text without a file (the API's `{"mapping": "..."}`).
+    pub fn text(text: String) -> Self {
+        Self {
+            name: PathBuf::from("mapping"),
+            text,
+        }
+    }
+
+    /// Text read from `path`: errors name the file.
+    pub fn from_file(path: PathBuf, text: String) -> Self {
+        Self { name: path, text }
+    }
+}
 
 /// [`preview`] on a thread of its own, within `limits`: the answer comes by
 /// the deadline whatever the draft does (a draft still planning then is left
@@ -141,7 +162,7 @@ pub const DRAFT_NAME: &str = "mapping";
 pub async fn preview_bounded(
     engine: Engine,
     topic: Arc<Topic>,
-    draft: Option<String>,
+    draft: Option<Draft>,
     events: Vec<Bytes>,
     limits: PreviewLimits,
 ) -> Result<PreviewOutcome, PreviewError> {
@@ -157,7 +178,7 @@ pub async fn preview_bounded(
             let outcome = match runtime {
                 Ok(runtime) => runtime.block_on(async {
                     tokio::select! {
-                        outcome = preview(&engine, &topic, draft.as_deref(), &events, limits) => outcome,
+                        outcome = preview(&engine, &topic, draft.as_ref(), &events, limits) => outcome,
                         _ = stop.cancelled() => Err(PreviewError::Timeout { seconds: limits.timeout.as_secs_f64() }),
                     }
                 }),
@@ -184,13 +205,13 @@ pub async fn preview_bounded(
 pub async fn preview(
     engine: &Engine,
     topic: &Topic,
-    draft: Option<&str>,
+    draft: Option<&Draft>,
     events: &[Bytes],
     limits: PreviewLimits,
 ) -> Result<PreviewOutcome, PreviewError> {
     let (mapping, output_schema) = match draft {
-        Some(text) => {
-            let mapping = Mapping::parse(Path::new(DRAFT_NAME), text)?;
+        Some(draft) => {
+            let mapping = Mapping::parse(&draft.name, &draft.text)?;
             let schema = mapping
                 .validate(engine, topic.schema().events.clone())
                 .await?;

@@ -4,7 +4,8 @@
 //! one-pass decoder in [`fast`]. A chunk it gives up on is decoded with
 //! arrow-json, which reads the same rows but slower; a chunk that fails there
 //! is split in halves until the failing events are alone; those go to the
-//! partition's rejected list with arrow-json's reason, and the rest of the
+//! partition's rejected list with a reason naming the field, its SQL type and
+//! the value found ([`reason`]), and the rest of the
 //! chunk decodes as usual. Events whose partitioning or ordering key
 //! is null cannot be placed in a key's history and are rejected too. Every event
 //! handed to the decoder is therefore either a row or a rejection.
@@ -34,6 +35,7 @@ use crate::source::{Batch, Offset, OffsetSteps};
 #[cfg(test)]
 mod differential;
 mod fast;
+mod reason;
 mod spool;
 
 use fast::FastDecoder;
@@ -433,7 +435,14 @@ impl PartitionDecoder {
     ) {
         match decode_events(&self.payload_schema, &pending[range.clone()]) {
             Ok(batch) => parts.push((range, batch)),
-            Err(err) if range.len() == 1 => failed.push((range.start, describe(&err))),
+            Err(err) if range.len() == 1 => {
+                let reason = reason::rejection_reason(
+                    pending[range.start].bytes(),
+                    self.payload_schema.fields(),
+                    &err,
+                );
+                failed.push((range.start, reason));
+            }
             Err(_) => {
                 let mid = range.start + range.len() / 2;
                 self.decode_range(pending, range.start..mid, parts, failed);
@@ -709,27 +718,6 @@ fn integer_fits(n: &serde_json::Number) -> Result<(), &'static str> {
         return Err("is out of the 64-bit integer range");
     }
     Ok(())
-}
-
-/// arrow-json's message, without the error type prefix, in the words of the
-/// event rather than of Arrow's internals.
-fn describe(err: &ArrowError) -> String {
-    let message = match err {
-        ArrowError::JsonError(m)
-        | ArrowError::ParseError(m)
-        | ArrowError::InvalidArgumentError(m) => m.clone(),
-        other => other.to_string(),
-    };
-    // "Encountered unmasked nulls in non-nullable StructArray child: Field { "version": Int64 }"
-    if message.contains("non-nullable")
-        && let Some(start) = message.find("Field { \"")
-    {
-        let rest = &message[start + "Field { \"".len()..];
-        if let Some(end) = rest.find('"') {
-            return format!("required field \"{}\" is missing or null", &rest[..end]);
-        }
-    }
-    message
 }
 
 /// The column at a dotted path, with parents' nulls applied.

@@ -260,7 +260,7 @@ impl Mapping {
                 let mut message = if d.message.is_empty() {
                     message
                 } else if d.message.contains("incompatible types") && !message.is_empty() {
-                    format!("{}: {message}", d.message)
+                    format!("{}: {}", d.message, with_sql_type_names(&message))
                 } else {
                     d.message.clone()
                 };
@@ -354,6 +354,47 @@ pub(crate) fn tidy_engine_message(message: &str) -> String {
     m.to_string()
 }
 
+/// The engine's message with the Arrow names of simple types (`Int64`,
+/// `Utf8`) spelled as the mapping's SQL spells them (`BIGINT`, `VARCHAR`).
+fn with_sql_type_names(message: &str) -> String {
+    use arrow::datatypes::DataType;
+    let sql_name = |word: &str| {
+        let data_type = match word {
+            "Boolean" => DataType::Boolean,
+            "Int8" => DataType::Int8,
+            "Int16" => DataType::Int16,
+            "Int32" => DataType::Int32,
+            "Int64" => DataType::Int64,
+            "UInt8" => DataType::UInt8,
+            "UInt16" => DataType::UInt16,
+            "UInt32" => DataType::UInt32,
+            "UInt64" => DataType::UInt64,
+            "Float32" => DataType::Float32,
+            "Float64" => DataType::Float64,
+            "Utf8" => DataType::Utf8,
+            "LargeUtf8" => DataType::LargeUtf8,
+            "Utf8View" => DataType::Utf8View,
+            "Date32" => DataType::Date32,
+            _ => return None,
+        };
+        Some(crate::schema::sql_type(&data_type))
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut word = String::new();
+    for c in message.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        out.push_str(&sql_name(&word).unwrap_or_else(|| word.clone()));
+        word.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// When the engine names a missing column without a position, find where the
 /// view mentions it.
 fn find_mentioned_column(text: &str, message: &str, from: Position) -> Option<Position> {
@@ -391,4 +432,22 @@ pub fn sql_path(path: &str) -> String {
 
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_sql_type_names;
+
+    #[test]
+    fn type_mismatches_speak_sql_type_names() {
+        assert_eq!(
+            with_sql_type_names("Cannot coerce arithmetic expression Int64 + Utf8 to valid types"),
+            "Cannot coerce arithmetic expression BIGINT + VARCHAR to valid types"
+        );
+        // Words that only contain a type's name stay as they are.
+        assert_eq!(
+            with_sql_type_names("column Int64_count: Float64 vs Boolean"),
+            "column Int64_count: DOUBLE vs BOOLEAN"
+        );
+    }
 }

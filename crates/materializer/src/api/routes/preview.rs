@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use bytes::Bytes;
 
 use materializer_core::config::Topic;
-use materializer_core::preview::{PreviewError, PreviewLimits, preview_bounded};
+use materializer_core::preview::{Draft, PreviewError, PreviewLimits, preview_bounded};
 
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
@@ -93,7 +93,7 @@ pub(crate) async fn preview_topic(
     let outcome = preview_bounded(
         app.preview_engine.clone(),
         topic,
-        request.mapping,
+        request.mapping.map(Draft::text),
         events,
         limits,
     )

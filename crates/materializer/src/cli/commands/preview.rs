@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use materializer_core::mapping::Engine;
-use materializer_core::preview::{PreviewLimits, PreviewOutcome, PreviewTable, preview_bounded};
+use materializer_core::preview::{
+    Draft, PreviewLimits, PreviewOutcome, PreviewTable, preview_bounded,
+};
 
 use crate::cli::args::{Context, PreviewArgs};
 use crate::cli::error::CliError;
@@ -38,12 +40,11 @@ pub(crate) async fn preview(
     };
     let draft = match &args.mapping {
         Some(path) => {
-            Some(
-                std::fs::read_to_string(path).map_err(|source| CliError::ReadEvents {
-                    path: path.clone(),
-                    source,
-                })?,
-            )
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadEvents {
+                path: path.clone(),
+                source,
+            })?;
+            Some(Draft::from_file(path.clone(), text))
         }
         None => None,
     };
