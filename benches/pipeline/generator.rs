@@ -166,6 +166,10 @@ pub struct Generator {
     remaining_update: u64,
     remaining_late: u64,
     hole_rate: f64,
+    /// Articles whose looks are kept; older ones keep only id and version.
+    window: usize,
+    /// Articles before this index have been slimmed.
+    slimmed: usize,
     pub stats: Stats,
 }
 
@@ -193,11 +197,55 @@ impl Generator {
             } else {
                 0.0
             },
+            window: usize::MAX,
+            slimmed: 0,
             stats: Stats::default(),
         }
     }
 
+    /// Keeps the looks (model, sizes, attributes...) of the newest `window`
+    /// articles only: an older one keeps its id and version and gets new looks
+    /// when it comes up again. Bounds the generator's memory over a long
+    /// history; events of a dataset smaller than the window do not change.
+    pub fn keeping_looks_of(mut self, window: usize) -> Generator {
+        self.window = window.max(1);
+        self
+    }
+
+    fn slim_old_articles(&mut self) {
+        while self.articles.len() - self.slimmed > self.window {
+            let article = &mut self.articles[self.slimmed];
+            article.model = String::new();
+            article.attributes = String::new();
+            article.sizes = Vec::new();
+            article.qty = Vec::new();
+            article.tags = Vec::new();
+            self.slimmed += 1;
+        }
+    }
+
+    fn restore_looks(&mut self, a: usize) {
+        if !self.articles[a].attributes.is_empty() {
+            return;
+        }
+        let fresh = self.random_article(self.articles[a].id);
+        let article = &mut self.articles[a];
+        article.brand = fresh.brand;
+        article.model = fresh.model;
+        article.sizes = fresh.sizes;
+        article.qty = fresh.qty;
+        article.price_cents = fresh.price_cents;
+        article.tags = fresh.tags;
+        article.attributes = fresh.attributes;
+    }
+
     fn new_article(&mut self) -> Article {
+        let id = 100_000_000 + self.stats.articles * 7919 % 900_000_000;
+        self.stats.articles += 1;
+        self.random_article(id)
+    }
+
+    fn random_article(&mut self, id: u64) -> Article {
         let r = &mut self.rng;
         let count = 1 + r.below(6) as usize;
         let start = r.below((SIZES.len() - count) as u64) as usize;
@@ -226,8 +274,6 @@ impl Generator {
             [30, 40, 60][r.below(3) as usize],
             80 + r.below(2400)
         );
-        let id = 100_000_000 + self.stats.articles * 7919 % 900_000_000;
-        self.stats.articles += 1;
         Article {
             id,
             brand: BRANDS[r.below(BRANDS.len() as u64) as usize],
@@ -260,6 +306,7 @@ impl Generator {
     }
 
     fn render(&mut self, a: usize, version: i64, occurred_ms: i64, out: &mut Vec<u8>) {
+        self.restore_looks(a);
         let sizes_kind = self.rng.below(100);
         let eid = (self.rng.next_u64() as u128) << 64 | self.rng.next_u64() as u128;
         let flow = self.rng.next_u64();
@@ -374,6 +421,7 @@ impl Generator {
                 let article = self.new_article();
                 let (v, o) = (article.version, article.occurred_ms);
                 self.articles.push(article);
+                self.slim_old_articles();
                 (self.articles.len() - 1, v, o)
             }
             1 => {
@@ -417,6 +465,69 @@ impl Generator {
     }
 }
 
+/// Nakadi stream lines of 8 partitions: events wait per partition until a
+/// batch is full; offsets go on from one file to the next.
+pub struct StreamLines {
+    pending: Vec<Vec<Vec<u8>>>,
+    offsets: [u64; 8],
+    batch: usize,
+}
+
+impl StreamLines {
+    pub fn new(batch: usize) -> StreamLines {
+        StreamLines {
+            pending: vec![Vec::new(); 8],
+            offsets: [0; 8],
+            batch,
+        }
+    }
+
+    /// Adds an event of `partition`, writing its batch to `out` once full.
+    pub fn push(
+        &mut self,
+        partition: u32,
+        event: &[u8],
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        let p = partition as usize;
+        self.pending[p].push(event.to_vec());
+        if self.pending[p].len() >= self.batch {
+            self.flush_partition(p, out)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every partition's pending events as a last, shorter batch.
+    pub fn finish(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        for p in 0..self.pending.len() {
+            self.flush_partition(p, out)?;
+        }
+        Ok(())
+    }
+
+    fn flush_partition(&mut self, partition: usize, out: &mut dyn Write) -> std::io::Result<()> {
+        let events = &mut self.pending[partition];
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.offsets[partition] += events.len() as u64;
+        write!(
+            out,
+            r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{:018}"}},"events":["#,
+            self.offsets[partition] - 1
+        )?;
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            out.write_all(e)?;
+        }
+        out.write_all(b"]}\n")?;
+        events.clear();
+        Ok(())
+    }
+}
+
 /// Writes `events` events as NDJSON (for DuckDB) and as Nakadi stream lines
 /// (batches of `batch` events per partition, for materializer).
 pub fn write_files(
@@ -429,33 +540,8 @@ pub fn write_files(
     let mut generator = Generator::new(seed, events, 0.7, 0.05);
     let mut plain = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(ndjson)?);
     let mut lines = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(stream)?);
-    let mut pending: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 8];
-    let mut offsets = [0u64; 8];
+    let mut stream_lines = StreamLines::new(batch);
     let mut event = Vec::with_capacity(2048);
-    let flush = |partition: usize,
-                 events: &mut Vec<Vec<u8>>,
-                 offsets: &mut [u64; 8],
-                 out: &mut dyn Write|
-     -> std::io::Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        offsets[partition] += events.len() as u64;
-        write!(
-            out,
-            r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{:018}"}},"events":["#,
-            offsets[partition] - 1
-        )?;
-        for (i, e) in events.iter().enumerate() {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            out.write_all(e)?;
-        }
-        out.write_all(b"]}\n")?;
-        events.clear();
-        Ok(())
-    };
     loop {
         event.clear();
         let Some(partition) = generator.next_event(&mut event) else {
@@ -463,16 +549,47 @@ pub fn write_files(
         };
         plain.write_all(&event)?;
         plain.write_all(b"\n")?;
-        let p = partition as usize;
-        pending[p].push(event.clone());
-        if pending[p].len() >= batch {
-            flush(p, &mut pending[p], &mut offsets, &mut lines)?;
-        }
+        stream_lines.push(partition, &event, &mut lines)?;
     }
-    for (p, events) in pending.iter_mut().enumerate() {
-        flush(p, events, &mut offsets, &mut lines)?;
-    }
+    stream_lines.finish(&mut lines)?;
     plain.flush()?;
     lines.flush()?;
     Ok(generator.stats.clone())
+}
+
+/// A topic's history, one recording per run: each holds the next `events`
+/// events as stream lines, offsets going on from the run before.
+pub struct History {
+    generator: Generator,
+    lines: StreamLines,
+}
+
+impl History {
+    /// `runs` recordings of `events` events: `new_ratio` of them articles never
+    /// seen before, `late_ratio` late.
+    pub fn new(seed: u64, runs: u64, events: u64, new_ratio: f64, late_ratio: f64) -> History {
+        History {
+            // Looks of the articles of the last two runs are kept.
+            generator: Generator::new(seed, runs * events, 1.0 - new_ratio, late_ratio)
+                .keeping_looks_of((2 * events) as usize),
+            lines: StreamLines::new(500),
+        }
+    }
+
+    /// Writes the next `events` events to `path`; returns what was generated
+    /// so far.
+    pub fn write_run(&mut self, events: u64, path: &std::path::Path) -> std::io::Result<Stats> {
+        let mut out = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
+        let mut event = Vec::with_capacity(2048);
+        for _ in 0..events {
+            event.clear();
+            let Some(partition) = self.generator.next_event(&mut event) else {
+                break;
+            };
+            self.lines.push(partition, &event, &mut out)?;
+        }
+        self.lines.finish(&mut out)?;
+        out.flush()?;
+        Ok(self.generator.stats.clone())
+    }
 }

@@ -5,6 +5,7 @@
 //! cargo bench --bench pipeline -- [--events N | --scales N,N,..] [--runs R]
 //!     [--cases flatten_csv,compact_csv,compact_parquet] [--no-nakadi] [--no-duckdb]
 //!     [--nakadi-up-to N] [--memory-mb M] [--data DIR] [--report DIR]
+//! cargo bench --bench pipeline -- --history RUNS [--history-events N] [--memory-mb M]
 //! ```
 //!
 //! For each scale it generates the events once (NDJSON for DuckDB, Nakadi
@@ -22,10 +23,17 @@
 //! and writes `report.md` (the table) and `chart.png` (time against events)
 //! to the report folder.
 //!
-//! Run by `cargo test` (without `--bench`) it does a small smoke run instead.
+//! `--history RUNS` measures a topic's life instead ([`history`]): RUNS runs
+//! of the compacting topic one after the other, each reading the next
+//! `--history-events` events (default 500k, 90 % of them articles never seen
+//! before), so that the key state grows run by run.
+//!
+//! Run by `cargo test` (without `--bench`) it does a small smoke run instead,
+//! and three history runs of 2,000 events.
 
 mod chart;
 mod generator;
+mod history;
 mod measure;
 mod rows;
 
@@ -101,6 +109,10 @@ struct Options {
     data: PathBuf,
     report: PathBuf,
     smoke: bool,
+    /// Runs of the history benchmark (instead of the scales), if asked for.
+    history_runs: Option<u64>,
+    /// Events of each history run.
+    history_events: u64,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -118,6 +130,8 @@ fn parse_options() -> Result<Options, String> {
         data: base.join("data"),
         report: base.join("report"),
         smoke,
+        history_runs: None,
+        history_events: if smoke { 2_000 } else { 500_000 },
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -156,6 +170,16 @@ fn parse_options() -> Result<Options, String> {
                         .parse()
                         .map_err(|_| "--memory-mb needs a number".to_string())?,
                 )
+            }
+            "--history" => {
+                options.history_runs = Some(
+                    value("--history")?
+                        .parse()
+                        .map_err(|_| "--history needs a number of runs".to_string())?,
+                )
+            }
+            "--history-events" => {
+                options.history_events = parse_count(&value("--history-events")?)?
             }
             "--data" => options.data = PathBuf::from(value("--data")?),
             "--report" => options.report = PathBuf::from(value("--report")?),
@@ -236,7 +260,9 @@ fn dataset(options: &Options, events: u64) -> Result<Dataset, String> {
     })
 }
 
-/// The bench topics: the same mapping as the DuckDB script.
+/// The bench topics: the same mapping as the DuckDB script. History (OLDER
+/// files, on by default) is off, as the script keeps no older versions; KEYS
+/// files and the key state are written as in every run.
 fn write_topics(sql_dir: &Path) -> Result<(), String> {
     let schema = include_str!("schema.json");
     for case in Case::ALL {
@@ -245,7 +271,7 @@ fn write_topics(sql_dir: &Path) -> Result<(), String> {
         let format = if case.parquet() { "parquet" } else { "csv" };
         let toml = format!(
             "event_type = \"bench.{}\"\npartitioning_key = \"article_id\"\nordering_key = \"version\"\n\
-             compact = {}\n\n[output]\nformat = \"{format}\"\n",
+             compact = {}\n\n[output]\nformat = \"{format}\"\n\n[warehouse]\nhistory = false\n",
             case.name(),
             case.compact(),
         );
@@ -277,14 +303,9 @@ struct Bench {
 }
 
 impl Bench {
-    fn materializer(
-        &self,
-        case: Case,
-        data: &Dataset,
-        nakadi: Option<&str>,
-    ) -> Result<(Sample, Vec<PathBuf>), String> {
-        let out = self.work.join("out-materializer");
-        let _ = std::fs::remove_dir_all(&out);
+    /// `materializer run` of a case's topic into `out`, its summary as JSON;
+    /// the caller adds the source.
+    fn run_command(&self, case: Case, out: &Path) -> Command {
         let mut command = Command::new(BIN);
         command
             .arg("--sql-dir")
@@ -304,7 +325,19 @@ impl Bench {
             "--no-progress",
             "--output",
         ]);
-        command.arg(&out);
+        command.arg(out);
+        command
+    }
+
+    fn materializer(
+        &self,
+        case: Case,
+        data: &Dataset,
+        nakadi: Option<&str>,
+    ) -> Result<(Sample, Vec<PathBuf>), String> {
+        let out = self.work.join("out-materializer");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut command = self.run_command(case, &out);
         match nakadi {
             Some(url) => command.args(["--nakadi-url", url]),
             None => command
@@ -640,7 +673,11 @@ fn real_main() -> Result<(), String> {
         sql_dir,
         duckdb,
     };
-    let result = run_all(&bench);
+    let result = match bench.options.history_runs {
+        Some(runs) => history::run(&bench, runs),
+        None if bench.options.smoke => run_all(&bench).and_then(|()| history::run(&bench, 3)),
+        None => run_all(&bench),
+    };
     let _ = std::fs::remove_dir_all(&bench.work);
     result
 }
