@@ -30,6 +30,7 @@ struct RunFigures {
     wall: f64,
     peak_rss_mb: f64,
     map_write: f64,
+    key_state: f64,
 }
 
 pub fn run(bench: &Bench, runs: u64) -> Result<(), String> {
@@ -66,10 +67,15 @@ pub fn run(bench: &Bench, runs: u64) -> Result<(), String> {
             wall: measurement.wall,
             peak_rss_mb: measurement.peak_rss_mb,
             map_write: summary["timings"]["map_write"].as_f64().unwrap_or(f64::NAN),
+            key_state: summary["timings"]["key_state"].as_f64().unwrap_or(f64::NAN),
         };
         eprintln!(
-            "history run {run}: {} keys in the state, {:.2} s, {:.0} MB peak, map+write {:.2} s, {late} late events in CORRECTION",
-            run_figures.keys, run_figures.wall, run_figures.peak_rss_mb, run_figures.map_write
+            "history run {run}: {} keys in the state, {:.2} s, {:.0} MB peak, map+write {:.2} s (key state {:.2} s), {late} late events in CORRECTION",
+            run_figures.keys,
+            run_figures.wall,
+            run_figures.peak_rss_mb,
+            run_figures.map_write,
+            run_figures.key_state
         );
         figures.push(run_figures);
         before = generated;
@@ -107,19 +113,20 @@ fn check(summary: &serde_json::Value, run: u64, events: u64, late: u64) -> Resul
 fn report(figures: &[RunFigures], events: u64) -> String {
     let mut text = format!(
         "History: runs of {events} events each, {:.0} % new articles, {:.0} % late\n\n\
-         | run | keys in state after | wall s | peak RSS MB | map+write s |\n|---:|---:|---:|---:|---:|\n",
+         | run | keys in state after | wall s | peak RSS MB | map+write s | of which key state s |\n|---:|---:|---:|---:|---:|---:|\n",
         NEW_RATIO * 100.0,
         LATE_RATIO * 100.0
     );
     for (i, f) in figures.iter().enumerate() {
         let _ = writeln!(
             text,
-            "| {} | {} | {:.2} | {:.0} | {:.2} |",
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} |",
             i + 1,
             f.keys,
             f.wall,
             f.peak_rss_mb,
-            f.map_write
+            f.map_write,
+            f.key_state
         );
     }
     if let (Some(second), Some(last)) = (figures.get(1), figures.last()) {

@@ -587,9 +587,9 @@ impl Results {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| events | case | plan s | read+decode s | map+write s | commit s | whole process s |"
+            "| events | case | plan s | read+decode s | map+write s | of which key state s | commit s | whole process s |"
         );
-        let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
         for (key, samples) in &self.samples {
             if key.2 != Engine::File {
                 continue;
@@ -604,12 +604,13 @@ impl Results {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
                 key.0,
                 key.1.name(),
                 stage("plan"),
                 stage("read"),
                 stage("map_write"),
+                stage("key_state"),
                 stage("commit"),
                 self.wall(key).unwrap_or(f64::NAN),
             );

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::datatypes::SchemaRef;
@@ -16,6 +17,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use crate::config::Topic;
 use crate::decode::{DELETED_COLUMN, DecodedPartition, Spooled};
@@ -100,7 +102,9 @@ impl Mapper {
             source,
         };
         let events_schema = self.topic.schema().read_events.clone();
+        let started = Instant::now();
         let classes = self.classify(&part, state, &query_error)?;
+        let classified = started.elapsed().as_secs_f64();
         let (main_input, correction_events) = match &classes {
             Some(classes) => (
                 count_of(classes, Class::Main),
@@ -127,6 +131,7 @@ impl Mapper {
                 .count() as u64;
             keys_file = Some(self.write_keys(&partition, &part.keys, classes).await?);
         }
+        let keys_written = started.elapsed().as_secs_f64();
         let versions = self.main_versions(part.keys, classes.as_ref())?;
         // The mapping sees no deletes: a deleted key has no rows.
         let classes: Option<Arc<[Class]>> = classes.map(|classes| {
@@ -182,6 +187,14 @@ impl Mapper {
         if let Some(keys) = keys_file {
             files.push((FileKind::Keys, keys));
         }
+        debug!(
+            topic = %self.topic.name(),
+            partition,
+            classify_s = classified,
+            keys_file_s = keys_written - classified,
+            files_s = started.elapsed().as_secs_f64() - keys_written,
+            "partition mapped"
+        );
         let progress = &self.progress;
         Progress::add(&progress.main_rows, counts.main_rows);
         Progress::add(&progress.correction_rows, counts.correction_rows);

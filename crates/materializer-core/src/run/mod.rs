@@ -114,6 +114,9 @@ pub struct Timings {
     /// Looking the run's keys up in the key state, classifying, mapping and
     /// writing the files and the key state.
     pub map_write: f64,
+    /// Of `map_write`: looking the run's keys up in the key state and
+    /// writing its new segments (compactions included).
+    pub key_state: f64,
     /// Writing the manifest, the post-commit files and the source's cursors.
     pub commit: f64,
 }
@@ -289,10 +292,14 @@ impl Run<'_> {
             for part in decoded.values() {
                 key_batches.extend(part.keys.iter().map(RecordBatch::columns));
             }
-            self.cancellable(async {
-                Ok(state_store.lookup(&committed_state, &key_batches).await?)
-            })
-            .await?
+            let started = Instant::now();
+            let state = self
+                .cancellable(async {
+                    Ok(state_store.lookup(&committed_state, &key_batches).await?)
+                })
+                .await?;
+            timings.key_state += started.elapsed().as_secs_f64();
+            state
         } else {
             state_store.empty()
         };
@@ -306,6 +313,7 @@ impl Run<'_> {
         let state_after = if versions.iter().all(|b| b.num_rows() == 0) {
             committed_state
         } else {
+            let started = Instant::now();
             let index = self
                 .cancellable(async {
                     Ok(state_store
@@ -313,6 +321,7 @@ impl Run<'_> {
                         .await?)
                 })
                 .await?;
+            timings.key_state += started.elapsed().as_secs_f64();
             CommittedState::Buckets(index)
         };
 

@@ -79,6 +79,20 @@ pub async fn merge(
     inputs: Vec<SortedInput>,
     out: &mut SegmentWriter,
 ) -> Result<u64, KeyStateError> {
+    // One input (a bucket's first segment, a delta merged with nothing) is
+    // already in key order with each key once: it is written as it comes.
+    let mut inputs = inputs;
+    if inputs.len() == 1
+        && let Some(mut input) = inputs.pop()
+    {
+        let mut written = 0u64;
+        while let Some(batch) = input.try_next().await? {
+            let batch = format.usable(&batch)?;
+            written += batch.num_rows() as u64;
+            out.write(format, batch).await?;
+        }
+        return Ok(written);
+    }
     let mut cursors: Vec<Cursor> = inputs
         .into_iter()
         .map(|input| Cursor::new(input, format, schema))
@@ -103,19 +117,19 @@ pub async fn merge(
         };
         key.clear();
         key.extend_from_slice(cursors[first].key());
-        let same: Vec<usize> = (0..cursors.len())
-            .filter(|&i| cursors[i].is_live() && cursors[i].key() == key.as_slice())
-            .collect();
-        let best = same
-            .iter()
-            .map(|&i| (i, cursors[i].at))
-            .max_by(|&(a, ra), &(b, rb)| {
-                cursors[a]
-                    .ordering
-                    .row(ra)
-                    .cmp(&cursors[b].ordering.row(rb))
-            });
-        for i in same {
+        // Of the inputs holding the key, the row with the highest ordering
+        // key (the later input on a tie); every one of them moves on.
+        let mut best: Option<(usize, usize)> = None;
+        for i in 0..cursors.len() {
+            if !cursors[i].is_live() || cursors[i].key() != key.as_slice() {
+                continue;
+            }
+            let at = cursors[i].at;
+            let keeps_best = best
+                .is_some_and(|(b, rb)| cursors[b].ordering.row(rb) > cursors[i].ordering.row(at));
+            if !keeps_best {
+                best = Some((i, at));
+            }
             cursors[i].at += 1;
         }
         chosen.extend(best);

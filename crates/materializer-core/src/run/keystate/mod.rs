@@ -269,6 +269,11 @@ impl<'a> StateStore<'a> {
         committed: &CommittedState,
         key_batches: &[&[ArrayRef]],
     ) -> Result<KeyState, KeyStateError> {
+        // A topic's first run has nothing to look up: spare it hashing and
+        // sorting every key of the run.
+        if *committed == CommittedState::Empty {
+            return Ok(self.empty());
+        }
         let format = KeyFormat::new(&self.schema)?;
         let keys = RunKeys::new(&format, key_batches.iter().copied(), committed.buckets())?;
         let batches = match committed {
