@@ -6,9 +6,8 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::servers::{free_port, postgres};
+use crate::servers::{free_port, postgres, wait_for_port};
 use crate::support::{Workspace, copy_dir, csv_rows, repo};
 
 fn readme() -> String {
@@ -204,18 +203,6 @@ impl Drop for Background {
     }
 }
 
-fn wait_for_port(port: u16, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on {port}: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn the_lead_commands_run_the_example_topic_and_the_test_script() {
     let readme = readme();
@@ -266,7 +253,8 @@ fn the_install_commands_build_the_binary_they_name() {
     // A plain `cargo build` at the top builds the default members: the
     // package at crates/materializer, whose binary is `materializer`.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    let mut metadata = Command::new(cargo);
+    metadata
         .args([
             "metadata",
             "--format-version",
@@ -275,15 +263,8 @@ fn the_install_commands_build_the_binary_they_name() {
             "--offline",
             "--locked",
         ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .current_dir(repo());
+    let metadata: serde_json::Value = serde_json::from_str(&succeed(metadata, &install)).unwrap();
     let defaults = metadata["workspace_default_members"].as_array().unwrap();
     let package = metadata["packages"]
         .as_array()

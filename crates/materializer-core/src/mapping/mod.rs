@@ -359,25 +359,18 @@ pub(crate) fn tidy_engine_message(message: &str) -> String {
 fn with_sql_type_names(message: &str) -> String {
     use arrow::datatypes::DataType;
     let sql_name = |word: &str| {
-        let data_type = match word {
-            "Boolean" => DataType::Boolean,
-            "Int8" => DataType::Int8,
-            "Int16" => DataType::Int16,
-            "Int32" => DataType::Int32,
-            "Int64" => DataType::Int64,
-            "UInt8" => DataType::UInt8,
-            "UInt16" => DataType::UInt16,
-            "UInt32" => DataType::UInt32,
-            "UInt64" => DataType::UInt64,
-            "Float32" => DataType::Float32,
-            "Float64" => DataType::Float64,
-            "Utf8" => DataType::Utf8,
-            "LargeUtf8" => DataType::LargeUtf8,
-            "Utf8View" => DataType::Utf8View,
-            "Date32" => DataType::Date32,
-            _ => return None,
-        };
-        Some(crate::schema::sql_type(&data_type))
+        let data_type: DataType = word.parse().ok()?;
+        let simple = data_type.is_integer()
+            || data_type.is_floating()
+            || matches!(
+                data_type,
+                DataType::Boolean
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Date32
+            );
+        simple.then(|| crate::schema::sql_type(&data_type))
     };
     let mut out = String::with_capacity(message.len());
     let mut word = String::new();

@@ -269,19 +269,18 @@ impl<'a> StateStore<'a> {
         committed: &CommittedState,
         key_batches: &[&[ArrayRef]],
     ) -> Result<KeyState, KeyStateError> {
-        // A topic's first run has nothing to look up: spare it hashing and
-        // sorting every key of the run.
-        if *committed == CommittedState::Empty {
-            return Ok(self.empty());
-        }
         let format = KeyFormat::new(&self.schema)?;
-        let keys = RunKeys::new(&format, key_batches.iter().copied(), committed.buckets())?;
+        // Hashing and sorting the run's keys is spared a topic's first run,
+        // which has nothing to look up.
+        let run_keys = || RunKeys::new(&format, key_batches.iter().copied(), committed.buckets());
         let batches = match committed {
-            _ if keys.is_empty() => Vec::new(),
             CommittedState::Empty => Vec::new(),
-            CommittedState::Single(file) => self.lookup_in_single(file, &format, &keys).await?,
+            CommittedState::Single(file) => {
+                self.lookup_in_single(file, &format, &run_keys()?).await?
+            }
             CommittedState::Buckets(index) => {
-                self.lookup_in_segments(index, &format, &keys).await?
+                self.lookup_in_segments(index, &format, &run_keys()?)
+                    .await?
             }
         };
         Ok(KeyState {
@@ -333,6 +332,9 @@ impl<'a> StateStore<'a> {
         format: &KeyFormat,
         keys: &RunKeys,
     ) -> Result<Vec<RecordBatch>, KeyStateError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let wanted = keys.all();
         let mut rows = self.read_single(file).await?;
         let mut found = Vec::new();
