@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs two or more materializer binaries (builds of different commits) on the
+# same recording, alternating within each repetition, and prints per binary
+# the median wall time, read and map+write stages, the key state's share and
+# the highest peak RSS. Used for the before/after tables in BENCHMARKS.md.
+#
+#   benches/compare-binaries.sh RECORDING CASE RUNS BIN...
+#
+# RECORDING: a folder of stream lines, e.g. the one the pipeline bench
+# generates ($TMPDIR/materializer-bench/data/1000000-seed42/stream).
+# CASE: flatten-csv, compact-csv or compact-csv-history (history on).
+# A binary built before the warehouse settings existed is given the topic
+# without its [warehouse] section: prefix its path with "plain:".
+#
+# Build a commit's binary with the bench profile, e.g.
+#   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo bench --bench pipeline --no-run)
+#   cp target/release/materializer /tmp/materializer-old
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+recording=$1 case=$2 runs=$3
+shift 3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# topic DIR WAREHOUSE: the pipeline bench's topic for $case.
+topic() {
+    local dir=$1/bench-$case warehouse=$2 compact=true
+    [ "$case" = flatten-csv ] && compact=false
+    mkdir -p "$dir"
+    printf 'event_type = "bench.%s"\npartitioning_key = "article_id"\nordering_key = "version"\ncompact = %s\n\n[output]\nformat = "csv"\n' \
+        "${case//-/_}" "$compact" > "$dir/topic.toml"
+    [ -n "$warehouse" ] && printf '\n[warehouse]\n%s\n' "$warehouse" >> "$dir/topic.toml"
+    sed "s/bench.event/bench.${case//-/_}/" "$here/pipeline/schema.json" > "$dir/schema.json"
+    cp "$here/pipeline/mapping.sql" "$dir/"
+}
+history="history = false"
+[ "$case" = compact-csv-history ] && history=""
+topic "$work/sql" "$history"
+topic "$work/sql-plain" ""
+
+results="$work/results"
+for rep in $(seq "$runs"); do
+    for spec in "$@"; do
+        bin=${spec#plain:} sql="$work/sql"
+        [ "$bin" != "$spec" ] && sql="$work/sql-plain"
+        rm -rf "$work/out"
+        /usr/bin/time -f '%e %M' -o "$work/time" "$bin" --sql-dir "$sql" run --topic "bench-$case" \
+            --json --no-progress --output "$work/out" --source "$recording" > "$work/summary.json" 2> "$work/err" \
+            || { cat "$work/err" >&2; exit 1; }
+        python3 - "$spec" "$work/summary.json" "$work/time" >> "$results" <<'PY'
+import json, sys
+spec, summary, timing = sys.argv[1:]
+t = json.load(open(summary))["timings"]
+wall, kb = open(timing).read().split()
+print(spec, wall, int(kb) // 1024, t["read"], t["map_write"], t.get("key_state", float("nan")))
+PY
+    done
+done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    spec, *values = line.split()
+    rows.setdefault(spec, []).append([float(v) for v in values])
+print("| binary | wall s | peak RSS MB | read s | map+write s | key state s |")
+print("|---|---:|---:|---:|---:|---:|")
+for spec, samples in rows.items():
+    col = lambda i: statistics.median(s[i] for s in samples)
+    print(f"| {spec} | {col(0):.2f} | {max(s[1] for s in samples):.0f} | {col(2):.2f} | {col(3):.2f} | {col(4):.2f} |")
+PY
