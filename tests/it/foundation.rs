@@ -242,14 +242,14 @@ async fn manifest_lists_every_file_with_rows_bytes_and_checksum() {
     // mapping made rows of it. Version 2 of 100000002 came twice; the copy
     // that arrived last is the one that counts, a late one.
     assert_eq!(
-        ws.read_out("article-stock-changed/keys/run=0000000001/keys-0000000001-p0.csv"),
+        ws.read_out_sorted("article-stock-changed/keys/run=0000000001/keys-0000000001-p0.csv"),
         "article_id,version,deleted,kind\n\
          100000002,1,false,older\n\
-         100000004,1,false,older\n\
-         100000002,3,false,main\n\
-         100000004,3,false,main\n\
-         100000004,2,false,correction\n\
          100000002,2,false,correction\n\
+         100000002,3,false,main\n\
+         100000004,1,false,older\n\
+         100000004,2,false,correction\n\
+         100000004,3,false,main\n\
          100000006,1,false,main\n"
     );
     for file in &m.files {

@@ -148,6 +148,21 @@ impl Workspace {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
+    /// A CSV file under `out/` with its rows sorted (the header stays first):
+    /// for files whose row order is not part of what they promise, such as
+    /// KEYS files (grouped by key bucket).
+    pub fn read_out_sorted(&self, relative: &str) -> String {
+        let text = self.read_out(relative);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        let mut rows: Vec<&str> = lines.collect();
+        rows.sort_unstable();
+        std::iter::once(header)
+            .chain(rows)
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
     /// Every file under `out/`, relative, sorted.
     pub fn out_files(&self) -> Vec<String> {
         let mut files = Vec::new();

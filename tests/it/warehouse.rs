@@ -1033,12 +1033,12 @@ async fn data_change_events_delete_on_data_op_d() {
         history.trim(),
         "A=apple@01-02,A=apple v2@02-now,B=banana@01-03,C=cherry@01-02,C=cherry again@04-now"
     );
-    let keys = ws.read_out("catalog-items/keys/run=0000000002/keys-0000000002-p0.csv");
+    let keys = ws.read_out_sorted("catalog-items/keys/run=0000000002/keys-0000000002-p0.csv");
     assert_eq!(
         keys,
         "sku,occurred_at,deleted,kind\n\
+         A,2024-06-03T10:00:00Z,true,correction\n\
          C,2024-06-03T10:02:00Z,true,older\n\
-         C,2024-06-03T10:04:00Z,false,main\n\
-         A,2024-06-03T10:00:00Z,true,correction\n"
+         C,2024-06-03T10:04:00Z,false,main\n"
     );
 }

@@ -180,10 +180,23 @@ pub struct PartitionDecoder {
     seen: (u64, u64),
     next_seq: u64,
     output: Spool,
-    /// Key columns of the rows, kept for the classification (`None`: not kept).
-    keys: Option<Vec<RecordBatch>>,
+    /// Where the key columns of the rows go, for the classification (`None`:
+    /// not kept).
+    keys: Option<KeyOutput>,
     rows: u64,
     rejected: Vec<Rejected>,
+}
+
+/// Where a decoder sends the key columns of its rows.
+pub trait KeySink: Send {
+    /// The key columns of rows `first..first + keys.num_rows()` of the
+    /// partition (positions in arrival order).
+    fn push(&mut self, first: u64, keys: RecordBatch) -> Result<(), DecodeError>;
+}
+
+enum KeyOutput {
+    Memory(Vec<RecordBatch>),
+    Sink(Box<dyn KeySink>),
 }
 
 /// What decoding one partition produced.
@@ -192,7 +205,8 @@ pub struct DecodedPartition {
     /// The rows, with the system columns, in arrival order.
     pub events: Spooled,
     /// The same rows' key columns (the required paths, in their order), kept
-    /// in memory for the classification; empty when not kept.
+    /// in memory for the classification; empty when not kept or when they
+    /// went to a [`KeySink`].
     pub keys: Vec<RecordBatch>,
     pub rejected: Vec<Rejected>,
     pub rows: u64,
@@ -222,7 +236,7 @@ impl PartitionDecoder {
             last_offset: None,
             seen: (0, 0),
             next_seq: 0,
-            keys: Some(Vec::new()),
+            keys: Some(KeyOutput::Memory(Vec::new())),
             rows: 0,
             rejected: Vec::new(),
         })
@@ -238,6 +252,12 @@ impl PartitionDecoder {
     /// whose keys are null are still rejected.
     pub fn without_key_columns(mut self) -> Self {
         self.keys = None;
+        self
+    }
+
+    /// Sends the key columns to `sink` instead of keeping them in memory.
+    pub fn with_key_sink(mut self, sink: Box<dyn KeySink>) -> Self {
+        self.keys = Some(KeyOutput::Sink(sink));
         self
     }
 
@@ -362,7 +382,10 @@ impl PartitionDecoder {
         Ok(DecodedPartition {
             partition: self.partition,
             events: self.output.finish()?,
-            keys: self.keys.unwrap_or_default(),
+            keys: match self.keys {
+                Some(KeyOutput::Memory(keys)) => keys,
+                _ => Vec::new(),
+            },
             rejected: self.rejected,
             rows: self.rows,
         })
@@ -416,8 +439,12 @@ impl PartitionDecoder {
         let batch = self.with_system_columns(payload, &kept)?;
         let batch = self.reject_null_keys(batch, &kept)?;
         if batch.num_rows() > 0 {
-            if let Some(keys) = &mut self.keys {
-                keys.push(key_columns(&self.required, &batch)?);
+            match &mut self.keys {
+                Some(KeyOutput::Memory(keys)) => keys.push(key_columns(&self.required, &batch)?),
+                Some(KeyOutput::Sink(sink)) => {
+                    sink.push(self.rows, key_columns(&self.required, &batch)?)?
+                }
+                None => {}
             }
             self.rows += batch.num_rows() as u64;
             self.output.push(batch)?;

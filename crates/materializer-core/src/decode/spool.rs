@@ -64,7 +64,10 @@ struct Budget {
     reservation: MemoryReservation,
     /// The most this spool holds in memory, whatever the pool would grant.
     cap: usize,
-    partition: String,
+    /// What the spool holds, for the pool and the logs.
+    label: String,
+    /// Buffer of the spill file's writer.
+    write_buffer: usize,
 }
 
 impl Spool {
@@ -92,15 +95,34 @@ impl Spool {
         }
     }
 
-    /// A spool that holds up to `cap` bytes, as far as `runtime`'s memory pool
-    /// grants them, and spills the rest.
+    /// A spool of a partition's decoded events that holds up to `cap` bytes,
+    /// as far as `runtime`'s memory pool grants them, and spills the rest.
     pub fn bounded(
         schema: SchemaRef,
         runtime: Arc<RuntimeEnv>,
         partition: &str,
         cap: usize,
     ) -> Spool {
-        let reservation = MemoryConsumer::new(format!("decoded events of partition {partition}"))
+        Spool::labelled(
+            schema,
+            runtime,
+            &format!("decoded events of partition {partition}"),
+            cap,
+            1 << 20,
+        )
+    }
+
+    /// A bounded spool of anything: `label` says what it holds (in the pool
+    /// and the logs); `write_buffer` sizes its spill file's buffer, small
+    /// where many spools spill at once.
+    pub fn labelled(
+        schema: SchemaRef,
+        runtime: Arc<RuntimeEnv>,
+        label: &str,
+        cap: usize,
+        write_buffer: usize,
+    ) -> Spool {
+        let reservation = MemoryConsumer::new(label.to_string())
             .with_can_spill(true)
             .register(&runtime.memory_pool);
         Spool {
@@ -109,7 +131,8 @@ impl Spool {
                 runtime,
                 reservation,
                 cap,
-                partition: partition.to_string(),
+                label: label.to_string(),
+                write_buffer,
             }),
             memory: Vec::new(),
             file: None,
@@ -151,17 +174,19 @@ impl Spool {
             let file = budget
                 .runtime
                 .disk_manager
-                .create_tmp_file("decoded events")
+                .create_tmp_file(&budget.label)
                 .map_err(SpoolError::Create)?;
             let handle = file.open_writer().map_err(SpoolError::Create)?;
-            let writer =
-                StreamWriter::try_new(BufWriter::with_capacity(1 << 20, handle), &self.schema)
-                    .map_err(|source| write_error(&file, source))?;
+            let writer = StreamWriter::try_new(
+                BufWriter::with_capacity(budget.write_buffer, handle),
+                &self.schema,
+            )
+            .map_err(|source| write_error(&file, source))?;
             tracing::info!(
-                partition = %budget.partition,
+                spool = %budget.label,
                 held_bytes = budget.reservation.size(),
                 spill_file = %describe(&file),
-                "decoded events exceed the memory budget: spilling the rest to disk"
+                "the memory budget is reached: spilling the rest to disk"
             );
             self.file = Some((file, writer));
         }

@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, BooleanArray};
 use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
@@ -20,13 +18,14 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::config::Topic;
-use crate::decode::{DELETED_COLUMN, DecodedPartition, Spooled};
+use crate::decode::{DecodedPartition, Spooled};
 use crate::mapping::{Engine, MappingError};
 use crate::sink::{FileKind, WrittenFile};
 use crate::source::partition_cmp;
 
-use super::classify::{Class, classes, of_class};
-use super::{KeyState, KeyStateError, Ledger, Progress, Run, RunCounts, RunFailure};
+use super::buckets::Decision;
+use super::classify::{Class, of_class};
+use super::{Ledger, Progress, Run, RunCounts, RunFailure};
 
 impl Run<'_> {
     /// Maps and writes the partitions, `parallelism` at a time, each as its
@@ -37,7 +36,7 @@ impl Run<'_> {
         mapper: &Arc<Mapper>,
         decoded: BTreeMap<String, DecodedPartition>,
         mut main_files: HashMap<String, Vec<WrittenFile>>,
-        state: Arc<KeyState>,
+        mut decisions: HashMap<String, Decision>,
     ) -> Result<Vec<PartitionOutput>, RunFailure> {
         let parallelism = self.request.parallelism.max(1);
         let mut parts = decoded.into_values();
@@ -50,8 +49,8 @@ impl Run<'_> {
             {
                 let mapper = mapper.clone();
                 let main = main_files.remove(&*part.partition);
-                let state = state.clone();
-                tasks.spawn(async move { mapper.map_partition(part, main, &state).await });
+                let decision = decisions.remove(&*part.partition);
+                tasks.spawn(async move { mapper.map_partition(part, main, decision).await });
             }
             let Some(done) = tasks.join_next().await else {
                 break;
@@ -69,8 +68,6 @@ pub(super) struct PartitionOutput {
     pub(super) partition: String,
     pub(super) files: Vec<(FileKind, WrittenFile)>,
     pub(super) counts: RunCounts,
-    /// Key and ordering key of the MAIN input, for the key state.
-    pub(super) versions: Vec<RecordBatch>,
 }
 
 /// What mapping and writing a partition needs, owned, so that partitions can
@@ -80,20 +77,20 @@ pub(super) struct Mapper {
     pub(super) topic: Arc<Topic>,
     pub(super) ledger: Ledger,
     pub(super) progress: Arc<Progress>,
-    /// Columns of the key state: key parts, then the ordering key.
-    pub(super) state_schema: SchemaRef,
     /// The run's sequence number, in the files' names.
     pub(super) sequence: u64,
 }
 
 impl Mapper {
-    /// Classifies a decoded partition and writes its files; `main`: its MAIN
-    /// files when they were written while it was read.
+    /// Writes a decoded partition's files; `decision`: what the run decided
+    /// about its events (`None` when the topic does not compact: every event
+    /// is MAIN input); `main`: its MAIN files when they were written while it
+    /// was read.
     pub(super) async fn map_partition(
         &self,
         part: DecodedPartition,
         mut main: Option<Vec<WrittenFile>>,
-        state: &KeyState,
+        decision: Option<Decision>,
     ) -> Result<PartitionOutput, RunFailure> {
         let sequence = self.sequence;
         let partition = part.partition.to_string();
@@ -103,44 +100,26 @@ impl Mapper {
         };
         let events_schema = self.topic.schema().read_events.clone();
         let started = Instant::now();
-        let classes = self.classify(&part, state, &query_error)?;
-        let classified = started.elapsed().as_secs_f64();
-        let (main_input, correction_events) = match &classes {
-            Some(classes) => (
-                count_of(classes, Class::Main),
-                count_of(classes, Class::Correction),
-            ),
-            None => (part.rows, 0),
-        };
-        let deleted = deleted_flags(&part.keys).map_err(|e| query_error(e.into()))?;
-        let mut files = Vec::new();
-        let mut keys_file = None;
         let mut counts = RunCounts {
             events_read: part.rows + part.rejected.len() as u64,
             events_rejected: part.rejected.len() as u64,
-            main_input,
-            correction_events,
-            superseded: part.rows - main_input - correction_events,
+            main_input: part.rows,
             ..Default::default()
         };
-        if let Some(classes) = &classes {
-            counts.deletes = deleted
-                .iter()
-                .zip(classes.iter())
-                .filter(|(d, c)| **d && **c != Class::Superseded)
-                .count() as u64;
-            keys_file = Some(self.write_keys(&partition, &part.keys, classes).await?);
+        let mut files = Vec::new();
+        let mut keys_file = None;
+        let mut classes = None;
+        if let Some(decision) = decision.filter(|_| part.rows > 0) {
+            counts.main_input = decision.main_input;
+            counts.correction_events = decision.correction_events;
+            counts.deletes = decision.deletes;
+            if let Some(keys) = &decision.keys {
+                keys_file = Some(self.write_keys(&partition, keys).await?);
+            }
+            classes = Some(decision.classes);
         }
+        counts.superseded = part.rows - counts.main_input - counts.correction_events;
         let keys_written = started.elapsed().as_secs_f64();
-        let versions = self.main_versions(part.keys, classes.as_ref())?;
-        // The mapping sees no deletes: a deleted key has no rows.
-        let classes: Option<Arc<[Class]>> = classes.map(|classes| {
-            classes
-                .iter()
-                .zip(deleted.iter().copied().chain(std::iter::repeat(false)))
-                .map(|(c, d)| if d { Class::Superseded } else { *c })
-                .collect()
-        });
 
         let events = Arc::new(part.events);
         let kinds: &[FileKind] = if self.topic.keeps_history() {
@@ -190,8 +169,7 @@ impl Mapper {
         debug!(
             topic = %self.topic.name(),
             partition,
-            classify_s = classified,
-            keys_file_s = keys_written - classified,
+            keys_file_s = keys_written,
             files_s = started.elapsed().as_secs_f64() - keys_written,
             "partition mapped"
         );
@@ -202,7 +180,6 @@ impl Mapper {
             partition,
             files,
             counts,
-            versions,
         })
     }
 
@@ -256,50 +233,6 @@ impl Mapper {
             })?;
         self.write_mapped(FileKind::Main, self.sequence, partition, Arc::new(table))
             .await
-    }
-
-    /// The class of every event of the partition; `None` when the topic does
-    /// not compact (every event is MAIN input).
-    pub(super) fn classify(
-        &self,
-        part: &DecodedPartition,
-        state: &KeyState,
-        query_error: &impl Fn(DataFusionError) -> RunFailure,
-    ) -> Result<Option<Arc<[Class]>>, RunFailure> {
-        if !self.topic.compaction().compact || part.rows == 0 {
-            return Ok(None);
-        }
-        let keys: Vec<Vec<ArrayRef>> = part.keys.iter().map(|b| b.columns().to_vec()).collect();
-        let classes = classes(
-            self.topic.compaction(),
-            &keys,
-            state,
-            self.topic.keeps_history(),
-        )
-        .map_err(|e| query_error(e.into()))?;
-        Ok(Some(classes.into()))
-    }
-
-    /// The keys and ordering keys of the MAIN input, for the key state.
-    pub(super) fn main_versions(
-        &self,
-        keys: Vec<RecordBatch>,
-        classes: Option<&Arc<[Class]>>,
-    ) -> Result<Vec<RecordBatch>, RunFailure> {
-        let Some(classes) = classes else {
-            return Ok(Vec::new());
-        };
-        let schema = self.state_schema.clone();
-        let width = schema.fields().len();
-        of_class(keys.into_iter().map(Ok), classes.clone(), Class::Main)
-            .map(|batch| {
-                // The key parts and the ordering key, without the delete flag.
-                batch.and_then(|b| {
-                    RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec())
-                })
-            })
-            .collect::<Result<Vec<_>, ArrowError>>()
-            .map_err(|e| RunFailure::KeyState(KeyStateError::Query(e.into())))
     }
 }
 
@@ -375,26 +308,6 @@ fn count_scans(plan: &dyn ExecutionPlan) -> usize {
         .into_iter()
         .map(|child| count_scans(child.as_ref()))
         .sum::<usize>()
-}
-
-/// Per event, whether it deletes its key (none when the topic has no deletes).
-fn deleted_flags(keys: &[RecordBatch]) -> Result<Vec<bool>, ArrowError> {
-    let mut flags = Vec::new();
-    for batch in keys {
-        let Some(column) = batch.column_by_name(DELETED_COLUMN) else {
-            return Ok(Vec::new());
-        };
-        let column = column
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| ArrowError::SchemaError("the delete flag is not boolean".into()))?;
-        flags.extend(column.iter().map(|f| f.unwrap_or(false)));
-    }
-    Ok(flags)
-}
-
-fn count_of(classes: &[Class], wanted: Class) -> u64 {
-    classes.iter().filter(|c| **c == wanted).count() as u64
 }
 
 /// One class of a partition's events, read from its spool as DataFusion

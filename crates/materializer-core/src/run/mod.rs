@@ -18,6 +18,7 @@
 //! The CLI and the HTTP API both call [`execute`]; [`Run::go`] below follows
 //! the steps in order, each in the file named for it.
 
+mod buckets;
 mod classify;
 mod commit;
 pub mod environment;
@@ -37,7 +38,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,7 @@ pub use keystate::{CommittedState, KeyState, KeyStateError, StateFile, StateInde
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 use lock::TopicLock;
 pub use lock::is_running;
+use buckets::KeySpools;
 use map::{MainWriters, Mapper};
 pub use progress::{Progress, ProgressSnapshot, Stage};
 
@@ -257,7 +258,6 @@ impl Run<'_> {
             topic: self.request.topic.clone(),
             ledger: self.ledger.clone(),
             progress: self.request.progress.clone(),
-            state_schema: state_store.schema().clone(),
             sequence: plan.sequence,
         });
         // A topic that does not compact is mapped while it is read, when its
@@ -275,8 +275,20 @@ impl Run<'_> {
         progress
             .partitions_total
             .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // A compacting topic's keys wait in spools by bucket for the
+        // classification; they may hold an eighth of the memory budget.
+        let key_spools = if self.topic.compaction().compact {
+            Some(Arc::new(KeySpools::new(
+                state_store.schema(),
+                &committed_state,
+                self.engine.runtime(),
+                self.engine.settings().memory_limit / 8,
+            )?))
+        } else {
+            None
+        };
         let decoded = self
-            .cancellable(self.read(&ranges, writers.as_mut()))
+            .cancellable(self.read(&ranges, writers.as_mut(), key_spools.as_ref()))
             .await?;
         let main_files = match writers {
             Some(writers) => self.cancellable(writers.finish()).await?,
@@ -286,44 +298,44 @@ impl Run<'_> {
         let spilled_partitions = decoded.values().filter(|p| p.events.spilled()).count();
 
         progress.set_stage(Stage::Mapping);
-        // The committed versions of this run's keys, and only of those.
-        let state = if self.topic.compaction().compact {
-            let mut key_batches: Vec<&[arrow::array::ArrayRef]> = Vec::new();
-            for part in decoded.values() {
-                key_batches.extend(part.keys.iter().map(RecordBatch::columns));
+        let (decisions, state_after) = match key_spools {
+            Some(spools) => {
+                let spools = Arc::into_inner(spools).ok_or_else(|| {
+                    RunFailure::KeyState(KeyStateError::Arrow(
+                        arrow::error::ArrowError::InvalidArgumentError(
+                            "a decoder still holds the run's key spools".into(),
+                        ),
+                    ))
+                })?;
+                let rows: Vec<(String, u64)> = ranges
+                    .iter()
+                    .map(|r| {
+                        let rows = decoded.get(&r.partition).map_or(0, |p| p.rows);
+                        (r.partition.clone(), rows)
+                    })
+                    .collect();
+                let decisions = self
+                    .cancellable(self.decide(
+                        spools,
+                        &rows,
+                        &state_store,
+                        &committed_state,
+                        plan.sequence,
+                    ))
+                    .await?;
+                timings.key_state += decisions.key_state_seconds;
+                let state = if decisions.state.segments.is_empty() {
+                    committed_state
+                } else {
+                    CommittedState::Buckets(decisions.state)
+                };
+                (decisions.partitions, state)
             }
-            let started = Instant::now();
-            let state = self
-                .cancellable(async {
-                    Ok(state_store.lookup(&committed_state, &key_batches).await?)
-                })
-                .await?;
-            timings.key_state += started.elapsed().as_secs_f64();
-            state
-        } else {
-            state_store.empty()
+            None => (HashMap::new(), committed_state),
         };
-        let mut outputs = self
-            .cancellable(self.map_and_write(&mapper, decoded, main_files, Arc::new(state)))
+        let outputs = self
+            .cancellable(self.map_and_write(&mapper, decoded, main_files, decisions))
             .await?;
-        let versions: Vec<RecordBatch> = outputs
-            .iter_mut()
-            .flat_map(|o| std::mem::take(&mut o.versions))
-            .collect();
-        let state_after = if versions.iter().all(|b| b.num_rows() == 0) {
-            committed_state
-        } else {
-            let started = Instant::now();
-            let index = self
-                .cancellable(async {
-                    Ok(state_store
-                        .commit(&committed_state, versions, plan.sequence, &self.attempt)
-                        .await?)
-                })
-                .await?;
-            timings.key_state += started.elapsed().as_secs_f64();
-            CommittedState::Buckets(index)
-        };
 
         lap(&mut timings.map_write);
         failpoint("files-written");

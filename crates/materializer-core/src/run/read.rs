@@ -12,16 +12,20 @@ use crate::decode::{DecodedPartition, PartitionDecoder, RequiredKeys, Spool};
 use crate::source::framing::overlap_message;
 use crate::source::{Batch, Offset, PartitionRange, Source, SourceError};
 
+use super::buckets::KeySpools;
 use super::{MainWriters, Progress, Run, RunFailure, failpoint};
 
 impl Run<'_> {
     /// Reads every range and decodes it, one decoder thread per partition.
     /// With `writers`, each partition's rows go on to a MAIN writer as they
-    /// are decoded instead of waiting in a spool.
+    /// are decoded instead of waiting in a spool. With `keys`, each
+    /// partition's key columns go to their buckets' spools, the partition
+    /// named by its index in `ranges`.
     pub(super) async fn read(
         &self,
         ranges: &[PartitionRange],
         mut writers: Option<&mut MainWriters>,
+        keys: Option<&Arc<KeySpools>>,
     ) -> Result<BTreeMap<String, DecodedPartition>, RunFailure> {
         struct Open {
             position: Offset,
@@ -45,7 +49,7 @@ impl Run<'_> {
             ),
             _ => None,
         };
-        for range in ranges {
+        for (index, range) in ranges.iter().enumerate() {
             // Few lines in flight per partition: each may be megabytes.
             let (sender, receiver) = mpsc::channel::<Batch>(4);
             let mut decoder = PartitionDecoder::new(
@@ -73,6 +77,9 @@ impl Run<'_> {
                     spool_cap,
                 )),
             };
+            if let Some(keys) = keys {
+                decoder = decoder.with_key_sink(keys.sink(index as u32));
+            }
             let partition = range.partition.clone();
             decoders.push((partition, {
                 let progress = progress.clone();

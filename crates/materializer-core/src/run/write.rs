@@ -8,17 +8,10 @@ use datafusion::common::DataFusionError;
 use futures::TryStreamExt;
 use object_store::path::Path;
 
-use arrow::array::{ArrayRef, BooleanArray, StringArray};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
-
-use crate::decode::{DELETED_COLUMN, Rejected};
+use crate::decode::{Rejected, Spooled};
 use crate::sink::file::data_extension;
 use crate::sink::{FileKind, ObjectWriter, PartitionedWriter, SinkError, WrittenFile};
 
-use super::classify::Class;
 use super::map::Mapper;
 use super::{Progress, RunFailure, failpoint};
 
@@ -97,56 +90,9 @@ impl Mapper {
     pub(super) async fn write_keys(
         &self,
         partition: &str,
-        keys: &[RecordBatch],
-        classes: &[Class],
+        keys: &Spooled,
     ) -> Result<WrittenFile, RunFailure> {
-        let query_error = |source: ArrowError| RunFailure::Query {
-            partition: partition.to_string(),
-            source: source.into(),
-        };
-        let (key_names, ordering_name) = self.topic.warehouse().key_names(self.topic.compaction());
-        let parts = key_names.len();
-        let mut schema: Option<SchemaRef> = None;
-        let mut batches = Vec::with_capacity(keys.len());
-        let mut start = 0;
-        for batch in keys {
-            let rows = &classes[start..start + batch.num_rows()];
-            start += batch.num_rows();
-            let decided: BooleanArray =
-                rows.iter().map(|c| Some(*c != Class::Superseded)).collect();
-            let batch = filter_record_batch(batch, &decided).map_err(query_error)?;
-            let kinds: StringArray = rows
-                .iter()
-                .filter(|c| **c != Class::Superseded)
-                .map(|c| {
-                    Some(match c {
-                        Class::Main => "main",
-                        Class::Older => "older",
-                        _ => "correction",
-                    })
-                })
-                .collect();
-            let deleted: ArrayRef = match batch.column_by_name(DELETED_COLUMN) {
-                Some(flags) => flags.clone(),
-                None => Arc::new(BooleanArray::from(vec![false; batch.num_rows()])),
-            };
-            let mut columns: Vec<ArrayRef> = batch.columns()[..=parts].to_vec();
-            columns.push(deleted);
-            columns.push(Arc::new(kinds));
-            let schema = schema.get_or_insert_with(|| {
-                let mut fields: Vec<Field> = key_names
-                    .iter()
-                    .chain([&ordering_name])
-                    .zip(&columns)
-                    .map(|(name, column)| Field::new(name, column.data_type().clone(), false))
-                    .collect();
-                fields.push(Field::new(KEYS_DELETED, DataType::Boolean, false));
-                fields.push(Field::new(KEYS_KIND, DataType::Utf8, false));
-                Arc::new(Schema::new(fields))
-            });
-            batches.push(RecordBatch::try_new(schema.clone(), columns).map_err(query_error)?);
-        }
-        let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+        let schema = keys.schema().clone();
         let layout = self.ledger.layout().clone();
         let extension = data_extension(self.topic.output());
         let (sequence, partition_name) = (self.sequence, partition.to_string());
@@ -164,10 +110,14 @@ impl Mapper {
             path_for,
         )
         .map_err(RunFailure::Sink)?;
-        for batch in &batches {
-            if let Err(e) = writer.write(batch).await {
+        for batch in keys.batches() {
+            let written = match batch {
+                Ok(batch) => writer.write(&batch).await.map_err(RunFailure::Sink),
+                Err(e) => Err(RunFailure::KeyState(e.into())),
+            };
+            if let Err(e) = written {
                 writer.abort().await;
-                return Err(RunFailure::Sink(e));
+                return Err(e);
             }
         }
         let mut files = writer.finish().await.map_err(RunFailure::Sink)?;

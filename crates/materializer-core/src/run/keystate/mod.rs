@@ -140,6 +140,8 @@ pub enum KeyStateError {
     },
     #[error("computing the key state")]
     Arrow(#[from] ArrowError),
+    #[error("spooling the run's keys by bucket")]
+    Spool(#[from] crate::decode::SpoolError),
     #[error("computing the key state")]
     Query(#[from] DataFusionError),
 }
@@ -148,9 +150,10 @@ impl KeyStateError {
     pub fn class(&self) -> crate::error::ErrorClass {
         use crate::error::ErrorClass;
         match self {
-            KeyStateError::Schema | KeyStateError::Arrow(_) | KeyStateError::Query(_) => {
-                ErrorClass::Internal
-            }
+            KeyStateError::Schema
+            | KeyStateError::Arrow(_)
+            | KeyStateError::Query(_)
+            | KeyStateError::Spool(_) => ErrorClass::Internal,
             KeyStateError::Corrupt { .. } => ErrorClass::Data,
             KeyStateError::Read { .. }
             | KeyStateError::Encode { .. }
@@ -198,7 +201,9 @@ impl CommittedState {
         }
     }
 
-    fn buckets(&self) -> u32 {
+    /// Buckets the state is split into (those of a new state when there is
+    /// none yet).
+    pub fn buckets(&self) -> u32 {
         match self {
             CommittedState::Buckets(index) => index.buckets,
             _ => BUCKETS,
@@ -366,57 +371,89 @@ impl<'a> StateStore<'a> {
     ) -> Result<StateIndex, KeyStateError> {
         let format = KeyFormat::new(&self.schema)?;
         let buckets = committed.buckets();
-        let mut deltas = sort_by_bucket(&format, &self.schema, &versions, buckets)?;
+        let deltas = sort_by_bucket(&format, &self.schema, &versions, buckets)?;
         drop(versions);
-        // The single-file state becomes every bucket's first segment.
-        let mut single = match committed {
-            CommittedState::Single(file) => {
-                let rows: Vec<RecordBatch> = self.read_single(file).await?.try_collect().await?;
-                sort_by_bucket(&format, &self.schema, &rows, buckets)?
-            }
-            _ => vec![None; buckets as usize],
-        };
-        let mut in_force: Vec<Vec<Segment>> = vec![Vec::new(); buckets as usize];
-        if let CommittedState::Buckets(index) = committed {
-            for segment in &index.segments {
-                in_force[segment.bucket as usize].push(segment.clone());
-            }
-        }
         let mut segments = Vec::new();
-        for (bucket, mut kept) in in_force.into_iter().enumerate() {
-            let delta = deltas[bucket].take();
-            let migrated = single[bucket].take();
-            if delta.is_some() || migrated.is_some() {
-                let delta_keys = delta.as_ref().map_or(0, |d| d.num_rows() as u64);
-                let merged = kept.split_off(kept.len() - merged_with(&kept, delta_keys));
-                let compacting = !merged.is_empty();
-                let mut inputs = Vec::new();
-                for segment in &merged {
-                    inputs.push(
-                        read_all(
-                            self.location.store.clone(),
-                            self.layout.resolve(&segment.path),
-                            segment.bytes,
-                            self.schema.clone(),
-                        )
-                        .await?,
-                    );
-                }
-                inputs.extend(
-                    [migrated, delta]
-                        .into_iter()
-                        .flatten()
-                        .map(|batch| futures::stream::iter([Ok(batch)]).boxed()),
-                );
-                let path = self.segment_path(bucket as u32, sequence, attempt);
-                kept.push(self.write(&format, bucket as u32, path, inputs).await?);
-                if compacting {
-                    failpoint("state-compacting");
-                }
-            }
-            segments.extend(kept);
+        for (bucket, delta) in deltas.into_iter().enumerate() {
+            let delta: Vec<RecordBatch> = delta.into_iter().collect();
+            segments.extend(
+                self.commit_bucket(committed, bucket as u32, delta, sequence, attempt)
+                    .await?,
+            );
         }
         Ok(StateIndex { buckets, segments })
+    }
+
+    /// The segments of `bucket` after this run: `committed`'s, with the run's
+    /// MAIN versions of the bucket's keys (`versions`) added as its delta,
+    /// compacted where the policy says so. A bucket the run has no keys in
+    /// keeps its segments (a single-file state still gets its first one).
+    pub async fn commit_bucket(
+        &self,
+        committed: &CommittedState,
+        bucket: u32,
+        versions: Vec<RecordBatch>,
+        sequence: u64,
+        attempt: &str,
+    ) -> Result<Vec<Segment>, KeyStateError> {
+        let format = KeyFormat::new(&self.schema)?;
+        let buckets = committed.buckets();
+        let sorted = |rows: &[RecordBatch]| -> Result<Option<RecordBatch>, KeyStateError> {
+            if rows.iter().all(|b| b.num_rows() == 0) {
+                return Ok(None);
+            }
+            let mut by_bucket = sort_by_bucket(&format, &self.schema, rows, buckets)?;
+            Ok(by_bucket.get_mut(bucket as usize).and_then(Option::take))
+        };
+        let delta = sorted(&versions)?;
+        drop(versions);
+        // The single-file state becomes every bucket's first segment.
+        let migrated = match committed {
+            CommittedState::Single(file) => {
+                let rows: Vec<RecordBatch> = self.read_single(file).await?.try_collect().await?;
+                sorted(&rows)?
+            }
+            _ => None,
+        };
+        let mut kept: Vec<Segment> = match committed {
+            CommittedState::Buckets(index) => index
+                .segments
+                .iter()
+                .filter(|s| s.bucket == bucket)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        if delta.is_none() && migrated.is_none() {
+            return Ok(kept);
+        }
+        let delta_keys = delta.as_ref().map_or(0, |d| d.num_rows() as u64);
+        let merged = kept.split_off(kept.len() - merged_with(&kept, delta_keys));
+        let compacting = !merged.is_empty();
+        let mut inputs = Vec::new();
+        for segment in &merged {
+            inputs.push(
+                read_all(
+                    self.location.store.clone(),
+                    self.layout.resolve(&segment.path),
+                    segment.bytes,
+                    self.schema.clone(),
+                )
+                .await?,
+            );
+        }
+        inputs.extend(
+            [migrated, delta]
+                .into_iter()
+                .flatten()
+                .map(|batch| futures::stream::iter([Ok(batch)]).boxed()),
+        );
+        let path = self.segment_path(bucket, sequence, attempt);
+        kept.push(self.write(&format, bucket, path, inputs).await?);
+        if compacting {
+            failpoint("state-compacting");
+        }
+        Ok(kept)
     }
 
     /// Writes the merge of `inputs` as a segment of `bucket`.

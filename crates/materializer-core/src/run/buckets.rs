@@ -1,0 +1,538 @@
+//! Classification by key bucket: what a compacting run decides about every
+//! event (MAIN, CORRECTION, OLDER or superseded) and the key state it leaves,
+//! computed one bucket of keys at a time so that memory does not grow with
+//! the run.
+//!
+//! Classifying an event needs every version of its key in the run and the
+//! version the key state committed, and nothing about other keys. So, while
+//! the partitions are read, each decoder sends its events' key columns (with
+//! the event's partition and position) to the spool of the key's bucket, the
+//! key state's buckets ([`KeySpools`]); a spool holds a share of the memory
+//! budget and spills the rest. Then the buckets are decided `parallelism` at
+//! a time ([`Run::decide`]): a bucket's keys are read back, their committed
+//! versions looked up in that bucket's segments only, each partition's share
+//! classified in arrival order, and the bucket's new segment written from its
+//! MAIN versions. A bucket holds about 1/16 of the run's keys; what stays per
+//! event until its partition is mapped is its class, one byte.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::config::Topic;
+use crate::decode::{DELETED_COLUMN, DecodeError, KeySink, Spool, SpoolError, Spooled};
+
+use super::classify::{Class, classes, of_class};
+use super::keystate::{KeyFormat, Segment, bucket_of};
+use super::write::{KEYS_DELETED, KEYS_KIND};
+use super::{CommittedState, KeyStateError, Run, RunFailure, StateIndex, StateStore};
+
+/// Key spool column: the partition of the event (its index in the run's ranges).
+const PARTITION: &str = "__partition";
+/// Key spool column: the event's position in its partition, in arrival order.
+const EVENT: &str = "__event";
+/// Buffer of a key spool's spill file: sixteen are written at once.
+const SPILL_BUFFER: usize = 128 << 10;
+
+/// The key columns of a run's events, one spool per key bucket.
+pub(super) struct KeySpools {
+    format: KeyFormat,
+    buckets: Vec<Mutex<Option<Spool>>>,
+    runtime: Arc<RuntimeEnv>,
+    /// Bytes each bucket's spool may hold in memory.
+    cap: usize,
+}
+
+impl KeySpools {
+    /// Spools for the buckets of `committed`; `budget`: the bytes all of them
+    /// may hold in memory together.
+    pub(super) fn new(
+        state_schema: &Schema,
+        committed: &CommittedState,
+        runtime: Arc<RuntimeEnv>,
+        budget: usize,
+    ) -> Result<KeySpools, KeyStateError> {
+        let buckets = committed.buckets() as usize;
+        Ok(KeySpools {
+            format: KeyFormat::new(state_schema)?,
+            buckets: (0..buckets).map(|_| Mutex::new(None)).collect(),
+            runtime,
+            cap: budget / buckets.max(1),
+        })
+    }
+
+    /// The sink of one partition's decoder.
+    pub(super) fn sink(self: &Arc<Self>, partition: u32) -> Box<dyn KeySink> {
+        Box::new(PartitionKeys {
+            spools: self.clone(),
+            partition,
+        })
+    }
+
+    fn push(&self, bucket: usize, batch: RecordBatch) -> Result<(), SpoolError> {
+        let mut spool = self.buckets[bucket]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let spool = spool.get_or_insert_with(|| {
+            Spool::labelled(
+                batch.schema(),
+                self.runtime.clone(),
+                &format!("keys of bucket {bucket}"),
+                self.cap,
+                SPILL_BUFFER,
+            )
+        });
+        spool.push(batch)
+    }
+
+    /// Every bucket's keys, ready to be read (`None`: the bucket has none).
+    fn finish(self) -> Result<Vec<Option<Spooled>>, SpoolError> {
+        self.buckets
+            .into_iter()
+            .map(|spool| {
+                spool
+                    .into_inner()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .map(Spool::finish)
+                    .transpose()
+            })
+            .collect()
+    }
+}
+
+/// Sends a partition's key columns to the spools of their buckets.
+struct PartitionKeys {
+    spools: Arc<KeySpools>,
+    partition: u32,
+}
+
+impl KeySink for PartitionKeys {
+    fn push(&mut self, first: u64, keys: RecordBatch) -> Result<(), DecodeError> {
+        let n = keys.num_rows();
+        let spools = &self.spools;
+        let rows = spools
+            .format
+            .key_rows(keys.columns())
+            .map_err(DecodeError::Assemble)?;
+        let buckets = spools.buckets.len() as u32;
+        let mut by_bucket: Vec<Vec<u32>> = vec![Vec::new(); buckets as usize];
+        for (i, row) in rows.iter().enumerate() {
+            by_bucket[bucket_of(row.data(), buckets) as usize].push(i as u32);
+        }
+        drop(rows);
+        let mut fields: Vec<Field> = keys
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(PARTITION, DataType::UInt32, false));
+        fields.push(Field::new(EVENT, DataType::UInt64, false));
+        let mut columns = keys.columns().to_vec();
+        columns.push(Arc::new(UInt32Array::from(vec![self.partition; n])));
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            first..first + n as u64,
+        )));
+        let with_positions = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(DecodeError::Assemble)?;
+        for (bucket, rows) in by_bucket.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let part = take_record_batch(&with_positions, &UInt32Array::from(rows))
+                .map_err(DecodeError::Assemble)?;
+            spools.push(bucket, part)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the run decided about one partition's events.
+pub(super) struct Decision {
+    /// Per event in arrival order, its class as the mapping sees it: a delete
+    /// counts as superseded, as a deleted key has no rows.
+    pub(super) classes: Arc<[Class]>,
+    pub(super) main_input: u64,
+    pub(super) correction_events: u64,
+    pub(super) deletes: u64,
+    /// The rows of the partition's KEYS file, bucket after bucket (buckets
+    /// are decided in order, so the file is the same from one attempt to the
+    /// next).
+    pub(super) keys: Option<Spooled>,
+}
+
+/// What the run decided: per partition (by name), and the key state after it.
+pub(super) struct Decisions {
+    pub(super) partitions: HashMap<String, Decision>,
+    pub(super) state: StateIndex,
+    /// Time spent looking keys up in the key state and writing its segments,
+    /// summed over the buckets.
+    pub(super) key_state_seconds: f64,
+}
+
+/// One partition's share of a bucket, decided.
+struct Share {
+    partition: u32,
+    /// Positions of the share's events in their partition.
+    events: Vec<u64>,
+    classes: Vec<Class>,
+    deleted: Vec<bool>,
+    keys: Vec<RecordBatch>,
+}
+
+/// A bucket, decided: its partitions' shares and its segments after the run.
+struct DecidedBucket {
+    shares: Vec<Share>,
+    segments: Vec<Segment>,
+    key_state_seconds: f64,
+}
+
+/// What deciding a bucket needs besides its keys.
+struct BucketContext<'a> {
+    topic: &'a Topic,
+    store: &'a StateStore<'a>,
+    committed: &'a CommittedState,
+    sequence: u64,
+    attempt: &'a str,
+}
+
+impl Run<'_> {
+    /// Decides every bucket of `spools` (`rows`: each partition's rows, by
+    /// the index its keys were sent with), `parallelism` buckets at a time.
+    pub(super) async fn decide(
+        &self,
+        spools: KeySpools,
+        partitions: &[(String, u64)],
+        store: &StateStore<'_>,
+        committed: &CommittedState,
+        sequence: u64,
+    ) -> Result<Decisions, RunFailure> {
+        let runtime = spools.runtime.clone();
+        let keys_cap = self.engine.settings().memory_limit / 16 / partitions.len().max(1);
+        let spooled = spools.finish().map_err(key_spool_error)?;
+        let context = BucketContext {
+            topic: self.topic,
+            store,
+            committed,
+            sequence,
+            attempt: &self.attempt,
+        };
+        let mut classes: Vec<Vec<Class>> = partitions
+            .iter()
+            .map(|(_, rows)| vec![Class::Superseded; *rows as usize])
+            .collect();
+        let mut counts = vec![(0u64, 0u64, 0u64); partitions.len()];
+        let mut keys: Vec<Option<Spool>> = (0..partitions.len()).map(|_| None).collect();
+        let mut segments = Vec::new();
+        let mut key_state_seconds = 0.0;
+        let mut decided = futures::stream::iter(spooled.into_iter().enumerate())
+            .map(|(bucket, keys)| context.decide_bucket(bucket as u32, keys))
+            .buffered(self.request.parallelism.max(1));
+        while let Some(bucket) = decided.try_next().await? {
+            key_state_seconds += bucket.key_state_seconds;
+            segments.extend(bucket.segments);
+            for share in bucket.shares {
+                let p = share.partition as usize;
+                let (Some(of_partition), Some((main, corrections, deletes))) =
+                    (classes.get_mut(p), counts.get_mut(p))
+                else {
+                    return Err(internal("a key spool names a partition the run does not read"));
+                };
+                for (i, (&event, &class)) in share.events.iter().zip(&share.classes).enumerate() {
+                    let deleted = share.deleted.get(i).copied().unwrap_or(false);
+                    match class {
+                        Class::Main => *main += 1,
+                        Class::Correction => *corrections += 1,
+                        _ => {}
+                    }
+                    if deleted && class != Class::Superseded {
+                        *deletes += 1;
+                    }
+                    let slot = of_partition
+                        .get_mut(event as usize)
+                        .ok_or_else(|| internal("a key spool names an event past its partition"))?;
+                    *slot = if deleted { Class::Superseded } else { class };
+                }
+                for batch in share.keys {
+                    let spool = keys[p].get_or_insert_with(|| {
+                        Spool::labelled(
+                            batch.schema(),
+                            runtime.clone(),
+                            &format!("KEYS rows of partition {}", partitions[p].0),
+                            keys_cap,
+                            SPILL_BUFFER,
+                        )
+                    });
+                    spool.push(batch).map_err(key_spool_error)?;
+                }
+            }
+        }
+        drop(decided);
+        segments.sort_by_key(|s| s.bucket);
+        let mut decisions = HashMap::new();
+        for (((name, _), classes), ((main, corrections, deletes), keys)) in partitions
+            .iter()
+            .zip(classes)
+            .zip(counts.into_iter().zip(keys))
+        {
+            let keys = keys.map(Spool::finish).transpose().map_err(key_spool_error)?;
+            decisions.insert(
+                name.clone(),
+                Decision {
+                    classes: classes.into(),
+                    main_input: main,
+                    correction_events: corrections,
+                    deletes,
+                    keys,
+                },
+            );
+        }
+        Ok(Decisions {
+            partitions: decisions,
+            state: StateIndex {
+                buckets: committed.buckets(),
+                segments,
+            },
+            key_state_seconds,
+        })
+    }
+}
+
+impl BucketContext<'_> {
+    /// Looks the bucket's keys up, classifies each partition's share and
+    /// writes the bucket's segment.
+    async fn decide_bucket(
+        &self,
+        bucket: u32,
+        keys: Option<Spooled>,
+    ) -> Result<DecidedBucket, RunFailure> {
+        let mut key_state_seconds = 0.0;
+        let by_partition = match keys {
+            Some(keys) => tokio::task::spawn_blocking(move || by_partition(&keys))
+                .await
+                .map_err(RunFailure::Internal)?
+                .map_err(key_spool_error)?,
+            None => Vec::new(),
+        };
+        let started = Instant::now();
+        let key_columns: Vec<&[ArrayRef]> = by_partition
+            .iter()
+            .flat_map(|(_, batches)| batches.iter().map(RecordBatch::columns))
+            .collect();
+        let state = if key_columns.is_empty() {
+            self.store.empty()
+        } else {
+            self.store.lookup(self.committed, &key_columns).await?
+        };
+        drop(key_columns);
+        key_state_seconds += started.elapsed().as_secs_f64();
+
+        let compaction = self.topic.compaction().clone();
+        let keep_history = self.topic.keeps_history();
+        let state_schema = self.store.schema().clone();
+        let (key_names, ordering_name) = self.topic.warehouse().key_names(&compaction);
+        let classified = tokio::task::spawn_blocking(move || {
+            let mut keys_schema = KeysSchema::new(key_names, ordering_name);
+            let mut shares = Vec::new();
+            let mut versions = Vec::new();
+            for (partition, batches) in by_partition {
+                let columns: Vec<Vec<ArrayRef>> =
+                    batches.iter().map(|b| b.columns().to_vec()).collect();
+                let classes = classes(&compaction, &columns, &state, keep_history)?;
+                drop(columns);
+                versions.extend(main_versions(&batches, &classes, &state_schema)?);
+                shares.push(Share {
+                    partition,
+                    events: events_of(&batches)?,
+                    deleted: deleted_of(&batches)?,
+                    keys: keys_schema.rows(&batches, &classes)?,
+                    classes,
+                });
+            }
+            Ok::<_, ArrowError>((shares, versions))
+        })
+        .await
+        .map_err(RunFailure::Internal)?
+        .map_err(|e| RunFailure::KeyState(e.into()))?;
+        let (shares, versions) = classified;
+
+        let started = Instant::now();
+        let segments = self
+            .store
+            .commit_bucket(
+                self.committed,
+                bucket,
+                versions,
+                self.sequence,
+                self.attempt,
+            )
+            .await?;
+        key_state_seconds += started.elapsed().as_secs_f64();
+        Ok(DecidedBucket {
+            shares,
+            segments,
+            key_state_seconds,
+        })
+    }
+}
+
+/// A bucket's key batches grouped by partition, each group in arrival order
+/// (a decoder pushes its batches in order, one partition per batch).
+fn by_partition(keys: &Spooled) -> Result<Vec<(u32, Vec<RecordBatch>)>, SpoolError> {
+    let mut groups: Vec<(u32, Vec<RecordBatch>)> = Vec::new();
+    let mut index: HashMap<u32, usize> = HashMap::new();
+    for batch in keys.batches() {
+        let batch = batch?;
+        let Some(partition) = partition_of(&batch) else {
+            continue;
+        };
+        let slot = *index.entry(partition).or_insert_with(|| {
+            groups.push((partition, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push(batch);
+    }
+    Ok(groups)
+}
+
+fn partition_of(batch: &RecordBatch) -> Option<u32> {
+    let column = batch.column_by_name(PARTITION)?;
+    let column = column.as_any().downcast_ref::<UInt32Array>()?;
+    (!column.is_empty()).then(|| column.value(0))
+}
+
+/// The events' positions in their partition.
+fn events_of(batches: &[RecordBatch]) -> Result<Vec<u64>, ArrowError> {
+    let mut events = Vec::new();
+    for batch in batches {
+        let column = batch
+            .column_by_name(EVENT)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(|| ArrowError::SchemaError("a key batch has no event positions".into()))?;
+        events.extend(column.values().iter().copied());
+    }
+    Ok(events)
+}
+
+/// Per event, whether it deletes its key (none when the topic has no deletes).
+fn deleted_of(batches: &[RecordBatch]) -> Result<Vec<bool>, ArrowError> {
+    let mut flags = Vec::new();
+    for batch in batches {
+        let Some(column) = batch.column_by_name(DELETED_COLUMN) else {
+            return Ok(Vec::new());
+        };
+        let column = column
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| ArrowError::SchemaError("the delete flag is not boolean".into()))?;
+        flags.extend(column.iter().map(|f| f.unwrap_or(false)));
+    }
+    Ok(flags)
+}
+
+/// The key parts and ordering keys of the MAIN events, as the key state keeps them.
+fn main_versions(
+    batches: &[RecordBatch],
+    classes: &[Class],
+    state_schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let width = state_schema.fields().len();
+    of_class(batches.iter().cloned().map(Ok), classes, Class::Main)
+        .map(|batch| {
+            batch.and_then(|b| {
+                RecordBatch::try_new(state_schema.clone(), b.columns()[..width].to_vec())
+            })
+        })
+        .collect()
+}
+
+/// The columns of a KEYS file: the key parts and the ordering key under the
+/// warehouse's names, whether the version deletes its key, and its kind.
+struct KeysSchema {
+    names: Vec<String>,
+    schema: Option<SchemaRef>,
+}
+
+impl KeysSchema {
+    fn new(key_names: Vec<String>, ordering_name: String) -> KeysSchema {
+        let mut names = key_names;
+        names.push(ordering_name);
+        KeysSchema {
+            names,
+            schema: None,
+        }
+    }
+
+    /// The KEYS rows of `batches`: one per event this run decided (every
+    /// class but superseded).
+    fn rows(
+        &mut self,
+        batches: &[RecordBatch],
+        classes: &[Class],
+    ) -> Result<Vec<RecordBatch>, ArrowError> {
+        let width = self.names.len();
+        let mut out = Vec::with_capacity(batches.len());
+        let mut start = 0;
+        for batch in batches {
+            let rows = classes
+                .get(start..start + batch.num_rows())
+                .ok_or_else(|| {
+                    ArrowError::InvalidArgumentError(
+                        "events and their classification differ in length".into(),
+                    )
+                })?;
+            start += batch.num_rows();
+            let decided: BooleanArray =
+                rows.iter().map(|c| Some(*c != Class::Superseded)).collect();
+            let batch = filter_record_batch(batch, &decided)?;
+            let kinds: StringArray = rows
+                .iter()
+                .filter(|c| **c != Class::Superseded)
+                .map(|c| {
+                    Some(match c {
+                        Class::Main => "main",
+                        Class::Older => "older",
+                        _ => "correction",
+                    })
+                })
+                .collect();
+            let deleted: ArrayRef = match batch.column_by_name(DELETED_COLUMN) {
+                Some(flags) => flags.clone(),
+                None => Arc::new(BooleanArray::from(vec![false; batch.num_rows()])),
+            };
+            let mut columns: Vec<ArrayRef> = batch.columns()[..width].to_vec();
+            columns.push(deleted);
+            columns.push(Arc::new(kinds));
+            let schema = self.schema.get_or_insert_with(|| {
+                let mut fields: Vec<Field> = self
+                    .names
+                    .iter()
+                    .zip(&columns)
+                    .map(|(name, column)| Field::new(name, column.data_type().clone(), false))
+                    .collect();
+                fields.push(Field::new(KEYS_DELETED, DataType::Boolean, false));
+                fields.push(Field::new(KEYS_KIND, DataType::Utf8, false));
+                Arc::new(Schema::new(fields))
+            });
+            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok(out)
+    }
+}
+
+fn key_spool_error(source: SpoolError) -> RunFailure {
+    RunFailure::KeyState(KeyStateError::Spool(source))
+}
+
+fn internal(message: &str) -> RunFailure {
+    RunFailure::KeyState(KeyStateError::Arrow(ArrowError::InvalidArgumentError(
+        message.into(),
+    )))
+}
