@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -243,7 +245,9 @@ impl Run<'_> {
                 let (Some(of_partition), Some((main, corrections, deletes))) =
                     (classes.get_mut(p), counts.get_mut(p))
                 else {
-                    return Err(internal("a key spool names a partition the run does not read"));
+                    return Err(internal(
+                        "a key spool names a partition the run does not read",
+                    ));
                 };
                 for (i, (&event, &class)) in share.events.iter().zip(&share.classes).enumerate() {
                     let deleted = share.deleted.get(i).copied().unwrap_or(false);
@@ -282,7 +286,10 @@ impl Run<'_> {
             .zip(classes)
             .zip(counts.into_iter().zip(keys))
         {
-            let keys = keys.map(Spool::finish).transpose().map_err(key_spool_error)?;
+            let keys = keys
+                .map(Spool::finish)
+                .transpose()
+                .map_err(key_spool_error)?;
             decisions.insert(
                 name.clone(),
                 Decision {

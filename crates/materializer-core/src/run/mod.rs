@@ -48,6 +48,7 @@ use crate::mapping::Engine;
 use crate::sink::OutputLocation;
 use crate::sink::file::OPEN_FILE_BYTES;
 use crate::source::{PartitionRange, Source};
+use buckets::KeySpools;
 pub use classify::classify;
 pub use environment::{RunEnvironment, SetupError};
 pub use error::{RunError, RunFailure};
@@ -56,7 +57,6 @@ pub use keystate::{CommittedState, KeyState, KeyStateError, StateFile, StateInde
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 use lock::TopicLock;
 pub use lock::is_running;
-use buckets::KeySpools;
 use map::{MainWriters, Mapper};
 pub use progress::{Progress, ProgressSnapshot, Stage};
 
