@@ -6,6 +6,7 @@
 //! events are later versions of an already-seen article (the compaction rate),
 //! `--ooo-ratio` arrive after a higher version of their article.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 /// A small, fast, deterministic generator (SplitMix64).
@@ -145,6 +146,8 @@ struct Article {
     occurred_ms: i64,
     tags: Vec<&'static str>,
     attributes: String,
+    /// Highest version an event delivered so far.
+    delivered: Option<i64>,
 }
 
 /// Counts of what was generated.
@@ -155,11 +158,67 @@ pub struct Stats {
     pub articles: u64,
     pub out_of_order: u64,
     pub size_rows: u64,
+    /// Late events that no earlier event of their article outranks: only a
+    /// key state holding the prior articles (see [`History::after`]) tells
+    /// them late.
+    pub late_behind_state: u64,
+}
+
+/// Per article, the version a key state holds (see
+/// [`Generator::state_versions`]).
+pub struct StateVersions {
+    articles: u64,
+    /// Versions of the articles events named; the others are prior ones.
+    named: HashMap<u64, i64>,
+}
+
+impl StateVersions {
+    /// Articles in the state: those numbered 0..articles.
+    pub fn articles(&self) -> u64 {
+        self.articles
+    }
+
+    pub fn version(&self, n: u64) -> i64 {
+        self.named
+            .get(&n)
+            .copied()
+            .unwrap_or_else(|| prior_version(n))
+    }
+}
+
+/// Time of the first event.
+const START_MS: i64 = 1_717_401_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// The id of the `n`-th article (from 0): ids spread over 100M..1B.
+pub fn article_id(n: u64) -> u64 {
+    100_000_000 + n * 7919 % 900_000_000
+}
+
+/// The number of the article with `id`, the inverse of [`article_id`]
+/// (for ids of the first 900M articles).
+pub fn article_number(id: u64) -> u64 {
+    // 7919 * INVERSE = 1 (mod 900M).
+    const INVERSE: u64 = 140_017_679;
+    (id - 100_000_000) * INVERSE % 900_000_000
+}
+
+/// The version of a prior article ([`Generator::after`]) before any event:
+/// 1 to 4, from its number.
+pub fn prior_version(n: u64) -> i64 {
+    1 + (Rng::new(n).next_u64() % 4) as i64
 }
 
 pub struct Generator {
     rng: Rng,
+    /// Articles numbered from `prior` on, as they were generated.
     articles: Vec<Article>,
+    /// Articles numbered below this one exist before the first event: no
+    /// event introduced them (a key state written for them stands in for
+    /// their history). Each gets its looks when an event first names it.
+    prior: usize,
+    /// The prior articles that events named.
+    prior_articles: HashMap<usize, Article>,
     holes: Vec<(usize, i64, i64)>,
     now_ms: i64,
     remaining_new: u64,
@@ -187,8 +246,10 @@ impl Generator {
         Generator {
             rng: Rng::new(seed),
             articles: Vec::new(),
+            prior: 0,
+            prior_articles: HashMap::new(),
             holes: Vec::new(),
-            now_ms: 1_717_401_600_000,
+            now_ms: START_MS,
             remaining_new: new,
             remaining_update: update,
             remaining_late: late,
@@ -212,6 +273,78 @@ impl Generator {
         self
     }
 
+    /// Goes on after `prior` articles (numbers 0..prior, ids [`article_id`],
+    /// versions [`prior_version`]), of which `holes` have a version that
+    /// was never delivered (one below theirs) and may come late, as the
+    /// late versions an earlier run left pending.
+    pub fn after(mut self, prior: u64, holes: u64) -> Generator {
+        self.prior = prior as usize;
+        self.stats.articles = prior;
+        let holes = holes.min(prior / 2);
+        let stride = prior.checked_div(holes).unwrap_or(0);
+        for k in 0..holes {
+            // One hole per article: the first of a version above 1 from a
+            // random point of the hole's own stretch of articles.
+            let mut n = k * stride + self.rng.below(stride);
+            while prior_version(n) == 1 && n + 1 < (k + 1) * stride {
+                n += 1;
+            }
+            if prior_version(n) > 1 {
+                self.holes
+                    .push((n as usize, prior_version(n) - 1, START_MS - 2 * DAY_MS));
+            }
+        }
+        self
+    }
+
+    /// Per article, the version a key state committed after the events so
+    /// far holds: prior articles no event named at [`prior_version`].
+    pub fn state_versions(&self) -> StateVersions {
+        let mut named: HashMap<u64, i64> = self
+            .prior_articles
+            .iter()
+            .map(|(n, a)| (*n as u64, a.version))
+            .collect();
+        for (i, article) in self.articles.iter().enumerate() {
+            named.insert((self.prior + i) as u64, article.version);
+        }
+        StateVersions {
+            articles: self.stats.articles,
+            named,
+        }
+    }
+
+    /// The article numbered `a` (a prior one appears, without looks, when
+    /// first named).
+    fn article_mut(&mut self, a: usize) -> &mut Article {
+        if a < self.prior {
+            self.prior_articles.entry(a).or_insert_with(|| Article {
+                id: article_id(a as u64),
+                brand: BRANDS[0],
+                model: String::new(),
+                sizes: Vec::new(),
+                qty: Vec::new(),
+                price_cents: 0,
+                version: prior_version(a as u64),
+                occurred_ms: START_MS - DAY_MS,
+                tags: Vec::new(),
+                attributes: String::new(),
+                delivered: None,
+            })
+        } else {
+            &mut self.articles[a - self.prior]
+        }
+    }
+
+    /// An article already named (see [`Generator::article_mut`]).
+    fn article(&self, a: usize) -> &Article {
+        if a < self.prior {
+            &self.prior_articles[&a]
+        } else {
+            &self.articles[a - self.prior]
+        }
+    }
+
     fn slim_old_articles(&mut self) {
         while self.articles.len() - self.slimmed > self.window {
             let article = &mut self.articles[self.slimmed];
@@ -225,11 +358,12 @@ impl Generator {
     }
 
     fn restore_looks(&mut self, a: usize) {
-        if !self.articles[a].attributes.is_empty() {
+        let id = self.article_mut(a).id;
+        if !self.article(a).attributes.is_empty() {
             return;
         }
-        let fresh = self.random_article(self.articles[a].id);
-        let article = &mut self.articles[a];
+        let fresh = self.random_article(id);
+        let article = self.article_mut(a);
         article.brand = fresh.brand;
         article.model = fresh.model;
         article.sizes = fresh.sizes;
@@ -240,7 +374,7 @@ impl Generator {
     }
 
     fn new_article(&mut self) -> Article {
-        let id = 100_000_000 + self.stats.articles * 7919 % 900_000_000;
+        let id = article_id(self.stats.articles);
         self.stats.articles += 1;
         self.random_article(id)
     }
@@ -290,11 +424,12 @@ impl Generator {
             occurred_ms: self.now_ms - 1 - r.below(60_000) as i64,
             tags,
             attributes,
+            delivered: None,
         }
     }
 
     fn pick_existing(&mut self) -> usize {
-        let n = self.articles.len() as u64;
+        let n = (self.prior + self.articles.len()) as u64;
         let x = self.rng.below(10);
         if x < 2 {
             self.rng.below(n.min(1000)) as usize
@@ -310,13 +445,15 @@ impl Generator {
         let sizes_kind = self.rng.below(100);
         let eid = (self.rng.next_u64() as u128) << 64 | self.rng.next_u64() as u128;
         let flow = self.rng.next_u64();
-        let article = &self.articles[a];
+        if sizes_kind >= 10 {
+            self.stats.size_rows += self.article(a).sizes.len() as u64;
+        }
+        let article = self.article(a);
         let sizes = if sizes_kind < 2 {
             "null".to_string()
         } else if sizes_kind < 10 {
             "[]".to_string()
         } else {
-            self.stats.size_rows += article.sizes.len() as u64;
             let parts: Vec<String> = article
                 .sizes
                 .iter()
@@ -410,7 +547,7 @@ impl Generator {
         } else {
             2
         };
-        if self.articles.is_empty() {
+        if self.prior + self.articles.len() == 0 {
             kind = 0;
         } else if kind == 2 && self.holes.is_empty() {
             kind = 1;
@@ -422,29 +559,32 @@ impl Generator {
                 let (v, o) = (article.version, article.occurred_ms);
                 self.articles.push(article);
                 self.slim_old_articles();
-                (self.articles.len() - 1, v, o)
+                (self.prior + self.articles.len() - 1, v, o)
             }
             1 => {
                 let a = self.pick_existing();
-                for i in 0..self.articles[a].qty.len() {
+                for i in 0..self.article_mut(a).qty.len() {
                     if self.rng.chance(0.5) {
-                        let q = &mut self.articles[a].qty[i];
-                        *q = (*q + self.rng.below(8) as i64 - 4).max(0);
+                        let change = self.rng.below(8) as i64 - 4;
+                        let q = &mut self.article_mut(a).qty[i];
+                        *q = (*q + change).max(0);
                     }
                 }
-                let occurred = (self.articles[a].occurred_ms + 1)
+                let occurred = (self.article(a).occurred_ms + 1)
                     .max(self.now_ms - 1 - self.rng.below(60_000) as i64);
                 let mut gaps = self.hole_rate as i64;
                 if self.rng.chance(self.hole_rate - gaps as f64) {
                     gaps += 1;
                 }
-                let base = &self.articles[a];
+                let (base_version, base_occurred) = {
+                    let base = self.article(a);
+                    (base.version, base.occurred_ms)
+                };
                 for g in 1..=gaps {
-                    let hole_occurred =
-                        base.occurred_ms + (occurred - base.occurred_ms) * g / (gaps + 1);
-                    self.holes.push((a, base.version + g, hole_occurred));
+                    let hole_occurred = base_occurred + (occurred - base_occurred) * g / (gaps + 1);
+                    self.holes.push((a, base_version + g, hole_occurred));
                 }
-                let article = &mut self.articles[a];
+                let article = self.article_mut(a);
                 article.version += 1 + gaps;
                 article.occurred_ms = occurred;
                 (a, article.version, occurred)
@@ -457,11 +597,17 @@ impl Generator {
                 self.holes.pop().unwrap_or((0, 1, self.now_ms))
             }
         };
+        let article = self.article_mut(a);
+        let outranked = article.delivered.is_some_and(|d| d > version);
+        article.delivered = Some(article.delivered.map_or(version, |d| d.max(version)));
+        if kind == 2 && !outranked {
+            self.stats.late_behind_state += 1;
+        }
         let start = out.len();
         self.render(a, version, occurred, out);
         self.stats.events += 1;
         self.stats.bytes += (out.len() - start) as u64 + 1;
-        Some((self.articles[a].id % 8) as u32)
+        Some((self.article(a).id % 8) as u32)
     }
 }
 
@@ -574,6 +720,35 @@ impl History {
                 .keeping_looks_of((2 * events) as usize),
             lines: StreamLines::new(500),
         }
+    }
+
+    /// A history that goes on after `prior` articles whose events are not
+    /// generated (see [`Generator::after`]), for recordings of `events`
+    /// events in all, runs of up to `run_events`. The late versions pending
+    /// are those a history of `prior` articles leaves: an update leaves 1.15
+    /// holes per late event to come (see [`Generator::new`]), so 0.15 of all
+    /// late events so far are still to come.
+    pub fn after(
+        seed: u64,
+        prior: u64,
+        events: u64,
+        run_events: u64,
+        new_ratio: f64,
+        late_ratio: f64,
+    ) -> History {
+        let events_before = prior as f64 / new_ratio;
+        let pending = (0.15 * late_ratio * events_before).round() as u64;
+        History {
+            generator: Generator::new(seed, events, 1.0 - new_ratio, late_ratio)
+                .keeping_looks_of((2 * run_events) as usize)
+                .after(prior, pending),
+            lines: StreamLines::new(500),
+        }
+    }
+
+    /// The versions a key state holds after the recordings written so far.
+    pub fn state_versions(&self) -> StateVersions {
+        self.generator.state_versions()
     }
 
     /// Writes the next `events` events to `path`; returns what was generated

@@ -20,10 +20,10 @@ use crate::measure::measure;
 use crate::{Bench, Case, SEED};
 
 /// Share of a run's events that are articles never seen before.
-const NEW_RATIO: f64 = 0.9;
+pub const NEW_RATIO: f64 = 0.9;
 /// Share of a run's events that are late (an older version of an article
 /// than one already delivered).
-const LATE_RATIO: f64 = 0.02;
+pub const LATE_RATIO: f64 = 0.02;
 
 struct RunFigures {
     keys: u64,
@@ -61,7 +61,13 @@ pub fn run(bench: &Bench, runs: u64) -> Result<(), String> {
         let summary: serde_json::Value = serde_json::from_str(&measurement.stdout)
             .map_err(|e| format!("run summary is not JSON ({e}): {}", measurement.stdout))?;
         let late = generated.out_of_order - before.out_of_order;
-        check(&summary, run, generated.events - before.events, late)?;
+        check(
+            &summary,
+            &format!("history run {run}"),
+            run,
+            generated.events - before.events,
+            late,
+        )?;
         let run_figures = RunFigures {
             keys: generated.articles,
             wall: measurement.wall,
@@ -81,19 +87,21 @@ pub fn run(bench: &Bench, runs: u64) -> Result<(), String> {
         before = generated;
         std::fs::remove_dir_all(&recording).map_err(|e| e.to_string())?;
     }
-    let report = report(&figures, events);
-    println!("{report}");
-    std::fs::create_dir_all(&bench.options.report).map_err(|e| e.to_string())?;
-    let path = bench.options.report.join("history.md");
-    std::fs::write(&path, &report).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    eprintln!("report: {}", path.display());
+    crate::publish(bench, "history.md", &report(&figures, events))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
 /// What every run must show: committed as run `run`, `events` read, and its
-/// `late` events, every one of them, in CORRECTION.
-fn check(summary: &serde_json::Value, run: u64, events: u64, late: u64) -> Result<(), String> {
+/// `late` events, every one of them, in CORRECTION. `label` names the run
+/// in the error.
+pub fn check(
+    summary: &serde_json::Value,
+    label: &str,
+    run: u64,
+    events: u64,
+    late: u64,
+) -> Result<(), String> {
     let counts = &summary["counts"];
     let found = (
         summary["outcome"].as_str(),
@@ -103,7 +111,7 @@ fn check(summary: &serde_json::Value, run: u64, events: u64, late: u64) -> Resul
     );
     if found != (Some("committed"), Some(run), Some(events), Some(late)) {
         return Err(format!(
-            "history run {run}: expected it committed as run {run} with {events} events read \
+            "{label}: expected it committed as run {run} with {events} events read \
              and {late} in CORRECTION, found {found:?}"
         ));
     }

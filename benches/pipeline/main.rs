@@ -6,6 +6,7 @@
 //!     [--cases flatten_csv,compact_csv,compact_parquet] [--no-nakadi] [--no-duckdb]
 //!     [--nakadi-up-to N] [--memory-mb M] [--data DIR] [--report DIR]
 //! cargo bench --bench pipeline -- --history RUNS [--history-events N] [--memory-mb M]
+//! cargo bench --bench pipeline -- --large-state KEYS [--history-events N] [--memory-mb M]
 //! ```
 //!
 //! For each scale it generates the events once (NDJSON for DuckDB, Nakadi
@@ -28,12 +29,18 @@
 //! `--history-events` events (default 500k, 90 % of them articles never seen
 //! before), so that the key state grows run by run.
 //!
+//! `--large-state KEYS` measures one run of `--history-events` events against
+//! a key state of KEYS keys, written directly, and against an empty state
+//! ([`large_state`]).
+//!
 //! Run by `cargo test` (without `--bench`) it does a small smoke run instead,
-//! and three history runs of 2,000 events.
+//! three history runs of 2,000 events, and a run of 2,000 events against a
+//! state of 20,000 keys.
 
 mod chart;
 mod generator;
 mod history;
+mod large_state;
 mod measure;
 mod rows;
 
@@ -111,8 +118,10 @@ struct Options {
     smoke: bool,
     /// Runs of the history benchmark (instead of the scales), if asked for.
     history_runs: Option<u64>,
-    /// Events of each history run.
+    /// Events of each history run, and of the large state run.
     history_events: u64,
+    /// Keys of the large state benchmark's state, if asked for.
+    large_state: Option<u64>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -132,6 +141,7 @@ fn parse_options() -> Result<Options, String> {
         smoke,
         history_runs: None,
         history_events: if smoke { 2_000 } else { 500_000 },
+        large_state: None,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -181,6 +191,7 @@ fn parse_options() -> Result<Options, String> {
             "--history-events" => {
                 options.history_events = parse_count(&value("--history-events")?)?
             }
+            "--large-state" => options.large_state = Some(parse_count(&value("--large-state")?)?),
             "--data" => options.data = PathBuf::from(value("--data")?),
             "--report" => options.report = PathBuf::from(value("--report")?),
             // `cargo test` passes test-harness flags; the smoke run ignores them.
@@ -194,6 +205,9 @@ fn parse_options() -> Result<Options, String> {
     }
     if options.runs == 0 {
         return Err("--runs must be at least 1".into());
+    }
+    if options.history_runs.is_some() && options.large_state.is_some() {
+        return Err("--history and --large-state are two benchmarks: one at a time".into());
     }
     Ok(options)
 }
@@ -314,18 +328,12 @@ impl Bench {
             .env("RUST_LOG", "warn")
             .env_remove("NAKADI_URL")
             .env_remove("MATERIALIZER_OUTPUT");
+        command.args(["run", "--topic", &case.topic(), "--json", "--no-progress"]);
+        // An option of `run`, not of the program.
         if let Some(mb) = self.options.memory_mb {
             command.args(["--memory-mb", &mb.to_string()]);
         }
-        command.args([
-            "run",
-            "--topic",
-            &case.topic(),
-            "--json",
-            "--no-progress",
-            "--output",
-        ]);
-        command.arg(out);
+        command.arg("--output").arg(out);
         command
     }
 
@@ -674,10 +682,13 @@ fn real_main() -> Result<(), String> {
         sql_dir,
         duckdb,
     };
-    let result = match bench.options.history_runs {
-        Some(runs) => history::run(&bench, runs),
-        None if bench.options.smoke => run_all(&bench).and_then(|()| history::run(&bench, 3)),
-        None => run_all(&bench),
+    let result = match (bench.options.history_runs, bench.options.large_state) {
+        (Some(runs), _) => history::run(&bench, runs),
+        (None, Some(keys)) => large_state::run(&bench, keys),
+        (None, None) if bench.options.smoke => run_all(&bench)
+            .and_then(|()| history::run(&bench, 3))
+            .and_then(|()| large_state::run(&bench, 20_000)),
+        (None, None) => run_all(&bench),
     };
     let _ = std::fs::remove_dir_all(&bench.work);
     result
@@ -849,6 +860,16 @@ fn check_rows(
             }
         );
     }
+    Ok(())
+}
+
+/// Prints `report` and writes it to the report folder as `name`.
+fn publish(bench: &Bench, name: &str, report: &str) -> Result<(), String> {
+    println!("{report}");
+    std::fs::create_dir_all(&bench.options.report).map_err(|e| e.to_string())?;
+    let path = bench.options.report.join(name);
+    std::fs::write(&path, report).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("report: {}", path.display());
     Ok(())
 }
 

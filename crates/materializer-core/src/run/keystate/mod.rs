@@ -49,6 +49,7 @@
 //! selection and compression.
 
 mod bucket;
+mod generate;
 mod merge;
 mod segment;
 
@@ -68,6 +69,7 @@ use crate::sink::layout::seq_name;
 use crate::sink::{OutputLocation, SinkError, TopicLayout};
 
 pub use bucket::{BUCKETS, KeyFormat, RunKeys, bucket_of, stable_hash};
+pub use generate::write_segment;
 use merge::{SortedInput, merge, sort_by_bucket};
 use segment::{SegmentWriter, read_all, read_matching};
 
