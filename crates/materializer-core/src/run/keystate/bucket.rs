@@ -49,7 +49,7 @@ impl KeyFormat {
     }
 
     /// The rows of a key state batch whose key is in `wanted` (`None` when
-    /// there are none).
+    /// there are none): a hash lookup per row, for a batch in no order.
     pub fn matching(
         &self,
         batch: &RecordBatch,
@@ -62,6 +62,40 @@ impl KeyFormat {
             .collect();
         let kept = filter_record_batch(batch, &mask)?;
         Ok((kept.num_rows() > 0).then_some(kept))
+    }
+
+    /// Which rows of a segment's key columns (sorted by key, each key
+    /// once) hold one of `keys` (sorted). Each key is found by a binary
+    /// search that starts where the previous one ended: a batch costs its
+    /// conversion to rows, not a lookup per row, which counts when a few
+    /// thousand keys meet a state of millions.
+    pub fn sorted_matches(
+        &self,
+        key_columns: &[ArrayRef],
+        keys: BucketKeys<'_>,
+    ) -> Result<BooleanArray, ArrowError> {
+        let rows = self.key_rows(key_columns)?;
+        let n = rows.num_rows();
+        let mut matches = vec![false; n];
+        if n == 0 {
+            return Ok(BooleanArray::from(matches));
+        }
+        let (first, last) = (rows.row(0), rows.row(n - 1));
+        let from = lower_bound(0, keys.len(), |i| keys.get(i) < first);
+        let mut start = 0;
+        for key in (from..keys.len()).map(|i| keys.get(i)) {
+            if key > last {
+                break;
+            }
+            let low = lower_bound(start, n, |i| rows.row(i) < key);
+            if low < n && rows.row(low) == key {
+                matches[low] = true;
+                start = low + 1;
+            } else {
+                start = low;
+            }
+        }
+        Ok(BooleanArray::from(matches))
     }
 
     /// Rows of a key state batch that can ever match an event: a null key
@@ -94,9 +128,46 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// The first index in `from..to` for which `before` is false (`before`
+/// holds for a prefix of the range).
+fn lower_bound(from: usize, to: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (from, to);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
 /// The bucket of a key, given as its row bytes.
 pub fn bucket_of(key: &[u8], buckets: u32) -> u32 {
     (stable_hash(key) % u64::from(buckets.max(1))) as u32
+}
+
+/// One bucket's keys of a run, sorted.
+#[derive(Clone, Copy)]
+pub struct BucketKeys<'a> {
+    rows: &'a Rows,
+    order: &'a [u32],
+}
+
+impl<'a> BucketKeys<'a> {
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The `i`th key in order.
+    pub fn get(&self, i: usize) -> Row<'a> {
+        self.rows.row(self.order[i] as usize)
+    }
 }
 
 /// The distinct keys of a run's events (those without a null part), each
@@ -153,6 +224,21 @@ impl RunKeys {
             .get(bucket as usize)
             .map(|keys| keys.iter().map(|i| self.rows.row(*i as usize)).collect())
             .unwrap_or_default()
+    }
+
+    /// The keys of `bucket`, sorted, without copying them.
+    pub fn bucket(&self, bucket: u32) -> BucketKeys<'_> {
+        BucketKeys {
+            rows: &self.rows,
+            order: self.buckets.get(bucket as usize).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    /// Whether the run has keys in `bucket`.
+    pub fn has_bucket(&self, bucket: u32) -> bool {
+        self.buckets
+            .get(bucket as usize)
+            .is_some_and(|keys| !keys.is_empty())
     }
 
     /// Every key of the run.
@@ -242,5 +328,39 @@ mod tests {
             all += rows.len();
         }
         assert_eq!(all, 4, "5, 3, -1 and 40; the null key matches nothing");
+    }
+
+    #[test]
+    fn a_sorted_batch_matches_exactly_the_keys_asked_for() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("__key_0", DataType::Int64, true),
+            Field::new("__ordering", DataType::Int64, true),
+        ]));
+        let format = KeyFormat::new(&schema).unwrap();
+        let state = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![2, 4, 6, 8, 10])),
+                Arc::new(Int64Array::from(vec![20, 40, 60, 80, 100])),
+            ],
+        )
+        .unwrap();
+        let asked = |keys: &[i64]| {
+            let column: ArrayRef = Arc::new(Int64Array::from(keys.to_vec()));
+            let rows = format.key_rows(&[column]).unwrap();
+            let order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+            let keys = BucketKeys {
+                rows: &rows,
+                order: &order,
+            };
+            let matches = format.sorted_matches(state.columns(), keys).unwrap();
+            let kept = filter_record_batch(&state, &matches).unwrap();
+            let ordering = kept.column(1).as_any().downcast_ref::<Int64Array>();
+            ordering.unwrap().values().to_vec()
+        };
+        assert_eq!(asked(&[-1, 2, 3, 8, 10, 11]), vec![20, 80, 100]);
+        assert_eq!(asked(&[4, 5, 6, 7]), vec![40, 60]);
+        assert!(asked(&[1, 3, 5, 7, 9, 12]).is_empty());
+        assert!(asked(&[]).is_empty());
     }
 }

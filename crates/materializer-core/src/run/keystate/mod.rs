@@ -16,7 +16,10 @@
 //!   *delta*.
 //! - To look its keys up, a run reads, in each segment of their buckets, only
 //!   the row groups whose key range (first and last key, kept in the footer)
-//!   holds one of them ([`segment`]).
+//!   holds one of them ([`segment`]). In those it decodes the key columns
+//!   (integer keys are stored as bit-packed deltas, a few bits a key), finds
+//!   its keys by binary search, and decodes the ordering key only for the
+//!   rows found. Segments are read on every core at once.
 //! - Segments are compacted as binary counters are carried: a run's delta is
 //!   merged with the bucket's newest segments for as long as the next older
 //!   one is not larger than what is merged so far, or the bucket holds more
@@ -53,16 +56,18 @@ mod generate;
 mod merge;
 mod segment;
 
+use std::sync::Arc;
+
 use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DataFusionError;
 use datafusion::datasource::MemTable;
-use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 
 use crate::config::Topic;
 use crate::sink::layout::seq_name;
@@ -146,6 +151,8 @@ pub enum KeyStateError {
     Spool(#[from] crate::decode::SpoolError),
     #[error("computing the key state")]
     Query(#[from] DataFusionError),
+    #[error("a read of the key state stopped unexpectedly")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl KeyStateError {
@@ -155,7 +162,8 @@ impl KeyStateError {
             KeyStateError::Schema
             | KeyStateError::Arrow(_)
             | KeyStateError::Query(_)
-            | KeyStateError::Spool(_) => ErrorClass::Internal,
+            | KeyStateError::Spool(_)
+            | KeyStateError::Task(_) => ErrorClass::Internal,
             KeyStateError::Corrupt { .. } => ErrorClass::Data,
             KeyStateError::Read { .. }
             | KeyStateError::Encode { .. }
@@ -285,10 +293,7 @@ impl<'a> StateStore<'a> {
             CommittedState::Single(file) => {
                 self.lookup_in_single(file, &format, &run_keys()?).await?
             }
-            CommittedState::Buckets(index) => {
-                self.lookup_in_segments(index, &format, &run_keys()?)
-                    .await?
-            }
+            CommittedState::Buckets(index) => self.lookup_in_segments(index, run_keys()?).await?,
         };
         Ok(KeyState {
             schema: self.schema.clone(),
@@ -297,36 +302,36 @@ impl<'a> StateStore<'a> {
     }
 
     /// The rows of the segments whose key is one of `keys`, several segments
-    /// read at once.
+    /// read at once, each on a task of its own: reading a segment is
+    /// decompressing and decoding, work for every core.
     async fn lookup_in_segments(
         &self,
         index: &StateIndex,
-        format: &KeyFormat,
-        keys: &RunKeys,
+        keys: RunKeys,
     ) -> Result<Vec<RecordBatch>, KeyStateError> {
-        let mut reads = FuturesUnordered::new();
+        let keys = Arc::new(keys);
+        let mut reads = JoinSet::new();
         let mut found = Vec::new();
         for segment in &index.segments {
-            let wanted = keys.of_bucket(segment.bucket);
-            if wanted.is_empty() {
+            if !keys.has_bucket(segment.bucket) {
                 continue;
             }
             if reads.len() >= READS_IN_FLIGHT
-                && let Some(batches) = reads.try_next().await?
+                && let Some(batches) = reads.join_next().await
             {
-                found.extend::<Vec<RecordBatch>>(batches);
+                found.extend(batches??);
             }
-            reads.push(read_matching(
+            reads.spawn(read_matching(
                 self.location.store.clone(),
                 self.layout.resolve(&segment.path),
                 segment.bytes,
-                &self.schema,
-                format,
-                wanted,
+                self.schema.clone(),
+                keys.clone(),
+                segment.bucket,
             ));
         }
-        while let Some(batches) = reads.try_next().await? {
-            found.extend(batches);
+        while let Some(batches) = reads.join_next().await {
+            found.extend(batches??);
         }
         Ok(found)
     }

@@ -3,15 +3,13 @@
 //! each group's first and last key (in the row format), so that a run reads
 //! only the groups whose range holds one of its keys.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::compute::concat_batches;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::Row;
 use bytes::Bytes;
-use foldhash::fast::RandomState;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -19,16 +17,18 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::KeyStateError;
-use super::bucket::KeyFormat;
+use super::bucket::{KeyFormat, RunKeys};
 use crate::sink::ObjectWriter;
 
 /// Rows per row group: the unit a run reads. Small enough that a run with
@@ -36,7 +36,7 @@ use crate::sink::ObjectWriter;
 /// stays small (a few bytes per thousand keys).
 pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 /// Rows per batch when a segment is read.
-const READ_BATCH_ROWS: usize = 8 * 1024;
+const READ_BATCH_ROWS: usize = 16 * 1024;
 /// Footer key holding the row groups' key ranges.
 const KEY_RANGES: &str = "materializer.key_ranges";
 
@@ -69,11 +69,21 @@ impl SegmentWriter {
         group_rows: usize,
     ) -> Result<SegmentWriter, KeyStateError> {
         let group_rows = group_rows.max(1);
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_max_row_group_row_count(Some(group_rows))
-            .set_created_by(format!("materializer {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("materializer {}", env!("CARGO_PKG_VERSION")));
+        let parts = schema.fields().len().saturating_sub(1);
+        for field in schema.fields().iter().take(parts) {
+            if let Some((encoding, compression)) = sorted_key_encoding(field.data_type()) {
+                let column = ColumnPath::from(field.name().as_str());
+                properties = properties
+                    .set_column_dictionary_enabled(column.clone(), false)
+                    .set_column_encoding(column.clone(), encoding)
+                    .set_column_compression(column, compression);
+            }
+        }
+        let properties = properties.build();
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties)).map_err(
             |source| KeyStateError::Encode {
                 path: path.to_string(),
@@ -189,6 +199,27 @@ impl SegmentWriter {
     }
 }
 
+/// How a key column of a segment is stored, for the types a better choice
+/// than the default (a dictionary, then zstd) is known for. Keys are sorted
+/// and distinct, so a dictionary never pays: integers are stored as the
+/// deltas between neighbours, bit-packed (a few bits per key, decoded
+/// without a decompressor, which is most of a lookup's time on a large
+/// state), strings as the suffix each adds to its neighbour, then zstd.
+fn sorted_key_encoding(data_type: &DataType) -> Option<(Encoding, Compression)> {
+    use DataType::*;
+    match data_type {
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Date32 | Date64
+        | Timestamp(..) | Time32(_) | Time64(_) => {
+            Some((Encoding::DELTA_BINARY_PACKED, Compression::UNCOMPRESSED))
+        }
+        Utf8 | LargeUtf8 | Binary | LargeBinary => Some((
+            Encoding::DELTA_BYTE_ARRAY,
+            Compression::ZSTD(ZstdLevel::default()),
+        )),
+        _ => None,
+    }
+}
+
 /// A stored file as the Parquet reader asks for it: byte ranges and the footer.
 struct StoredFile {
     store: Arc<dyn ObjectStore>,
@@ -273,36 +304,46 @@ pub async fn read_all(
         .boxed())
 }
 
-/// The rows of a segment whose key is one of `keys` (sorted, as the
-/// segment is): only the row groups whose key range holds one are read.
+/// The rows of a segment of `bucket` whose key is one of the run's `keys`
+/// in that bucket. Only the row groups whose key range holds one are read,
+/// and in those only the key columns are decoded whole: the ordering key is
+/// decoded for the rows that match. Owns what it needs, so that segments are
+/// read on several threads at once.
 pub async fn read_matching(
     store: Arc<dyn ObjectStore>,
     path: Path,
     bytes: u64,
-    schema: &SchemaRef,
-    format: &KeyFormat,
-    keys: Vec<Row<'_>>,
+    schema: SchemaRef,
+    keys: Arc<RunKeys>,
+    bucket: u32,
 ) -> Result<Vec<RecordBatch>, KeyStateError> {
     let path = &path;
     let builder = open(store, path, bytes).await?;
     let ranges = key_ranges(&builder, path)?;
-    let groups = groups_holding(&ranges, &keys);
+    let groups = groups_holding(&ranges, &keys.of_bucket(bucket));
     if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: HashSet<&[u8], RandomState> = keys.iter().map(|k| k.data()).collect();
+    let format = KeyFormat::new(&schema)?;
+    let key_parts = schema.fields().len().saturating_sub(1);
+    let key_columns = ProjectionMask::roots(builder.parquet_schema(), 0..key_parts);
+    let matches = ArrowPredicateFn::new(key_columns, move |batch: RecordBatch| {
+        format.sorted_matches(batch.columns(), keys.bucket(bucket))
+    });
     let read_error = |source| KeyStateError::Read {
         path: path.to_string(),
         source,
     };
     let mut stream = builder
         .with_row_groups(groups)
+        .with_row_filter(RowFilter::new(vec![Box::new(matches)]))
         .build()
         .map_err(read_error)?;
     let mut found = Vec::new();
     while let Some(batch) = stream.try_next().await.map_err(read_error)? {
-        let batch = batch.with_schema(schema.clone())?;
-        found.extend(format.matching(&batch, &wanted)?);
+        if batch.num_rows() > 0 {
+            found.push(batch.with_schema(schema.clone())?);
+        }
     }
     Ok(found)
 }
