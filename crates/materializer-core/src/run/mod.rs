@@ -1,4 +1,4 @@
-//! A run's life: plan, read, decode, map, write, commit.
+//! A run's life: plan, read, decode, decide, map, write, commit.
 //!
 //! ```text
 //! plan      start cursors = the newest manifest's end cursors; end cursors =
@@ -6,12 +6,14 @@
 //! read      the source's batches, trimmed to each partition's range
 //! decode    per partition, on blocking threads: rows + rejected events; the
 //!           rows wait in a spool (memory up to a share of --memory-mb, then
-//!           a temp file), their key columns in memory
-//! map       look up the committed versions of the run's keys in the key
-//!           state; per partition, on its own task: classify (compaction,
-//!           corrections) in one pass over the keys, apply the mapping to each
-//!           class as it streams out of the spool; add the run's versions to
-//!           the key state (see [`keystate`])
+//!           a temp file); a compacting topic's key columns go, with each
+//!           event's partition and index, to a spool per key-hash bucket
+//! decide    bucket by bucket ([`buckets`]): look the bucket's keys up in the
+//!           key state, classify each partition's share (compaction,
+//!           corrections), write the bucket's new state segment; the classes
+//!           come back as one byte per event, per partition
+//! map       per partition, on its own task: apply the mapping to each class
+//!           as it streams out of the spool
 //! write     main, correction and rejected files under deterministic names
 //! commit    manifest put-if-absent, then _SUCCESS, Redshift manifests, hint
 //! ```

@@ -354,6 +354,9 @@ export function runsPage(root: HTMLElement, topic: string, signal: AbortSignal, 
     stopButton.disabled = true;
     try {
       const view = await post<RunView>(`/runs/${enc(current.id)}/stop`, undefined, { signal });
+      // The run may have ended, and been shown so by its watch, while the
+      // request was under way: a finished run never goes back to running.
+      if (current?.id === view.id && !isActive(current.state)) return;
       render(view);
     } catch (e) {
       if (isAbort(e)) return;
