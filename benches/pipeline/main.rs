@@ -137,7 +137,9 @@ fn parse_options() -> Result<Options, String> {
         duckdb: true,
         memory_mb: None,
         data: base.join("data"),
-        report: base.join("report"),
+        // A smoke run (the test suite) keeps its reports apart, so that it
+        // never replaces those of a real benchmark.
+        report: base.join(if smoke { "report-smoke" } else { "report" }),
         smoke,
         history_runs: None,
         history_events: if smoke { 2_000 } else { 500_000 },
