@@ -143,6 +143,50 @@ mod tests {
         assert_eq!(rows, 2, "5 and 1999 are in the state, 2000 is not");
     }
 
+    /// Sorted integer keys are stored as bit-packed deltas, which is what
+    /// keeps a state of 100M keys small and quick to read.
+    #[tokio::test]
+    async fn integer_keys_are_stored_as_deltas() {
+        use parquet::basic::{Compression, Encoding};
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let dir = tempfile::tempdir().unwrap();
+        let location = location(&dir);
+        let keys = keys_of(0, 20_000);
+        let rows = futures::stream::iter([batch(&keys, 2)]);
+        let segment = write_segment(&location, "t", schema(), 0, 1, "gen", rows)
+            .await
+            .unwrap();
+        let file = find(dir.path(), segment.path.rsplit('/').next().unwrap()).unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let key = group.column(0);
+        assert!(key.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        assert!(!key.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+        assert_eq!(key.compression(), Compression::UNCOMPRESSED);
+        assert!(
+            key.compressed_size() < keys.len() as i64 * 2,
+            "{} bytes for {} keys",
+            key.compressed_size(),
+            keys.len()
+        );
+    }
+
+    /// The file named `name` under `dir`.
+    fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if let Some(found) = find(&path, name) {
+                    return Some(found);
+                }
+            } else if path.file_name().is_some_and(|n| n == name) {
+                return Some(path);
+            }
+        }
+        None
+    }
+
     #[tokio::test]
     async fn keys_out_of_order_or_of_another_bucket_are_refused() {
         let dir = tempfile::tempdir().unwrap();
