@@ -538,7 +538,8 @@ fn key_spool_error(source: SpoolError) -> RunFailure {
     RunFailure::KeyState(KeyStateError::Spool(source))
 }
 
-fn internal(message: &str) -> RunFailure {
+/// A broken invariant of the classification, as a run's failure.
+pub(super) fn internal(message: &str) -> RunFailure {
     RunFailure::KeyState(KeyStateError::Arrow(ArrowError::InvalidArgumentError(
         message.into(),
     )))

@@ -303,11 +303,7 @@ impl Run<'_> {
         let (decisions, state_after) = match key_spools {
             Some(spools) => {
                 let spools = Arc::into_inner(spools).ok_or_else(|| {
-                    RunFailure::KeyState(KeyStateError::Arrow(
-                        arrow::error::ArrowError::InvalidArgumentError(
-                            "a decoder still holds the run's key spools".into(),
-                        ),
-                    ))
+                    buckets::internal("a decoder still holds the run's key spools")
                 })?;
                 let rows: Vec<(String, u64)> = ranges
                     .iter()

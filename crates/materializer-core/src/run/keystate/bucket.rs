@@ -48,22 +48,6 @@ impl KeyFormat {
             .convert_columns(std::slice::from_ref(batch.column(self.parts)))
     }
 
-    /// The rows of a key state batch whose key is in `wanted` (`None` when
-    /// there are none): a hash lookup per row, for a batch in no order.
-    pub fn matching(
-        &self,
-        batch: &RecordBatch,
-        wanted: &HashSet<&[u8], RandomState>,
-    ) -> Result<Option<RecordBatch>, ArrowError> {
-        let rows = self.key_rows(batch.columns())?;
-        let mask: BooleanArray = rows
-            .iter()
-            .map(|row| Some(wanted.contains(row.data())))
-            .collect();
-        let kept = filter_record_batch(batch, &mask)?;
-        Ok((kept.num_rows() > 0).then_some(kept))
-    }
-
     /// Which rows of a segment's key columns (sorted by key, each key
     /// once) hold one of `keys` (sorted). Each key is found by a binary
     /// search that starts where the previous one ended: a batch costs its
@@ -239,15 +223,6 @@ impl RunKeys {
         self.buckets
             .get(bucket as usize)
             .is_some_and(|keys| !keys.is_empty())
-    }
-
-    /// Every key of the run.
-    pub fn all(&self) -> HashSet<&[u8], RandomState> {
-        self.buckets
-            .iter()
-            .flatten()
-            .map(|i| self.rows.row(*i as usize).data())
-            .collect()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -59,6 +59,7 @@ mod segment;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -237,6 +238,10 @@ pub struct StateStore<'a> {
     schema: SchemaRef,
     /// Rows per row group of the segments written.
     group_rows: usize,
+    /// A single-file state of an earlier release, read once in a run and
+    /// split by bucket (each sorted, each key once): every bucket's lookup
+    /// and first segment come from it.
+    single: tokio::sync::OnceCell<Vec<Option<RecordBatch>>>,
 }
 
 impl<'a> StateStore<'a> {
@@ -263,6 +268,7 @@ impl<'a> StateStore<'a> {
             layout,
             schema,
             group_rows: segment::ROW_GROUP_ROWS,
+            single: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -336,8 +342,7 @@ impl<'a> StateStore<'a> {
         Ok(found)
     }
 
-    /// The rows of the single-file state whose key is one of `keys`: the file
-    /// is read whole, a batch at a time.
+    /// The rows of the single-file state whose key is one of `keys`.
     async fn lookup_in_single(
         &self,
         file: &StateFile,
@@ -347,13 +352,35 @@ impl<'a> StateStore<'a> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = keys.all();
-        let mut rows = self.read_single(file).await?;
         let mut found = Vec::new();
-        while let Some(batch) = rows.try_next().await? {
-            found.extend(format.matching(&batch, &wanted)?);
+        for (bucket, rows) in self.single_by_bucket(file).await?.iter().enumerate() {
+            let keys = keys.bucket(bucket as u32);
+            let Some(rows) = rows.as_ref().filter(|_| !keys.is_empty()) else {
+                continue;
+            };
+            let matches = format.sorted_matches(rows.columns(), keys)?;
+            found.push(filter_record_batch(rows, &matches)?);
         }
         Ok(found)
+    }
+
+    /// The single-file state by bucket, read and sorted at its first use in
+    /// the run.
+    async fn single_by_bucket(
+        &self,
+        file: &StateFile,
+    ) -> Result<&[Option<RecordBatch>], KeyStateError> {
+        self.single
+            .get_or_try_init(|| async {
+                let rows: Vec<RecordBatch> = self.read_single(file).await?.try_collect().await?;
+                if rows.iter().all(|b| b.num_rows() == 0) {
+                    return Ok(vec![None; BUCKETS as usize]);
+                }
+                let format = KeyFormat::new(&self.schema)?;
+                sort_by_bucket(&format, &self.schema, &rows, BUCKETS)
+            })
+            .await
+            .map(Vec::as_slice)
     }
 
     async fn read_single(&self, file: &StateFile) -> Result<SortedInput, KeyStateError> {
@@ -416,10 +443,12 @@ impl<'a> StateStore<'a> {
         drop(versions);
         // The single-file state becomes every bucket's first segment.
         let migrated = match committed {
-            CommittedState::Single(file) => {
-                let rows: Vec<RecordBatch> = self.read_single(file).await?.try_collect().await?;
-                sorted(&rows)?
-            }
+            CommittedState::Single(file) => self
+                .single_by_bucket(file)
+                .await?
+                .get(bucket as usize)
+                .cloned()
+                .flatten(),
             _ => None,
         };
         let mut kept: Vec<Segment> = match committed {
