@@ -566,6 +566,21 @@ async fn a_run_with_nothing_new_writes_nothing() {
     assert_eq!(summary.sequence, Some(1));
     assert_eq!(summary.counts, RunCounts::default());
     assert_eq!(ws.out_files(), before);
+    // A recording that grew by a keep-alive line only: read, nothing new,
+    // and no plan left behind for the next run to follow.
+    let m1 = manifest(&ws, "article-stock-changed", 1);
+    let p0 = &m1.partitions[0];
+    ws.append(
+        "recorded/article-stock-changed/stream.jsonl",
+        &format!(
+            "{{\"cursor\":{{\"partition\":\"{}\",\"offset\":\"{}\"}}}}\n",
+            p0.partition,
+            p0.end.as_str()
+        ),
+    );
+    let summary = ws.run("article-stock-changed").await.unwrap();
+    assert_eq!(summary.outcome, Outcome::NothingNew);
+    assert_eq!(ws.out_files(), before);
 }
 
 #[tokio::test]

@@ -270,3 +270,114 @@ async fn a_topic_with_the_single_file_state_keeps_working_and_moves_to_buckets()
         "the single file is removed once the segments are committed"
     );
 }
+
+/// A run of a recording fixes the files' sizes in its plan instead of end
+/// cursors (the read finds those, in its one pass): a retry reads what the
+/// crashed attempt planned however the recording grew since, and the next
+/// run reads the rest.
+#[tokio::test]
+async fn a_retry_reads_the_recording_as_planned_and_the_next_run_reads_the_rest() {
+    let setup = TwoRuns::new(4000, 13);
+    let reference = target(&setup.ws, Store::Local, "reference");
+    first_run(&setup, &reference);
+    let after_first = committed(&reference.location, TOPIC).await;
+    let mut crashed = Vec::new();
+    for point in ["planned", "reading"] {
+        let t = target(&setup.ws, Store::Local, &format!("grown-{point}"));
+        let run = run_process(&setup.ws, &t, Some(point));
+        assert!(
+            text(&run.stderr).contains(&format!("failpoint {point}")),
+            "{point}: {}",
+            text(&run.stderr)
+        );
+        crashed.push((point, t));
+    }
+    let expected = two_clean_runs(&setup).await;
+    for (point, t) in crashed {
+        let plan = std::fs::read_to_string(
+            setup
+                .ws
+                .path(&format!("grown-{point}"))
+                .join(TOPIC)
+                .join("_plans/0000000001.json"),
+        )
+        .unwrap();
+        assert!(plan.contains("\"recording\""), "{point}: {plan}");
+        let retry = run_process(&setup.ws, &t, None);
+        assert!(retry.status.success(), "{point}: {}", text(&retry.stderr));
+        assert!(text(&retry.stdout).contains("run 1 committed"), "{point}");
+        assert_eq!(committed(&t.location, TOPIC).await, after_first, "{point}");
+        let next = run_process(&setup.ws, &t, None);
+        assert!(next.status.success(), "{point}: {}", text(&next.stderr));
+        assert_eq!(committed(&t.location, TOPIC).await, expected, "{point}");
+        only_committed_files_remain(&t).await;
+    }
+}
+
+/// What a crashed attempt planned to read must stay there: a recording cut
+/// shorter is an error naming the file and both sizes, and commits nothing.
+#[tokio::test]
+async fn a_recording_cut_shorter_than_its_plan_is_refused() {
+    let setup = TwoRuns::new(2000, 17);
+    setup.record_all();
+    let t = target(&setup.ws, Store::Local, "shrunk");
+    let run = run_process(&setup.ws, &t, Some("planned"));
+    assert!(!run.status.success());
+    let planned = std::fs::metadata(setup.ws.path("recorded").join(TOPIC).join("stream.jsonl"))
+        .unwrap()
+        .len();
+    setup.ws.record(TOPIC, &setup.all[..setup.all.len() / 2]);
+    let now = std::fs::metadata(setup.ws.path("recorded").join(TOPIC).join("stream.jsonl"))
+        .unwrap()
+        .len();
+    let retry = run_process(&setup.ws, &t, None);
+    assert!(!retry.status.success());
+    let stderr = text(&retry.stderr);
+    assert!(
+        stderr.contains("stream.jsonl")
+            && stderr.contains(&format!("holds {now} bytes"))
+            && stderr.contains(&format!("when it held {planned}")),
+        "{stderr}"
+    );
+    assert!(committed(&t.location, TOPIC).await.sequences.is_empty());
+    // Restored, the recording is read as planned.
+    setup.record_all();
+    let restored = run_process(&setup.ws, &t, None);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+}
+
+/// Events missing after the committed cursor (a recording that goes on
+/// with a later line) are an error naming file and line, never skipped.
+#[tokio::test]
+async fn a_recording_missing_events_after_the_committed_cursor_is_refused() {
+    let setup = TwoRuns::new(2000, 19);
+    let t = target(&setup.ws, Store::Local, "gap");
+    first_run(&setup, &t);
+    let half = setup.all.len() / 2;
+    let mut lines = setup.all.clone();
+    let missing = lines.remove(half);
+    let partition = missing
+        .split(r#""partition":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    // The line that now follows the committed cursor of that partition.
+    let next_line = lines[half..]
+        .iter()
+        .position(|l| l.starts_with(&format!(r#"{{"cursor":{{"partition":"{partition}""#)))
+        .unwrap()
+        + half
+        + 1;
+    setup.ws.record(TOPIC, &lines);
+    let run = run_process(&setup.ws, &t, None);
+    assert!(!run.status.success());
+    let stderr = text(&run.stderr);
+    assert!(
+        stderr.contains(&format!("partition {partition}"))
+            && stderr.contains(&format!("stream.jsonl:{next_line}"))
+            && stderr.contains("not in the recording"),
+        "{stderr}"
+    );
+    assert_eq!(committed(&t.location, TOPIC).await.sequences, vec![1]);
+}

@@ -8,9 +8,10 @@
 //! table (the rest is cut off and the table says so), and the query engine
 //! it runs on has its own memory pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -109,12 +110,22 @@ pub async fn sample_events(
     limit: usize,
     within: std::time::Duration,
 ) -> Result<Vec<Bytes>, SourceError> {
-    let partitions = source.partitions().await?;
-    let ranges: Vec<PartitionRange> = plan_ranges(&partitions, &BTreeMap::new())
-        .into_iter()
-        .filter(|r| !r.is_empty())
-        .collect();
-    let mut stream = source.stream(&ranges);
+    let mut stream = match source {
+        // Every partition from its oldest event, reading no further than needed.
+        Source::Recorded(recorded) => recorded.stream_extent(
+            HashMap::new(),
+            &recorded.extent()?,
+            Arc::new(AtomicU64::new(0)),
+        ),
+        Source::Nakadi(nakadi) => {
+            let partitions = nakadi.partitions().await?;
+            let ranges: Vec<PartitionRange> = plan_ranges(&partitions, &BTreeMap::new())
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect();
+            source.stream(&ranges)
+        }
+    };
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + within;
     while events.len() < limit {

@@ -39,7 +39,7 @@ mod reason;
 mod spool;
 
 use fast::FastDecoder;
-pub use spool::{Spool, SpoolError, Spooled};
+pub use spool::{Spool, SpoolCap, SpoolError, Spooled};
 
 /// Rows per decoded record batch.
 pub const DEFAULT_CHUNK_ROWS: usize = 8192;

@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -58,12 +59,76 @@ pub struct Spool {
     onward: Option<mpsc::Sender<RecordBatch>>,
 }
 
+/// The most that the spools sharing it hold in memory together, whatever the
+/// pool would grant: the partitions of a run share one, so that a recording
+/// whose partitions are found as it is read stays within the run's share
+/// however many it has.
+#[derive(Clone, Debug)]
+pub struct SpoolCap(Arc<CapState>);
+
+#[derive(Debug)]
+struct CapState {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl SpoolCap {
+    pub fn new(limit: usize) -> SpoolCap {
+        SpoolCap(Arc::new(CapState {
+            limit,
+            held: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Bytes the spools sharing the cap hold now.
+    pub fn held(&self) -> usize {
+        self.0.held.load(Ordering::Relaxed)
+    }
+
+    fn try_take(&self, bytes: usize) -> bool {
+        self.0
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&h| h <= self.0.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.0.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Memory a spool holds: granted by the pool and counted against its cap,
+/// both given back when it is dropped.
+struct Held {
+    reservation: MemoryReservation,
+    cap: SpoolCap,
+}
+
+impl Held {
+    fn try_grow(&self, bytes: usize) -> bool {
+        if !self.cap.try_take(bytes) {
+            return false;
+        }
+        if self.reservation.try_grow(bytes).is_err() {
+            self.cap.give_back(bytes);
+            return false;
+        }
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.cap.give_back(self.reservation.size());
+    }
+}
+
 /// Room in the memory pool, and the temp folder for what does not fit.
 struct Budget {
     runtime: Arc<RuntimeEnv>,
-    reservation: MemoryReservation,
-    /// The most this spool holds in memory, whatever the pool would grant.
-    cap: usize,
+    held: Held,
     /// What the spool holds, for the pool and the logs.
     label: String,
     /// Buffer of the spill file's writer.
@@ -95,15 +160,16 @@ impl Spool {
         }
     }
 
-    /// A spool of a partition's decoded events that holds up to `cap` bytes,
-    /// as far as `runtime`'s memory pool grants them, and spills the rest.
+    /// A spool of a partition's decoded events that holds, together with the
+    /// other spools sharing `cap`, up to its limit in memory, as far as
+    /// `runtime`'s memory pool grants it, and spills the rest.
     pub fn bounded(
         schema: SchemaRef,
         runtime: Arc<RuntimeEnv>,
         partition: &str,
-        cap: usize,
+        cap: SpoolCap,
     ) -> Spool {
-        Spool::labelled(
+        Spool::sharing(
             schema,
             runtime,
             &format!("decoded events of partition {partition}"),
@@ -122,6 +188,16 @@ impl Spool {
         cap: usize,
         write_buffer: usize,
     ) -> Spool {
+        Spool::sharing(schema, runtime, label, SpoolCap::new(cap), write_buffer)
+    }
+
+    fn sharing(
+        schema: SchemaRef,
+        runtime: Arc<RuntimeEnv>,
+        label: &str,
+        cap: SpoolCap,
+        write_buffer: usize,
+    ) -> Spool {
         let reservation = MemoryConsumer::new(label.to_string())
             .with_can_spill(true)
             .register(&runtime.memory_pool);
@@ -129,8 +205,7 @@ impl Spool {
             schema,
             budget: Some(Budget {
                 runtime,
-                reservation,
-                cap,
+                held: Held { reservation, cap },
                 label: label.to_string(),
                 write_buffer,
             }),
@@ -149,11 +224,7 @@ impl Spool {
         if self.file.is_none() {
             let granted = match &self.budget {
                 None => true,
-                Some(budget) => {
-                    let size = batch.get_array_memory_size();
-                    budget.reservation.size() + size <= budget.cap
-                        && budget.reservation.try_grow(size).is_ok()
-                }
+                Some(budget) => budget.held.try_grow(batch.get_array_memory_size()),
             };
             if granted {
                 self.memory.push(batch);
@@ -184,7 +255,7 @@ impl Spool {
             .map_err(|source| write_error(&file, source))?;
             tracing::info!(
                 spool = %budget.label,
-                held_bytes = budget.reservation.size(),
+                held_bytes = budget.held.reservation.size(),
                 spill_file = %describe(&file),
                 "the memory budget is reached: spilling the rest to disk"
             );
@@ -220,7 +291,7 @@ impl Spool {
             schema: self.schema,
             memory: self.memory,
             file,
-            _reservation: self.budget.map(|b| b.reservation),
+            _held: self.budget.map(|b| b.held),
         })
     }
 }
@@ -244,7 +315,7 @@ pub struct Spooled {
     schema: SchemaRef,
     memory: Vec<RecordBatch>,
     file: Option<Arc<dyn SpillFile>>,
-    _reservation: Option<MemoryReservation>,
+    _held: Option<Held>,
 }
 
 impl std::fmt::Debug for Spooled {
@@ -340,7 +411,12 @@ mod tests {
             .with_memory_limit(one * 2 + one / 2, 1.0)
             .build_arc()
             .unwrap();
-        let mut spool = Spool::bounded(schema.clone(), runtime.clone(), "0", usize::MAX);
+        let mut spool = Spool::bounded(
+            schema.clone(),
+            runtime.clone(),
+            "0",
+            SpoolCap::new(usize::MAX),
+        );
         let pushed: Vec<RecordBatch> = (0..6).map(|i| batch(&schema, i * 1000)).collect();
         for b in &pushed {
             spool.push(b.clone()).unwrap();
@@ -361,7 +437,8 @@ mod tests {
         let schema = schema();
         let one = batch(&schema, 0).get_array_memory_size();
         let runtime = RuntimeEnvBuilder::new().build_arc().unwrap();
-        let mut spool = Spool::bounded(schema.clone(), runtime.clone(), "0", one * 3);
+        let mut spool =
+            Spool::bounded(schema.clone(), runtime.clone(), "0", SpoolCap::new(one * 3));
         for i in 0..5 {
             spool.push(batch(&schema, i * 1000)).unwrap();
         }
@@ -369,6 +446,33 @@ mod tests {
         let spooled = spool.finish().unwrap();
         assert!(spooled.spilled());
         assert_eq!(spooled.batches().count(), 5);
+    }
+
+    #[test]
+    fn spools_sharing_a_cap_hold_no_more_than_it_together_and_give_it_back() {
+        let schema = schema();
+        let one = batch(&schema, 0).get_array_memory_size();
+        let runtime = RuntimeEnvBuilder::new().build_arc().unwrap();
+        let cap = SpoolCap::new(one * 3);
+        let mut first = Spool::bounded(schema.clone(), runtime.clone(), "0", cap.clone());
+        let mut second = Spool::bounded(schema.clone(), runtime.clone(), "1", cap.clone());
+        first.push(batch(&schema, 0)).unwrap();
+        first.push(batch(&schema, 1000)).unwrap();
+        // One batch's room is left for the second partition, then it spills.
+        for i in 0..3 {
+            second.push(batch(&schema, i * 1000)).unwrap();
+        }
+        assert_eq!(cap.held(), one * 3);
+        let first = first.finish().unwrap();
+        let second = second.finish().unwrap();
+        assert!(!first.spilled());
+        assert!(second.spilled());
+        assert_eq!(second.batches().count(), 3);
+        drop(first);
+        assert_eq!(cap.held(), one);
+        drop(second);
+        assert_eq!(cap.held(), 0);
+        assert_eq!(runtime.memory_pool.reserved(), 0);
     }
 
     #[test]

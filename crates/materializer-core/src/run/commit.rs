@@ -66,6 +66,7 @@ impl Run<'_> {
             counts,
             state,
             key_state,
+            recording: plan.recording.clone(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! - A run's *plan* (`_plans/<seq>.json`) fixes its cursors before it reads. It
 //!   is written put-if-absent; a retry of an uncommitted run, or a racing
-//!   process, finds it and reads exactly the same events. Output is a pure
+//!   process, finds it and reads exactly the same events. A recording's plan
+//!   fixes its files' sizes instead of end cursors: the same bytes hold the
+//!   same events, and the read finds the end cursors without a pass of its own. Output is a pure
 //!   function of the plan and the configuration, so racing attempts write the
 //!   same bytes under the same names.
 //! - A run is committed when, and only when, its *manifest*
@@ -13,7 +15,7 @@
 //!   `_latest` hint. These are idempotent; a run that finds them missing for
 //!   the newest manifest writes them before doing anything else.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Format;
 use crate::sink::layout::seq_name;
 use crate::sink::{FileKind, OutputLocation, TopicLayout};
-use crate::source::Offset;
+use crate::source::{Offset, RecordingExtent, partition_cmp};
 
 use super::keystate::{STATE_FOLDER, written_by_run};
 
@@ -90,7 +92,38 @@ pub struct Plan {
     pub created_at: DateTime<Utc>,
     /// Hash of the topic's configuration when the run was planned.
     pub fingerprint: String,
+    /// The cursors. A plan of a recording holds its start cursors only (each
+    /// `end` equals its `start`): the read finds the ends.
     pub partitions: Vec<PartitionCursors>,
+    /// A recording's files and sizes to read, instead of end cursors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingExtent>,
+}
+
+impl Plan {
+    /// The plan of a recording with the ends its read found: `reached`, the
+    /// newest offset read per partition; a partition read for the first
+    /// time starts at `BEGIN`.
+    pub fn with_ends(mut self, reached: &BTreeMap<String, Offset>) -> Plan {
+        for p in &mut self.partitions {
+            if let Some(end) = reached.get(&p.partition) {
+                p.end = end.clone();
+            }
+        }
+        for (partition, end) in reached {
+            if !self.partitions.iter().any(|p| &p.partition == partition) {
+                self.partitions.push(PartitionCursors {
+                    partition: partition.clone(),
+                    start: Offset::begin(),
+                    end: end.clone(),
+                    events: None,
+                });
+            }
+        }
+        self.partitions
+            .sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+        self
+    }
 }
 
 /// One file of a committed run.
@@ -185,6 +218,11 @@ pub struct Manifest {
     /// The topic's key state after this run: its segments (format 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_state: Option<super::keystate::StateIndex>,
+    /// The recording's files and sizes the run read to their end, when its
+    /// source is a recording: the next run finds nothing new without
+    /// reading while they stay as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingExtent>,
 }
 
 impl Manifest {
@@ -419,6 +457,20 @@ impl Ledger {
     pub async fn replace_plan(&self, plan: &Plan) -> Result<(), LedgerError> {
         let body = serde_json::to_vec_pretty(plan).expect("plans serialize");
         self.put(&self.layout.plan(plan.sequence), body).await
+    }
+
+    /// Removes the plan of a run that found nothing to read, so that the
+    /// next run plans afresh.
+    pub async fn drop_plan(&self, seq: u64) -> Result<(), LedgerError> {
+        let path = self.layout.plan(seq);
+        match self.store().delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(LedgerError::Store {
+                action: "removing",
+                path: path.to_string(),
+                source,
+            }),
+        }
     }
 
     /// The commit: writes the manifest put-if-absent.

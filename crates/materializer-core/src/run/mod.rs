@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! plan      start cursors = the newest manifest's end cursors; end cursors =
-//!           the newest offsets now (or the plan an earlier attempt fixed)
-//! read      the source's batches, trimmed to each partition's range
+//!           the newest offsets now, or for a recording its files' sizes now
+//!           (or the plan an earlier attempt fixed)
+//! read      the source's batches, trimmed to each partition's range; a
+//!           recording is read once, its end cursors found on the way
 //! decode    per partition, on blocking threads: rows + rejected events; the
 //!           rows wait in a spool (memory up to a share of --memory-mb, then
 //!           a temp file); a compacting topic's key columns go, with each
@@ -48,7 +50,6 @@ use tracing::info;
 use crate::config::Topic;
 use crate::mapping::Engine;
 use crate::sink::OutputLocation;
-use crate::sink::file::OPEN_FILE_BYTES;
 use crate::source::{PartitionRange, Source};
 use buckets::KeySpools;
 pub use classify::classify;
@@ -61,6 +62,7 @@ use lock::TopicLock;
 pub use lock::is_running;
 use map::{MainWriters, Mapper};
 pub use progress::{Progress, ProgressSnapshot, Stage};
+use read::{ReadPartitions, Reading};
 
 /// Everything a run needs.
 pub struct RunRequest {
@@ -202,24 +204,8 @@ impl Run<'_> {
         };
         progress.set_stage(Stage::Planning);
         let Some(planned) = self.plan().await? else {
-            let latest = self.ledger.latest().await?;
             info!(topic = %self.topic.name(), "nothing new since the last committed run");
-            return Ok(RunSummary {
-                topic: self.name(),
-                outcome: Outcome::NothingNew,
-                sequence: latest.as_ref().map(|m| m.sequence),
-                output: self.ledger.location().url.clone(),
-                counts: RunCounts::default(),
-                compaction_rate: 0.0,
-                files: Vec::new(),
-                bytes_written: 0,
-                partitions: latest.map(|m| m.partitions).unwrap_or_default(),
-                seconds: 0.0,
-                resumed: false,
-                timings: Timings::default(),
-                spilled_partitions: 0,
-                retries: 0,
-            });
+            return self.nothing_new().await;
         };
         progress.events_planned.store(
             planned.events().unwrap_or(0),
@@ -245,6 +231,7 @@ impl Run<'_> {
             topic = %self.topic.name(),
             sequence = plan.sequence,
             partitions = ranges.len(),
+            recording_bytes = plan.recording.as_ref().map(|r| r.bytes()),
             resumed,
             "run planned"
         );
@@ -263,20 +250,15 @@ impl Run<'_> {
             sequence: plan.sequence,
         });
         // A topic that does not compact is mapped while it is read, when its
-        // mapping reads the events once (as a stream can be read) and a file
-        // open per partition fits half the memory budget (all are open at once).
-        let writers_fit = ranges.len() * OPEN_FILE_BYTES <= self.engine.settings().memory_limit / 2;
-        let mut writers =
-            if !self.topic.compaction().compact && writers_fit && mapper.reads_events_once().await?
-            {
-                Some(MainWriters::new(mapper.clone()))
-            } else {
-                None
-            };
+        // mapping reads the events once (as a stream can be read); the read
+        // opens a writer per partition while the files fit half the memory
+        // budget (all are open at once).
+        let mut writers = if !self.topic.compaction().compact && mapper.reads_events_once().await? {
+            Some(MainWriters::new(mapper.clone()))
+        } else {
+            None
+        };
         progress.set_stage(Stage::Reading);
-        progress
-            .partitions_total
-            .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // A compacting topic's keys wait in spools by bucket for the
         // classification; they may hold an eighth of the memory budget.
         let key_spools = if self.topic.compaction().compact {
@@ -289,14 +271,46 @@ impl Run<'_> {
         } else {
             None
         };
-        let decoded = self
-            .cancellable(self.read(&ranges, writers.as_mut(), key_spools.as_ref()))
+        let reading = match &plan.recording {
+            Some(extent) => Reading::Recording {
+                starts: plan
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition.clone(), p.start.clone()))
+                    .collect(),
+                extent,
+            },
+            None => Reading::Ranges(&ranges),
+        };
+        let read = self
+            .cancellable(self.read(reading, writers.as_mut(), key_spools.as_ref()))
             .await?;
         let main_files = match writers {
             Some(writers) => self.cancellable(writers.finish()).await?,
             None => HashMap::new(),
         };
         lap(&mut timings.read);
+        let plan = match plan.recording {
+            Some(_) => {
+                // Now the read tells how many events the run holds.
+                progress.events_planned.store(
+                    progress
+                        .events_read
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                plan.with_ends(&read.reached)
+            }
+            None => plan,
+        };
+        if plan.partitions.iter().all(|p| !p.end.is_after(&p.start)) {
+            // A recording that grew by keep-alive lines only, or by lines
+            // the committed runs read already.
+            info!(topic = %self.topic.name(), sequence = plan.sequence, "the recording holds nothing new");
+            self.ledger.drop_plan(plan.sequence).await?;
+            return self.nothing_new().await;
+        }
+        let ReadPartitions { decoded, order, .. } = read;
         let spilled_partitions = decoded.values().filter(|p| p.events.spilled()).count();
 
         progress.set_stage(Stage::Mapping);
@@ -305,11 +319,11 @@ impl Run<'_> {
                 let spools = Arc::into_inner(spools).ok_or_else(|| {
                     buckets::internal("a decoder still holds the run's key spools")
                 })?;
-                let rows: Vec<(String, u64)> = ranges
+                let rows: Vec<(String, u64)> = order
                     .iter()
-                    .map(|r| {
-                        let rows = decoded.get(&r.partition).map_or(0, |p| p.rows);
-                        (r.partition.clone(), rows)
+                    .map(|partition| {
+                        let rows = decoded.get(partition).map_or(0, |p| p.rows);
+                        (partition.clone(), rows)
                     })
                     .collect();
                 let decisions = self
@@ -373,6 +387,27 @@ impl Run<'_> {
             timings,
             spilled_partitions,
             retries,
+        })
+    }
+
+    /// The summary of a run that found nothing new to read.
+    async fn nothing_new(&self) -> Result<RunSummary, RunFailure> {
+        let latest = self.ledger.latest().await?;
+        Ok(RunSummary {
+            topic: self.name(),
+            outcome: Outcome::NothingNew,
+            sequence: latest.as_ref().map(|m| m.sequence),
+            output: self.ledger.location().url.clone(),
+            counts: RunCounts::default(),
+            compaction_rate: 0.0,
+            files: Vec::new(),
+            bytes_written: 0,
+            partitions: latest.map(|m| m.partitions).unwrap_or_default(),
+            seconds: 0.0,
+            resumed: false,
+            timings: Timings::default(),
+            spilled_partitions: 0,
+            retries: 0,
         })
     }
 

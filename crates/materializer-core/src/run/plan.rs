@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::Utc;
 use tracing::{info, warn};
 
-use crate::source::{Offset, PartitionRange, check_available, partition_cmp, plan_ranges};
+use crate::source::{
+    NakadiSource, Offset, PartitionRange, Source, check_available, partition_cmp, plan_ranges,
+};
 
 use super::{Manifest, PartitionCursors, Plan, Run, RunFailure};
 
@@ -26,6 +28,9 @@ impl Planned {
     /// count up one by one within a timeline. A partition read from `BEGIN`
     /// starts at the oldest event the source holds.
     pub fn events(&self) -> Option<u64> {
+        if self.plan.recording.is_some() {
+            return None; // the read finds the ends
+        }
         self.plan
             .partitions
             .iter()
@@ -60,9 +65,12 @@ impl Run<'_> {
         self.request.source.prepare(&committed_ends).await?;
         let sequence = committed.as_ref().map_or(1, |m| m.sequence + 1);
 
+        let recording = self.request.source.recording_extent()?;
         let existing = self.ledger.plan(sequence).await?;
         if let Some(plan) = &existing
             && follows(plan, &committed_ends)
+            // A recording's plan needs a recording to read.
+            && (plan.recording.is_none() || recording.is_some())
         {
             return Ok(Some(Planned {
                 plan: plan.clone(),
@@ -72,42 +80,39 @@ impl Run<'_> {
             }));
         }
 
-        let partitions = self.request.source.partitions().await?;
-        let first_cursors = partitions
-            .iter()
-            .map(|p| (p.partition.clone(), self.request.source.first_cursor(p)))
-            .collect();
-        check_available(&partitions, &committed_ends)?;
-        let mut ranges = plan_ranges(&partitions, &committed_ends);
-        // Partitions the source no longer lists keep their cursors.
-        for (partition, offset) in &committed_ends {
-            if !ranges.iter().any(|r| &r.partition == partition) {
-                ranges.push(PartitionRange {
-                    partition: partition.clone(),
-                    start: offset.clone(),
-                    end: offset.clone(),
-                });
+        let (partitions, first_cursors) = match &*self.request.source {
+            Source::Recorded(_) => {
+                let read_before = committed.as_ref().and_then(|m| m.recording.as_ref());
+                if read_before.is_some() && read_before == recording.as_ref() {
+                    return Ok(None); // the files are as the last run left them
+                }
+                // The read finds the ends: no pass over the files here.
+                let starts = committed_ends
+                    .iter()
+                    .map(|(partition, offset)| PartitionCursors {
+                        partition: partition.clone(),
+                        start: offset.clone(),
+                        end: offset.clone(),
+                        events: None,
+                    })
+                    .collect();
+                (starts, BTreeMap::new())
             }
-        }
-        ranges.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
-        if ranges.iter().all(PartitionRange::is_empty) {
-            return Ok(None);
-        }
+            Source::Nakadi(nakadi) => {
+                let Some(planned) = self.plan_ranges(nakadi, &committed_ends).await? else {
+                    return Ok(None);
+                };
+                planned
+            }
+        };
         let plan = Plan {
             topic: self.name(),
             event_type: self.topic.event_type().to_string(),
             sequence,
             created_at: Utc::now(),
             fingerprint: self.topic.fingerprint().to_string(),
-            partitions: ranges
-                .into_iter()
-                .map(|r| PartitionCursors {
-                    partition: r.partition,
-                    start: r.start,
-                    end: r.end,
-                    events: None,
-                })
-                .collect(),
+            partitions,
+            recording,
         };
         if existing.is_some() {
             // A stale plan (its start cursors do not follow the committed run).
@@ -130,6 +135,52 @@ impl Run<'_> {
         }))
     }
 }
+
+impl Run<'_> {
+    /// Each partition's cursors from the committed end to the newest offset
+    /// the source holds, and the cursor before each partition's oldest
+    /// event; `None` when there is nothing new.
+    async fn plan_ranges(
+        &self,
+        nakadi: &NakadiSource,
+        committed_ends: &BTreeMap<String, Offset>,
+    ) -> Result<Option<PlannedRanges>, RunFailure> {
+        let partitions = nakadi.partitions().await?;
+        let first_cursors = partitions
+            .iter()
+            .map(|p| (p.partition.clone(), NakadiSource::first_cursor(p)))
+            .collect();
+        check_available(&partitions, committed_ends)?;
+        let mut ranges = plan_ranges(&partitions, committed_ends);
+        // Partitions the source no longer lists keep their cursors.
+        for (partition, offset) in committed_ends {
+            if !ranges.iter().any(|r| &r.partition == partition) {
+                ranges.push(PartitionRange {
+                    partition: partition.clone(),
+                    start: offset.clone(),
+                    end: offset.clone(),
+                });
+            }
+        }
+        ranges.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+        if ranges.iter().all(PartitionRange::is_empty) {
+            return Ok(None);
+        }
+        let cursors = ranges
+            .into_iter()
+            .map(|r| PartitionCursors {
+                partition: r.partition,
+                start: r.start,
+                end: r.end,
+                events: None,
+            })
+            .collect();
+        Ok(Some((cursors, first_cursors)))
+    }
+}
+
+/// A plan's cursors, and the cursor before each partition's oldest event.
+type PlannedRanges = (Vec<PartitionCursors>, BTreeMap<String, Offset>);
 
 /// Whether a plan starts where the committed runs end.
 fn follows(plan: &Plan, committed_ends: &BTreeMap<String, Offset>) -> bool {
@@ -173,6 +224,7 @@ mod tests {
                 created_at: Utc::now(),
                 fingerprint: String::new(),
                 partitions,
+                recording: None,
             },
             resumed: false,
             committed: None,
@@ -204,6 +256,54 @@ mod tests {
         );
         // 5 after the cursor, 3 from offset 0, 2 after the oldest cursor, none.
         assert_eq!(p.events(), Some(10));
+    }
+
+    #[test]
+    fn a_recording_plan_takes_its_ends_from_the_read() {
+        let mut plan = planned(
+            vec![
+                cursors(
+                    "10",
+                    "001-0001-000000000000000004",
+                    "001-0001-000000000000000004",
+                ),
+                cursors(
+                    "2",
+                    "001-0001-000000000000000007",
+                    "001-0001-000000000000000007",
+                ),
+            ],
+            &[],
+        )
+        .plan;
+        plan.recording = Some(crate::source::RecordingExtent { files: Vec::new() });
+        let reached = BTreeMap::from([
+            ("10".to_string(), Offset::new("001-0001-000000000000000009")),
+            ("3".to_string(), Offset::new("001-0001-000000000000000001")),
+        ]);
+        let ended = plan.with_ends(&reached);
+        let ends: Vec<(&str, &str, &str)> = ended
+            .partitions
+            .iter()
+            .map(|p| (p.partition.as_str(), p.start.as_str(), p.end.as_str()))
+            .collect();
+        // Read further, nothing new, read for the first time; in partition order.
+        assert_eq!(
+            ends,
+            [
+                (
+                    "2",
+                    "001-0001-000000000000000007",
+                    "001-0001-000000000000000007"
+                ),
+                ("3", "BEGIN", "001-0001-000000000000000001"),
+                (
+                    "10",
+                    "001-0001-000000000000000004",
+                    "001-0001-000000000000000009"
+                ),
+            ]
+        );
     }
 
     #[test]

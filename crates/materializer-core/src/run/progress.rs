@@ -1,7 +1,7 @@
 //! Live counters of a run, shared with whoever watches it (terminal, API, metrics).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -28,6 +28,11 @@ pub struct Progress {
     pub events_planned: AtomicU64,
     pub events_read: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Bytes of the recording a run of a recording reads (0 otherwise).
+    pub recording_bytes: AtomicU64,
+    /// Of `recording_bytes`, those read so far (the recording's reader
+    /// moves it).
+    pub recording_bytes_read: Arc<AtomicU64>,
     pub events_rejected: AtomicU64,
     pub main_rows: AtomicU64,
     pub correction_rows: AtomicU64,
@@ -46,6 +51,9 @@ pub struct ProgressSnapshot {
     pub events_planned: u64,
     pub events_read: u64,
     pub bytes_read: u64,
+    /// 0 unless the run reads a recording.
+    pub recording_bytes: u64,
+    pub recording_bytes_read: u64,
     pub events_rejected: u64,
     pub main_rows: u64,
     pub correction_rows: u64,
@@ -78,6 +86,8 @@ impl Progress {
             events_planned: get(&self.events_planned),
             events_read: get(&self.events_read),
             bytes_read: get(&self.bytes_read),
+            recording_bytes: get(&self.recording_bytes),
+            recording_bytes_read: get(&self.recording_bytes_read),
             events_rejected: get(&self.events_rejected),
             main_rows: get(&self.main_rows),
             correction_rows: get(&self.correction_rows),

@@ -1,45 +1,176 @@
 //! Read: the source's batches, trimmed to each partition's range, handed to
 //! one decoder per partition.
+//!
+//! A plan with end cursors (Nakadi) names its partitions: their decoders start
+//! before the first batch. A plan of a recording names the files and their
+//! sizes instead, so that the recording is read once: a partition's decoder
+//! starts with the partition's first new batch, and the newest offset read
+//! of each partition becomes its end cursor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::decode::{DecodedPartition, PartitionDecoder, RequiredKeys, Spool};
+use crate::decode::{
+    DecodeError, DecodedPartition, PartitionDecoder, RequiredKeys, Spool, SpoolCap,
+};
+use crate::mapping::deletes::CompiledDeletes;
+use crate::sink::file::OPEN_FILE_BYTES;
 use crate::source::framing::overlap_message;
-use crate::source::{Batch, Offset, PartitionRange, Source, SourceError};
+use crate::source::{Batch, Offset, PartitionRange, RecordingExtent, Source, SourceError};
 
 use super::buckets::KeySpools;
 use super::{MainWriters, Progress, Run, RunFailure, failpoint};
 
+/// What a run reads.
+pub(super) enum Reading<'p> {
+    /// Each partition from its start cursor up to its end cursor.
+    Ranges(&'p [PartitionRange]),
+    /// A recording's files up to their planned sizes; each partition from
+    /// its cursor in `starts` (from its oldest event when it has none there)
+    /// to the newest offset the files hold.
+    Recording {
+        starts: HashMap<String, Offset>,
+        extent: &'p RecordingExtent,
+    },
+}
+
+/// Why the first new batch of a partition cannot follow the committed
+/// cursor `start`: its first event is not the one after it, so the events in
+/// between are not in the recording.
+fn gap_after(batch: &Batch, start: &Offset) -> Option<String> {
+    if start.is_begin() {
+        return None;
+    }
+    let first = batch.event_offset(0)?;
+    let before_first = first.minus(1)?;
+    before_first.is_after(start).then(|| {
+        format!(
+            "{}: the recording goes on at offset {first}, but the last committed run ended at \
+             {start}: the events in between are not in the recording",
+            batch.origin_or_unknown()
+        )
+    })
+}
+
+/// What the read found.
+pub(super) struct ReadPartitions {
+    /// Per partition, its decoded events.
+    pub decoded: BTreeMap<String, DecodedPartition>,
+    /// The partitions in the order their decoders started: the index their
+    /// key columns carry in the key spools.
+    pub order: Vec<String>,
+    /// The newest offset read of each partition that had new events.
+    pub reached: BTreeMap<String, Offset>,
+}
+
+/// A partition being read.
+struct Open {
+    position: Offset,
+    /// `None`: up to the end of the recording.
+    end: Option<Offset>,
+    /// Whether a batch of this range went to the decoder yet.
+    started: bool,
+    /// Its decoder, once a batch of the range reached it.
+    sender: Option<mpsc::Sender<Batch>>,
+}
+
+type DecoderTask = JoinHandle<Result<DecodedPartition, DecodeError>>;
+
+/// Starts the decoders of a read.
+struct Decoders<'r, 'a> {
+    run: &'r Run<'a>,
+    /// Decoded events of all partitions may hold a quarter of the memory
+    /// budget; the rest is for classification and the mapping's operators.
+    spool_cap: SpoolCap,
+    deletes: Option<CompiledDeletes>,
+    keys: Option<&'r Arc<KeySpools>>,
+    /// Partitions whose rows go to a MAIN writer as they are decoded.
+    passing: usize,
+    started: Vec<(String, DecoderTask)>,
+}
+
+impl Decoders<'_, '_> {
+    /// Starts the decoder of `partition` on a blocking thread. With
+    /// `writers`, its rows go on to a MAIN writer as they are decoded, while
+    /// the open files fit half the memory budget; otherwise they wait in a
+    /// spool. With key spools, its key columns go to their buckets' spools,
+    /// the partition named by the order its decoder started in.
+    fn start(
+        &mut self,
+        partition: &str,
+        writers: Option<&mut MainWriters>,
+    ) -> Result<mpsc::Sender<Batch>, RunFailure> {
+        let run = self.run;
+        let schema = run.topic.schema();
+        // Few lines in flight per partition: each may be megabytes.
+        let (sender, receiver) = mpsc::channel::<Batch>(4);
+        let mut decoder = PartitionDecoder::new(
+            schema.read_payload.clone(),
+            schema.read_events.clone(),
+            Arc::from(partition),
+            RequiredKeys::of(run.topic.compaction(), self.deletes.clone()),
+        )
+        .map_err(|source| RunFailure::Decode {
+            partition: partition.to_string(),
+            source,
+        })?;
+        let memory_limit = run.engine.settings().memory_limit;
+        let writers = writers.filter(|_| (self.passing + 1) * OPEN_FILE_BYTES <= memory_limit / 2);
+        decoder = match writers {
+            Some(writers) => {
+                self.passing += 1;
+                decoder
+                    .with_spool(Spool::passing_to(
+                        schema.read_events.clone(),
+                        writers.start(partition),
+                    ))
+                    .without_key_columns()
+            }
+            None => decoder.with_spool(Spool::bounded(
+                schema.read_events.clone(),
+                run.engine.runtime(),
+                partition,
+                self.spool_cap.clone(),
+            )),
+        };
+        if let Some(keys) = self.keys {
+            decoder = decoder.with_key_sink(keys.sink(self.started.len() as u32));
+        }
+        let progress = run.request.progress.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut receiver = receiver;
+            while let Some(batch) = receiver.blocking_recv() {
+                decoder.push(&batch)?;
+                let (events, bytes) = decoder.take_seen();
+                Progress::add(&progress.events_read, events);
+                Progress::add(&progress.bytes_read, bytes);
+            }
+            decoder.finish()
+        });
+        self.started.push((partition.to_string(), task));
+        Ok(sender)
+    }
+}
+
 impl Run<'_> {
-    /// Reads every range and decodes it, one decoder thread per partition.
-    /// With `writers`, each partition's rows go on to a MAIN writer as they
-    /// are decoded instead of waiting in a spool. With `keys`, each
-    /// partition's key columns go to their buckets' spools, the partition
-    /// named by its index in `ranges`.
+    /// Reads the partitions and decodes them, one decoder thread per
+    /// partition. `writers`: where the rows of a topic mapped while it is
+    /// read go; `keys`: where a compacting topic's key columns go.
     pub(super) async fn read(
         &self,
-        ranges: &[PartitionRange],
+        reading: Reading<'_>,
         mut writers: Option<&mut MainWriters>,
         keys: Option<&Arc<KeySpools>>,
-    ) -> Result<BTreeMap<String, DecodedPartition>, RunFailure> {
-        struct Open {
-            position: Offset,
-            end: Offset,
-            /// Whether a batch of this range went to the decoder yet.
-            started: bool,
-            sender: mpsc::Sender<Batch>,
-        }
+    ) -> Result<ReadPartitions, RunFailure> {
         let progress = &self.request.progress;
-        let mut open: HashMap<String, Open> = HashMap::new();
-        let mut decoders = Vec::new();
-        // Decoded events may hold a quarter of the memory budget; the rest is
-        // for classification and the mapping's operators.
-        let spool_cap = self.engine.settings().memory_limit / 4 / ranges.len().max(1);
+        let memory_limit = self.engine.settings().memory_limit;
         // Deletes matter where keys are kept: a topic that compacts.
         let deletes = match self.topic.deletes() {
             Some(deletes) if self.topic.compaction().compact => Some(
@@ -49,65 +180,59 @@ impl Run<'_> {
             ),
             _ => None,
         };
-        for (index, range) in ranges.iter().enumerate() {
-            // Few lines in flight per partition: each may be megabytes.
-            let (sender, receiver) = mpsc::channel::<Batch>(4);
-            let mut decoder = PartitionDecoder::new(
-                self.topic.schema().read_payload.clone(),
-                self.topic.schema().read_events.clone(),
-                Arc::from(range.partition.as_str()),
-                RequiredKeys::of(self.topic.compaction(), deletes.clone()),
-            )
-            .map_err(|source| RunFailure::Decode {
-                partition: range.partition.clone(),
-                source,
-            })?;
-            let events_schema = self.topic.schema().read_events.clone();
-            decoder = match writers.as_deref_mut() {
-                Some(writers) => decoder
-                    .with_spool(Spool::passing_to(
-                        events_schema,
-                        writers.start(&range.partition),
-                    ))
-                    .without_key_columns(),
-                None => decoder.with_spool(Spool::bounded(
-                    events_schema,
-                    self.engine.runtime(),
-                    &range.partition,
-                    spool_cap,
-                )),
-            };
-            if let Some(keys) = keys {
-                decoder = decoder.with_key_sink(keys.sink(index as u32));
-            }
-            let partition = range.partition.clone();
-            decoders.push((partition, {
-                let progress = progress.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut receiver = receiver;
-                    while let Some(batch) = receiver.blocking_recv() {
-                        decoder.push(&batch)?;
-                        let (events, bytes) = decoder.take_seen();
-                        Progress::add(&progress.events_read, events);
-                        Progress::add(&progress.bytes_read, bytes);
+        let mut decoders = Decoders {
+            run: self,
+            spool_cap: SpoolCap::new(memory_limit / 4),
+            deletes,
+            keys,
+            passing: 0,
+            started: Vec::new(),
+        };
+        let mut open: HashMap<String, Open> = HashMap::new();
+        let mut recording_starts = HashMap::new();
+        let (mut stream, open_ended): (BoxStream<'static, Result<Batch, SourceError>>, bool) =
+            match reading {
+                Reading::Ranges(ranges) => {
+                    for range in ranges {
+                        let sender = decoders.start(&range.partition, writers.as_deref_mut())?;
+                        open.insert(
+                            range.partition.clone(),
+                            Open {
+                                position: range.start.clone(),
+                                end: Some(range.end.clone()),
+                                started: false,
+                                sender: Some(sender),
+                            },
+                        );
                     }
-                    decoder.finish()
-                })
-            }));
-            open.insert(
-                range.partition.clone(),
-                Open {
-                    position: range.start.clone(),
-                    end: range.end.clone(),
-                    started: false,
-                    sender,
-                },
-            );
-        }
-
+                    progress
+                        .partitions_total
+                        .store(ranges.len() as u64, Ordering::Relaxed);
+                    (self.request.source.stream(ranges), false)
+                }
+                Reading::Recording { starts, extent } => {
+                    let Source::Recorded(recorded) = &*self.request.source else {
+                        return Err(RunFailure::Source(SourceError::Partition {
+                            partition: "(all)".into(),
+                            message:
+                                "the run's plan reads a recording, but the topic's source is Nakadi"
+                                    .into(),
+                        }));
+                    };
+                    progress
+                        .recording_bytes
+                        .store(extent.bytes(), Ordering::Relaxed);
+                    let read = progress.recording_bytes_read.clone();
+                    recording_starts = starts.clone();
+                    (recorded.stream_extent(starts, extent, read), true)
+                }
+            };
         let recorded = matches!(*self.request.source, Source::Recorded(_));
-        let mut stream = self.request.source.stream(ranges);
-        while !open.is_empty() {
+        let mut reached = BTreeMap::new();
+        loop {
+            if !open_ended && open.is_empty() {
+                break;
+            }
             let next = match writers.as_deref_mut() {
                 // A writer that fails ends the run at once.
                 Some(writers) => tokio::select! {
@@ -121,6 +246,23 @@ impl Run<'_> {
             };
             let mut batch = batch?;
             let partition = batch.partition.to_string();
+            if open_ended && !open.contains_key(&partition) {
+                // The recording's stream sends a partition's batches from
+                // after its committed cursor (BEGIN for a new partition).
+                let start = recording_starts
+                    .get(&partition)
+                    .cloned()
+                    .unwrap_or_else(Offset::begin);
+                open.insert(
+                    partition.clone(),
+                    Open {
+                        position: start,
+                        end: None,
+                        started: false,
+                        sender: None,
+                    },
+                );
+            }
             let Some(state) = open.get_mut(&partition) else {
                 continue; // finished already, or not part of this run
             };
@@ -130,12 +272,13 @@ impl Run<'_> {
                     message,
                 })
             };
+            let started = state.started;
+            let end = state.end.clone().unwrap_or_else(|| batch.offset.clone());
             // A batch at an edge of the range may hold events outside it: it
             // is framed here and trimmed. The others go to the decoder as
             // they are, which frames their events while it decodes them.
-            let at_edge = !state.started
-                || batch.offset.is_after(&state.end)
-                || !batch.offset.is_after(&state.position);
+            let at_edge =
+                !started || batch.offset.is_after(&end) || !batch.offset.is_after(&state.position);
             if batch.unframed.is_some() && at_edge {
                 batch
                     .frame()
@@ -145,7 +288,7 @@ impl Run<'_> {
             // events already read is a broken recording, not a resend to
             // skip (a subscription resends after a reconnect; a file never).
             if recorded
-                && state.started
+                && started
                 && batch.unframed.is_none()
                 && let Some(first) = batch.event_offset(0)
                 && !first.is_after(&state.position)
@@ -156,45 +299,67 @@ impl Run<'_> {
                     overlap_message(&batch.offset, &partition, &first, &state.position)
                 )));
             }
+            // Nor may a recording skip events after the committed cursor.
+            if open_ended
+                && !started
+                && let Some(message) = gap_after(&batch, &state.position)
+            {
+                return Err(source_error(message));
+            }
             let has_events = match batch.unframed {
                 Some(_) => true, // inside the range: the decoder frames it
                 None => {
                     batch
-                        .retain_between(&state.position, &state.end)
+                        .retain_between(&state.position, &end)
                         .map_err(|e| source_error(e.to_string()))?;
                     !batch.events.is_empty()
                 }
             };
             if has_events {
+                if state.sender.is_none() {
+                    state.sender = Some(decoders.start(&partition, writers.as_deref_mut())?);
+                    Progress::add(&progress.partitions_total, 1);
+                }
                 state.position = batch.offset.clone();
                 state.started = true;
-                if state.sender.send(batch).await.is_err() {
+                reached.insert(partition.clone(), batch.offset.clone());
+                if let Some(sender) = &state.sender
+                    && sender.send(batch).await.is_err()
+                {
                     break; // the decoder failed; its error is collected below
                 }
                 failpoint("reading");
-                progress.retries.store(
-                    self.request.source.retries(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                progress
+                    .retries
+                    .store(self.request.source.retries(), Ordering::Relaxed);
             }
-            if !state.end.is_after(&state.position) {
+            if let Some(end) = &state.end
+                && !end.is_after(&state.position)
+            {
                 debug!(topic = %self.topic.name(), partition, "partition read to its end cursor");
                 open.remove(&partition);
                 Progress::add(&progress.partitions_finished, 1);
             }
         }
         drop(stream);
-        let unfinished: Vec<(String, Offset, Offset)> =
-            open.drain().map(|(p, s)| (p, s.position, s.end)).collect();
+        let unfinished: Vec<(String, Offset, Offset)> = open
+            .drain()
+            .filter_map(|(p, s)| Some((p, s.position, s.end?)))
+            .collect();
+        if open_ended {
+            Progress::add(&progress.partitions_finished, decoders.started.len() as u64);
+        }
 
         let mut decoded = BTreeMap::new();
-        for (partition, handle) in decoders {
+        let mut order = Vec::new();
+        for (partition, handle) in decoders.started {
             let result = handle.await.map_err(RunFailure::Internal)?;
             let part = result.map_err(|source| RunFailure::Decode {
                 partition: partition.clone(),
                 source,
             })?;
             Progress::add(&progress.events_rejected, part.rejected.len() as u64);
+            order.push(partition.clone());
             decoded.insert(partition, part);
         }
         if let Some((partition, reached, end)) = unfinished.into_iter().next() {
@@ -204,6 +369,10 @@ impl Run<'_> {
                 end,
             });
         }
-        Ok(decoded)
+        Ok(ReadPartitions {
+            decoded,
+            order,
+            reached,
+        })
     }
 }

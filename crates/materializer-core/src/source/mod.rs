@@ -25,7 +25,7 @@ pub use nakadi::{
     NakadiClient, NakadiError, NakadiSettings, NakadiSource, ReadFrom, SubscriptionReader,
     SubscriptionSettings, TokenSource,
 };
-pub use recorded::RecordedSource;
+pub use recorded::{RecordedFile, RecordedSource, RecordingExtent};
 
 /// A partition of an event type and the offsets it holds now.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,6 +100,15 @@ pub enum SourceError {
     },
     #[error("no recorded batches found at {0}")]
     NoRecordings(String),
+    #[error(
+        "{path} holds {now} bytes, but the run was planned when it held {planned}: a recording may \
+         grow between runs, but what a run planned to read must stay as it was"
+    )]
+    RecordingShrank {
+        path: String,
+        planned: u64,
+        now: u64,
+    },
     #[error("partition {partition}: {message}")]
     Partition { partition: String, message: String },
     #[error(transparent)]
@@ -156,6 +165,7 @@ impl SourceError {
             SourceError::Recorded { .. }
             | SourceError::Partition { .. }
             | SourceError::Expired { .. }
+            | SourceError::RecordingShrank { .. }
             | SourceError::SubscriptionAhead { .. } => ErrorClass::Data,
             SourceError::Nakadi(e)
             | SourceError::NakadiPartition { source: e, .. }
@@ -196,27 +206,13 @@ impl Source {
         }
     }
 
-    /// The partitions of the event type and their offsets now.
-    pub async fn partitions(&self) -> Result<Vec<PartitionInfo>, SourceError> {
+    /// A recording's files and their sizes now (`None` for Nakadi): what a
+    /// run of a recording plans to read, instead of end cursors that only a
+    /// pass over the files would find.
+    pub fn recording_extent(&self) -> Result<Option<RecordingExtent>, SourceError> {
         match self {
-            Source::Recorded(r) => r.partitions().await,
-            Source::Nakadi(n) => n
-                .client
-                .partitions(&n.event_type)
-                .await
-                .map_err(SourceError::Nakadi),
-        }
-    }
-
-    /// The cursor before the oldest event `partition` holds. Nakadi names the
-    /// oldest event itself; a recording names the cursor before it already.
-    pub fn first_cursor(&self, partition: &PartitionInfo) -> Offset {
-        match self {
-            Source::Recorded(_) => partition.oldest_available_offset.clone(),
-            Source::Nakadi(_) => partition
-                .oldest_available_offset
-                .minus(1)
-                .unwrap_or_else(Offset::begin),
+            Source::Recorded(r) => r.extent().map(Some),
+            Source::Nakadi(_) => Ok(None),
         }
     }
 

@@ -91,6 +91,8 @@ export interface Progress {
   events_read: number;
   bytes_read: number;
   events_planned?: number | null;
+  recording_bytes?: number | null;
+  recording_bytes_read?: number | null;
   events_rejected: number;
   main_rows: number;
   correction_rows: number;

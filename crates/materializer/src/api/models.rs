@@ -244,10 +244,17 @@ pub struct HistoryQuery {
 pub struct ProgressView {
     pub partitions_total: u64,
     pub partitions_finished: u64,
-    /// Events the run's plan holds, when its offsets tell.
+    /// Events the run's plan holds, when its offsets tell (for a recording,
+    /// once it is read).
     pub events_planned: Option<u64>,
     pub events_read: u64,
     pub bytes_read: u64,
+    /// Bytes of the recording the run reads, when its source is a recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_bytes: Option<u64>,
+    /// Of `recording_bytes`, those read so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_bytes_read: Option<u64>,
     pub events_rejected: u64,
     pub main_rows: u64,
     pub correction_rows: u64,
@@ -307,6 +314,8 @@ impl RunView {
                 events_planned: Some(m.counts.events_read),
                 events_read: m.counts.events_read,
                 bytes_read: 0,
+                recording_bytes: None,
+                recording_bytes_read: None,
                 events_rejected: m.counts.events_rejected,
                 main_rows: m.counts.main_rows,
                 correction_rows: m.counts.correction_rows,

@@ -91,6 +91,8 @@ impl Entry {
                 events_planned: (p.events_planned > 0).then_some(p.events_planned),
                 events_read: p.events_read,
                 bytes_read: p.bytes_read,
+                recording_bytes: (p.recording_bytes > 0).then_some(p.recording_bytes),
+                recording_bytes_read: (p.recording_bytes > 0).then_some(p.recording_bytes_read),
                 events_rejected: p.events_rejected,
                 main_rows: p.main_rows,
                 correction_rows: p.correction_rows,

@@ -33,28 +33,67 @@ pub(crate) fn spawn_progress_bar(progress: Arc<Progress>) -> tokio::task::JoinHa
     );
     *progress_slot().lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
     tokio::spawn(async move {
-        let mut measured = false;
+        let mut measure: Option<Measure> = None;
         loop {
             let p = progress.snapshot();
-            // Once the plan's offsets tell how many events the run reads, the
-            // spinner becomes a bar with a percentage.
-            if p.events_planned > 0 && !measured {
-                measured = true;
-                bar.set_length(p.events_planned);
-                if let Ok(style) =
-                    ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {percent:>3}% {msg}")
-                {
-                    bar.set_style(style.progress_chars("=> "));
+            // Once the plan's offsets tell how many events the run reads (or
+            // how many bytes, for a recording), the spinner becomes a bar
+            // with a percentage.
+            if measure.is_none() {
+                measure = Measure::of(&p);
+                if let Some(m) = measure {
+                    bar.set_length(m.total(&p));
+                    if let Ok(style) =
+                        ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {percent:>3}% {msg}")
+                    {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
                 }
             }
-            if measured {
-                bar.set_position(p.events_read.min(p.events_planned));
+            if let Some(m) = measure {
+                bar.set_position(m.done(&p).min(m.total(&p)));
             }
             bar.set_message(describe(&p));
             bar.tick();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
+}
+
+/// What the bar counts.
+#[derive(Clone, Copy)]
+enum Measure {
+    /// Events, when the plan's offsets tell how many.
+    Events,
+    /// Bytes of a recording, whose plan names its files' sizes.
+    RecordingBytes,
+}
+
+impl Measure {
+    fn of(p: &ProgressSnapshot) -> Option<Measure> {
+        if p.events_planned > 0 {
+            Some(Measure::Events)
+        } else if p.recording_bytes > 0 {
+            Some(Measure::RecordingBytes)
+        } else {
+            None
+        }
+    }
+
+    fn total(self, p: &ProgressSnapshot) -> u64 {
+        match self {
+            Measure::Events => p.events_planned,
+            Measure::RecordingBytes => p.recording_bytes,
+        }
+    }
+
+    fn done(self, p: &ProgressSnapshot) -> u64 {
+        match self {
+            Measure::Events => p.events_read,
+            // Reading ends at the whole recording; mapping follows.
+            Measure::RecordingBytes => p.recording_bytes_read,
+        }
+    }
 }
 
 /// One line of what a run is doing, in words.

@@ -19,3 +19,22 @@ pub struct NakadiSource {
     pub event_type: String,
     pub subscription: Option<SubscriptionReader>,
 }
+
+impl NakadiSource {
+    /// The partitions of the event type and their offsets now.
+    pub async fn partitions(&self) -> Result<Vec<super::PartitionInfo>, super::SourceError> {
+        self.client
+            .partitions(&self.event_type)
+            .await
+            .map_err(super::SourceError::Nakadi)
+    }
+
+    /// The cursor before the oldest event `partition` holds (Nakadi names
+    /// the oldest event itself).
+    pub fn first_cursor(partition: &super::PartitionInfo) -> super::Offset {
+        partition
+            .oldest_available_offset
+            .minus(1)
+            .unwrap_or_else(super::Offset::begin)
+    }
+}

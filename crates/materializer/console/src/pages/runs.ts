@@ -160,6 +160,16 @@ export function runsPage(root: HTMLElement, topic: string, signal: AbortSignal, 
       eventsProgress.setAttribute('aria-valuenow', String(Math.min(p.events_read, planned)));
       eventsProgress.setAttribute('aria-valuemax', String(planned));
       eventsLabel.textContent = `${num(p.events_read)} of ${plural(planned, 'event')} read`;
+    } else if (p.recording_bytes !== undefined && p.recording_bytes !== null && p.recording_bytes > 0) {
+      // A recording's plan names its size; the read finds how many events it holds.
+      const total = p.recording_bytes;
+      const done = Math.min(p.recording_bytes_read ?? 0, total);
+      eventsRow.hidden = false;
+      eventsProgress.max = total;
+      eventsProgress.value = done;
+      eventsProgress.setAttribute('aria-valuenow', String(done));
+      eventsProgress.setAttribute('aria-valuemax', String(total));
+      eventsLabel.textContent = `${bytes(done)} of ${bytes(total)} of the recording read, ${plural(p.events_read, 'event')}`;
     } else eventsRow.hidden = true;
 
     const item = (label: string, value: string, id: string) => h('div', null, h('dt', null, label), h('dd', { id }, value));
