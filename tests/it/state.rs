@@ -381,3 +381,69 @@ async fn a_recording_missing_events_after_the_committed_cursor_is_refused() {
     );
     assert_eq!(committed(&t.location, TOPIC).await.sequences, vec![1]);
 }
+
+/// The sorted rows of every KEYS file of a local output, by file name.
+fn keys_files(root: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    let mut files = Vec::new();
+    let keys = root.join(TOPIC).join("keys");
+    for run in std::fs::read_dir(&keys).unwrap() {
+        let run = run.unwrap().path();
+        for file in std::fs::read_dir(&run).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|e| e == "csv") {
+                let mut rows: Vec<String> = std::fs::read_to_string(&file)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                rows.sort();
+                files.push((file.file_name().unwrap().to_string_lossy().into(), rows));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A bucket with more key rows than a pass holds is decided in passes over
+/// its spool, each taking a slice of the key hash: the same rows, KEYS and
+/// key state as one pass, on a first run and on a run against committed
+/// state.
+#[tokio::test]
+async fn buckets_decided_in_many_passes_classify_as_in_one() {
+    let setup = TwoRuns::new(4000, 23);
+    let reference = target(&setup.ws, Store::Local, "reference");
+    let passes = target(&setup.ws, Store::Local, "passes");
+    let in_passes = |setup: &TwoRuns| {
+        let run = materializer_command(&setup.ws, &passes)
+            .env("MATERIALIZER_PASS_ROWS", "7")
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", text(&run.stderr));
+    };
+    first_run(&setup, &reference);
+    in_passes(&setup);
+    let expected = two_clean_runs(&setup).await;
+    in_passes(&setup);
+    let after = committed(&passes.location, TOPIC).await;
+    assert!(!after.correction.is_empty());
+    assert_eq!(after, expected);
+    assert_eq!(
+        keys_files(&setup.ws.path("passes")),
+        keys_files(&setup.ws.path("reference"))
+    );
+    let state_rows = |t: &Target| {
+        let location = t.location.clone();
+        async move {
+            Ledger::new(location, TOPIC)
+                .manifest(2)
+                .await
+                .unwrap()
+                .unwrap()
+                .key_state
+                .unwrap()
+                .rows()
+        }
+    };
+    assert_eq!(state_rows(&passes).await, state_rows(&reference).await);
+}

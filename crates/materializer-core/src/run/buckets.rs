@@ -12,10 +12,13 @@
 //! a time ([`Run::decide`]): a bucket's keys are read back, their committed
 //! versions looked up in that bucket's segments only, each partition's share
 //! classified in arrival order, and the bucket's new segment written from its
-//! MAIN versions. A bucket holds about 1/16 of the run's keys; what stays per
-//! event until its partition is mapped is its class, one byte.
+//! MAIN versions. A bucket of more than [`PASS_ROWS`] key rows is decided in
+//! passes, each taking the keys of one slice of the key hash, so that a
+//! decision holds a bounded number of rows however large the run; what stays
+//! per event until its partition is mapped is its class, one byte.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -32,7 +35,7 @@ use crate::config::Topic;
 use crate::decode::{DELETED_COLUMN, DecodeError, KeySink, Spool, SpoolError, Spooled};
 
 use super::classify::{Class, classes, of_class};
-use super::keystate::{KeyFormat, Segment, bucket_of};
+use super::keystate::{KeyFormat, Segment, bucket_of_hash, stable_hash};
 use super::write::{KEYS_DELETED, KEYS_KIND};
 use super::{CommittedState, KeyStateError, Run, RunFailure, StateIndex, StateStore};
 
@@ -40,6 +43,9 @@ use super::{CommittedState, KeyStateError, Run, RunFailure, StateIndex, StateSto
 const PARTITION: &str = "__partition";
 /// Key spool column: the event's position in its partition, in arrival order.
 const EVENT: &str = "__event";
+/// Key spool column: the key's [`stable_hash`], which names its bucket and,
+/// in a bucket decided in passes, its pass.
+const HASH: &str = "__hash";
 /// Buffer of a key spool's spill file: sixteen are written at once.
 const SPILL_BUFFER: usize = 128 << 10;
 
@@ -47,6 +53,8 @@ const SPILL_BUFFER: usize = 128 << 10;
 pub(super) struct KeySpools {
     format: KeyFormat,
     buckets: Vec<Mutex<Option<Spool>>>,
+    /// Key rows sent to each bucket.
+    rows: Vec<AtomicU64>,
     runtime: Arc<RuntimeEnv>,
     /// Bytes each bucket's spool may hold in memory.
     cap: usize,
@@ -65,6 +73,7 @@ impl KeySpools {
         Ok(KeySpools {
             format: KeyFormat::new(state_schema)?,
             buckets: (0..buckets).map(|_| Mutex::new(None)).collect(),
+            rows: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             runtime,
             cap: budget / buckets.max(1),
         })
@@ -79,6 +88,7 @@ impl KeySpools {
     }
 
     fn push(&self, bucket: usize, batch: RecordBatch) -> Result<(), SpoolError> {
+        self.rows[bucket].fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         let mut spool = self.buckets[bucket]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -95,18 +105,66 @@ impl KeySpools {
     }
 
     /// Every bucket's keys, ready to be read (`None`: the bucket has none).
-    fn finish(self) -> Result<Vec<Option<Spooled>>, SpoolError> {
+    fn finish(self) -> Result<Vec<Option<BucketSpool>>, SpoolError> {
         self.buckets
             .into_iter()
-            .map(|spool| {
-                spool
+            .zip(self.rows)
+            .map(|(spool, rows)| {
+                let spool = spool
                     .into_inner()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .map(Spool::finish)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                spool
+                    .map(|spool| {
+                        Ok(BucketSpool {
+                            keys: Arc::new(spool.finish()?),
+                            rows: rows.into_inner(),
+                        })
+                    })
                     .transpose()
             })
             .collect()
     }
+}
+
+/// One bucket's key rows, spooled.
+struct BucketSpool {
+    keys: Arc<Spooled>,
+    rows: u64,
+}
+
+/// Key rows a bucket's decision holds at once. A bucket with more is decided
+/// in passes over its spool, each taking the keys of one slice of the key
+/// hash (every version of a key in the same pass), so that the memory of a
+/// decision does not grow with the run. A constant rather than a share of
+/// `--memory-mb`: the passes set the order of the KEYS rows, which must be
+/// the same for every attempt of a run, whatever its settings.
+const PASS_ROWS: u64 = 1 << 19;
+
+/// How many passes decide a bucket of `rows` key rows.
+fn passes_for(rows: u64) -> u32 {
+    rows.div_ceil(pass_rows()).clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// [`PASS_ROWS`]; a build for tests (the `failpoints` feature) takes
+/// `MATERIALIZER_PASS_ROWS` instead, so that small runs are decided in many
+/// passes.
+#[cfg(feature = "failpoints")]
+fn pass_rows() -> u64 {
+    std::env::var("MATERIALIZER_PASS_ROWS")
+        .ok()
+        .and_then(|rows| rows.parse().ok())
+        .filter(|&rows| rows > 0)
+        .unwrap_or(PASS_ROWS)
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn pass_rows() -> u64 {
+    PASS_ROWS
+}
+
+/// The pass that decides a key, given its hash: bits the bucket did not use.
+fn pass_of(hash: u64, buckets: u32, passes: u32) -> u32 {
+    ((hash / u64::from(buckets.max(1))) % u64::from(passes.max(1))) as u32
 }
 
 /// Sends a partition's key columns to the spools of their buckets.
@@ -125,8 +183,9 @@ impl KeySink for PartitionKeys {
             .map_err(DecodeError::Assemble)?;
         let buckets = spools.buckets.len() as u32;
         let mut by_bucket: Vec<Vec<u32>> = vec![Vec::new(); buckets as usize];
-        for (i, row) in rows.iter().enumerate() {
-            by_bucket[bucket_of(row.data(), buckets) as usize].push(i as u32);
+        let hashes: Vec<u64> = rows.iter().map(|row| stable_hash(row.data())).collect();
+        for (i, &hash) in hashes.iter().enumerate() {
+            by_bucket[bucket_of_hash(hash, buckets) as usize].push(i as u32);
         }
         drop(rows);
         let mut fields: Vec<Field> = keys
@@ -137,11 +196,13 @@ impl KeySink for PartitionKeys {
             .collect();
         fields.push(Field::new(PARTITION, DataType::UInt32, false));
         fields.push(Field::new(EVENT, DataType::UInt64, false));
+        fields.push(Field::new(HASH, DataType::UInt64, false));
         let mut columns = keys.columns().to_vec();
         columns.push(Arc::new(UInt32Array::from(vec![self.partition; n])));
         columns.push(Arc::new(UInt64Array::from_iter_values(
             first..first + n as u64,
         )));
+        columns.push(Arc::new(UInt64Array::from(hashes)));
         let with_positions = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(DecodeError::Assemble)?;
         for (bucket, rows) in by_bucket.into_iter().enumerate() {
@@ -189,11 +250,24 @@ struct Share {
     keys: Vec<RecordBatch>,
 }
 
-/// A bucket, decided: its partitions' shares and its segments after the run.
-struct DecidedBucket {
+/// One pass over a bucket's keys, decided: its partitions' shares and the
+/// MAIN versions that go to the bucket's segment.
+struct DecidedPass {
+    bucket: u32,
+    /// Whether it is the bucket's last pass: the bucket's segment follows.
+    last: bool,
     shares: Vec<Share>,
-    segments: Vec<Segment>,
+    versions: Vec<RecordBatch>,
     key_state_seconds: f64,
+}
+
+/// A pass to decide: a bucket's keys (`None`: it has none), and the slice
+/// of them this pass takes.
+struct Pass {
+    bucket: u32,
+    keys: Option<Arc<BucketSpool>>,
+    pass: u32,
+    passes: u32,
 }
 
 /// What deciding a bucket needs besides its keys.
@@ -234,49 +308,95 @@ impl Run<'_> {
         let mut keys: Vec<Option<Spool>> = (0..partitions.len()).map(|_| None).collect();
         let mut segments = Vec::new();
         let mut key_state_seconds = 0.0;
-        let mut decided = futures::stream::iter(spooled.into_iter().enumerate())
-            .map(|(bucket, keys)| context.decide_bucket(bucket as u32, keys))
-            .buffered(self.request.parallelism.max(1));
-        while let Some(bucket) = decided.try_next().await? {
-            key_state_seconds += bucket.key_state_seconds;
-            segments.extend(bucket.segments);
-            for share in bucket.shares {
-                let p = share.partition as usize;
-                let (Some(of_partition), Some((main, corrections, deletes))) =
-                    (classes.get_mut(p), counts.get_mut(p))
-                else {
-                    return Err(internal(
-                        "a key spool names a partition the run does not read",
-                    ));
-                };
-                for (i, (&event, &class)) in share.events.iter().zip(&share.classes).enumerate() {
-                    let deleted = share.deleted.get(i).copied().unwrap_or(false);
-                    match class {
-                        Class::Main => *main += 1,
-                        Class::Correction => *corrections += 1,
-                        _ => {}
+        let buckets = spooled.len() as u32;
+        let passes: Vec<Pass> = spooled
+            .into_iter()
+            .enumerate()
+            .flat_map(|(bucket, keys)| {
+                let keys = keys.map(Arc::new);
+                let passes = keys.as_ref().map_or(1, |k| passes_for(k.rows));
+                (0..passes).map(move |pass| Pass {
+                    bucket: bucket as u32,
+                    keys: keys.clone(),
+                    pass,
+                    passes,
+                })
+            })
+            .collect();
+        let parallelism = self.request.parallelism.max(1);
+        // Passes are decided `parallelism` at a time and applied in order, so
+        // that the KEYS rows come in the same order on every attempt; a
+        // bucket's segment is written once its last pass is applied, while
+        // the next passes are decided.
+        let mut decided = futures::stream::iter(passes)
+            .map(|pass| context.decide_pass(pass, buckets))
+            .buffered(parallelism);
+        let mut versions: HashMap<u32, Vec<RecordBatch>> = HashMap::new();
+        let mut commits = futures::stream::FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                next = decided.try_next(), if commits.len() < parallelism => {
+                    let Some(pass) = next? else {
+                        break;
+                    };
+                    key_state_seconds += pass.key_state_seconds;
+                    let of_bucket = versions.entry(pass.bucket).or_default();
+                    of_bucket.extend(pass.versions);
+                    if pass.last {
+                        let of_bucket = versions.remove(&pass.bucket).unwrap_or_default();
+                        commits.push(context.commit_bucket(pass.bucket, of_bucket));
                     }
-                    if deleted && class != Class::Superseded {
-                        *deletes += 1;
+                    for share in pass.shares {
+                        let p = share.partition as usize;
+                        let (Some(of_partition), Some((main, corrections, deletes))) =
+                            (classes.get_mut(p), counts.get_mut(p))
+                        else {
+                            return Err(internal(
+                                "a key spool names a partition the run does not read",
+                            ));
+                        };
+                        for (i, (&event, &class)) in
+                            share.events.iter().zip(&share.classes).enumerate()
+                        {
+                            let deleted = share.deleted.get(i).copied().unwrap_or(false);
+                            match class {
+                                Class::Main => *main += 1,
+                                Class::Correction => *corrections += 1,
+                                _ => {}
+                            }
+                            if deleted && class != Class::Superseded {
+                                *deletes += 1;
+                            }
+                            let slot = of_partition.get_mut(event as usize).ok_or_else(|| {
+                                internal("a key spool names an event past its partition")
+                            })?;
+                            *slot = if deleted { Class::Superseded } else { class };
+                        }
+                        for batch in share.keys {
+                            let spool = keys[p].get_or_insert_with(|| {
+                                Spool::labelled(
+                                    batch.schema(),
+                                    runtime.clone(),
+                                    &format!("KEYS rows of partition {}", partitions[p].0),
+                                    keys_cap,
+                                    SPILL_BUFFER,
+                                )
+                            });
+                            spool.push(batch).map_err(key_spool_error)?;
+                        }
                     }
-                    let slot = of_partition
-                        .get_mut(event as usize)
-                        .ok_or_else(|| internal("a key spool names an event past its partition"))?;
-                    *slot = if deleted { Class::Superseded } else { class };
                 }
-                for batch in share.keys {
-                    let spool = keys[p].get_or_insert_with(|| {
-                        Spool::labelled(
-                            batch.schema(),
-                            runtime.clone(),
-                            &format!("KEYS rows of partition {}", partitions[p].0),
-                            keys_cap,
-                            SPILL_BUFFER,
-                        )
-                    });
-                    spool.push(batch).map_err(key_spool_error)?;
+                Some(written) = commits.next(), if !commits.is_empty() => {
+                    let (written, seconds) = written?;
+                    segments.extend(written);
+                    key_state_seconds += seconds;
                 }
             }
+        }
+        while let Some(written) = commits.next().await {
+            let (written, seconds) = written?;
+            segments.extend(written);
+            key_state_seconds += seconds;
         }
         drop(decided);
         segments.sort_by_key(|s| s.bucket);
@@ -313,19 +433,17 @@ impl Run<'_> {
 }
 
 impl BucketContext<'_> {
-    /// Looks the bucket's keys up, classifies each partition's share and
-    /// writes the bucket's segment.
-    async fn decide_bucket(
-        &self,
-        bucket: u32,
-        keys: Option<Spooled>,
-    ) -> Result<DecidedBucket, RunFailure> {
+    /// Looks the keys of a pass up and classifies each partition's share.
+    async fn decide_pass(&self, pass: Pass, buckets: u32) -> Result<DecidedPass, RunFailure> {
         let mut key_state_seconds = 0.0;
-        let by_partition = match keys {
-            Some(keys) => tokio::task::spawn_blocking(move || by_partition(&keys))
-                .await
-                .map_err(RunFailure::Internal)?
-                .map_err(key_spool_error)?,
+        let last = pass.pass + 1 == pass.passes;
+        let by_partition = match pass.keys {
+            Some(keys) => {
+                let slice = (pass.passes > 1).then_some((buckets, pass.passes, pass.pass));
+                tokio::task::spawn_blocking(move || by_partition(&keys, slice))
+                    .await
+                    .map_err(RunFailure::Internal)??
+            }
             None => Vec::new(),
         };
         let started = Instant::now();
@@ -369,7 +487,22 @@ impl BucketContext<'_> {
         .map_err(RunFailure::Internal)?
         .map_err(|e| RunFailure::KeyState(e.into()))?;
         let (shares, versions) = classified;
+        Ok(DecidedPass {
+            bucket: pass.bucket,
+            last,
+            shares,
+            versions,
+            key_state_seconds,
+        })
+    }
 
+    /// Writes the bucket's segment from the MAIN versions of all its passes;
+    /// gives the bucket's segments after the run and the seconds it took.
+    async fn commit_bucket(
+        &self,
+        bucket: u32,
+        versions: Vec<RecordBatch>,
+    ) -> Result<(Vec<Segment>, f64), RunFailure> {
         let started = Instant::now();
         let segments = self
             .store
@@ -381,25 +514,41 @@ impl BucketContext<'_> {
                 self.attempt,
             )
             .await?;
-        key_state_seconds += started.elapsed().as_secs_f64();
-        Ok(DecidedBucket {
-            shares,
-            segments,
-            key_state_seconds,
-        })
+        Ok((segments, started.elapsed().as_secs_f64()))
     }
 }
 
 /// A bucket's key batches grouped by partition, each group in arrival order
-/// (a decoder pushes its batches in order, one partition per batch).
-fn by_partition(keys: &Spooled) -> Result<Vec<(u32, Vec<RecordBatch>)>, SpoolError> {
+/// (a decoder pushes its batches in order, one partition per batch). With
+/// `slice` (the buckets, the passes, this pass), only the rows of the keys
+/// that pass decides.
+fn by_partition(
+    spool: &BucketSpool,
+    slice: Option<(u32, u32, u32)>,
+) -> Result<Vec<(u32, Vec<RecordBatch>)>, RunFailure> {
     let mut groups: Vec<(u32, Vec<RecordBatch>)> = Vec::new();
     let mut index: HashMap<u32, usize> = HashMap::new();
-    for batch in keys.batches() {
-        let batch = batch?;
+    for batch in spool.keys.batches() {
+        let mut batch = batch.map_err(key_spool_error)?;
         let Some(partition) = partition_of(&batch) else {
             continue;
         };
+        if let Some((buckets, passes, pass)) = slice {
+            let hashes = batch
+                .column_by_name(HASH)
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+                .ok_or_else(|| internal("a key batch has no key hashes"))?;
+            let in_pass: BooleanArray = hashes
+                .values()
+                .iter()
+                .map(|&hash| Some(pass_of(hash, buckets, passes) == pass))
+                .collect();
+            batch = filter_record_batch(&batch, &in_pass)
+                .map_err(|e| RunFailure::KeyState(e.into()))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+        }
         let slot = *index.entry(partition).or_insert_with(|| {
             groups.push((partition, Vec::new()));
             groups.len() - 1

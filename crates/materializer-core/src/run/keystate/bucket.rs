@@ -129,7 +129,12 @@ fn lower_bound(from: usize, to: usize, before: impl Fn(usize) -> bool) -> usize 
 
 /// The bucket of a key, given as its row bytes.
 pub fn bucket_of(key: &[u8], buckets: u32) -> u32 {
-    (stable_hash(key) % u64::from(buckets.max(1))) as u32
+    bucket_of_hash(stable_hash(key), buckets)
+}
+
+/// The bucket of a key, given its [`stable_hash`].
+pub fn bucket_of_hash(hash: u64, buckets: u32) -> u32 {
+    (hash % u64::from(buckets.max(1))) as u32
 }
 
 /// One bucket's keys of a run, sorted.

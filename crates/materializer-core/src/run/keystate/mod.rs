@@ -74,7 +74,7 @@ use crate::config::Topic;
 use crate::sink::layout::seq_name;
 use crate::sink::{OutputLocation, SinkError, TopicLayout};
 
-pub use bucket::{BUCKETS, KeyFormat, RunKeys, bucket_of, stable_hash};
+pub use bucket::{BUCKETS, KeyFormat, RunKeys, bucket_of, bucket_of_hash, stable_hash};
 pub use generate::write_segment;
 use merge::{SortedInput, merge, sort_by_bucket};
 use segment::{SegmentWriter, read_all, read_matching};
