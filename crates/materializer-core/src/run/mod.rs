@@ -10,10 +10,11 @@
 //!           rows wait in a spool (memory up to a share of --memory-mb, then
 //!           a temp file); a compacting topic's key columns go, with each
 //!           event's partition and index, to a spool per key-hash bucket
-//! decide    bucket by bucket ([`buckets`]): look the bucket's keys up in the
-//!           key state, classify each partition's share (compaction,
-//!           corrections), write the bucket's new state segment; the classes
-//!           come back as one byte per event, per partition
+//! decide    bucket by bucket ([`buckets`]), a large bucket in passes by key
+//!           hash: look the keys up in the key state, classify each
+//!           partition's share (compaction, corrections), write the bucket's
+//!           new state segment; the classes come back as one byte per event,
+//!           per partition
 //! map       per partition, on its own task: apply the mapping to each class
 //!           as it streams out of the spool
 //! write     main, correction and rejected files under deterministic names
