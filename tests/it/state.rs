@@ -406,32 +406,42 @@ fn keys_files(root: &std::path::Path) -> Vec<(String, Vec<String>)> {
 }
 
 /// A bucket with more key rows than a pass holds is decided in passes over
-/// its spool, each taking a slice of the key hash: the same rows, KEYS and
-/// key state as one pass, on a first run and on a run against committed
-/// state.
+/// its spool, each taking a slice of the key hash; the events' classes of a
+/// run larger than their share of the memory budget wait on disk as sorted
+/// runs, merged back as the mapping reads the events. Either way: the same
+/// rows, KEYS and key state as in one pass and in memory, on a first run and
+/// on a run against committed state.
 #[tokio::test]
-async fn buckets_decided_in_many_passes_classify_as_in_one() {
+async fn passes_and_classes_on_disk_give_what_one_pass_in_memory_gives() {
     let setup = TwoRuns::new(4000, 23);
     let reference = target(&setup.ws, Store::Local, "reference");
-    let passes = target(&setup.ws, Store::Local, "passes");
-    let in_passes = |setup: &TwoRuns| {
-        let run = materializer_command(&setup.ws, &passes)
-            .env("MATERIALIZER_PASS_ROWS", "7")
-            .output()
-            .unwrap();
-        assert!(run.status.success(), "{}", text(&run.stderr));
+    let variants: [(&str, &[(&str, &str)]); 2] = [
+        ("passes", &[("MATERIALIZER_PASS_ROWS", "7")]),
+        (
+            "on-disk",
+            &[
+                ("MATERIALIZER_PASS_ROWS", "50"),
+                ("MATERIALIZER_CLASS_BYTES", "0"),
+            ],
+        ),
+    ];
+    let targets: Vec<(&str, Target)> = variants
+        .iter()
+        .map(|(name, _)| (*name, target(&setup.ws, Store::Local, name)))
+        .collect();
+    let run_all = |setup: &TwoRuns| {
+        for ((name, env), (_, t)) in variants.iter().zip(&targets) {
+            let run = materializer_command(&setup.ws, t)
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            assert!(run.status.success(), "{name}: {}", text(&run.stderr));
+        }
     };
     first_run(&setup, &reference);
-    in_passes(&setup);
+    run_all(&setup);
     let expected = two_clean_runs(&setup).await;
-    in_passes(&setup);
-    let after = committed(&passes.location, TOPIC).await;
-    assert!(!after.correction.is_empty());
-    assert_eq!(after, expected);
-    assert_eq!(
-        keys_files(&setup.ws.path("passes")),
-        keys_files(&setup.ws.path("reference"))
-    );
+    run_all(&setup);
     let state_rows = |t: &Target| {
         let location = t.location.clone();
         async move {
@@ -445,5 +455,15 @@ async fn buckets_decided_in_many_passes_classify_as_in_one() {
                 .rows()
         }
     };
-    assert_eq!(state_rows(&passes).await, state_rows(&reference).await);
+    for (name, t) in &targets {
+        let after = committed(&t.location, TOPIC).await;
+        assert!(!after.correction.is_empty());
+        assert_eq!(after, expected, "{name}");
+        assert_eq!(
+            keys_files(&setup.ws.path(name)),
+            keys_files(&setup.ws.path("reference")),
+            "{name}"
+        );
+        assert_eq!(state_rows(t).await, state_rows(&reference).await, "{name}");
+    }
 }

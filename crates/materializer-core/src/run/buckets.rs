@@ -14,8 +14,10 @@
 //! classified in arrival order, and the bucket's new segment written from its
 //! MAIN versions. A bucket of more than [`PASS_ROWS`] key rows is decided in
 //! passes, each taking the keys of one slice of the key hash, so that a
-//! decision holds a bounded number of rows however large the run; what stays
-//! per event until its partition is mapped is its class, one byte.
+//! decision holds a bounded number of rows however large the run. What stays
+//! per event until its partition is mapped is its class ([`Classes`]): one
+//! byte in memory, or on disk for a run of more events than a sixteenth of
+//! the memory budget holds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::config::Topic;
 use crate::decode::{DELETED_COLUMN, DecodeError, KeySink, Spool, SpoolError, Spooled};
 
+use super::classes::{Classes, ClassesBuilder, ClassesError};
 use super::classify::{Class, classes, of_class};
 use super::keystate::{KeyFormat, Segment, bucket_of_hash, stable_hash};
 use super::write::{KEYS_DELETED, KEYS_KIND};
@@ -221,7 +224,7 @@ impl KeySink for PartitionKeys {
 pub(super) struct Decision {
     /// Per event in arrival order, its class as the mapping sees it: a delete
     /// counts as superseded, as a deleted key has no rows.
-    pub(super) classes: Arc<[Class]>,
+    pub(super) classes: Classes,
     pub(super) main_input: u64,
     pub(super) correction_events: u64,
     pub(super) deletes: u64,
@@ -300,10 +303,15 @@ impl Run<'_> {
             sequence,
             attempt: &self.attempt,
         };
-        let mut classes: Vec<Vec<Class>> = partitions
+        // The classes wait in memory, a byte per event, while they fit a
+        // sixteenth of the budget; beyond it in runs on disk.
+        let events: u64 = partitions.iter().map(|(_, rows)| rows).sum();
+        let spill_classes = events > class_memory(self.engine.settings().memory_limit);
+        let mut classes: Vec<ClassesBuilder> = partitions
             .iter()
-            .map(|(_, rows)| vec![Class::Superseded; *rows as usize])
+            .map(|(name, rows)| ClassesBuilder::new(spill_classes, &runtime, name, *rows))
             .collect();
+        let mut run = Vec::new();
         let mut counts = vec![(0u64, 0u64, 0u64); partitions.len()];
         let mut keys: Vec<Option<Spool>> = (0..partitions.len()).map(|_| None).collect();
         let mut segments = Vec::new();
@@ -355,6 +363,7 @@ impl Run<'_> {
                                 "a key spool names a partition the run does not read",
                             ));
                         };
+                        run.clear();
                         for (i, (&event, &class)) in
                             share.events.iter().zip(&share.classes).enumerate()
                         {
@@ -367,11 +376,9 @@ impl Run<'_> {
                             if deleted && class != Class::Superseded {
                                 *deletes += 1;
                             }
-                            let slot = of_partition.get_mut(event as usize).ok_or_else(|| {
-                                internal("a key spool names an event past its partition")
-                            })?;
-                            *slot = if deleted { Class::Superseded } else { class };
+                            run.push((event, if deleted { Class::Superseded } else { class }));
                         }
+                        of_partition.add(&run).map_err(classes_error)?;
                         for batch in share.keys {
                             let spool = keys[p].get_or_insert_with(|| {
                                 Spool::labelled(
@@ -413,7 +420,7 @@ impl Run<'_> {
             decisions.insert(
                 name.clone(),
                 Decision {
-                    classes: classes.into(),
+                    classes: classes.finish().map_err(classes_error)?,
                     main_input: main,
                     correction_events: corrections,
                     deletes,
@@ -681,6 +688,23 @@ impl KeysSchema {
         }
         Ok(out)
     }
+}
+
+fn classes_error(source: ClassesError) -> RunFailure {
+    RunFailure::KeyState(KeyStateError::Classes(source))
+}
+
+/// Bytes the classes of a run's events may take in memory: a sixteenth of
+/// the budget; a test build (the `failpoints` feature) takes
+/// `MATERIALIZER_CLASS_BYTES` instead, so that small runs keep them on disk.
+fn class_memory(memory_limit: usize) -> u64 {
+    let budget = (memory_limit / 16) as u64;
+    #[cfg(feature = "failpoints")]
+    let budget = std::env::var("MATERIALIZER_CLASS_BYTES")
+        .ok()
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or(budget);
+    budget
 }
 
 fn key_spool_error(source: SpoolError) -> RunFailure {

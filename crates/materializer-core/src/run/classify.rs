@@ -87,29 +87,13 @@ where
     E: From<ArrowError>,
     C: AsRef<[Class]>,
 {
-    let mut start = 0;
-    batches.filter_map(move |batch| {
-        let classes = classes.as_ref();
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => return Some(Err(e)),
-        };
-        let end = (start + batch.num_rows()).min(classes.len());
-        let rows = &classes[start.min(end)..end];
-        start += batch.num_rows();
-        if rows.len() != batch.num_rows() {
-            return Some(Err(ArrowError::InvalidArgumentError(
-                "events and their classification differ in length".into(),
-            )
-            .into()));
-        }
-        let mask: BooleanArray = rows.iter().map(|c| Some(*c == wanted)).collect();
-        match filter_record_batch(&batch, &mask) {
-            Ok(kept) if kept.num_rows() == 0 => None,
-            Ok(kept) => Some(Ok(kept)),
-            Err(e) => Some(Err(e.into())),
-        }
-    })
+    let mut next = 0;
+    let in_order = std::iter::from_fn(move || {
+        let class = classes.as_ref().get(next).copied();
+        next += 1;
+        class.map(Ok)
+    });
+    super::classes::of_class(batches, in_order, wanted)
 }
 
 /// Per key: the best candidate for MAIN with its ordering key, the highest

@@ -24,6 +24,7 @@ use crate::sink::{FileKind, WrittenFile};
 use crate::source::partition_cmp;
 
 use super::buckets::Decision;
+use super::classes::{self, Classes};
 use super::classify::{Class, of_class};
 use super::{Ledger, Progress, Run, RunCounts, RunFailure};
 
@@ -316,7 +317,7 @@ fn count_scans(plan: &dyn ExecutionPlan) -> usize {
 struct EventsOfClass {
     events: Arc<Spooled>,
     /// `None`: no compaction, every event is MAIN input.
-    classes: Option<Arc<[Class]>>,
+    classes: Option<Classes>,
     wanted: Class,
 }
 
@@ -332,7 +333,19 @@ impl PartitionStream for EventsOfClass {
             .map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
         let batches: Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> =
             match (&self.classes, self.wanted) {
-                (Some(classes), wanted) => Box::new(of_class(batches, classes.clone(), wanted)),
+                (Some(Classes::Memory(classes)), wanted) => {
+                    Box::new(of_class(batches, classes.clone(), wanted))
+                }
+                (Some(runs @ Classes::Runs(_)), wanted) => match runs.read() {
+                    Ok(classes) => Box::new(classes::of_class(
+                        batches,
+                        classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),
+                        wanted,
+                    )),
+                    Err(e) => {
+                        Box::new(std::iter::once(Err(DataFusionError::External(Box::new(e)))))
+                    }
+                },
                 (None, Class::Main) => Box::new(batches),
                 (None, _) => Box::new(std::iter::empty()),
             };

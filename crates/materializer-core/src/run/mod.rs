@@ -14,7 +14,8 @@
 //!           hash: look the keys up in the key state, classify each
 //!           partition's share (compaction, corrections), write the bucket's
 //!           new state segment; the classes come back as one byte per event,
-//!           per partition
+//!           per partition (in memory, or sorted runs on disk for a run of
+//!           many events)
 //! map       per partition, on its own task: apply the mapping to each class
 //!           as it streams out of the spool
 //! write     main, correction and rejected files under deterministic names
@@ -24,6 +25,7 @@
 //! the steps in order, each in the file named for it.
 
 mod buckets;
+mod classes;
 mod classify;
 mod commit;
 pub mod environment;

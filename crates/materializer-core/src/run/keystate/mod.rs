@@ -150,6 +150,8 @@ pub enum KeyStateError {
     Arrow(#[from] ArrowError),
     #[error("spooling the run's keys by bucket")]
     Spool(#[from] crate::decode::SpoolError),
+    #[error("keeping the events' classes until they are mapped")]
+    Classes(#[from] super::classes::ClassesError),
     #[error("computing the key state")]
     Query(#[from] DataFusionError),
     #[error("a read of the key state stopped unexpectedly")]
@@ -164,6 +166,7 @@ impl KeyStateError {
             | KeyStateError::Arrow(_)
             | KeyStateError::Query(_)
             | KeyStateError::Spool(_)
+            | KeyStateError::Classes(_)
             | KeyStateError::Task(_) => ErrorClass::Internal,
             KeyStateError::Corrupt { .. } => ErrorClass::Data,
             KeyStateError::Read { .. }
