@@ -169,7 +169,7 @@ impl Spool {
         partition: &str,
         cap: SpoolCap,
     ) -> Spool {
-        Spool::sharing(
+        Spool::labelled_sharing(
             schema,
             runtime,
             &format!("decoded events of partition {partition}"),
@@ -188,10 +188,12 @@ impl Spool {
         cap: usize,
         write_buffer: usize,
     ) -> Spool {
-        Spool::sharing(schema, runtime, label, SpoolCap::new(cap), write_buffer)
+        Spool::labelled_sharing(schema, runtime, label, SpoolCap::new(cap), write_buffer)
     }
 
-    fn sharing(
+    /// A bounded spool of anything that holds, together with the other
+    /// spools sharing `cap`, up to its limit in memory.
+    pub fn labelled_sharing(
         schema: SchemaRef,
         runtime: Arc<RuntimeEnv>,
         label: &str,

@@ -27,18 +27,18 @@ use std::time::Instant;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::config::Topic;
-use crate::decode::{DELETED_COLUMN, DecodeError, KeySink, Spool, SpoolError, Spooled};
+use crate::decode::{DELETED_COLUMN, DecodeError, KeySink, Spool, SpoolCap, SpoolError, Spooled};
 
 use super::classes::{Classes, ClassesBuilder, ClassesError};
 use super::classify::{Class, classes, of_class};
-use super::keystate::{KeyFormat, Segment, bucket_of_hash, stable_hash};
+use super::keystate::{KeyFormat, Segment, SortedInput, bucket_of_hash, stable_hash};
 use super::write::{KEYS_DELETED, KEYS_KIND};
 use super::{CommittedState, KeyStateError, Run, RunFailure, StateIndex, StateStore};
 
@@ -254,13 +254,15 @@ struct Share {
 }
 
 /// One pass over a bucket's keys, decided: its partitions' shares and the
-/// MAIN versions that go to the bucket's segment.
+/// MAIN versions that go to the bucket's segment, sorted by key.
 struct DecidedPass {
     bucket: u32,
+    /// Whether it is the bucket's only pass.
+    only: bool,
     /// Whether it is the bucket's last pass: the bucket's segment follows.
     last: bool,
     shares: Vec<Share>,
-    versions: Vec<RecordBatch>,
+    delta: Option<RecordBatch>,
     key_state_seconds: f64,
 }
 
@@ -339,7 +341,10 @@ impl Run<'_> {
         let mut decided = futures::stream::iter(passes)
             .map(|pass| context.decide_pass(pass, buckets))
             .buffered(parallelism);
-        let mut versions: HashMap<u32, Vec<RecordBatch>> = HashMap::new();
+        // A bucket's sorted deltas wait for its last pass in spools that
+        // share a sixteenth of the budget and spill the rest.
+        let delta_cap = SpoolCap::new(self.engine.settings().memory_limit / 16);
+        let mut deltas: HashMap<u32, (Vec<SortedInput>, u64)> = HashMap::new();
         let mut commits = futures::stream::FuturesUnordered::new();
         loop {
             tokio::select! {
@@ -348,10 +353,17 @@ impl Run<'_> {
                         break;
                     };
                     key_state_seconds += pass.key_state_seconds;
-                    let of_bucket = versions.entry(pass.bucket).or_default();
-                    of_bucket.extend(pass.versions);
+                    let of_bucket = deltas.entry(pass.bucket).or_default();
+                    if let Some(delta) = pass.delta {
+                        of_bucket.1 += delta.num_rows() as u64;
+                        of_bucket.0.push(if pass.only {
+                            futures::stream::iter([Ok(delta)]).boxed()
+                        } else {
+                            spooled_delta(delta, &runtime, pass.bucket, &delta_cap)?
+                        });
+                    }
                     if pass.last {
-                        let of_bucket = versions.remove(&pass.bucket).unwrap_or_default();
+                        let of_bucket = deltas.remove(&pass.bucket).unwrap_or_default();
                         commits.push(context.commit_bucket(pass.bucket, of_bucket));
                     }
                     for share in pass.shares {
@@ -494,32 +506,33 @@ impl BucketContext<'_> {
         .map_err(RunFailure::Internal)?
         .map_err(|e| RunFailure::KeyState(e.into()))?;
         let (shares, versions) = classified;
+        let started = Instant::now();
+        let delta = self
+            .store
+            .sorted_delta(self.committed, pass.bucket, &versions)?;
+        key_state_seconds += started.elapsed().as_secs_f64();
         Ok(DecidedPass {
             bucket: pass.bucket,
+            only: pass.passes == 1,
             last,
             shares,
-            versions,
+            delta,
             key_state_seconds,
         })
     }
 
-    /// Writes the bucket's segment from the MAIN versions of all its passes;
-    /// gives the bucket's segments after the run and the seconds it took.
+    /// Writes the bucket's segment from the sorted deltas of all its passes
+    /// (and their number of keys); gives the bucket's segments after the run
+    /// and the seconds it took.
     async fn commit_bucket(
         &self,
         bucket: u32,
-        versions: Vec<RecordBatch>,
+        deltas: (Vec<SortedInput>, u64),
     ) -> Result<(Vec<Segment>, f64), RunFailure> {
         let started = Instant::now();
         let segments = self
             .store
-            .commit_bucket(
-                self.committed,
-                bucket,
-                versions,
-                self.sequence,
-                self.attempt,
-            )
+            .commit_bucket(self.committed, bucket, deltas, self.sequence, self.attempt)
             .await?;
         Ok((segments, started.elapsed().as_secs_f64()))
     }
@@ -688,6 +701,45 @@ impl KeysSchema {
         }
         Ok(out)
     }
+}
+
+/// Rows of a delta's slices in its spool: what a merge holds of it at once.
+const DELTA_SLICE: usize = 16 << 10;
+
+/// A pass's sorted delta in a spool that shares `cap` and spills the rest,
+/// read back in slices as an input of the bucket's merge.
+fn spooled_delta(
+    delta: RecordBatch,
+    runtime: &Arc<RuntimeEnv>,
+    bucket: u32,
+    cap: &SpoolCap,
+) -> Result<SortedInput, RunFailure> {
+    let schema = delta.schema();
+    let mut spool = Spool::labelled_sharing(
+        schema.clone(),
+        runtime.clone(),
+        &format!("key state delta of bucket {bucket}"),
+        cap.clone(),
+        SPILL_BUFFER,
+    );
+    let mut offset = 0;
+    while offset < delta.num_rows() {
+        let len = DELTA_SLICE.min(delta.num_rows() - offset);
+        // A copy: a slice kept in memory would keep the whole delta alive.
+        let slice = concat_batches(&schema, [&delta.slice(offset, len)])
+            .map_err(|e| RunFailure::KeyState(e.into()))?;
+        spool.push(slice).map_err(key_spool_error)?;
+        offset += len;
+    }
+    drop(delta);
+    let spooled = Arc::new(spool.finish().map_err(key_spool_error)?);
+    let batches = spooled.batches();
+    Ok(futures::stream::iter(batches.map(move |batch| {
+        // The spool (and its file) lives as long as its batches are read.
+        let _spooled = &spooled;
+        batch.map_err(KeyStateError::Spool)
+    }))
+    .boxed())
 }
 
 fn classes_error(source: ClassesError) -> RunFailure {

@@ -76,7 +76,8 @@ use crate::sink::{OutputLocation, SinkError, TopicLayout};
 
 pub use bucket::{BUCKETS, KeyFormat, RunKeys, bucket_of, bucket_of_hash, stable_hash};
 pub use generate::write_segment;
-use merge::{SortedInput, merge, sort_by_bucket};
+pub use merge::SortedInput;
+use merge::{merge, sort_by_bucket};
 use segment::{SegmentWriter, read_all, read_matching};
 
 use super::failpoint;
@@ -412,38 +413,53 @@ impl<'a> StateStore<'a> {
         drop(versions);
         let mut segments = Vec::new();
         for (bucket, delta) in deltas.into_iter().enumerate() {
-            let delta: Vec<RecordBatch> = delta.into_iter().collect();
+            let delta_keys = delta.as_ref().map_or(0, |d| d.num_rows() as u64);
+            let inputs = delta.into_iter().map(one_batch).collect();
             segments.extend(
-                self.commit_bucket(committed, bucket as u32, delta, sequence, attempt)
-                    .await?,
+                self.commit_bucket(
+                    committed,
+                    bucket as u32,
+                    (inputs, delta_keys),
+                    sequence,
+                    attempt,
+                )
+                .await?,
             );
         }
         Ok(StateIndex { buckets, segments })
     }
 
+    /// The run's MAIN versions of `bucket`'s keys among `versions`, sorted by
+    /// key: a delta of the bucket (`None` when it has none).
+    pub fn sorted_delta(
+        &self,
+        committed: &CommittedState,
+        bucket: u32,
+        versions: &[RecordBatch],
+    ) -> Result<Option<RecordBatch>, KeyStateError> {
+        if versions.iter().all(|b| b.num_rows() == 0) {
+            return Ok(None);
+        }
+        let format = KeyFormat::new(&self.schema)?;
+        let mut by_bucket = sort_by_bucket(&format, &self.schema, versions, committed.buckets())?;
+        Ok(by_bucket.get_mut(bucket as usize).and_then(Option::take))
+    }
+
     /// The segments of `bucket` after this run: `committed`'s, with the run's
-    /// MAIN versions of the bucket's keys (`versions`) added as its delta,
-    /// compacted where the policy says so. A bucket the run has no keys in
-    /// keeps its segments (a single-file state still gets its first one).
+    /// MAIN versions of the bucket's keys added as its delta, compacted where
+    /// the policy says so. The delta comes as sorted inputs with disjoint
+    /// keys (one per pass of the decision) and their number of keys. A bucket
+    /// the run has no keys in keeps its segments (a single-file state still
+    /// gets its first one).
     pub async fn commit_bucket(
         &self,
         committed: &CommittedState,
         bucket: u32,
-        versions: Vec<RecordBatch>,
+        (deltas, delta_keys): (Vec<SortedInput>, u64),
         sequence: u64,
         attempt: &str,
     ) -> Result<Vec<Segment>, KeyStateError> {
         let format = KeyFormat::new(&self.schema)?;
-        let buckets = committed.buckets();
-        let sorted = |rows: &[RecordBatch]| -> Result<Option<RecordBatch>, KeyStateError> {
-            if rows.iter().all(|b| b.num_rows() == 0) {
-                return Ok(None);
-            }
-            let mut by_bucket = sort_by_bucket(&format, &self.schema, rows, buckets)?;
-            Ok(by_bucket.get_mut(bucket as usize).and_then(Option::take))
-        };
-        let delta = sorted(&versions)?;
-        drop(versions);
         // The single-file state becomes every bucket's first segment.
         let migrated = match committed {
             CommittedState::Single(file) => self
@@ -463,10 +479,9 @@ impl<'a> StateStore<'a> {
                 .collect(),
             _ => Vec::new(),
         };
-        if delta.is_none() && migrated.is_none() {
+        if deltas.is_empty() && migrated.is_none() {
             return Ok(kept);
         }
-        let delta_keys = delta.as_ref().map_or(0, |d| d.num_rows() as u64);
         let merged = kept.split_off(kept.len() - merged_with(&kept, delta_keys));
         let compacting = !merged.is_empty();
         let mut inputs = Vec::new();
@@ -481,12 +496,8 @@ impl<'a> StateStore<'a> {
                 .await?,
             );
         }
-        inputs.extend(
-            [migrated, delta]
-                .into_iter()
-                .flatten()
-                .map(|batch| futures::stream::iter([Ok(batch)]).boxed()),
-        );
+        inputs.extend(migrated.into_iter().map(one_batch));
+        inputs.extend(deltas);
         let path = self.segment_path(bucket, sequence, attempt);
         kept.push(self.write(&format, bucket, path, inputs).await?);
         if compacting {
@@ -528,6 +539,11 @@ impl<'a> StateStore<'a> {
             .join(format!("b{bucket:03}"))
             .join(format!("{}-{attempt}.parquet", seq_name(sequence)))
     }
+}
+
+/// One sorted batch as a merge's input.
+fn one_batch(batch: RecordBatch) -> SortedInput {
+    futures::stream::iter([Ok(batch)]).boxed()
 }
 
 /// The topic's folder holding the key state.
