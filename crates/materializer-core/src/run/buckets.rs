@@ -14,7 +14,8 @@
 //! classified in arrival order, and the bucket's new segment written from its
 //! MAIN versions. A bucket of more than [`PASS_ROWS`] key rows is decided in
 //! passes, each taking the keys of one slice of the key hash, so that a
-//! decision holds a bounded number of rows however large the run. What stays
+//! decision holds a bounded number of rows however large the run; each
+//! pass's MAIN versions, sorted, wait for the bucket's segment in a spool. What stays
 //! per event until its partition is mapped is its class ([`Classes`]): one
 //! byte in memory, or on disk for a run of more events than a sixteenth of
 //! the memory budget holds.
