@@ -244,6 +244,71 @@ pub(super) struct Decisions {
     pub(super) key_state_seconds: f64,
 }
 
+/// What the run decided about one partition so far, share after share.
+struct PartitionDecided {
+    name: String,
+    classes: ClassesBuilder,
+    main_input: u64,
+    correction_events: u64,
+    deletes: u64,
+    /// The rows of its KEYS file, in the order the shares come.
+    keys: Option<Spool>,
+}
+
+impl PartitionDecided {
+    /// Adds a share: its events' classes (a delete counts as superseded),
+    /// counts and KEYS rows. `run` is a buffer reused from share to share.
+    fn apply(
+        &mut self,
+        share: Share,
+        run: &mut Vec<(u64, Class)>,
+        runtime: &Arc<RuntimeEnv>,
+        keys_cap: usize,
+    ) -> Result<(), RunFailure> {
+        run.clear();
+        for (i, (&event, &class)) in share.events.iter().zip(&share.classes).enumerate() {
+            let deleted = share.deleted.get(i).copied().unwrap_or(false);
+            match class {
+                Class::Main => self.main_input += 1,
+                Class::Correction => self.correction_events += 1,
+                _ => {}
+            }
+            if deleted && class != Class::Superseded {
+                self.deletes += 1;
+            }
+            run.push((event, if deleted { Class::Superseded } else { class }));
+        }
+        self.classes.add(run).map_err(classes_error)?;
+        for batch in share.keys {
+            let spool = self.keys.get_or_insert_with(|| {
+                Spool::labelled(
+                    batch.schema(),
+                    runtime.clone(),
+                    &format!("KEYS rows of partition {}", self.name),
+                    keys_cap,
+                    SPILL_BUFFER,
+                )
+            });
+            spool.push(batch).map_err(key_spool_error)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Decision, RunFailure> {
+        Ok(Decision {
+            classes: self.classes.finish().map_err(classes_error)?,
+            main_input: self.main_input,
+            correction_events: self.correction_events,
+            deletes: self.deletes,
+            keys: self
+                .keys
+                .map(Spool::finish)
+                .transpose()
+                .map_err(key_spool_error)?,
+        })
+    }
+}
+
 /// One partition's share of a bucket, decided.
 struct Share {
     partition: u32,
@@ -310,13 +375,18 @@ impl Run<'_> {
         // sixteenth of the budget; beyond it in runs on disk.
         let events: u64 = partitions.iter().map(|(_, rows)| rows).sum();
         let spill_classes = events > class_memory(self.engine.settings().memory_limit);
-        let mut classes: Vec<ClassesBuilder> = partitions
+        let mut decided_partitions: Vec<PartitionDecided> = partitions
             .iter()
-            .map(|(name, rows)| ClassesBuilder::new(spill_classes, &runtime, name, *rows))
+            .map(|(name, rows)| PartitionDecided {
+                name: name.clone(),
+                classes: ClassesBuilder::new(spill_classes, &runtime, name, *rows),
+                main_input: 0,
+                correction_events: 0,
+                deletes: 0,
+                keys: None,
+            })
             .collect();
         let mut run = Vec::new();
-        let mut counts = vec![(0u64, 0u64, 0u64); partitions.len()];
-        let mut keys: Vec<Option<Spool>> = (0..partitions.len()).map(|_| None).collect();
         let mut segments = Vec::new();
         let mut key_state_seconds = 0.0;
         let buckets = spooled.len() as u32;
@@ -368,42 +438,12 @@ impl Run<'_> {
                         commits.push(context.commit_bucket(pass.bucket, of_bucket));
                     }
                     for share in pass.shares {
-                        let p = share.partition as usize;
-                        let (Some(of_partition), Some((main, corrections, deletes))) =
-                            (classes.get_mut(p), counts.get_mut(p))
-                        else {
-                            return Err(internal(
-                                "a key spool names a partition the run does not read",
-                            ));
-                        };
-                        run.clear();
-                        for (i, (&event, &class)) in
-                            share.events.iter().zip(&share.classes).enumerate()
-                        {
-                            let deleted = share.deleted.get(i).copied().unwrap_or(false);
-                            match class {
-                                Class::Main => *main += 1,
-                                Class::Correction => *corrections += 1,
-                                _ => {}
-                            }
-                            if deleted && class != Class::Superseded {
-                                *deletes += 1;
-                            }
-                            run.push((event, if deleted { Class::Superseded } else { class }));
-                        }
-                        of_partition.add(&run).map_err(classes_error)?;
-                        for batch in share.keys {
-                            let spool = keys[p].get_or_insert_with(|| {
-                                Spool::labelled(
-                                    batch.schema(),
-                                    runtime.clone(),
-                                    &format!("KEYS rows of partition {}", partitions[p].0),
-                                    keys_cap,
-                                    SPILL_BUFFER,
-                                )
-                            });
-                            spool.push(batch).map_err(key_spool_error)?;
-                        }
+                        let part = decided_partitions
+                            .get_mut(share.partition as usize)
+                            .ok_or_else(|| {
+                                internal("a key spool names a partition the run does not read")
+                            })?;
+                        part.apply(share, &mut run, &runtime, keys_cap)?;
                     }
                 }
                 Some(written) = commits.next(), if !commits.is_empty() => {
@@ -420,27 +460,10 @@ impl Run<'_> {
         }
         drop(decided);
         segments.sort_by_key(|s| s.bucket);
-        let mut decisions = HashMap::new();
-        for (((name, _), classes), ((main, corrections, deletes), keys)) in partitions
-            .iter()
-            .zip(classes)
-            .zip(counts.into_iter().zip(keys))
-        {
-            let keys = keys
-                .map(Spool::finish)
-                .transpose()
-                .map_err(key_spool_error)?;
-            decisions.insert(
-                name.clone(),
-                Decision {
-                    classes: classes.finish().map_err(classes_error)?,
-                    main_input: main,
-                    correction_events: corrections,
-                    deletes,
-                    keys,
-                },
-            );
-        }
+        let decisions = decided_partitions
+            .into_iter()
+            .map(|part| Ok((part.name.clone(), part.finish()?)))
+            .collect::<Result<HashMap<_, _>, RunFailure>>()?;
         Ok(Decisions {
             partitions: decisions,
             state: StateIndex {

@@ -57,21 +57,6 @@ pub enum Classes {
     Runs(Arc<ClassRuns>),
 }
 
-impl Classes {
-    /// The classes in event order.
-    pub fn read(
-        &self,
-    ) -> Result<Box<dyn Iterator<Item = Result<Class, ClassesError>> + Send>, ClassesError> {
-        match self {
-            Classes::Memory(classes) => {
-                let classes = classes.clone();
-                Ok(Box::new((0..classes.len()).map(move |i| Ok(classes[i]))))
-            }
-            Classes::Runs(runs) => Ok(Box::new(runs.merged()?)),
-        }
-    }
-}
-
 /// A partition's classes as the decision makes them.
 pub enum ClassesBuilder {
     /// Every event's class at its place, superseded until decided.
@@ -281,7 +266,10 @@ impl std::fmt::Debug for ClassRuns {
 impl ClassRuns {
     /// The classes in event order: the runs merged; an event no run holds
     /// (none should be missing) is superseded.
-    fn merged(self: &Arc<Self>) -> Result<MergedClasses, ClassesError> {
+    pub fn merged(
+        self: &Arc<Self>,
+    ) -> Result<impl Iterator<Item = Result<Class, ClassesError>> + Send + use<>, ClassesError>
+    {
         let path = describe(&self.file);
         let read_error = |source| ClassesError::Read {
             path: path.clone(),
@@ -510,12 +498,12 @@ mod tests {
     use super::*;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
-    fn runs_of(runtime: &RuntimeEnv, events: u64, runs: &[Vec<(u64, Class)>]) -> Classes {
+    fn runs_of(runtime: &RuntimeEnv, events: u64, runs: &[Vec<(u64, Class)>]) -> Arc<ClassRuns> {
         let mut writer = ClassRunsWriter::new(runtime, "0", events).unwrap();
         for run in runs {
             writer.add(run.iter().copied()).unwrap();
         }
-        Classes::Runs(Arc::new(writer.finish().unwrap()))
+        Arc::new(writer.finish().unwrap())
     }
 
     #[test]
@@ -542,7 +530,7 @@ mod tests {
             })
             .collect();
         let read: Vec<Class> = runs_of(&runtime, events, &runs)
-            .read()
+            .merged()
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -553,7 +541,7 @@ mod tests {
             4,
             &[vec![(1, Class::Main)], vec![(3, Class::Older)]],
         );
-        let read: Vec<Class> = sparse.read().unwrap().collect::<Result<_, _>>().unwrap();
+        let read: Vec<Class> = sparse.merged().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(
             read,
             [
@@ -578,7 +566,7 @@ mod tests {
             4,
             &[vec![(1, Class::Main)], vec![(1, Class::Older)]],
         );
-        let read: Vec<Result<Class, ClassesError>> = twice.read().unwrap().collect();
+        let read: Vec<Result<Class, ClassesError>> = twice.merged().unwrap().collect();
         assert!(read.iter().any(Result::is_err), "{read:?}");
     }
 }

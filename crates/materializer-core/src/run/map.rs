@@ -336,7 +336,7 @@ impl PartitionStream for EventsOfClass {
                 (Some(Classes::Memory(classes)), wanted) => {
                     Box::new(of_class(batches, classes.clone(), wanted))
                 }
-                (Some(runs @ Classes::Runs(_)), wanted) => match runs.read() {
+                (Some(Classes::Runs(runs)), wanted) => match runs.merged() {
                     Ok(classes) => Box::new(classes::of_class(
                         batches,
                         classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),

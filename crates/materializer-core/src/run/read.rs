@@ -66,7 +66,8 @@ pub(super) struct ReadPartitions {
     /// The partitions in the order their decoders started: the index their
     /// key columns carry in the key spools.
     pub order: Vec<String>,
-    /// The newest offset read of each partition that had new events.
+    /// The newest offset read of each partition that had new events and
+    /// is not finished at its end cursor (each of a recording's).
     pub reached: BTreeMap<String, Offset>,
 }
 
@@ -228,7 +229,6 @@ impl Run<'_> {
                 }
             };
         let recorded = matches!(*self.request.source, Source::Recorded(_));
-        let mut reached = BTreeMap::new();
         loop {
             if !open_ended && open.is_empty() {
                 break;
@@ -322,7 +322,6 @@ impl Run<'_> {
                 }
                 state.position = batch.offset.clone();
                 state.started = true;
-                reached.insert(partition.clone(), batch.offset.clone());
                 if let Some(sender) = &state.sender
                     && sender.send(batch).await.is_err()
                 {
@@ -342,6 +341,12 @@ impl Run<'_> {
             }
         }
         drop(stream);
+        // Where each partition that had new events got to.
+        let reached = open
+            .iter()
+            .filter(|(_, state)| state.started)
+            .map(|(partition, state)| (partition.clone(), state.position.clone()))
+            .collect();
         let unfinished: Vec<(String, Offset, Offset)> = open
             .drain()
             .filter_map(|(p, s)| Some((p, s.position, s.end?)))
