@@ -890,7 +890,21 @@ async fn a_run_is_watched_as_server_sent_events_and_its_files_are_listed() {
         .map(|(_, v)| v["progress"]["events_read"].as_u64().unwrap())
         .collect();
     assert!(reads.windows(2).all(|w| w[0] <= w[1]), "{reads:?}");
-    // The plan's offsets tell how many events the run reads.
+    // A recording's plan names its size in bytes, read to the end; once read,
+    // the run knows how many events it holds.
+    let recording = std::fs::metadata(ws.path("recorded").join(TOPIC).join("stream.jsonl"))
+        .unwrap()
+        .len();
+    assert_eq!(last["progress"]["recording_bytes"], recording);
+    assert_eq!(last["progress"]["recording_bytes_read"], recording);
+    let bytes_read: Vec<u64> = events
+        .iter()
+        .filter_map(|(_, v)| v["progress"]["recording_bytes_read"].as_u64())
+        .collect();
+    assert!(
+        bytes_read.windows(2).all(|w| w[0] <= w[1]),
+        "{bytes_read:?}"
+    );
     assert_eq!(last["progress"]["events_planned"], 40_000);
     assert_eq!(last["progress"]["events_read"], 40_000);
 
