@@ -21,14 +21,13 @@ WORKDIR /src
 # 1. The dependencies, in their own layer: the manifests, the lock file and
 #    empty sources. Rebuilt only when a Cargo.toml or Cargo.lock changes.
 COPY Cargo.toml Cargo.lock ./
-COPY crates/materializer/Cargo.toml crates/materializer/
 COPY crates/materializer-core/Cargo.toml crates/materializer-core/
 COPY crates/nakadi-testkit/Cargo.toml crates/nakadi-testkit/
-RUN mkdir -p crates/materializer/src crates/materializer-core/src crates/nakadi-testkit/src \
+RUN mkdir -p src crates/materializer-core/src crates/nakadi-testkit/src \
         tests/it benches/pipeline \
-    && touch crates/materializer/src/lib.rs crates/materializer-core/src/lib.rs \
+    && touch src/lib.rs crates/materializer-core/src/lib.rs \
         crates/nakadi-testkit/src/lib.rs \
-    && for main in crates/materializer/src/main.rs crates/nakadi-testkit/src/main.rs \
+    && for main in src/main.rs crates/nakadi-testkit/src/main.rs \
         tests/it/main.rs benches/pipeline/main.rs; do echo 'fn main() {}' > "$main"; done
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=secret,id=cacert,target=/etc/ssl/certs/ca-certificates.crt \
@@ -42,11 +41,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     find crates/materializer-core -name '*.rs' -exec touch {} + \
     && cargo build --release --locked
 
-# 3. The command line and the HTTP API: a change here rebuilds only this crate.
-COPY crates/materializer crates/materializer
+# 3. The command line, the HTTP API and the console (src/): a change here
+#    rebuilds only the root package.
+COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=secret,id=cacert,target=/etc/ssl/certs/ca-certificates.crt \
-    find crates/materializer -name '*.rs' -exec touch {} + \
+    find src -name '*.rs' -exec touch {} + \
     && cargo build --release --locked \
     && install -m 0755 target/release/materializer /usr/local/bin/materializer \
     && install -d -m 0775 /staging/data

@@ -12,7 +12,7 @@
 #
 # Not part of scripts/test.sh: a cold build compiles the release binary and
 # its dependencies (about 30 minutes on 2 cores); after a change to
-# crates/materializer, a few minutes.
+# src/, a few minutes.
 #
 #   scripts/container-test.sh                   # build, then test
 #   BUILD=0 scripts/container-test.sh           # test the image already built

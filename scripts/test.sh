@@ -49,7 +49,7 @@ fi
 # The console's built files (embedded in the binary, committed so that cargo
 # needs no Node) must be what its sources build to: build them from the
 # lockfile in a scratch copy and compare. Without Node this check is skipped.
-console=crates/materializer/console
+console=src/console/web
 if command -v npm >/dev/null 2>&1; then
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT

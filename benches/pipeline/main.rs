@@ -766,7 +766,7 @@ fn run_all(bench: &Bench) -> Result<(), String> {
         drop(server);
     }
     // The fixed overhead: the bundled example topic, a few hundred events.
-    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for _ in 0..options.runs.max(3) {
         let out = bench.work.join("out-overhead");
         let _ = std::fs::remove_dir_all(&out);

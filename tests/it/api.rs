@@ -972,7 +972,7 @@ async fn a_stopped_run_ends_its_event_stream_stopped() {
 async fn the_console_is_served_with_its_policy_and_revalidated() {
     let ws = Workspace::new();
     let api = start(&ws, settings(2)).await;
-    let console = crate::support::repo().join("crates/materializer/console/dist");
+    let console = crate::support::repo().join("src/console/web/dist");
     for (path, file, content_type) in [
         ("/", "index.html", "text/html; charset=utf-8"),
         ("/assets/app.js", "app.js", "text/javascript; charset=utf-8"),
@@ -987,7 +987,7 @@ async fn the_console_is_served_with_its_policy_and_revalidated() {
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(
             headers["content-security-policy"],
-            materializer::api::console::CONTENT_SECURITY_POLICY
+            materializer::console::CONTENT_SECURITY_POLICY
         );
         let body = response.bytes().await.unwrap();
         assert_eq!(body, std::fs::read(console.join(file)).unwrap(), "{path}");

@@ -247,11 +247,11 @@ fn the_install_commands_build_the_binary_they_name() {
         "{install}"
     );
     assert!(
-        install.contains("cargo install --path crates/materializer --locked"),
+        install.contains("cargo install --path . --locked"),
         "{install}"
     );
     // A plain `cargo build` at the top builds the default members: the
-    // package at crates/materializer, whose binary is `materializer`.
+    // root package, whose binary is `materializer`.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut metadata = Command::new(cargo);
     metadata
@@ -273,9 +273,9 @@ fn the_install_commands_build_the_binary_they_name() {
         .find(|p| {
             p["manifest_path"]
                 .as_str()
-                .is_some_and(|m| m.ends_with("crates/materializer/Cargo.toml"))
+                .is_some_and(|m| Path::new(m) == repo().join("Cargo.toml"))
         })
-        .expect("a package at crates/materializer");
+        .expect("a package at the top of the repository");
     assert_eq!(defaults, &vec![package["id"].clone()], "{defaults:?}");
     let binaries: Vec<&str> = package["targets"]
         .as_array()

@@ -15,9 +15,9 @@ use materializer_core::source::{RecordedSource, Source};
 use materializer_core::{Catalog, Engine, EngineSettings};
 use tokio_util::sync::CancellationToken;
 
-/// The repository's top folder (the tests belong to `crates/materializer`).
+/// The repository's top folder (the tests belong to the root package).
 pub fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

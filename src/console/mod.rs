@@ -1,4 +1,4 @@
-//! The web console: the built files of `console/dist`, embedded in the
+//! The web console: the built files of `web/dist`, embedded in the
 //! binary (building the crate needs no Node), served at `/` and `/assets/`.
 //!
 //! The page needs no token to load; it asks for one and sends it with each
@@ -85,19 +85,19 @@ impl Asset {
 
 static INDEX: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
-        include_bytes!("../../console/dist/index.html"),
+        include_bytes!("web/dist/index.html"),
         "text/html; charset=utf-8",
     )
 });
 static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
-        include_bytes!("../../console/dist/app.js"),
+        include_bytes!("web/dist/app.js"),
         "text/javascript; charset=utf-8",
     )
 });
 static STYLE: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
-        include_bytes!("../../console/dist/app.css"),
+        include_bytes!("web/dist/app.css"),
         "text/css; charset=utf-8",
     )
 });

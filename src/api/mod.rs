@@ -8,7 +8,6 @@
 
 pub mod auth;
 mod columns;
-pub mod console;
 mod error;
 pub mod metrics;
 pub mod models;
@@ -31,6 +30,7 @@ pub use error::{ApiError, Problem, SqlError};
 pub use state::{ApiSettings, AppState, TopicsView};
 
 use self::openapi::{ApiDoc, complete_responses};
+use crate::console;
 use self::routes::mapping::*;
 use self::routes::operations::*;
 use self::routes::preview::*;
