@@ -40,9 +40,10 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
-use materializer_core::run::keystate::{BUCKETS, KeyFormat, Segment, bucket_of, write_segment};
-use materializer_core::run::{KeyStateError, Manifest, StateIndex};
+use materializer_core::run::Manifest;
 use materializer_core::sink::{OutputLocation, S3Settings};
+use materializer_core::state::{BUCKETS, KeyFormat, Segment, bucket_of, write_segment};
+use materializer_core::state::{KeyStateError, StateIndex};
 
 use crate::generator::{History, StateVersions, article_id, article_number};
 use crate::history::{LATE_RATIO, NEW_RATIO, check};

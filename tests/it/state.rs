@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
-use materializer_core::run::{Ledger, Manifest, StateFile};
+use materializer_core::run::{Ledger, Manifest};
 use materializer_core::sink::OutputLocation;
+use materializer_core::state::StateFile;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use sha2::Digest;

@@ -14,12 +14,14 @@
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod failpoint;
 pub mod mapping;
 pub mod preview;
 pub mod run;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod warehouse;
 
 #[cfg(test)]

@@ -23,8 +23,9 @@ use serde::Serialize;
 use crate::config::{Format, Topic};
 use crate::decode::{DecodeError, PartitionDecoder, RequiredKeys};
 use crate::mapping::{Engine, Mapping, MappingError};
-use crate::run::{KeyState, RunCounts, classify};
+use crate::run::{RunCounts, classify};
 use crate::source::{PartitionRange, Source, SourceError, framing, plan_ranges};
+use crate::state::KeyState;
 
 /// Rows of one output.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]

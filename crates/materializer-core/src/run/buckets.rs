@@ -39,9 +39,12 @@ use crate::decode::{DELETED_COLUMN, DecodeError, KeySink, Spool, SpoolCap, Spool
 
 use super::classes::{Classes, ClassesBuilder, ClassesError};
 use super::classify::{Class, classes, of_class};
-use super::keystate::{KeyFormat, Segment, SortedInput, bucket_of_hash, stable_hash};
 use super::write::{KEYS_DELETED, KEYS_KIND};
-use super::{CommittedState, KeyStateError, Run, RunFailure, StateIndex, StateStore};
+use super::{Run, RunFailure};
+use crate::state::{
+    CommittedState, KeyFormat, KeyStateError, Segment, SortedInput, StateIndex, StateStore,
+    bucket_of_hash, stable_hash,
+};
 
 /// Key spool column: the partition of the event (its index in the run's ranges).
 const PARTITION: &str = "__partition";
@@ -767,7 +770,7 @@ fn spooled_delta(
 }
 
 fn classes_error(source: ClassesError) -> RunFailure {
-    RunFailure::KeyState(KeyStateError::Classes(source))
+    RunFailure::Classes(source)
 }
 
 /// Bytes the classes of a run's events may take in memory: a sixteenth of

@@ -24,7 +24,7 @@ use arrow::row::{Row, RowConverter, Rows, SortField};
 
 use crate::decode::column_at_path;
 use crate::mapping::compaction::Compaction;
-use crate::run::KeyState;
+use crate::state::KeyState;
 
 /// What became of one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use chrono::Utc;
 
 use crate::sink::TopicLayout;
 
-use super::keystate::CommittedState;
 use super::map::PartitionOutput;
 use super::{Manifest, ManifestFile, PartitionCursors, Plan, Run, RunCounts};
+use crate::state::CommittedState;
 
 impl Run<'_> {
     pub(super) fn manifest(

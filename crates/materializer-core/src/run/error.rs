@@ -3,12 +3,14 @@
 
 use datafusion::common::DataFusionError;
 
-use super::{KeyStateError, LedgerError};
+use super::LedgerError;
+use super::classes::ClassesError;
 use crate::decode::DecodeError;
 use crate::error::ErrorClass;
 use crate::mapping::MappingError;
 use crate::sink::SinkError;
 use crate::source::{Offset, SourceError};
+use crate::state::KeyStateError;
 
 /// A run of a topic that failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,8 @@ pub enum RunFailure {
     },
     #[error(transparent)]
     KeyState(#[from] KeyStateError),
+    #[error("keeping the events' classes until they are mapped")]
+    Classes(#[from] ClassesError),
     #[error("the delete predicate does not plan over the events")]
     Deletes(#[source] DataFusionError),
     #[error("an internal task failed")]
@@ -105,6 +109,7 @@ impl RunFailure {
             RunFailure::Ledger(e) => e.class(),
             RunFailure::Stopped => ErrorClass::Stopped,
             RunFailure::KeyState(e) => e.class(),
+            RunFailure::Classes(_) => ErrorClass::Internal,
             RunFailure::Deletes(_) => ErrorClass::Config,
             RunFailure::Internal(_) => ErrorClass::Internal,
         }

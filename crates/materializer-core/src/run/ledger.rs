@@ -29,7 +29,7 @@ use crate::sink::layout::seq_name;
 use crate::sink::{FileKind, OutputLocation, TopicLayout};
 use crate::source::{Offset, RecordingExtent, partition_cmp};
 
-use super::keystate::{STATE_FOLDER, written_by_run};
+use crate::state::{CommittedState, STATE_FOLDER, StateFile, StateIndex, written_by_run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -214,10 +214,10 @@ pub struct Manifest {
     /// The topic's key state after this run, in the single-file form
     /// manifests of format 1 name (read, no longer written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<super::keystate::StateFile>,
+    pub state: Option<StateFile>,
     /// The topic's key state after this run: its segments (format 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_state: Option<super::keystate::StateIndex>,
+    pub key_state: Option<StateIndex>,
     /// The recording's files and sizes the run read to their end, when its
     /// source is a recording: the next run finds nothing new without
     /// reading while they stay as they are.
@@ -231,6 +231,11 @@ impl Manifest {
             .iter()
             .map(|p| (p.partition.clone(), p.end.clone()))
             .collect()
+    }
+
+    /// The key state this run left.
+    pub fn committed_state(&self) -> CommittedState {
+        CommittedState::named(self.key_state.as_ref(), self.state.as_ref())
     }
 }
 

@@ -30,8 +30,6 @@ mod classify;
 mod commit;
 pub mod environment;
 mod error;
-mod failpoint;
-pub mod keystate;
 pub mod ledger;
 mod lock;
 mod map;
@@ -51,15 +49,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Topic;
+use crate::failpoint::failpoint;
 use crate::mapping::Engine;
 use crate::sink::OutputLocation;
 use crate::source::{PartitionRange, Source};
+use crate::state::{CommittedState, StateStore};
 use buckets::KeySpools;
 pub use classify::classify;
 pub use environment::{RunEnvironment, SetupError};
 pub use error::{RunError, RunFailure};
-pub use failpoint::failpoint;
-pub use keystate::{CommittedState, KeyState, KeyStateError, StateFile, StateIndex, StateStore};
 pub use ledger::{Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 use lock::TopicLock;
 pub use lock::is_running;
@@ -242,7 +240,10 @@ impl Run<'_> {
 
         let state_store =
             StateStore::new(self.topic, self.ledger.location(), self.ledger.layout())?;
-        let committed_state = CommittedState::of(committed.as_ref());
+        let committed_state = committed
+            .as_ref()
+            .map(Manifest::committed_state)
+            .unwrap_or_default();
         lap(&mut timings.plan);
         failpoint("planned");
         let mapper = Arc::new(Mapper {

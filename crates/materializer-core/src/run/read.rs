@@ -26,7 +26,8 @@ use crate::source::framing::overlap_message;
 use crate::source::{Batch, Offset, PartitionRange, RecordingExtent, Source, SourceError};
 
 use super::buckets::KeySpools;
-use super::{MainWriters, Progress, Run, RunFailure, failpoint};
+use super::{MainWriters, Progress, Run, RunFailure};
+use crate::failpoint::failpoint;
 
 /// What a run reads.
 pub(super) enum Reading<'p> {

@@ -13,7 +13,8 @@ use crate::sink::file::data_extension;
 use crate::sink::{FileKind, ObjectWriter, PartitionedWriter, SinkError, WrittenFile};
 
 use super::map::Mapper;
-use super::{Progress, RunFailure, failpoint};
+use super::{Progress, RunFailure};
+use crate::failpoint::failpoint;
 
 /// KEYS column: whether the version deletes its key.
 pub const KEYS_DELETED: &str = "deleted";

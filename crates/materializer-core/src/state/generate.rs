@@ -73,8 +73,8 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::run::keystate::{CommittedState, StateIndex};
     use crate::sink::S3Settings;
+    use crate::state::{CommittedState, StateIndex};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -80,7 +80,7 @@ pub use merge::SortedInput;
 use merge::{merge, sort_by_bucket};
 use segment::{SegmentWriter, read_all, read_matching};
 
-use super::failpoint;
+use crate::failpoint::failpoint;
 
 /// Segments a bucket may hold before its newest are merged whatever their sizes.
 pub const MAX_SEGMENTS: usize = 8;
@@ -151,8 +151,6 @@ pub enum KeyStateError {
     Arrow(#[from] ArrowError),
     #[error("spooling the run's keys by bucket")]
     Spool(#[from] crate::decode::SpoolError),
-    #[error("keeping the events' classes until they are mapped")]
-    Classes(#[from] super::classes::ClassesError),
     #[error("computing the key state")]
     Query(#[from] DataFusionError),
     #[error("a read of the key state stopped unexpectedly")]
@@ -167,7 +165,6 @@ impl KeyStateError {
             | KeyStateError::Arrow(_)
             | KeyStateError::Query(_)
             | KeyStateError::Spool(_)
-            | KeyStateError::Classes(_)
             | KeyStateError::Task(_) => ErrorClass::Internal,
             KeyStateError::Corrupt { .. } => ErrorClass::Data,
             KeyStateError::Read { .. }
@@ -203,16 +200,13 @@ pub enum CommittedState {
 }
 
 impl CommittedState {
-    pub fn of(manifest: Option<&super::Manifest>) -> CommittedState {
-        match manifest {
-            Some(super::Manifest {
-                key_state: Some(index),
-                ..
-            }) => CommittedState::Buckets(index.clone()),
-            Some(super::Manifest {
-                state: Some(file), ..
-            }) => CommittedState::Single(file.clone()),
-            _ => CommittedState::Empty,
+    /// The state a manifest names: its index of segments, or the single
+    /// file of an earlier release.
+    pub fn named(index: Option<&StateIndex>, file: Option<&StateFile>) -> CommittedState {
+        match (index, file) {
+            (Some(index), _) => CommittedState::Buckets(index.clone()),
+            (None, Some(file)) => CommittedState::Single(file.clone()),
+            (None, None) => CommittedState::Empty,
         }
     }
 
