@@ -11,6 +11,7 @@
 //! [`config`] loads and checks the topics under `sql/`; [`run::execute`] is
 //! what the command line and the HTTP API call.
 
+pub mod commit;
 pub mod config;
 pub mod decode;
 pub mod error;

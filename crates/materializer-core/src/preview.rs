@@ -20,10 +20,11 @@ use datafusion::datasource::MemTable;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::commit::RunCounts;
 use crate::config::{Format, Topic};
 use crate::decode::{DecodeError, PartitionDecoder, RequiredKeys};
 use crate::mapping::{Engine, Mapping, MappingError};
-use crate::run::{RunCounts, classify};
+use crate::run::classify;
 use crate::source::{PartitionRange, Source, SourceError, framing, plan_ranges};
 use crate::state::KeyState;
 

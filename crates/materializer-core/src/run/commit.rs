@@ -6,8 +6,9 @@ use chrono::Utc;
 
 use crate::sink::TopicLayout;
 
+use super::Run;
 use super::map::PartitionOutput;
-use super::{Manifest, ManifestFile, PartitionCursors, Plan, Run, RunCounts};
+use crate::commit::{Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
 use crate::state::CommittedState;
 
 impl Run<'_> {

@@ -3,8 +3,8 @@
 
 use datafusion::common::DataFusionError;
 
-use super::LedgerError;
 use super::classes::ClassesError;
+use crate::commit::LedgerError;
 use crate::decode::DecodeError;
 use crate::error::ErrorClass;
 use crate::mapping::MappingError;

@@ -26,7 +26,8 @@ use crate::source::partition_cmp;
 use super::buckets::Decision;
 use super::classes::{self, Classes};
 use super::classify::{Class, of_class};
-use super::{Ledger, Progress, Run, RunCounts, RunFailure};
+use super::{Progress, Run, RunFailure};
+use crate::commit::{Ledger, RunCounts};
 
 impl Run<'_> {
     /// Maps and writes the partitions, `parallelism` at a time, each as its

@@ -9,7 +9,8 @@ use crate::source::{
     NakadiSource, Offset, PartitionRange, Source, check_available, partition_cmp, plan_ranges,
 };
 
-use super::{Manifest, PartitionCursors, Plan, Run, RunFailure};
+use super::{Run, RunFailure};
+use crate::commit::{Committer, Manifest, PartitionCursors, Plan};
 
 /// The plan a run follows, and what planning learnt on the way.
 pub(super) struct Planned {

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use super::target::Target;
 use super::{Dialect, WarehouseError};
+use crate::commit::Manifest;
 use crate::config::{CsvCompression, Format, Topic};
-use crate::run::Manifest;
 use crate::sink::FileKind;
 
 /// Where the warehouse finds a run's files.

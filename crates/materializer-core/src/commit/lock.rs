@@ -1,29 +1,28 @@
-//! One run per topic and output location in a process.
+//! One run per topic and output location in a process: a second one would
+//! only race the first to the same commit.
 
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
-use super::RunFailure;
 use crate::sink::OutputLocation;
 
 /// Topics running in this process, by output location: a second run of one
 /// is refused up front.
 static ACTIVE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
 
-pub(super) struct TopicLock(String);
+/// Held while a run of a topic goes on; dropping it lets the next one start.
+pub struct TopicLock(String);
 
 fn lock_key(output: &OutputLocation, topic: &str) -> String {
     format!("{}/{topic}", output.url.trim_end_matches('/'))
 }
 
 impl TopicLock {
-    pub(super) fn acquire(output: &OutputLocation, topic: &str) -> Result<TopicLock, RunFailure> {
+    /// The lock of `topic` in `output`; `None` while another run holds it.
+    pub fn acquire(output: &OutputLocation, topic: &str) -> Option<TopicLock> {
         let key = lock_key(output, topic);
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-        if !active.insert(key.clone()) {
-            return Err(RunFailure::AlreadyRunning);
-        }
-        Ok(TopicLock(key))
+        active.insert(key.clone()).then_some(TopicLock(key))
     }
 }
 
