@@ -42,6 +42,13 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the plan holds no event: no partition ends after its start
+    /// (a recording that grew by keep-alive lines only, or by lines the
+    /// committed runs read already).
+    pub fn holds_nothing(&self) -> bool {
+        self.partitions.iter().all(|p| !p.end.is_after(&p.start))
+    }
+
     /// The plan of a recording with the ends its read found: `reached`, the
     /// newest offset read per partition; a partition read for the first
     /// time starts at `BEGIN`.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Progress, RunRequest};
+use super::attempt::RunRequest;
+use super::progress::Progress;
 use crate::config::Topic;
 use crate::mapping::Engine;
 use crate::sink::ephemeral::lost_output_warning;

@@ -3,7 +3,6 @@
 
 use datafusion::common::DataFusionError;
 
-use super::classes::ClassesError;
 use crate::commit::LedgerError;
 use crate::decode::DecodeError;
 use crate::error::ErrorClass;
@@ -11,6 +10,29 @@ use crate::mapping::MappingError;
 use crate::sink::SinkError;
 use crate::source::{Offset, SourceError};
 use crate::state::KeyStateError;
+
+/// Why the events' classes could not be kept until their partition is mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassesError {
+    #[error("cannot create a spill file for the events' classes")]
+    Create(#[source] DataFusionError),
+    #[error("writing the events' classes to {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the events' classes back from {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the events' classes in {path} are out of order or cut short")]
+    Corrupt { path: String },
+    #[error("a class was decided for event {event} of a partition of {events} events")]
+    PastTheEnd { event: u64, events: u64 },
+}
 
 /// A run of a topic that failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +119,13 @@ pub enum RunFailure {
 }
 
 impl RunFailure {
+    /// A broken invariant of the run's own bookkeeping.
+    pub(crate) fn invariant(message: &str) -> RunFailure {
+        RunFailure::KeyState(KeyStateError::Arrow(
+            arrow::error::ArrowError::InvalidArgumentError(message.into()),
+        ))
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             RunFailure::AlreadyRunning => ErrorClass::Conflict,

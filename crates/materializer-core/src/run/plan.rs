@@ -1,6 +1,7 @@
 //! Plan: which cursors a run reads, fixed before it reads anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use tracing::{info, warn};
@@ -9,8 +10,9 @@ use crate::source::{
     NakadiSource, Offset, PartitionRange, Source, check_available, partition_cmp, plan_ranges,
 };
 
-use super::{Run, RunFailure};
-use crate::commit::{Committer, Manifest, PartitionCursors, Plan};
+use super::attempt::Attempt;
+use super::error::RunFailure;
+use crate::commit::{Manifest, PartitionCursors, Plan};
 
 /// The plan a run follows, and what planning learnt on the way.
 pub(super) struct Planned {
@@ -25,6 +27,25 @@ pub(super) struct Planned {
 }
 
 impl Planned {
+    /// Tells the progress and the log what the run reads, and the attempt
+    /// its sequence number.
+    pub fn announce(&self, attempt: &Attempt<'_>) {
+        let plan = &self.plan;
+        attempt
+            .progress()
+            .events_planned
+            .store(self.events().unwrap_or(0), Ordering::Relaxed);
+        info!(
+            topic = %attempt.topic.name(),
+            sequence = plan.sequence,
+            partitions = plan.partitions.iter().filter(|p| p.end.is_after(&p.start)).count(),
+            recording_bytes = plan.recording.as_ref().map(|r| r.bytes()),
+            resumed = self.resumed,
+            "run planned"
+        );
+        let _ = attempt.planned.set(plan.sequence);
+    }
+
     /// Events the plan holds, when the offsets tell: offsets of a partition
     /// count up one by one within a timeline. A partition read from `BEGIN`
     /// starts at the oldest event the source holds.
@@ -48,136 +69,131 @@ impl Planned {
     }
 }
 
-impl Run<'_> {
-    /// The plan in force for the next sequence number, or `None` when there is
-    /// nothing new. Also finishes the post-commit steps of the newest run.
-    pub(super) async fn plan(&self) -> Result<Option<Planned>, RunFailure> {
-        let committed = self.ledger.latest().await?;
-        if let Some(manifest) = &committed
-            && !self.ledger.post_commit_done(manifest).await?
-        {
-            info!(topic = %self.topic.name(), sequence = manifest.sequence, "completing the post-commit steps of the last run");
-            self.ledger.post_commit(manifest).await?;
-        }
-        let committed_ends = committed
-            .as_ref()
-            .map(Manifest::end_cursors)
-            .unwrap_or_default();
-        self.request.source.prepare(&committed_ends).await?;
-        let sequence = committed.as_ref().map_or(1, |m| m.sequence + 1);
+/// The plan in force for the next sequence number, or `None` when there is
+/// nothing new. Also finishes the post-commit steps of the newest run.
+pub(super) async fn plan(attempt: &Attempt<'_>) -> Result<Option<Planned>, RunFailure> {
+    let committed = attempt.committer.latest().await?;
+    if let Some(manifest) = &committed
+        && !attempt.committer.post_commit_done(manifest).await?
+    {
+        info!(topic = %attempt.topic.name(), sequence = manifest.sequence, "completing the post-commit steps of the last run");
+        attempt.committer.post_commit(manifest).await?;
+    }
+    let committed_ends = committed
+        .as_ref()
+        .map(Manifest::end_cursors)
+        .unwrap_or_default();
+    attempt.request.source.prepare(&committed_ends).await?;
+    let sequence = committed.as_ref().map_or(1, |m| m.sequence + 1);
 
-        let recording = self.request.source.recording_extent()?;
-        let existing = self.ledger.plan(sequence).await?;
-        if let Some(plan) = &existing
+    let recording = attempt.request.source.recording_extent()?;
+    let existing = attempt.committer.plan(sequence).await?;
+    if let Some(plan) = &existing
             && follows(plan, &committed_ends)
             // A recording's plan needs a recording to read.
             && (plan.recording.is_none() || recording.is_some())
-        {
-            return Ok(Some(Planned {
-                plan: plan.clone(),
-                resumed: true,
-                committed,
-                first_cursors: BTreeMap::new(),
-            }));
-        }
-
-        let (partitions, first_cursors) = match &*self.request.source {
-            Source::Recorded(_) => {
-                let read_before = committed.as_ref().and_then(|m| m.recording.as_ref());
-                if read_before.is_some() && read_before == recording.as_ref() {
-                    return Ok(None); // the files are as the last run left them
-                }
-                // The read finds the ends: no pass over the files here.
-                let starts = committed_ends
-                    .iter()
-                    .map(|(partition, offset)| PartitionCursors {
-                        partition: partition.clone(),
-                        start: offset.clone(),
-                        end: offset.clone(),
-                        events: None,
-                    })
-                    .collect();
-                (starts, BTreeMap::new())
-            }
-            Source::Nakadi(nakadi) => {
-                let Some(planned) = self.plan_ranges(nakadi, &committed_ends).await? else {
-                    return Ok(None);
-                };
-                planned
-            }
-        };
-        let plan = Plan {
-            topic: self.name(),
-            event_type: self.topic.event_type().to_string(),
-            sequence,
-            created_at: Utc::now(),
-            fingerprint: self.topic.fingerprint().to_string(),
-            partitions,
-            recording,
-        };
-        if existing.is_some() {
-            // A stale plan (its start cursors do not follow the committed run).
-            warn!(topic = %self.topic.name(), sequence, "replacing a plan that does not follow the committed cursors");
-            self.ledger.replace_plan(&plan).await?;
-            return Ok(Some(Planned {
-                plan,
-                resumed: false,
-                committed,
-                first_cursors,
-            }));
-        }
-        let in_force = self.ledger.fix_plan(plan.clone()).await?;
-        let resumed = in_force != plan;
-        Ok(Some(Planned {
-            plan: in_force,
-            resumed,
+    {
+        return Ok(Some(Planned {
+            plan: plan.clone(),
+            resumed: true,
             committed,
-            first_cursors,
-        }))
+            first_cursors: BTreeMap::new(),
+        }));
     }
-}
 
-impl Run<'_> {
-    /// Each partition's cursors from the committed end to the newest offset
-    /// the source holds, and the cursor before each partition's oldest
-    /// event; `None` when there is nothing new.
-    async fn plan_ranges(
-        &self,
-        nakadi: &NakadiSource,
-        committed_ends: &BTreeMap<String, Offset>,
-    ) -> Result<Option<PlannedRanges>, RunFailure> {
-        let partitions = nakadi.partitions().await?;
-        let first_cursors = partitions
-            .iter()
-            .map(|p| (p.partition.clone(), NakadiSource::first_cursor(p)))
-            .collect();
-        check_available(&partitions, committed_ends)?;
-        let mut ranges = plan_ranges(&partitions, committed_ends);
-        // Partitions the source no longer lists keep their cursors.
-        for (partition, offset) in committed_ends {
-            if !ranges.iter().any(|r| &r.partition == partition) {
-                ranges.push(PartitionRange {
+    let (partitions, first_cursors) = match &*attempt.request.source {
+        Source::Recorded(_) => {
+            let read_before = committed.as_ref().and_then(|m| m.recording.as_ref());
+            if read_before.is_some() && read_before == recording.as_ref() {
+                return Ok(None); // the files are as the last run left them
+            }
+            // The read finds the ends: no pass over the files here.
+            let starts = committed_ends
+                .iter()
+                .map(|(partition, offset)| PartitionCursors {
                     partition: partition.clone(),
                     start: offset.clone(),
                     end: offset.clone(),
-                });
-            }
+                    events: None,
+                })
+                .collect();
+            (starts, BTreeMap::new())
         }
-        ranges.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
-        if ranges.iter().all(PartitionRange::is_empty) {
-            return Ok(None);
+        Source::Nakadi(nakadi) => {
+            let Some(planned) = nakadi_ranges(nakadi, &committed_ends).await? else {
+                return Ok(None);
+            };
+            planned
         }
-        let cursors = ranges
-            .into_iter()
-            .map(|r| PartitionCursors {
-                partition: r.partition,
-                start: r.start,
-                end: r.end,
-                events: None,
-            })
-            .collect();
-        Ok(Some((cursors, first_cursors)))
+    };
+    let plan = Plan {
+        topic: attempt.name(),
+        event_type: attempt.topic.event_type().to_string(),
+        sequence,
+        created_at: Utc::now(),
+        fingerprint: attempt.topic.fingerprint().to_string(),
+        partitions,
+        recording,
+    };
+    if existing.is_some() {
+        // A stale plan (its start cursors do not follow the committed run).
+        warn!(topic = %attempt.topic.name(), sequence, "replacing a plan that does not follow the committed cursors");
+        attempt.committer.replace_plan(&plan).await?;
+        return Ok(Some(Planned {
+            plan,
+            resumed: false,
+            committed,
+            first_cursors,
+        }));
     }
+    let in_force = attempt.committer.fix_plan(plan.clone()).await?;
+    let resumed = in_force != plan;
+    Ok(Some(Planned {
+        plan: in_force,
+        resumed,
+        committed,
+        first_cursors,
+    }))
+}
+
+/// Each partition's cursors from the committed end to the newest offset
+/// the source holds, and the cursor before each partition's oldest
+/// event; `None` when there is nothing new.
+async fn nakadi_ranges(
+    nakadi: &NakadiSource,
+    committed_ends: &BTreeMap<String, Offset>,
+) -> Result<Option<PlannedRanges>, RunFailure> {
+    let partitions = nakadi.partitions().await?;
+    let first_cursors = partitions
+        .iter()
+        .map(|p| (p.partition.clone(), NakadiSource::first_cursor(p)))
+        .collect();
+    check_available(&partitions, committed_ends)?;
+    let mut ranges = plan_ranges(&partitions, committed_ends);
+    // Partitions the source no longer lists keep their cursors.
+    for (partition, offset) in committed_ends {
+        if !ranges.iter().any(|r| &r.partition == partition) {
+            ranges.push(PartitionRange {
+                partition: partition.clone(),
+                start: offset.clone(),
+                end: offset.clone(),
+            });
+        }
+    }
+    ranges.sort_by(|a, b| partition_cmp(&a.partition, &b.partition));
+    if ranges.iter().all(PartitionRange::is_empty) {
+        return Ok(None);
+    }
+    let cursors = ranges
+        .into_iter()
+        .map(|r| PartitionCursors {
+            partition: r.partition,
+            start: r.start,
+            end: r.end,
+            events: None,
+        })
+        .collect();
+    Ok(Some((cursors, first_cursors)))
 }
 
 /// A plan's cursors, and the cursor before each partition's oldest event.

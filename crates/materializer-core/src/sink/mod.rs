@@ -1,18 +1,26 @@
 //! Sink: where a run's files go and how they are written.
 //!
 //! Everything goes through `object_store`: S3 in production, the local file
-//! system by default. File names are deterministic ([`layout`]), so a retried
-//! run rewrites the names of its failed attempt instead of adding new files.
+//! system by default ([`location`]). File names are deterministic
+//! ([`layout`]), so a retried run rewrites the names of its failed attempt
+//! instead of adding new files. A file's bytes come from its format's
+//! encoder ([`format`]); [`FileWriter`] streams them to the store
+//! ([`ObjectWriter`]) and [`PartitionedWriter`] splits rows by output
+//! partition.
 
-pub mod csv;
 pub mod ephemeral;
-pub mod file;
+mod file;
+pub mod format;
 pub mod layout;
 pub mod location;
+mod object;
+mod partitioned;
 
-pub use file::{FileWriter, ObjectWriter, PartitionedWriter, WrittenFile};
+pub use file::{FileWriter, WrittenFile};
 pub use layout::{FileKind, TopicLayout};
 pub use location::{OutputLocation, S3Settings};
+pub use object::{OPEN_FILE_BYTES, ObjectWriter, PART_BYTES};
+pub use partitioned::{NULL_PARTITION_VALUE, PartitionedWriter, PathForPartition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -22,23 +22,10 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{Row, RowConverter, Rows, SortField};
 
+use super::class::{Class, of_class};
 use crate::decode::column_at_path;
 use crate::mapping::compaction::Compaction;
 use crate::state::KeyState;
-
-/// What became of one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// An older version, removed by compaction.
-    Superseded,
-    /// The latest version of its key: MAIN input.
-    Main,
-    /// Arrived after a newer version of its key: CORRECTION input.
-    Correction,
-    /// An older version kept for the warehouse's history (when the topic
-    /// keeps one): OLDER input.
-    Older,
-}
 
 /// Splits a partition's events (`batches`, in arrival order) into
 /// (MAIN input, CORRECTION input), both in arrival order with all columns.
@@ -74,26 +61,6 @@ fn key_columns(keys: &Compaction, batch: &RecordBatch) -> Result<Vec<ArrayRef>, 
             })
         })
         .collect()
-}
-
-/// The rows of `batches` (in the order `classes` was computed for) that are
-/// of class `wanted`.
-pub fn of_class<E, C>(
-    batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    classes: C,
-    wanted: Class,
-) -> impl Iterator<Item = Result<RecordBatch, E>>
-where
-    E: From<ArrowError>,
-    C: AsRef<[Class]>,
-{
-    let mut next = 0;
-    let in_order = std::iter::from_fn(move || {
-        let class = classes.as_ref().get(next).copied();
-        next += 1;
-        class.map(Ok)
-    });
-    super::classes::of_class(batches, in_order, wanted)
 }
 
 /// Per key: the best candidate for MAIN with its ordering key, the highest

@@ -17,38 +17,12 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
-use datafusion::common::DataFusionError;
 use datafusion::execution::SpillFile;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::spill_file::SpillWriter;
 
-use super::classify::Class;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClassesError {
-    #[error("cannot create a spill file for the events' classes")]
-    Create(#[source] DataFusionError),
-    #[error("writing the events' classes to {path}")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("reading the events' classes back from {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the events' classes in {path} are out of order or cut short")]
-    Corrupt { path: String },
-    #[error("a class was decided for event {event} of a partition of {events} events")]
-    PastTheEnd { event: u64, events: u64 },
-}
+use super::class::Class;
+use crate::run::error::ClassesError;
 
 /// A partition's classes, in memory or in runs on disk.
 #[derive(Clone, Debug)]
@@ -453,44 +427,6 @@ fn describe(file: &Arc<dyn SpillFile>) -> String {
     file.path()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(in the spill store)".into())
-}
-
-/// The rows of `batches` (in event order) that are of class `wanted`, the
-/// classes read from `classes` as the batches come.
-pub fn of_class<E>(
-    batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    mut classes: impl Iterator<Item = Result<Class, E>>,
-    wanted: Class,
-) -> impl Iterator<Item = Result<RecordBatch, E>>
-where
-    E: From<ArrowError>,
-{
-    let mut rows = Vec::new();
-    batches.filter_map(move |batch| {
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => return Some(Err(e)),
-        };
-        rows.clear();
-        for _ in 0..batch.num_rows() {
-            match classes.next() {
-                Some(Ok(class)) => rows.push(class),
-                Some(Err(e)) => return Some(Err(e)),
-                None => {
-                    return Some(Err(ArrowError::InvalidArgumentError(
-                        "events and their classification differ in length".into(),
-                    )
-                    .into()));
-                }
-            }
-        }
-        let mask: BooleanArray = rows.iter().map(|c| Some(*c == wanted)).collect();
-        match filter_record_batch(&batch, &mask) {
-            Ok(kept) if kept.num_rows() == 0 => None,
-            Ok(kept) => Some(Ok(kept)),
-            Err(e) => Some(Err(e.into())),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,219 @@
+//! One partition mapped: each class of its events through the mapping into
+//! its files, with its KEYS and rejected files and its counts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use tracing::debug;
+
+use crate::commit::RunCounts;
+use crate::config::Topic;
+use crate::decode::{DecodedPartition, Spooled};
+use crate::mapping::Engine;
+use crate::run::attempt::Attempt;
+use crate::run::decide::{Class, Classes, Decision, of_class, of_streamed_class};
+use crate::run::error::RunFailure;
+use crate::run::progress::Progress;
+use crate::run::write::FilesWriter;
+use crate::sink::{FileKind, WrittenFile};
+
+/// What mapping one partition produced.
+pub(crate) struct PartitionOutput {
+    pub partition: String,
+    pub files: Vec<(FileKind, WrittenFile)>,
+    pub counts: RunCounts,
+}
+
+/// What mapping and writing a partition needs, owned, so that partitions can
+/// be mapped on separate tasks.
+pub(crate) struct Mapper {
+    pub engine: Engine,
+    pub topic: Arc<Topic>,
+    pub writer: FilesWriter,
+}
+
+impl Mapper {
+    pub fn new(attempt: &Attempt<'_>, sequence: u64) -> Mapper {
+        Mapper {
+            engine: attempt.engine.clone(),
+            topic: attempt.topic.clone(),
+            writer: FilesWriter {
+                topic: attempt.topic.clone(),
+                location: attempt.location.clone(),
+                layout: attempt.layout.clone(),
+                progress: attempt.progress().clone(),
+                sequence,
+            },
+        }
+    }
+
+    /// Writes a decoded partition's files; `decision`: what the run decided
+    /// about its events (`None` when the topic does not compact: every event
+    /// is MAIN input); `main`: its MAIN files when they were written while it
+    /// was read.
+    pub async fn map_partition(
+        &self,
+        part: DecodedPartition,
+        mut main: Option<Vec<WrittenFile>>,
+        decision: Option<Decision>,
+    ) -> Result<PartitionOutput, RunFailure> {
+        let partition = part.partition.to_string();
+        let query_error = |source: DataFusionError| RunFailure::Query {
+            partition: partition.clone(),
+            source,
+        };
+        let events_schema = self.topic.schema().read_events.clone();
+        let started = Instant::now();
+        let mut counts = RunCounts {
+            events_read: part.rows + part.rejected.len() as u64,
+            events_rejected: part.rejected.len() as u64,
+            main_input: part.rows,
+            ..Default::default()
+        };
+        let mut files = Vec::new();
+        let mut keys_file = None;
+        let mut classes = None;
+        if let Some(decision) = decision.filter(|_| part.rows > 0) {
+            counts.main_input = decision.main_input;
+            counts.correction_events = decision.correction_events;
+            counts.deletes = decision.deletes;
+            if let Some(keys) = &decision.keys {
+                keys_file = Some(self.writer.write_keys(&partition, keys).await?);
+            }
+            classes = Some(decision.classes);
+        }
+        counts.superseded = part.rows - counts.main_input - counts.correction_events;
+        let keys_written = started.elapsed().as_secs_f64();
+
+        let events = Arc::new(part.events);
+        let kinds: &[FileKind] = if self.topic.keeps_history() {
+            &[FileKind::Main, FileKind::Correction, FileKind::Older]
+        } else {
+            &[FileKind::Main, FileKind::Correction]
+        };
+        for &kind in kinds {
+            let wanted = match kind {
+                FileKind::Main => Class::Main,
+                FileKind::Older => Class::Older,
+                _ => Class::Correction,
+            };
+            let written = match (kind, main.take()) {
+                (FileKind::Main, Some(written)) => written,
+                _ => {
+                    let input = EventsOfClass {
+                        events: events.clone(),
+                        classes: classes.clone(),
+                        wanted,
+                    };
+                    let table =
+                        StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
+                            .map_err(&query_error)?;
+                    self.write_mapped(kind, &partition, Arc::new(table)).await?
+                }
+            };
+            let rows: u64 = written.iter().map(|f| f.rows).sum();
+            match kind {
+                FileKind::Main => counts.main_rows = rows,
+                FileKind::Older => counts.older_rows = rows,
+                _ => counts.correction_rows = rows,
+            }
+            files.extend(written.into_iter().map(|f| (kind, f)));
+        }
+        if !part.rejected.is_empty() {
+            files.push((
+                FileKind::Rejected,
+                self.writer
+                    .write_rejected(&partition, &part.rejected)
+                    .await?,
+            ));
+        }
+        if let Some(keys) = keys_file {
+            files.push((FileKind::Keys, keys));
+        }
+        debug!(
+            topic = %self.topic.name(),
+            partition,
+            keys_file_s = keys_written,
+            files_s = started.elapsed().as_secs_f64() - keys_written,
+            "partition mapped"
+        );
+        let progress = &self.writer.progress;
+        Progress::add(&progress.main_rows, counts.main_rows);
+        Progress::add(&progress.correction_rows, counts.correction_rows);
+        Ok(PartitionOutput {
+            partition,
+            files,
+            counts,
+        })
+    }
+
+    /// Applies the mapping to `events` and streams the rows into files.
+    pub(super) async fn write_mapped(
+        &self,
+        kind: FileKind,
+        partition: &str,
+        events: Arc<StreamingTable>,
+    ) -> Result<Vec<WrittenFile>, RunFailure> {
+        let ctx = self.engine.session();
+        let frame = self.topic.mapping().apply(&ctx, events).await?;
+        let rows = crate::mapping::engine::execute(frame)
+            .await
+            .map_err(|source| RunFailure::Query {
+                partition: partition.to_string(),
+                source,
+            })?;
+        self.writer.write_rows(kind, partition, rows).await
+    }
+}
+
+/// One class of a partition's events, read from its spool as DataFusion
+/// asks for them.
+#[derive(Debug)]
+struct EventsOfClass {
+    events: Arc<Spooled>,
+    /// `None`: no compaction, every event is MAIN input.
+    classes: Option<Classes>,
+    wanted: Class,
+}
+
+impl PartitionStream for EventsOfClass {
+    fn schema(&self) -> &SchemaRef {
+        self.events.schema()
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = self
+            .events
+            .batches()
+            .map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
+        let batches: Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> =
+            match (&self.classes, self.wanted) {
+                (Some(Classes::Memory(classes)), wanted) => {
+                    Box::new(of_class(batches, classes.clone(), wanted))
+                }
+                (Some(Classes::Runs(runs)), wanted) => match runs.merged() {
+                    Ok(classes) => Box::new(of_streamed_class(
+                        batches,
+                        classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),
+                        wanted,
+                    )),
+                    Err(e) => {
+                        Box::new(std::iter::once(Err(DataFusionError::External(Box::new(e)))))
+                    }
+                },
+                (None, Class::Main) => Box::new(batches),
+                (None, _) => Box::new(std::iter::empty()),
+            };
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.events.schema().clone(),
+            futures::stream::iter(batches),
+        ))
+    }
+}
