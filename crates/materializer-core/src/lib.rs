@@ -5,11 +5,15 @@
 //!
 //! ```text
 //! source (batches + cursors) -> decode (Arrow rows, rejected events)
-//!   -> mapping (generated compaction + the analyst's SQL views)
-//!   -> sink (CSV / Parquet files through object_store) -> run (manifest commit)
+//!   -> decide (per key: MAIN, CORRECTION, OLDER, against the key [`state`])
+//!   -> map (the analyst's SQL views, [`mapping`])
+//!   -> write (CSV / Parquet files through object_store, [`sink`])
+//!   -> commit (the manifest that makes the files visible, [`commit`])
 //! ```
-//! [`config`] loads and checks the topics under `sql/`; [`run::execute`] is
-//! what the command line and the HTTP API call.
+//! [`run`] holds the stages and the one function that runs them in order,
+//! [`run::execute`], which the command line and the HTTP API call. [`config`]
+//! loads and checks the topics under `sql/`; [`warehouse`] writes the SQL that
+//! loads the committed files into a warehouse.
 
 pub mod commit;
 pub mod config;

@@ -22,7 +22,8 @@ impl TopicLock {
     pub fn acquire(output: &OutputLocation, topic: &str) -> Option<TopicLock> {
         let key = lock_key(output, topic);
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-        active.insert(key.clone()).then_some(TopicLock(key))
+        // Lazily: a lock made and dropped here would unlock the other run's.
+        active.insert(key.clone()).then(|| TopicLock(key))
     }
 }
 
