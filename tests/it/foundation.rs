@@ -1,9 +1,20 @@
 //! Whole runs over the bundled recordings: exact rows of every file.
+//!
+//! This file holds the fixtures the parts share and the runs of the bundled
+//! topics as they are (and one edited). The parts: [`successive_runs`]
+//! (runs that follow a committed one), [`not_compacting`] (a topic that
+//! keeps every event), [`memory`] (the same files in a tight memory budget)
+//! and [`decoding`] (what is decoded, and a recording cut short).
 
 use materializer_core::run::{Manifest, Outcome, RunCounts};
 use sha2::{Digest, Sha256};
 
 use crate::support::{Workspace, csv_rows, parse_csv, row, sorted};
+
+mod decoding;
+mod memory;
+mod not_compacting;
+mod successive_runs;
 
 const ARTICLE_HEADER: [&str; 7] = [
     "article_id",
@@ -21,6 +32,76 @@ fn eid(n: u32) -> String {
 
 fn manifest(ws: &Workspace, topic: &str, seq: u64) -> Manifest {
     serde_json::from_str(&ws.read_out(&format!("{topic}/_manifests/{seq:010}.json"))).unwrap()
+}
+
+fn article_line(partition: u32, offset: u64, events: &[(u32, u64, i64, i64)]) -> String {
+    let events: Vec<String> = events
+        .iter()
+        .map(|(n, article, version, qty)| {
+            format!(
+                r#"{{"metadata":{{"eid":"{}","occurred_at":"2024-06-04T10:00:00.000Z","partition":"{partition}"}},"article_id":{article},"brand":"Nike","model":"Air Runner","version":{version},"available_qty":{qty}}}"#,
+                eid(*n)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{offset:018}"}},"events":[{}]}}"#,
+        events.join(",")
+    ) + "\n"
+}
+
+/// The key state files in the output folder of `topic`.
+fn state_files(ws: &Workspace, topic: &str) -> Vec<String> {
+    ws.out_files()
+        .into_iter()
+        .filter(|f| f.contains("/_state/"))
+        .map(|f| f.trim_start_matches(&format!("{topic}/")).to_string())
+        .collect()
+}
+
+/// The key state files a manifest names, sorted.
+fn state_paths(m: &Manifest) -> Vec<String> {
+    let mut paths: Vec<String> = m
+        .key_state
+        .iter()
+        .flat_map(|index| &index.segments)
+        .map(|s| s.path.clone())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// A workspace with the topic `article-stock-history`: the example topic
+/// with `compact = false`, and three versions of one article recorded.
+fn history_workspace() -> Workspace {
+    let ws = Workspace::new();
+    let from = ws.sql().join("article-stock-changed");
+    let to = ws.sql().join("article-stock-history");
+    crate::support::copy_dir(&from, &to);
+    std::fs::create_dir_all(ws.path("recorded/article-stock-history")).unwrap();
+    std::fs::write(
+        ws.path("recorded/article-stock-history/stream.jsonl"),
+        article_line(
+            0,
+            2,
+            &[
+                (1, 100000002, 2, 10),
+                (2, 100000002, 1, 11),
+                (3, 100000002, 2, 12),
+            ],
+        ),
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(to.join("topic.toml")).unwrap();
+    std::fs::write(
+        to.join("topic.toml"),
+        toml.replace(
+            "ordering_key = \"version\"",
+            "ordering_key = \"version\"\ncompact = false",
+        ),
+    )
+    .unwrap();
+    ws
 }
 
 #[tokio::test]
@@ -484,135 +565,6 @@ async fn plain_unnest_drops_events_with_empty_or_null_arrays() {
     );
 }
 
-const SECOND_RUN_LINE: &str = concat!(
-    r#"{"cursor":{"partition":"0","offset":"001-0001-000000000000000012"},"events":["#,
-    r#"{"metadata":{"eid":"5a1e0000-0000-4000-8000-000000000031","occurred_at":"2024-06-03T09:00:00.000Z","event_type":"article.stock-changed","partition":"0"},"article_id":100000002,"brand":"Nike","model":"Air Runner","version":4,"available_qty":9},"#,
-    r#"{"metadata":{"eid":"5a1e0000-0000-4000-8000-000000000032","occurred_at":"2024-06-03T09:01:00.000Z","event_type":"article.stock-changed","partition":"0"},"article_id":100000012,"brand":"Mango","model":"Essential Tee","version":1,"available_qty":40}"#,
-    "]}\n"
-);
-
-#[tokio::test]
-async fn a_second_run_starts_from_the_committed_cursors() {
-    let ws = Workspace::new();
-    ws.run("article-stock-changed").await.unwrap();
-    ws.append(
-        "recorded/article-stock-changed/stream.jsonl",
-        SECOND_RUN_LINE,
-    );
-    let summary = ws.run("article-stock-changed").await.unwrap();
-    assert_eq!(summary.sequence, Some(2));
-    assert_eq!(summary.counts.events_read, 2);
-    let (_, rows) =
-        csv_rows(&ws.read_out("article-stock-changed/main/run=0000000002/main-0000000002-p0.csv"));
-    assert_eq!(
-        rows,
-        sorted(vec![
-            row(&[
-                "100000002",
-                "Nike",
-                "Air Runner",
-                "4",
-                "9",
-                "2024-06-03T09:00:00Z",
-                &eid(0x31)
-            ]),
-            row(&[
-                "100000012",
-                "Mango",
-                "Essential Tee",
-                "1",
-                "40",
-                "2024-06-03T09:01:00Z",
-                &eid(0x32)
-            ]),
-        ])
-    );
-    let m2 = manifest(&ws, "article-stock-changed", 2);
-    let m1 = manifest(&ws, "article-stock-changed", 1);
-    for (p1, p2) in m1.partitions.iter().zip(&m2.partitions) {
-        assert_eq!(p1.partition, p2.partition);
-        assert_eq!(p1.end, p2.start, "run 2 starts where run 1 ended");
-    }
-    assert_eq!(m2.partitions[0].end.as_str(), "001-0001-000000000000000012");
-    assert_eq!(m2.partitions[1].start, m2.partitions[1].end);
-    // Partition 1 had nothing new: run 2 wrote no file for it.
-    let run2: Vec<String> = ws
-        .out_files()
-        .into_iter()
-        .filter(|f| f.contains("run=0000000002"))
-        .collect();
-    assert_eq!(
-        run2,
-        vec![
-            "article-stock-changed/correction/run=0000000002/_SUCCESS",
-            "article-stock-changed/correction/run=0000000002/correction-0000000002-p0.csv",
-            "article-stock-changed/keys/run=0000000002/_SUCCESS",
-            "article-stock-changed/keys/run=0000000002/keys-0000000002-p0.csv",
-            "article-stock-changed/main/run=0000000002/_SUCCESS",
-            "article-stock-changed/main/run=0000000002/main-0000000002-p0.csv",
-            "article-stock-changed/older/run=0000000002/_SUCCESS",
-            "article-stock-changed/older/run=0000000002/older-0000000002-p0.csv",
-        ]
-    );
-}
-
-#[tokio::test]
-async fn a_run_with_nothing_new_writes_nothing() {
-    let ws = Workspace::new();
-    ws.run("article-stock-changed").await.unwrap();
-    let before = ws.out_files();
-    let summary = ws.run("article-stock-changed").await.unwrap();
-    assert_eq!(summary.outcome, Outcome::NothingNew);
-    assert_eq!(summary.sequence, Some(1));
-    assert_eq!(summary.counts, RunCounts::default());
-    assert_eq!(ws.out_files(), before);
-    // A recording that grew by a keep-alive line only: read, nothing new,
-    // and no plan left behind for the next run to follow.
-    let m1 = manifest(&ws, "article-stock-changed", 1);
-    let p0 = &m1.partitions[0];
-    ws.append(
-        "recorded/article-stock-changed/stream.jsonl",
-        &format!(
-            "{{\"cursor\":{{\"partition\":\"{}\",\"offset\":\"{}\"}}}}\n",
-            p0.partition,
-            p0.end.as_str()
-        ),
-    );
-    let summary = ws.run("article-stock-changed").await.unwrap();
-    assert_eq!(summary.outcome, Outcome::NothingNew);
-    assert_eq!(ws.out_files(), before);
-}
-
-#[tokio::test]
-async fn an_uncommitted_attempt_is_redone_under_the_same_names() {
-    let ws = Workspace::new();
-    ws.run("article-stock-changed").await.unwrap();
-    let committed: Vec<(String, Vec<u8>)> = ws
-        .out_files()
-        .into_iter()
-        .filter(|f| f.contains("/run=") && f.ends_with(".csv"))
-        .map(|f| {
-            let bytes = std::fs::read(ws.out().join(&f)).unwrap();
-            (f, bytes)
-        })
-        .collect();
-    // Forget the commit but keep the plan and the files: what a crash just
-    // before the manifest leaves behind.
-    for f in ["_manifests/0000000001.json", "_manifests/_latest"] {
-        std::fs::remove_file(ws.out().join("article-stock-changed").join(f)).unwrap();
-    }
-    let summary = ws.run("article-stock-changed").await.unwrap();
-    assert!(summary.resumed);
-    assert_eq!(summary.sequence, Some(1));
-    for (file, bytes) in committed {
-        assert_eq!(
-            std::fs::read(ws.out().join(&file)).unwrap(),
-            bytes,
-            "{file} changed on retry"
-        );
-    }
-}
-
 #[tokio::test]
 async fn a_copied_topic_with_an_edited_mapping_shows_the_edit() {
     let ws = Workspace::new();
@@ -638,394 +590,5 @@ async fn a_copied_topic_with_an_edited_mapping_shows_the_edit() {
             row(&["100000001", "ADIDAS", "true"]),
             row(&["100000003", "\"\"", "false"])
         ])
-    );
-}
-
-fn article_line(partition: u32, offset: u64, events: &[(u32, u64, i64, i64)]) -> String {
-    let events: Vec<String> = events
-        .iter()
-        .map(|(n, article, version, qty)| {
-            format!(
-                r#"{{"metadata":{{"eid":"{}","occurred_at":"2024-06-04T10:00:00.000Z","partition":"{partition}"}},"article_id":{article},"brand":"Nike","model":"Air Runner","version":{version},"available_qty":{qty}}}"#,
-                eid(*n)
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"cursor":{{"partition":"{partition}","offset":"001-0001-{offset:018}"}},"events":[{}]}}"#,
-        events.join(",")
-    ) + "\n"
-}
-
-#[tokio::test]
-async fn late_events_are_corrections_across_runs() {
-    let ws = Workspace::new();
-    ws.run("article-stock-changed").await.unwrap();
-    // Run 1 committed version 3 of 100000002 and version 1 of 100000006.
-    let before = state_versions(&ws, &manifest(&ws, "article-stock-changed", 1));
-    ws.append(
-        "recorded/article-stock-changed/stream.jsonl",
-        &article_line(
-            0,
-            15,
-            &[
-                (0x41, 100000002, 1, 50), // older than the committed version 3
-                (0x42, 100000002, 3, 51), // the committed version again
-                (0x43, 100000006, 2, 52), // newer: MAIN
-                (0x44, 100000006, 1, 53), // older than version 2 of this run
-                (0x45, 100000020, 1, 54), // a new key
-            ],
-        ),
-    );
-    let summary = ws.run("article-stock-changed").await.unwrap();
-    assert_eq!(summary.counts.correction_events, 3);
-    assert_eq!(summary.counts.main_input, 2);
-    let (_, main) =
-        csv_rows(&ws.read_out("article-stock-changed/main/run=0000000002/main-0000000002-p0.csv"));
-    assert_eq!(
-        main.iter()
-            .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap()))
-            .collect::<Vec<_>>(),
-        vec![
-            ("100000006".to_string(), "2".to_string()),
-            ("100000020".to_string(), "1".to_string())
-        ]
-    );
-    let (_, correction) =
-        csv_rows(&ws.read_out(
-            "article-stock-changed/correction/run=0000000002/correction-0000000002-p0.csv",
-        ));
-    assert_eq!(
-        correction
-            .iter()
-            .map(|r| r[6].clone().unwrap())
-            .collect::<std::collections::BTreeSet<_>>(),
-        [eid(0x41), eid(0x42), eid(0x44)].into_iter().collect()
-    );
-    // The key state now holds version 2 of 100000006 and the new key.
-    let m2 = manifest(&ws, "article-stock-changed", 2);
-    let after = state_versions(&ws, &m2);
-    assert_eq!(after.len(), 6);
-    assert_eq!(after[&100000006], 2);
-    assert_eq!(after[&100000020], 1);
-    assert_eq!(before.len(), 5);
-    assert_eq!(before[&100000006], 1);
-    assert_eq!(before[&100000002], 3);
-    // Only the files the newest manifest names are kept.
-    assert_eq!(state_files(&ws, "article-stock-changed"), state_paths(&m2));
-}
-
-/// Per article, the highest version the key state of a manifest holds.
-fn state_versions(ws: &Workspace, m: &Manifest) -> std::collections::BTreeMap<i64, i64> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::Int64Type;
-    let mut versions = std::collections::BTreeMap::new();
-    for path in state_paths(m) {
-        let bytes = std::fs::read(ws.out().join(&m.topic).join(path)).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
-            bytes::Bytes::from(bytes),
-            1024,
-        )
-        .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let ids = batch.column(0).as_primitive::<Int64Type>();
-            let ordering = batch.column(1).as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                let best = versions.entry(ids.value(i)).or_insert(i64::MIN);
-                *best = (*best).max(ordering.value(i));
-            }
-        }
-    }
-    versions
-}
-
-/// The key state files in the output folder of `topic`.
-fn state_files(ws: &Workspace, topic: &str) -> Vec<String> {
-    ws.out_files()
-        .into_iter()
-        .filter(|f| f.contains("/_state/"))
-        .map(|f| f.trim_start_matches(&format!("{topic}/")).to_string())
-        .collect()
-}
-
-/// The key state files a manifest names, sorted.
-fn state_paths(m: &Manifest) -> Vec<String> {
-    let mut paths: Vec<String> = m
-        .key_state
-        .iter()
-        .flat_map(|index| &index.segments)
-        .map(|s| s.path.clone())
-        .collect();
-    paths.sort();
-    paths
-}
-
-/// A workspace with the topic `article-stock-history`: the example topic
-/// with `compact = false`, and three versions of one article recorded.
-fn history_workspace() -> Workspace {
-    let ws = Workspace::new();
-    let from = ws.sql().join("article-stock-changed");
-    let to = ws.sql().join("article-stock-history");
-    crate::support::copy_dir(&from, &to);
-    std::fs::create_dir_all(ws.path("recorded/article-stock-history")).unwrap();
-    std::fs::write(
-        ws.path("recorded/article-stock-history/stream.jsonl"),
-        article_line(
-            0,
-            2,
-            &[
-                (1, 100000002, 2, 10),
-                (2, 100000002, 1, 11),
-                (3, 100000002, 2, 12),
-            ],
-        ),
-    )
-    .unwrap();
-    let toml = std::fs::read_to_string(to.join("topic.toml")).unwrap();
-    std::fs::write(
-        to.join("topic.toml"),
-        toml.replace(
-            "ordering_key = \"version\"",
-            "ordering_key = \"version\"\ncompact = false",
-        ),
-    )
-    .unwrap();
-    ws
-}
-
-#[tokio::test]
-async fn a_topic_that_does_not_compact_keeps_every_event_in_main() {
-    let ws = history_workspace();
-    let summary = ws.run("article-stock-history").await.unwrap();
-    assert_eq!(
-        summary.counts,
-        RunCounts {
-            events_read: 3,
-            main_input: 3,
-            main_rows: 3,
-            ..Default::default()
-        }
-    );
-    let (_, main) =
-        csv_rows(&ws.read_out("article-stock-history/main/run=0000000001/main-0000000001-p0.csv"));
-    assert_eq!(
-        main.iter()
-            .map(|r| (r[3].clone().unwrap(), r[4].clone().unwrap()))
-            .collect::<Vec<_>>(),
-        vec![
-            ("1".to_string(), "11".to_string()),
-            ("2".to_string(), "10".to_string()),
-            ("2".to_string(), "12".to_string())
-        ]
-    );
-    // An empty correction file and no key state: every version is history.
-    let (_, correction) =
-        csv_rows(&ws.read_out(
-            "article-stock-history/correction/run=0000000001/correction-0000000001-p0.csv",
-        ));
-    assert!(correction.is_empty());
-    let files = ws.out_files();
-    assert!(files.iter().all(|f| !f.contains("/_state/")), "{files:?}");
-    let m = manifest(&ws, "article-stock-history", 1);
-    assert!(m.state.is_none() && m.key_state.is_none());
-}
-
-/// Such a topic is mapped while it is read, as a stream read once; a mapping
-/// that reads the events twice gets them from the spool instead.
-#[tokio::test]
-async fn a_mapping_that_reads_the_events_twice_sees_every_event_twice() {
-    let ws = history_workspace();
-    let mapping = ws.sql().join("article-stock-history/mapping.sql");
-    let sql = std::fs::read_to_string(&mapping).unwrap();
-    // The analyst's output, then the same rows again from a second scan.
-    let twice = sql.replace("CREATE VIEW output AS", "CREATE VIEW once AS")
-        + "\nCREATE VIEW output AS SELECT * FROM once UNION ALL SELECT * FROM once;\n";
-    std::fs::write(&mapping, twice).unwrap();
-    let summary = ws.run("article-stock-history").await.unwrap();
-    assert_eq!(
-        (summary.counts.main_input, summary.counts.main_rows),
-        (3, 6)
-    );
-    let (_, main) =
-        csv_rows(&ws.read_out("article-stock-history/main/run=0000000001/main-0000000001-p0.csv"));
-    let mut versions: Vec<String> = main.iter().map(|r| r[4].clone().unwrap()).collect();
-    versions.sort();
-    assert_eq!(versions, ["10", "10", "11", "11", "12", "12"]);
-}
-
-/// A mapping that stops reading early still sees every event counted.
-#[tokio::test]
-async fn a_mapping_with_a_limit_reads_what_it_wants_and_every_event_is_counted() {
-    let ws = history_workspace();
-    let mapping = ws.sql().join("article-stock-history/mapping.sql");
-    let sql = std::fs::read_to_string(&mapping).unwrap();
-    let limited = sql.trim_end().trim_end_matches(';').to_string() + "\nLIMIT 1;\n";
-    std::fs::write(&mapping, limited).unwrap();
-    let summary = ws.run("article-stock-history").await.unwrap();
-    assert_eq!(
-        (
-            summary.counts.events_read,
-            summary.counts.main_input,
-            summary.counts.main_rows
-        ),
-        (3, 3, 1)
-    );
-}
-
-/// A MAIN file that cannot be written while the partition is read ends the
-/// run with the writer's error, and commits nothing.
-#[tokio::test]
-async fn a_main_file_that_cannot_be_written_fails_the_run_naming_it() {
-    let ws = history_workspace();
-    // A file where the run's MAIN folder should be.
-    let blocked = ws.out().join("article-stock-history/main/run=0000000001");
-    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
-    std::fs::write(&blocked, "not a folder").unwrap();
-    let err = ws.run("article-stock-history").await.unwrap_err();
-    let err = materializer_core::report(&err);
-    assert!(
-        err.contains("main-0000000001-p0.csv") && !err.contains("stopped reading"),
-        "{err}"
-    );
-    let files = ws.out_files();
-    assert!(files.iter().all(|f| !f.contains("_manifest")), "{files:?}");
-}
-
-#[tokio::test]
-async fn a_run_decodes_only_the_metadata_fields_the_mapping_reads() {
-    let ws = Workspace::new();
-    let catalog = ws.catalog().await;
-    let topic = catalog.topic("article-stock-changed").unwrap();
-    let fields = |schema: &arrow::datatypes::Schema| -> Vec<String> {
-        match schema.field_with_name("metadata").unwrap().data_type() {
-            arrow::datatypes::DataType::Struct(children) => {
-                children.iter().map(|c| c.name().clone()).collect()
-            }
-            other => panic!("metadata is {other}"),
-        }
-    };
-    // The mapping reads metadata.occurred_at and metadata.eid (both required anyway).
-    assert_eq!(fields(&topic.schema().read_payload), ["eid", "occurred_at"]);
-    // The declared table keeps all of Nakadi's metadata (previews, GET /topics).
-    assert_eq!(fields(&topic.schema().payload).len(), 10);
-    // A mapping that selects metadata whole decodes it whole.
-    let to = ws.sql().join("article-stock-meta");
-    crate::support::copy_dir(&ws.sql().join("article-stock-changed"), &to);
-    std::fs::write(
-        to.join("mapping.sql"),
-        "CREATE VIEW output AS SELECT article_id, version, metadata.flow_id AS flow, metadata.received_at AS received FROM events;\n",
-    )
-    .unwrap();
-    let catalog = ws.catalog().await;
-    let topic = catalog.topic("article-stock-meta").unwrap();
-    assert_eq!(
-        fields(&topic.schema().read_payload),
-        ["eid", "occurred_at", "received_at", "flow_id"]
-    );
-}
-
-/// Runs `topic` twice: as usual, and with a memory budget of 256 KB into
-/// `out-tight`. Checks that both wrote the same counts and the very same data
-/// files (CSV), and returns both summaries.
-async fn roomy_and_tight(
-    ws: &Workspace,
-    topic: &str,
-    data_files_expected: usize,
-) -> (
-    materializer_core::run::RunSummary,
-    materializer_core::run::RunSummary,
-) {
-    use materializer_core::sink::{OutputLocation, S3Settings};
-    use materializer_core::{Engine, EngineSettings};
-
-    let roomy = ws.run(topic).await.unwrap();
-    let tight_out = ws.path("out-tight");
-    let output =
-        OutputLocation::parse(&tight_out.display().to_string(), &S3Settings::default()).unwrap();
-    let engine = Engine::new(EngineSettings {
-        memory_limit: 256 << 10,
-        ..EngineSettings::default()
-    })
-    .unwrap();
-    let request = ws.request(topic, output).await;
-    let tight = materializer_core::run::execute(&engine, request)
-        .await
-        .unwrap();
-    assert_eq!(tight.counts, roomy.counts);
-
-    let data_files: Vec<&str> = roomy
-        .files
-        .iter()
-        .map(|f| f.path.as_str())
-        .filter(|p| p.ends_with(".csv"))
-        .collect();
-    assert_eq!(data_files.len(), data_files_expected, "{data_files:?}");
-    for path in data_files {
-        let roomy_bytes = std::fs::read(ws.out().join(topic).join(path)).unwrap();
-        let tight_bytes = std::fs::read(tight_out.join(topic).join(path)).unwrap();
-        if path.contains("/main/") {
-            assert!(roomy_bytes.len() > 100, "{path}");
-        }
-        assert!(roomy_bytes == tight_bytes, "{path} differs");
-    }
-    (roomy, tight)
-}
-
-/// With a memory budget too small for the decoded events, every partition
-/// spills them to a temp file, and the run writes the very same files.
-#[tokio::test]
-async fn a_run_that_spills_decoded_events_writes_the_same_files() {
-    let ws = Workspace::new();
-    ws.record(
-        "article-stock-changed",
-        &crate::support::article_stream(6000, 3, 11),
-    );
-    // MAIN, CORRECTION, OLDER and KEYS of three partitions.
-    let (roomy, tight) = roomy_and_tight(&ws, "article-stock-changed", 12).await;
-    assert_eq!(roomy.spilled_partitions, 0);
-    assert_eq!(tight.spilled_partitions, 3);
-    assert!(tight.counts.correction_events > 0 && tight.counts.superseded > 0);
-}
-
-/// A topic that does not compact is mapped while it is read when a file open
-/// per partition fits the memory budget; in a budget too small for that, its
-/// events go through the spool, and the files are the same.
-#[tokio::test]
-async fn a_topic_that_does_not_compact_writes_the_same_files_streamed_or_spooled() {
-    let ws = history_workspace();
-    ws.record(
-        "article-stock-history",
-        &crate::support::article_stream(6000, 3, 11),
-    );
-    let (streamed, spooled) = roomy_and_tight(&ws, "article-stock-history", 6).await; // MAIN and CORRECTION
-    assert_eq!(streamed.spilled_partitions, 0);
-    assert_eq!(spooled.spilled_partitions, 3);
-    assert_eq!(
-        streamed.counts.main_rows,
-        6000 - streamed.counts.events_rejected
-    );
-}
-
-/// A recorded line cut short in its events fails the run, naming the file and
-/// line; nothing is committed.
-#[tokio::test]
-async fn a_recording_with_a_cut_line_fails_naming_the_file_and_line() {
-    let ws = Workspace::new();
-    let mut lines = crate::support::article_stream(400, 1, 5);
-    assert!(lines.len() >= 4);
-    let cut = lines[1].len() / 2;
-    lines[1].truncate(cut);
-    ws.record("article-stock-changed", &lines);
-    let err = ws.run("article-stock-changed").await.unwrap_err();
-    let err = materializer_core::report(&err);
-    assert!(
-        err.contains("article-stock-changed") && err.contains("stream.jsonl:2: "),
-        "{err}"
-    );
-    assert!(
-        !ws.out_files().iter().any(|f| f.contains("_manifests/")),
-        "{:?}",
-        ws.out_files()
     );
 }

@@ -16,10 +16,8 @@ use axum::response::Response;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::{
-    Bus, Chunk, Sender, Sent, StreamQuery, StreamSettings, batch_line, lock, new_id, problem,
-    stream_response, token_for, unknown_subscription,
-};
+use super::streaming::{Sender, Sent, StreamQuery, StreamSettings, batch_line, stream_response};
+use super::{Bus, Chunk, lock, new_id, problem, token_for, unknown_subscription};
 use crate::log::{PartitionLog, SubscriptionState, offset_of};
 
 /// A partition of a subscription: (event type, partition).

@@ -1,0 +1,175 @@
+//! Injected faults: each one alone changes nothing in the output, and
+//! faults mixed over many runs give what a fault-free twin gives.
+
+use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
+
+use super::{EVENT_TYPE, end_cursors, live, local, reference, rows, run, source, subscription_id};
+use crate::support::{Workspace, article_stream};
+
+fn faults() -> Vec<(&'static str, FaultPlan)> {
+    vec![
+        (
+            "drop the connection after 3 batches, 4 times",
+            FaultPlan {
+                drop_after_batches: Some(Countdown {
+                    after: 3,
+                    streams: 4,
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "cut a line in half after 2 batches, 3 times",
+            FaultPlan {
+                cut_line_after_batches: Some(Countdown {
+                    after: 2,
+                    streams: 3,
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "429 three times with Retry-After",
+            FaultPlan {
+                refuse: Some(Refusal {
+                    status: 429,
+                    times: 3,
+                    retry_after: Some(1),
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "503 four times",
+            FaultPlan {
+                refuse: Some(Refusal {
+                    status: 503,
+                    times: 4,
+                    retry_after: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "only keep-alives for a second",
+            FaultPlan {
+                keepalive_only: Some(Window {
+                    seconds: 1.2,
+                    streams: 2,
+                }),
+                ..Default::default()
+            },
+        ),
+        (
+            "silent past the deadline",
+            FaultPlan {
+                silence: Some(Window {
+                    seconds: 3.0,
+                    streams: 1,
+                }),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_fault_alone_changes_nothing_in_the_output() {
+    let ws = Workspace::new();
+    let lines = article_stream(1500, 4, 21);
+    let expected = reference(&ws, &lines).await;
+    for subscription in [false, true] {
+        for (i, (name, plan)) in faults().into_iter().enumerate() {
+            // A server per case: each subscription starts from the beginning.
+            let live = live(&ws, None, &lines).await;
+            live.bus.set_faults(plan);
+            let output = local(&ws, &format!("fault-{subscription}-{i}"));
+            let summary = run(&ws, &output, source(&live, subscription))
+                .await
+                .unwrap_or_else(|e| panic!("{name} (subscription: {subscription}): {e}"));
+            let injected = live.bus.injected();
+            assert!(
+                injected.refused
+                    + injected.dropped
+                    + injected.cut
+                    + injected.keepalive_only
+                    + injected.silent
+                    > 0,
+                "{name}: no fault was injected"
+            );
+            assert_eq!(
+                rows(&output).await,
+                expected,
+                "{name} (subscription: {subscription})"
+            );
+            if !name.starts_with("only keep-alives") {
+                assert!(summary.counts.events_read == 1500, "{name}");
+            }
+            if subscription {
+                let id = subscription_id(&live).await;
+                assert_eq!(
+                    live.bus.committed(&id).unwrap(),
+                    end_cursors(&output).await,
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn mixed_faults_over_many_runs_match_a_fault_free_twin() {
+    let ws = Workspace::new();
+    let lines = article_stream(4000, 4, 33);
+    let chunks: Vec<&[String]> = lines.chunks(lines.len() / 8 + 1).collect();
+    for subscription in [false, true] {
+        let clean = live(&ws, None, &[]).await;
+        let faulty = live(&ws, None, &[]).await;
+        let clean_out = local(&ws, &format!("twin-clean-{subscription}"));
+        let faulty_out = local(&ws, &format!("twin-faulty-{subscription}"));
+        let plans = faults();
+        for (round, chunk) in chunks.iter().enumerate() {
+            let text = chunk.join("\n") + "\n";
+            clean
+                .bus
+                .append_recording(EVENT_TYPE, text.as_bytes())
+                .unwrap();
+            faulty
+                .bus
+                .append_recording(EVENT_TYPE, text.as_bytes())
+                .unwrap();
+            // Two faults at once, different in every round.
+            let (a, b) = (
+                &plans[round % plans.len()].1,
+                &plans[(round * 3 + 1) % plans.len()].1,
+            );
+            faulty.bus.set_faults(FaultPlan {
+                refuse: a.refuse.clone().or(b.refuse.clone()),
+                drop_after_batches: a
+                    .drop_after_batches
+                    .clone()
+                    .or(b.drop_after_batches.clone()),
+                cut_line_after_batches: a
+                    .cut_line_after_batches
+                    .clone()
+                    .or(b.cut_line_after_batches.clone()),
+                keepalive_only: a.keepalive_only.clone().or(b.keepalive_only.clone()),
+                silence: a.silence.clone().or(b.silence.clone()),
+                max_uncommitted: a.max_uncommitted.clone().or(b.max_uncommitted.clone()),
+            });
+            run(&ws, &clean_out, source(&clean, subscription))
+                .await
+                .unwrap();
+            run(&ws, &faulty_out, source(&faulty, subscription))
+                .await
+                .unwrap_or_else(|e| panic!("round {round} (subscription: {subscription}): {e}"));
+            assert_eq!(
+                rows(&faulty_out).await,
+                rows(&clean_out).await,
+                "round {round}"
+            );
+        }
+        let c = rows(&clean_out).await;
+        assert_eq!(c.sequences, (1..=chunks.len() as u64).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,336 @@
+//! Runs of the binary killed or crashed at any moment (failpoints and
+//! SIGKILL) while the stream grows: the next run finishes or resumes what
+//! they left, and every event is committed once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use materializer_core::run::{Ledger, PartitionCursors, Plan};
+use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
+use materializer_core::source::TokenSource;
+
+use super::{
+    Live, OWNER, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, run, settings, source,
+    source_with, subscription_id,
+};
+use crate::support::{Workspace, article_stream, committed, parse_csv, run_files};
+
+const FAILPOINT: &str = "MATERIALIZER_FAILPOINT";
+
+/// What a warehouse that loads every committed run in order holds: per
+/// article, the version and eid of its MAIN row of the highest version.
+async fn warehouse(output: &OutputLocation) -> BTreeMap<String, (i64, String)> {
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for run in run_files(output, TOPIC).await {
+        for (_, text) in run.files.iter().filter(|(kind, _)| *kind == FileKind::Main) {
+            let mut rows = parse_csv(text);
+            let header = rows.remove(0);
+            let column = |name: &str| {
+                header
+                    .iter()
+                    .position(|h| h.as_deref() == Some(name))
+                    .unwrap()
+            };
+            let (key, version, eid) = (column("article_id"), column("version"), column("eid"));
+            for row in rows {
+                let v: i64 = row[version].as_deref().unwrap().parse().unwrap();
+                let k = row[key].clone().unwrap();
+                if latest.get(&k).is_none_or(|(top, _)| v > *top) {
+                    latest.insert(k, (v, row[eid].clone().unwrap()));
+                }
+            }
+        }
+    }
+    latest
+}
+
+/// The events of recorded stream lines: (eid, article, version).
+fn events_of(lines: &[String]) -> BTreeSet<(String, String, i64)> {
+    let mut events = BTreeSet::new();
+    for line in lines {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().unwrap() {
+            events.insert((
+                event["metadata"]["eid"].as_str().unwrap().to_string(),
+                event["article_id"].to_string(),
+                event["version"].as_i64().unwrap(),
+            ));
+        }
+    }
+    events
+}
+
+/// The committed runs hold the latest version of every article in `lines`,
+/// each as one of the events with that version (equal versions are
+/// redeliveries of one state).
+async fn holds_the_latest_versions(output: &OutputLocation, lines: &[String]) {
+    let events = events_of(lines);
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, article, version) in &events {
+        let top = latest.entry(article.clone()).or_insert(*version);
+        *top = (*top).max(*version);
+    }
+    let held = warehouse(output).await;
+    let versions: BTreeMap<String, i64> = held.iter().map(|(a, (v, _))| (a.clone(), *v)).collect();
+    assert_eq!(versions, latest);
+    for (article, (version, eid)) in held {
+        assert!(
+            events.contains(&(eid.clone(), article.clone(), version)),
+            "{article}: {eid} is not an event of version {version}"
+        );
+    }
+}
+
+/// Makes the binary read the topic through the subscription the library runs use.
+fn read_through_subscription(ws: &Workspace) {
+    let dir = ws.sql().join(TOPIC);
+    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
+    std::fs::write(
+        dir.join("topic.toml"),
+        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
+    )
+    .unwrap();
+}
+
+/// A run of the binary against `live`, writing to `output`.
+fn cli_run(ws: &Workspace, live: &Live, output: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(ws.command());
+    command
+        .args([
+            "run",
+            "--topic",
+            TOPIC,
+            "--nakadi-url",
+            &live.url,
+            "--no-progress",
+            "--output",
+        ])
+        .arg(output)
+        .kill_on_drop(true);
+    command
+}
+
+/// What a run of the binary printed once it ended; a run that does not end
+/// fails the test.
+async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(RUN_DEADLINE, command.output())
+        .await
+        .expect("the run did not end")
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits until the server noticed that the killed run's stream is gone.
+async fn until_no_stream_holds(live: &Live, id: &str) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let stats: serde_json::Value =
+            reqwest::get(format!("{}/subscriptions/{id}/stats", live.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let assigned = stats["items"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["state"] == "assigned");
+        if !assigned {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the stream stays held: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The events between a plan's start and end cursors.
+fn planned_events(plan: &Plan) -> u64 {
+    plan.partitions
+        .iter()
+        .map(|p| p.start.distance_to(&p.end).unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_crash_between_manifest_and_cursor_commit_is_finished_by_the_next_run() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let live = live(&ws, None, &article_stream(600, 4, 12)).await;
+    let output = ws.path("crash-out");
+    let crashed = finished(cli_run(&ws, &live, &output).env(FAILPOINT, "post-committed")).await;
+    assert!(!crashed.status.success());
+    let location =
+        OutputLocation::parse(&output.display().to_string(), &S3Settings::default()).unwrap();
+    assert_eq!(
+        committed(&location, TOPIC).await.sequences,
+        vec![1],
+        "the manifest was written"
+    );
+    let id = subscription_id(&live).await;
+    assert!(
+        live.bus
+            .committed(&id)
+            .unwrap()
+            .values()
+            .all(|c| c == "BEGIN"),
+        "no cursor commit yet"
+    );
+
+    let next = finished(&mut cli_run(&ws, &live, &output)).await;
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert!(text(&next.stdout).contains("nothing new since run 1"));
+    assert_eq!(
+        live.bus.committed(&id).unwrap(),
+        end_cursors(&location).await
+    );
+}
+
+#[tokio::test]
+async fn a_killed_subscription_run_resumes_its_plan_after_the_stream_grew() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let lines = article_stream(1600, 4, 41);
+    let parts: Vec<&[String]> = lines.chunks(lines.len() / 3 + 1).collect();
+    let live = live(&ws, None, parts[0]).await;
+    let dir = ws.path("resumed");
+    let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
+    run(&ws, &output, source(&live, true)).await.unwrap();
+    append(&live, parts[1]);
+    // Run 2 dies after its first batch went to a decoder: its plan is
+    // written, its manifest is not, its stream had sent events uncommitted.
+    let killed = finished(cli_run(&ws, &live, &dir).env(FAILPOINT, "reading")).await;
+    assert!(
+        text(&killed.stderr).contains("failpoint reading"),
+        "{}",
+        text(&killed.stderr)
+    );
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let plan = ledger.plan(2).await.unwrap().expect("run 2 wrote its plan");
+    assert_eq!(ledger.committed_sequences().await.unwrap(), vec![1]);
+    assert_eq!(planned_events(&plan), events_in(parts[1]));
+
+    // The stream grows: Nakadi sends these events past the plan's end.
+    append(&live, parts[2]);
+    let id = subscription_id(&live).await;
+    until_no_stream_holds(&live, &id).await;
+    let mut s = settings(&live.url, TokenSource::None);
+    s.commit_timeout = Duration::from_secs(2);
+    let resumed = tokio::time::timeout(RUN_DEADLINE, run(&ws, &output, source_with(s, true)))
+        .await
+        .expect("the resumed run did not end")
+        .unwrap();
+    assert!(resumed.resumed);
+    assert_eq!(resumed.sequence, Some(2));
+    assert_eq!(resumed.counts.events_read, planned_events(&plan));
+    let cursors = |p: &[PartitionCursors]| -> Vec<(String, String, String)> {
+        p.iter()
+            .map(|c| (c.partition.clone(), c.start.to_string(), c.end.to_string()))
+            .collect()
+    };
+    assert_eq!(cursors(&resumed.partitions), cursors(&plan.partitions));
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+    let planned = [parts[0], parts[1]].concat();
+    holds_the_latest_versions(&output, &planned).await;
+
+    // The growth is the next run's.
+    let next = run(&ws, &output, source(&live, true)).await.unwrap();
+    assert_eq!(next.counts.events_read, events_in(parts[2]));
+    holds_the_latest_versions(&output, &lines).await;
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
+
+#[tokio::test]
+async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once() {
+    let ws = Workspace::new();
+    read_through_subscription(&ws);
+    let lines = article_stream(3000, 4, 57);
+    let live = live(&ws, None, &[]).await;
+    let dir = ws.path("series");
+    let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
+    // Every failpoint once, and SIGKILL at random moments in between.
+    let deaths = [
+        Some("planned"),
+        None,
+        Some("reading"),
+        None,
+        Some("files-written"),
+        None,
+        Some("committed"),
+        None,
+        Some("post-committed"),
+        None,
+        None,
+        Some("reading"),
+    ];
+    let rounds: Vec<&[String]> = lines.chunks(lines.len().div_ceil(deaths.len())).collect();
+    // How long a whole run takes, to spread the kills over it.
+    let mut span = Duration::from_millis(500);
+    let mut seed = 0x5eed_u64;
+    let mut random = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    assert_eq!(rounds.len(), deaths.len());
+    for (round, (events, death)) in rounds.iter().zip(deaths).enumerate() {
+        let (before, meanwhile) = events.split_at(events.len() / 2);
+        append(&live, before);
+        match death {
+            Some(point) => {
+                let died = finished(cli_run(&ws, &live, &dir).env(FAILPOINT, point)).await;
+                assert!(
+                    text(&died.stderr).contains(&format!("failpoint {point}")),
+                    "round {round}: {}",
+                    text(&died.stderr)
+                );
+            }
+            None => {
+                let mut child = cli_run(&ws, &live, &dir)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let moment = random(span.as_millis() as u64 + 1);
+                tokio::time::sleep(Duration::from_millis(moment)).await;
+                let _ = child.start_kill(); // SIGKILL
+                let _ = child.wait().await;
+            }
+        }
+        // Events keep arriving while no run is there.
+        append(&live, meanwhile);
+        let started = Instant::now();
+        let next = finished(&mut cli_run(&ws, &live, &dir)).await;
+        span = started.elapsed();
+        assert!(
+            next.status.success(),
+            "round {round}: {}",
+            text(&next.stderr)
+        );
+    }
+
+    // A run that resumed a plan left the last events to the next one.
+    let last = finished(&mut cli_run(&ws, &live, &dir)).await;
+    assert!(last.status.success(), "{}", text(&last.stderr));
+
+    // Every event is in exactly one committed run, and the runs follow each other.
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    let mut manifests = Vec::new();
+    for sequence in ledger.committed_sequences().await.unwrap() {
+        manifests.push(ledger.manifest(sequence).await.unwrap().unwrap());
+    }
+    let read: u64 = manifests.iter().map(|m| m.counts.events_read).sum();
+    assert_eq!(read, events_in(&lines));
+    for pair in manifests.windows(2) {
+        let ends: Vec<_> = pair[0].partitions.iter().map(|p| &p.end).collect();
+        let starts: Vec<_> = pair[1].partitions.iter().map(|p| &p.start).collect();
+        assert_eq!(ends, starts, "run {}", pair[1].sequence);
+    }
+    holds_the_latest_versions(&output, &lines).await;
+    let id = subscription_id(&live).await;
+    assert_eq!(live.bus.committed(&id).unwrap(), end_cursors(&output).await);
+}
