@@ -30,12 +30,12 @@ pub use error::{ApiError, Problem, SqlError};
 pub use state::{ApiSettings, AppState, TopicsView};
 
 use self::openapi::{ApiDoc, complete_responses};
-use crate::console;
 use self::routes::mapping::*;
 use self::routes::operations::*;
 use self::routes::preview::*;
 use self::routes::runs::*;
 use self::routes::topics::*;
+use crate::console;
 
 /// The routes and their OpenAPI description.
 pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
