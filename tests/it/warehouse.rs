@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use materializer_core::run::Ledger;
-use materializer_core::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
+use materializer_core::warehouse::{self, FilePlace, load_run_sql, setup_sql};
 
 use crate::servers::postgres;
 use crate::support::{Workspace, parse_csv};
@@ -360,7 +360,7 @@ async fn the_shipped_import_sql_is_what_the_generator_writes() {
     let ws = Workspace::new();
     let catalog = ws.catalog().await;
     for (name, topic) in &catalog.topics {
-        for dialect in [Dialect::Postgres, Dialect::Redshift, Dialect::Oracle] {
+        for dialect in warehouse::dialects() {
             let path = crate::support::repo()
                 .join("sql/warehouse")
                 .join(dialect.name())
@@ -369,7 +369,7 @@ async fn the_shipped_import_sql_is_what_the_generator_writes() {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(
                 shipped,
-                setup_sql(topic, dialect).unwrap(),
+                setup_sql(topic, *dialect).unwrap(),
                 "{} is out of date: materializer warehouse-sql {name} --dialect {} > {}",
                 path.display(),
                 dialect.name(),
@@ -833,7 +833,8 @@ async fn load_recorded_runs(
     let pg = postgres();
     let database = pg.database(label);
     let topic = ws.catalog().await.topic(topic_name).unwrap();
-    pg.psql(&database, &setup_sql(&topic, Dialect::Postgres).unwrap())
+    let dialect = warehouse::dialect_named("postgres").unwrap();
+    pg.psql(&database, &setup_sql(&topic, dialect).unwrap())
         .unwrap();
     let recording = ws.path("recorded").join(topic_name);
     std::fs::create_dir_all(&recording).unwrap();
@@ -855,7 +856,7 @@ async fn load_recorded_runs(
         let folder = ws.out().join(topic_name);
         let load = load_run_sql(
             &topic,
-            Dialect::Postgres,
+            dialect,
             &manifest,
             FilePlace::Folder(Path::new(&folder)),
         )
