@@ -140,7 +140,7 @@ pub(crate) fn topic_detail(app: &AppState, topic: &Topic) -> TopicDetail {
         mapping_sql: topic.mapping().text.clone(),
         output_view: topic.mapping().output_view().to_string(),
         output_columns: columns(topic.output_schema()),
-        generated_sql: topic.explain(),
+        generated_sql: warehouse::explain(topic),
         error,
     }
 }

@@ -25,6 +25,7 @@
 
 mod contract;
 pub mod dialect;
+mod explain;
 mod load;
 mod merge;
 mod tables;
@@ -32,6 +33,7 @@ mod target;
 
 pub use contract::contract;
 pub use dialect::{UnknownDialect, dialect_named, dialect_names, dialects};
+pub use explain::explain;
 pub use load::{FilePlace, load_run_sql};
 pub use tables::setup_sql;
 
