@@ -9,7 +9,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::error::{ApiError, ProblemKind};
-use crate::api::state::AppState;
 
 /// The tokens the API accepts.
 #[derive(Clone, Default)]
@@ -105,13 +104,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Checks the bearer token: 401 without one, 403 with a wrong one.
+/// Checks the bearer token against `tokens` (the server's): 401 without
+/// one, 403 with a wrong one.
 pub(crate) async fn require_token(
-    State(app): State<Arc<AppState>>,
+    State(tokens): State<Arc<Tokens>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if app.settings.tokens.is_empty() {
+    if tokens.is_empty() {
         // Loopback without tokens, announced at start.
         request.extensions_mut().insert(Caller { token: None });
         return next.run(request).await;
@@ -126,7 +126,7 @@ pub(crate) async fn require_token(
             .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
             .into_response();
     };
-    match app.settings.tokens.find(given.trim()) {
+    match tokens.find(given.trim()) {
         None => ApiError::new(ProblemKind::Forbidden, "the bearer token is not accepted")
             .into_response(),
         Some(number) => {

@@ -54,7 +54,7 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(reload))
         .routes(routes!(info))
         .layer(middleware::from_fn_with_state(
-            app.clone(),
+            Arc::new(app.settings.tokens.clone()),
             auth::require_token,
         ));
     let public: OpenApiRouter<Arc<AppState>> = OpenApiRouter::new()

@@ -4,11 +4,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use materializer_core::config::ErrorPlace;
 use materializer_core::preview::{PreviewRejected, PreviewTable};
 use materializer_core::run::{Manifest, ManifestFile, RunCounts};
+use materializer_core::warehouse::{self, Dialect};
 
 pub use crate::api::columns::ColumnView;
 
@@ -399,22 +403,62 @@ pub struct SampleView {
     pub source: String,
 }
 
-/// The SQL dialects of the warehouse import.
-#[derive(Clone, Copy, Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DialectParam {
-    #[default]
-    Postgres,
-    Redshift,
-    Oracle,
+/// The dialect of a request for warehouse SQL that names none.
+pub const DEFAULT_DIALECT: &str = "postgres";
+
+/// The query of a request for warehouse SQL; its OpenAPI description is
+/// written below, from the engine's list of dialects.
+#[derive(Deserialize)]
+pub struct WarehouseQuery {
+    /// One of the engine's dialects, by name; [`DEFAULT_DIALECT`] when absent.
+    #[serde(default, deserialize_with = "known_dialect")]
+    pub dialect: Option<&'static Dialect>,
 }
 
-#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WarehouseQuery {
-    /// postgres (default), redshift or oracle.
-    #[param(inline)]
-    pub dialect: Option<DialectParam>,
+/// Takes a dialect's name. Any other is refused with serde's words for the
+/// unknown variant of an enum of the names ("unknown variant `mysql`,
+/// expected one of ..."), as when the names were an enum.
+fn known_dialect<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'static Dialect>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    warehouse::dialect_named(&name)
+        .map(Some)
+        .map_err(|_| serde::de::Error::unknown_variant(&name, warehouse::dialect_names()))
+}
+
+impl IntoParams for WarehouseQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let names = warehouse::dialect_names();
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("The SQL dialects of the warehouse import."))
+            .enum_values(Some(names.iter().copied()));
+        vec![
+            ParameterBuilder::new()
+                .name("dialect")
+                .parameter_in(ParameterIn::Query)
+                .description(Some(dialect_choices(names)))
+                .required(Required::False)
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
+/// "postgres (default), redshift or oracle.": the dialects, the default first.
+fn dialect_choices(names: &[&str]) -> String {
+    let mut choices = vec![format!("{DEFAULT_DIALECT} (default)")];
+    choices.extend(
+        names
+            .iter()
+            .filter(|name| **name != DEFAULT_DIALECT)
+            .map(|name| name.to_string()),
+    );
+    match choices.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}.", rest.join(", ")),
+        _ => format!("{}.", choices.concat()),
+    }
 }
 
 /// The warehouse import SQL of a topic.
@@ -461,5 +505,28 @@ fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usi
         _ => Err(serde::de::Error::custom(format!(
             "{number} is not a count (a whole number, 0 or more)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_dialect_is_one_of_the_engine() {
+        assert!(warehouse::dialect_named(DEFAULT_DIALECT).is_ok());
+    }
+
+    #[test]
+    fn the_choices_name_the_default_first() {
+        assert_eq!(
+            dialect_choices(&["redshift", "postgres", "oracle"]),
+            "postgres (default), redshift or oracle."
+        );
+        assert_eq!(
+            dialect_choices(&["postgres", "oracle"]),
+            "postgres (default) or oracle."
+        );
+        assert_eq!(dialect_choices(&["postgres"]), "postgres (default).");
     }
 }

@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::error::{ApiError, ProblemKind};
+use super::metrics::Metrics;
 use super::models::{CountsView, ProgressView, RunView};
-use super::state::AppState;
 use materializer_core::ErrorClass;
 use materializer_core::config::Topic;
 use materializer_core::report;
-use materializer_core::run::{self, Outcome, Progress, RunFailure, RunSummary, Stage};
+use materializer_core::run::{
+    self, Outcome, Progress, RunEnvironment, RunFailure, RunSummary, Stage,
+};
 
 /// Runs kept in memory (older ones are read back from the manifests).
 const KEEP: usize = 1000;
@@ -207,10 +209,20 @@ fn new_id() -> String {
     format!("run-{:016x}", rand::random::<u64>())
 }
 
+/// What a run started here needs of the server: the registry it is entered
+/// in, the environment it runs in and the metrics its end is counted in.
+/// The server's state provides them, and holds this registry, which is why
+/// the registry does not name it.
+pub trait RunHost: Send + Sync + 'static {
+    fn runs(&self) -> &RunRegistry;
+    fn environment(&self) -> &RunEnvironment;
+    fn metrics(&self) -> &Metrics;
+}
+
 /// Queues a run of `topic`; refused when the topic has one queued or running.
-pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError> {
+pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiError> {
     let entry = {
-        let mut guard = lock(&app.runs.entries);
+        let mut guard = lock(&app.runs().entries);
         let (entries, order) = &mut *guard;
         if let Some(other) = entries
             .values()
@@ -260,12 +272,12 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
     let app = app.clone();
     tokio::spawn(async move {
         let permit = tokio::select! {
-            permit = app.runs.permits.clone().acquire_owned() => permit.ok(),
+            permit = app.runs().permits.clone().acquire_owned() => permit.ok(),
             _ = entry.cancel.cancelled() => None,
         };
         let Some(_permit) = permit else {
             finish(
-                &app,
+                app.metrics(),
                 &entry,
                 Ended::Stopped,
                 None,
@@ -278,7 +290,7 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
             r.started_at = Some(Utc::now());
             r.started = Some(Instant::now());
         }
-        let request = match app.env.request(
+        let request = match app.environment().request(
             topic.clone(),
             None,
             entry.progress.clone(),
@@ -286,17 +298,18 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
         ) {
             Ok(request) => request,
             Err(e) => {
-                finish(&app, &entry, Ended::Failed, None, Some(report(&e)));
+                finish(app.metrics(), &entry, Ended::Failed, None, Some(report(&e)));
                 return;
             }
         };
         // A run that panics fails alone; the server and the other runs go on.
-        let outcome = std::panic::AssertUnwindSafe(run::execute(&app.env.engine, request))
-            .catch_unwind()
-            .await;
+        let outcome =
+            std::panic::AssertUnwindSafe(run::execute(&app.environment().engine, request))
+                .catch_unwind()
+                .await;
         let Ok(outcome) = outcome else {
             finish(
-                &app,
+                app.metrics(),
                 &entry,
                 Ended::Failed,
                 None,
@@ -308,13 +321,13 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
             return;
         };
         match outcome {
-            Ok(summary) => finish(&app, &entry, Ended::Succeeded, Some(summary), None),
+            Ok(summary) => finish(app.metrics(), &entry, Ended::Succeeded, Some(summary), None),
             Err(e) => {
                 let ended = match e.failure() {
                     RunFailure::Stopped => Ended::Stopped,
                     _ => Ended::Failed,
                 };
-                finish(&app, &entry, ended, None, Some(report(&e)))
+                finish(app.metrics(), &entry, ended, None, Some(report(&e)))
             }
         }
     });
@@ -322,7 +335,7 @@ pub fn start(app: &Arc<AppState>, topic: Arc<Topic>) -> Result<String, ApiError>
 }
 
 fn finish(
-    app: &AppState,
+    metrics: &Metrics,
     entry: &Entry,
     ended: Ended,
     summary: Option<RunSummary>,
@@ -342,8 +355,7 @@ fn finish(
         Ended::Failed => "failed",
         Ended::Stopped => "stopped",
     };
-    app.metrics
-        .record(&entry.topic, state, &entry.progress.snapshot(), seconds);
+    metrics.record(&entry.topic, state, &entry.progress.snapshot(), seconds);
     match (ended, &entry_error(entry)) {
         (Ended::Succeeded, _) | (_, None) => {
             info!(run = %entry.id, topic = %entry.topic, state, "run ended")

@@ -18,7 +18,7 @@ use crate::api::auth::Tokens;
 use crate::api::error::{ApiError, ProblemKind};
 use crate::api::metrics::Metrics;
 use crate::api::models::*;
-use crate::api::registry::RunRegistry;
+use crate::api::registry::{RunHost, RunRegistry};
 use materializer_core::ErrorClass;
 use materializer_core::config::ConfigError;
 
@@ -161,5 +161,19 @@ impl AppState {
                 )
                 .titled("Unknown topic"),
             })
+    }
+}
+
+impl RunHost for AppState {
+    fn runs(&self) -> &RunRegistry {
+        &self.runs
+    }
+
+    fn environment(&self) -> &RunEnvironment {
+        &self.env
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

@@ -4,11 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 use crate::cli::error::CliError;
 use materializer_core::sink::S3Settings;
 use materializer_core::source::{NakadiClient, NakadiSettings, TokenSource};
+use materializer_core::warehouse::{self, Dialect};
 
 /// Options every subcommand takes, listed under one heading.
 #[derive(Args, Debug)]
@@ -224,8 +226,8 @@ pub(crate) struct WarehouseArgs {
     /// Topic name (a folder under --sql-dir).
     pub(crate) topic: String,
     /// The warehouse.
-    #[arg(long, value_enum)]
-    pub(crate) dialect: DialectArg,
+    #[arg(long, value_parser = dialect_parser())]
+    pub(crate) dialect: &'static Dialect,
     /// Print the load statements of this committed run instead of the setup.
     #[arg(long)]
     pub(crate) run: Option<u64>,
@@ -283,11 +285,11 @@ pub(crate) struct TopicsArgs {
     pub(crate) nakadi: NakadiArgs,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub(crate) enum DialectArg {
-    Postgres,
-    Redshift,
-    Oracle,
+/// `--dialect`: the name of one of the engine's dialects, so that `--help`
+/// and the usage error of any other value list them all.
+fn dialect_parser() -> impl TypedValueParser<Value = &'static Dialect> {
+    PossibleValuesParser::new(warehouse::dialect_names().iter().copied())
+        .try_map(|name| warehouse::dialect_named(&name))
 }
 
 #[derive(Args, Debug)]

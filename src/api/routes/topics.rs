@@ -7,10 +7,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use tracing::warn;
 
+use materializer_core::ErrorClass;
 use materializer_core::config::Topic;
 use materializer_core::run::Ledger;
 use materializer_core::source::Source;
-use materializer_core::warehouse::{Dialect, setup_sql};
+use materializer_core::warehouse::{self, setup_sql};
 
 use crate::api::columns::columns;
 use crate::api::error::{ApiError, Problem, ProblemKind};
@@ -139,7 +140,7 @@ pub(crate) fn topic_detail(app: &AppState, topic: &Topic) -> TopicDetail {
         mapping_sql: topic.mapping().text.clone(),
         output_view: topic.mapping().output_view().to_string(),
         output_columns: columns(topic.output_schema()),
-        generated_sql: topic.explain(),
+        generated_sql: warehouse::explain(topic),
         error,
     }
 }
@@ -227,10 +228,10 @@ pub(crate) async fn warehouse_sql(
     Query(query): Query<WarehouseQuery>,
 ) -> Result<Json<WarehouseSqlView>, ApiError> {
     let topic = app.topic(&name)?;
-    let dialect = match query.dialect.unwrap_or_default() {
-        DialectParam::Postgres => Dialect::Postgres,
-        DialectParam::Redshift => Dialect::Redshift,
-        DialectParam::Oracle => Dialect::Oracle,
+    let dialect = match query.dialect {
+        Some(dialect) => dialect,
+        None => warehouse::dialect_named(DEFAULT_DIALECT)
+            .map_err(|e| ApiError::class(ErrorClass::Internal, e.to_string()))?,
     };
     Ok(Json(WarehouseSqlView {
         dialect: dialect.name().to_string(),

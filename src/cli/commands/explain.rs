@@ -26,7 +26,7 @@ pub(crate) async fn explain(engine: &Engine, ctx: &Context, topic: &str) -> Resu
         out.push_str(&format!("-- left out: {warning}\n"));
     }
     out.push('\n');
-    out.push_str(&topic.explain());
+    out.push_str(&materializer_core::warehouse::explain(&topic));
     print!("{out}");
     Ok(())
 }

@@ -15,14 +15,10 @@ pub(crate) async fn warehouse_sql(
     ctx: &Context,
     args: WarehouseArgs,
 ) -> Result<(), CliError> {
-    use materializer_core::warehouse::{Dialect, FilePlace, load_run_sql, setup_sql};
+    use materializer_core::warehouse::{FilePlace, load_run_sql, setup_sql};
     let catalog = load_catalog(engine, ctx).await?;
     let topic = catalog.topic(&args.topic)?;
-    let dialect = match args.dialect {
-        DialectArg::Postgres => Dialect::Postgres,
-        DialectArg::Redshift => Dialect::Redshift,
-        DialectArg::Oracle => Dialect::Oracle,
-    };
+    let dialect = args.dialect;
     let Some(sequence) = args.run else {
         print!("{}", setup_sql(&topic, dialect)?);
         return Ok(());

@@ -281,21 +281,6 @@ impl Topic {
         &self.fingerprint
     }
 
-    /// The SQL chain a run executes, for `materializer explain`.
-    pub fn explain(&self) -> String {
-        self.compaction
-            .explain(&crate::mapping::compaction::Explained {
-                topic: &self.name,
-                event_columns: &self.schema.event_columns(),
-                mapping_path: &self.mapping.path.display().to_string(),
-                mapping_text: &self.mapping.text,
-                output_view: self.mapping.output_view(),
-                keep_history: self.keeps_history(),
-                deletes: self.deletes.as_ref().map(|d| d.sql()),
-                contract: &crate::warehouse::contract(self),
-            })
-    }
-
     /// Whether runs write the older versions of their keys (HISTORY files)
     /// for the warehouse's history table.
     pub fn keeps_history(&self) -> bool {

@@ -1,4 +1,5 @@
-//! The merge of one staged run, by key, the same logic in every dialect.
+//! The merge of one staged run, by key, the same logic in every dialect
+//! (each writes its DELETE and the closing of history ranges its own way).
 //!
 //! The run's KEYS say which versions it decided. Per key:
 //! - the ODS takes the run's MAIN version when it is newer than the version
@@ -11,38 +12,9 @@
 //!   higher ordering key of the key (any version, deletes included), so that
 //!   a late version shortens its predecessor's range.
 
-use super::Dialect;
 use super::target::{DELETED, KIND, Target};
 
 impl Target<'_> {
-    /// Deletes the rows of `table` for which `condition` holds; `condition`
-    /// gets the name to refer to `table` by and compares it with `other`,
-    /// aliased `other_alias`.
-    fn delete_matching(
-        &self,
-        table: &str,
-        alias: &str,
-        other: &str,
-        other_alias: &str,
-        condition: impl Fn(&str) -> String,
-    ) -> String {
-        match self.dialect {
-            Dialect::Oracle => format!(
-                "DELETE FROM {table} {alias}\nWHERE EXISTS (SELECT 1 FROM {other} {other_alias} WHERE {})",
-                condition(alias)
-            ),
-            // Redshift's DELETE takes no alias for its target.
-            Dialect::Redshift => format!(
-                "DELETE FROM {table}\nUSING {other} {other_alias}\nWHERE {}",
-                condition(table)
-            ),
-            Dialect::Postgres => format!(
-                "DELETE FROM {table} {alias}\nUSING {other} {other_alias}\nWHERE {}",
-                condition(alias)
-            ),
-        }
-    }
-
     /// The statements of the merge, without their semicolons.
     pub(super) fn merge_statements(&self) -> Vec<String> {
         let mut statements = self.ods_statements();
@@ -89,14 +61,16 @@ impl Target<'_> {
             correction = self.table("correction"),
             w_main = self.versions_equal("w", "m"),
             w_correction = self.versions_equal("w", "c"),
-            w_live = self.is_false(&format!("w.{DELETED}")),
+            w_live = self.dialect.is_false(&format!("w.{DELETED}")),
         );
         vec![
             format!("DELETE FROM {winners}"),
             choose,
-            self.delete_matching(&ods, "o", &winners, "w", |o| self.keys_equal("w", o)),
+            self.dialect
+                .delete_matching(&ods, "o", &winners, "w", &|o| self.keys_equal("w", o)),
             insert,
-            self.delete_matching(&versions, "v", &winners, "w", |v| self.keys_equal("w", v)),
+            self.dialect
+                .delete_matching(&versions, "v", &winners, "w", &|v| self.keys_equal("w", v)),
             format!(
                 "INSERT INTO {versions} ({list}, {DELETED})\nSELECT {list}, {DELETED} FROM {winners}",
                 list = self.version_list(""),
@@ -111,11 +85,7 @@ impl Target<'_> {
             self.table("history"),
             self.table("history_versions"),
         );
-        let ordering_type = self
-            .version_columns()
-            .last()
-            .map(|c| c.split_once(' ').map_or("", |(_, t)| t).to_string())
-            .unwrap_or_default();
+        let ordering_type = self.ordering_type();
         let insert = format!(
             "INSERT INTO {history} ({columns}, valid_from, valid_to)\n\
              SELECT {m_columns}, m.{o}, CAST(NULL AS {ordering_type}) FROM {main} m\n\
@@ -139,63 +109,22 @@ impl Target<'_> {
             correction = self.table("correction"),
             k_main = self.versions_equal("k", "m"),
             k_correction = self.versions_equal("k", "c"),
-            k_live = self.is_false(&format!("k.{DELETED}")),
+            k_live = self.dialect.is_false(&format!("k.{DELETED}")),
         );
         let mut statements = vec![
-            self.delete_matching(&versions, "v", &keys, "k", |v| self.versions_equal("k", v)),
+            self.dialect
+                .delete_matching(&versions, "v", &keys, "k", &|v| self.versions_equal("k", v)),
             format!(
                 "INSERT INTO {versions} ({list}, {DELETED})\nSELECT {list}, {DELETED} FROM {keys}",
                 list = self.version_list(""),
             ),
-            self.delete_matching(&history, "h", &keys, "k", |h| {
-                format!("{} AND {h}.valid_from = k.{o}", self.keys_equal("k", h))
-            }),
+            self.dialect
+                .delete_matching(&history, "h", &keys, "k", &|h| {
+                    format!("{} AND {h}.valid_from = k.{o}", self.keys_equal("k", h))
+                }),
             insert,
         ];
-        statements.extend(self.close_ranges());
+        statements.extend(self.dialect.close_ranges(self));
         statements
-    }
-
-    /// Sets `valid_to` of every history row of the run's keys: the next
-    /// higher ordering key of the key, NULL for the newest.
-    fn close_ranges(&self) -> Vec<String> {
-        let o = self.ordering_ident();
-        let (keys, history, versions) = (
-            self.table("keys"),
-            self.table("history"),
-            self.table("history_versions"),
-        );
-        match self.dialect {
-            // Redshift takes no correlated subquery in SET: clear, then join.
-            Dialect::Redshift => vec![
-                format!(
-                    "UPDATE {history} SET valid_to = NULL\nFROM (SELECT DISTINCT {key_list} FROM {keys}) k\nWHERE {k_equal}",
-                    key_list = self.key_list(""),
-                    k_equal = self.keys_equal("k", history.as_str()),
-                ),
-                format!(
-                    "UPDATE {history} SET valid_to = n.next_from\n\
-                     FROM (\n\
-                     \x20   SELECT {h_keys}, h.valid_from, MIN(v.{o}) AS next_from\n\
-                     \x20   FROM {history} h\n\
-                     \x20   JOIN {versions} v ON {v_equal} AND v.{o} > h.valid_from\n\
-                     \x20   WHERE EXISTS (SELECT 1 FROM {keys} k WHERE {k_equal})\n\
-                     \x20   GROUP BY {h_keys}, h.valid_from\n\
-                     ) n\n\
-                     WHERE {n_equal} AND {history}.valid_from = n.valid_from",
-                    h_keys = self.key_list("h."),
-                    v_equal = self.keys_equal("v", "h"),
-                    k_equal = self.keys_equal("k", "h"),
-                    n_equal = self.keys_equal("n", history.as_str()),
-                ),
-            ],
-            _ => vec![format!(
-                "UPDATE {history} h\n\
-                 SET valid_to = (SELECT MIN(v.{o}) FROM {versions} v WHERE {v_equal} AND v.{o} > h.valid_from)\n\
-                 WHERE EXISTS (SELECT 1 FROM {keys} k WHERE {k_equal})",
-                v_equal = self.keys_equal("v", "h"),
-                k_equal = self.keys_equal("k", "h"),
-            )],
-        }
     }
 }

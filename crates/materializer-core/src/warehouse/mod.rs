@@ -1,5 +1,6 @@
 //! The warehouse side: import SQL for PostgreSQL (tested against a real
 //! server), Amazon Redshift and Oracle, generated from a topic's output schema.
+//! What differs between them is in [`dialect`], one file each.
 //!
 //! The contract is per key, not per row. Every committed run of a compacting
 //! topic writes, beside its MAIN and CORRECTION (and, with history, OLDER)
@@ -22,31 +23,23 @@
 //! A topic with `compact = false` keeps every event: its MAIN files are
 //! appended to `<base>_events`.
 
+mod contract;
+pub mod dialect;
+mod explain;
 mod load;
 mod merge;
 mod tables;
 mod target;
 
+pub use contract::contract;
+pub use dialect::{UnknownDialect, dialect_named, dialect_names, dialects};
+pub use explain::explain;
 pub use load::{FilePlace, load_run_sql};
 pub use tables::setup_sql;
 
-/// Warehouses the import SQL is written for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Redshift,
-    Oracle,
-}
-
-impl Dialect {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "postgres",
-            Dialect::Redshift => "redshift",
-            Dialect::Oracle => "oracle",
-        }
-    }
-}
+/// A warehouse dialect as callers hold it: `&'static Dialect` from
+/// [`dialects`] or [`dialect_named`]. The trait is [`dialect::Dialect`].
+pub type Dialect = dyn dialect::Dialect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -68,59 +61,4 @@ impl WarehouseError {
     pub fn class(&self) -> crate::error::ErrorClass {
         crate::error::ErrorClass::Config
     }
-}
-
-/// The contract, in one paragraph wrapped at about 100 columns, for
-/// `explain` and `warehouse-sql`.
-pub fn contract(topic: &crate::config::Topic) -> String {
-    wrap(&contract_text(topic))
-}
-
-fn contract_text(topic: &crate::config::Topic) -> String {
-    if !topic.compaction().compact {
-        return "This topic keeps every event (compact = false): each committed run's MAIN files are \
-                appended to <base>_events, in run order; there are no corrections, no KEYS files and \
-                no merge."
-            .into();
-    }
-    let deletes = match topic.deletes() {
-        Some(predicate) => format!(
-            "an event for which `{}` holds deletes its key",
-            predicate.sql()
-        ),
-        None => "no event deletes its key (set delete_when in topic.toml)".into(),
-    };
-    format!(
-        "Load every committed run, in run order. The ODS then holds, for every key, the rows the \
-         mapping makes of the key's newest version (highest ordering key, the last to arrive among \
-         equals), or none when that version deletes the key or the mapping makes no row of it (an \
-         unnest of an empty or null array, a WHERE); a late version never replaces a newer one. \
-         {history}Each run's KEYS files name every version it decided, rows or not, so that the \
-         merge replaces by key. Here {deletes}.",
-        history = if topic.warehouse().history {
-            "The history table holds every version that is not a delete, valid from its ordering key \
-             to the next higher ordering key of its key (deletes included), a late version put in \
-             its place. "
-        } else {
-            ""
-        },
-    )
-}
-
-/// Wraps a paragraph into lines of at most 96 columns (SQL comments of about 100).
-fn wrap(text: &str) -> String {
-    let mut out = String::new();
-    let mut line = 0;
-    for word in text.split_whitespace() {
-        if line > 0 && line + word.len() > 96 {
-            out.push('\n');
-            line = 0;
-        } else if line > 0 {
-            out.push(' ');
-            line += 1;
-        }
-        out.push_str(word);
-        line += word.len();
-    }
-    out
 }

@@ -1,8 +1,9 @@
-//! Names, columns and types of a topic's warehouse tables, per dialect.
+//! Names, columns and types of a topic's warehouse tables, in a dialect.
 
 use arrow::datatypes::{DataType, Schema};
 
-use super::{Dialect, WarehouseError};
+use super::WarehouseError;
+use super::dialect::Dialect;
 use crate::config::Topic;
 use crate::sink::FileKind;
 
@@ -10,10 +11,13 @@ use crate::sink::FileKind;
 pub(super) const DELETED: &str = "deleted";
 pub(super) const KIND: &str = "kind";
 
-/// Names and columns of a topic's warehouse tables.
-pub(super) struct Target<'a> {
+/// Names and columns of a topic's warehouse tables, in a dialect.
+///
+/// Public because the methods of [`Dialect`] take it; its module is private,
+/// so nothing outside the warehouse module can name it.
+pub struct Target<'a> {
     pub(super) topic: &'a Topic,
-    pub(super) dialect: Dialect,
+    pub(super) dialect: &'a dyn Dialect,
     base: String,
     /// The output columns (the MAIN and CORRECTION files).
     pub(super) columns: Vec<(String, DataType)>,
@@ -23,7 +27,10 @@ pub(super) struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    pub(super) fn new(topic: &'a Topic, dialect: Dialect) -> Result<Target<'a>, WarehouseError> {
+    pub(super) fn new(
+        topic: &'a Topic,
+        dialect: &'a dyn Dialect,
+    ) -> Result<Target<'a>, WarehouseError> {
         let schema: &Schema = topic.output_schema();
         let (keys, ordering) = topic.warehouse().key_names(topic.compaction());
         for (what, setting, column) in keys
@@ -82,19 +89,10 @@ impl<'a> Target<'a> {
     }
 
     pub(super) fn ident(&self, name: &str) -> String {
-        let simple = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && !RESERVED.contains(&name);
-        match self.dialect {
-            Dialect::Oracle if simple && !name.starts_with('_') => name.to_string(),
-            Dialect::Oracle => format!("\"{}\"", name.replace('"', "\"\"")),
-            _ if simple => name.to_string(),
-            _ => format!("\"{}\"", name.replace('"', "\"\"")),
+        if self.dialect.needs_quotes(name) {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        } else {
+            name.to_string()
         }
     }
 
@@ -106,36 +104,6 @@ impl<'a> Target<'a> {
         self.ident(&self.ordering)
     }
 
-    pub(super) fn sql_type(&self, data_type: &DataType) -> String {
-        use DataType::*;
-        match (self.dialect, data_type) {
-            (Dialect::Oracle, Int8 | Int16 | Int32 | UInt8 | UInt16) => "NUMBER(10)".into(),
-            (Dialect::Oracle, Int64 | UInt32) => "NUMBER(19)".into(),
-            (Dialect::Oracle, UInt64) => "NUMBER(20)".into(),
-            (Dialect::Oracle, Float32) => "BINARY_FLOAT".into(),
-            (Dialect::Oracle, Float64) => "BINARY_DOUBLE".into(),
-            (Dialect::Oracle, Boolean) => "VARCHAR2(5)".into(),
-            (Dialect::Oracle, Date32 | Date64) => "DATE".into(),
-            (Dialect::Oracle, Timestamp(_, Some(_))) => "TIMESTAMP WITH TIME ZONE".into(),
-            (Dialect::Oracle, Timestamp(_, None)) => "TIMESTAMP".into(),
-            (Dialect::Oracle, Decimal128(p, s)) => format!("NUMBER({p},{s})"),
-            (Dialect::Oracle, _) => "VARCHAR2(4000 CHAR)".into(),
-            (_, Int8 | Int16 | UInt8) => "SMALLINT".into(),
-            (_, Int32 | UInt16) => "INTEGER".into(),
-            (_, Int64 | UInt32) => "BIGINT".into(),
-            (_, UInt64) => "NUMERIC(20,0)".into(),
-            (_, Float32) => "REAL".into(),
-            (_, Float64) => "DOUBLE PRECISION".into(),
-            (_, Boolean) => "BOOLEAN".into(),
-            (_, Date32 | Date64) => "DATE".into(),
-            (_, Timestamp(_, Some(_))) => "TIMESTAMPTZ".into(),
-            (_, Timestamp(_, None)) => "TIMESTAMP".into(),
-            (_, Decimal128(p, s)) => format!("NUMERIC({p},{s})"),
-            (Dialect::Redshift, _) => "VARCHAR(65535)".into(),
-            (_, _) => "TEXT".into(),
-        }
-    }
-
     fn type_of(&self, column: &str) -> String {
         let data_type = self
             .columns
@@ -143,7 +111,7 @@ impl<'a> Target<'a> {
             .find(|(name, _)| name == column)
             .map(|(_, t)| t.clone())
             .unwrap_or(DataType::Utf8);
-        self.sql_type(&data_type)
+        self.dialect.sql_type(&data_type)
     }
 
     /// The column definitions of the key parts and the ordering key.
@@ -155,26 +123,13 @@ impl<'a> Target<'a> {
             .collect()
     }
 
-    pub(super) fn boolean_type(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Oracle => "VARCHAR2(5)",
-            _ => "BOOLEAN",
-        }
-    }
-
-    pub(super) fn text_type(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Oracle => "VARCHAR2(10)",
-            _ => "VARCHAR(10)",
-        }
-    }
-
-    /// `expr` holds the boolean false (Oracle keeps booleans as text).
-    pub(super) fn is_false(&self, expr: &str) -> String {
-        match self.dialect {
-            Dialect::Oracle => format!("{expr} = 'false'"),
-            _ => format!("NOT {expr}"),
-        }
+    /// The type of the ordering key: what follows the first space of its
+    /// column definition.
+    pub(super) fn ordering_type(&self) -> String {
+        self.version_columns()
+            .last()
+            .and_then(|c| c.split_once(' ').map(|(_, ty)| ty.to_string()))
+            .unwrap_or_default()
     }
 
     pub(super) fn column_list(&self, prefix: &str) -> String {
@@ -238,7 +193,7 @@ impl<'a> Target<'a> {
         let mut columns: Vec<String> = self
             .columns
             .iter()
-            .map(|(c, t)| format!("    {} {}", self.ident(c), self.sql_type(t)))
+            .map(|(c, t)| format!("    {} {}", self.ident(c), self.dialect.sql_type(t)))
             .collect();
         columns.extend(extra.iter().map(|e| format!("    {e}")));
         format!(
@@ -247,9 +202,3 @@ impl<'a> Target<'a> {
         )
     }
 }
-
-const RESERVED: [&str; 24] = [
-    "all", "and", "as", "by", "case", "check", "column", "date", "default", "desc", "from",
-    "group", "level", "limit", "number", "offset", "order", "select", "size", "table", "to",
-    "user", "where", "window",
-];

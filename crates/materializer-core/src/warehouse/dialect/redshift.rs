@@ -1,0 +1,146 @@
+//! Amazon Redshift: the shared SQL with Redshift's text type, DELETE and
+//! UPDATE forms; runs are loaded from S3 with COPY and the run's manifests.
+
+use std::fmt::Write as _;
+
+use super::Dialect;
+use crate::commit::Manifest;
+use crate::config::{CsvCompression, Format};
+use crate::sink::FileKind;
+use crate::warehouse::WarehouseError;
+use crate::warehouse::load::{FilePlace, unsupported};
+use crate::warehouse::target::Target;
+
+pub(super) struct Redshift;
+
+// Named as the variant of the enum this trait replaced.
+#[allow(non_upper_case_globals)]
+impl dyn Dialect {
+    /// Redshift, as `warehouse::Dialect::Redshift`.
+    pub const Redshift: &'static dyn Dialect = &Redshift;
+}
+
+impl Dialect for Redshift {
+    fn name(&self) -> &'static str {
+        "redshift"
+    }
+
+    fn setup_note(&self) -> &'static str {
+        "-- Change: the base name of the tables, the schema. Not tested against Redshift here:\n\
+         -- review the column types (VARCHAR lengths) before use.\n\n"
+    }
+
+    // Redshift's TEXT is a VARCHAR(256).
+    fn text_type(&self) -> &'static str {
+        "VARCHAR(65535)"
+    }
+
+    fn loaded_at_definition(&self) -> &'static str {
+        "TIMESTAMPTZ DEFAULT GETDATE()"
+    }
+
+    // Redshift's DELETE takes no alias for its target.
+    fn delete_matching(
+        &self,
+        table: &str,
+        _alias: &str,
+        other: &str,
+        other_alias: &str,
+        condition: &dyn Fn(&str) -> String,
+    ) -> String {
+        format!(
+            "DELETE FROM {table}\nUSING {other} {other_alias}\nWHERE {}",
+            condition(table)
+        )
+    }
+
+    // Redshift takes no correlated subquery in SET: clear, then join.
+    fn close_ranges(&self, t: &Target<'_>) -> Vec<String> {
+        let o = t.ordering_ident();
+        let (keys, history, versions) = (
+            t.table("keys"),
+            t.table("history"),
+            t.table("history_versions"),
+        );
+        vec![
+            format!(
+                "UPDATE {history} SET valid_to = NULL\nFROM (SELECT DISTINCT {key_list} FROM {keys}) k\nWHERE {k_equal}",
+                key_list = t.key_list(""),
+                k_equal = t.keys_equal("k", history.as_str()),
+            ),
+            format!(
+                "UPDATE {history} SET valid_to = n.next_from\n\
+                 FROM (\n\
+                 \x20   SELECT {h_keys}, h.valid_from, MIN(v.{o}) AS next_from\n\
+                 \x20   FROM {history} h\n\
+                 \x20   JOIN {versions} v ON {v_equal} AND v.{o} > h.valid_from\n\
+                 \x20   WHERE EXISTS (SELECT 1 FROM {keys} k WHERE {k_equal})\n\
+                 \x20   GROUP BY {h_keys}, h.valid_from\n\
+                 ) n\n\
+                 WHERE {n_equal} AND {history}.valid_from = n.valid_from",
+                h_keys = t.key_list("h."),
+                v_equal = t.keys_equal("v", "h"),
+                k_equal = t.keys_equal("k", "h"),
+                n_equal = t.keys_equal("n", history.as_str()),
+            ),
+        ]
+    }
+
+    fn load_run(
+        &self,
+        t: &Target<'_>,
+        manifest: &Manifest,
+        place: FilePlace<'_>,
+        staged: &[(FileKind, String)],
+    ) -> Result<String, WarehouseError> {
+        let FilePlace::Url(base) = place else {
+            return Err(unsupported(
+                t.topic,
+                "Redshift loads from S3; give the topic's S3 URL",
+            ));
+        };
+        let csv = &t.topic.output().csv;
+        let format = match t.topic.output().format {
+            Format::Parquet => "FORMAT AS PARQUET".to_string(),
+            Format::Csv => format!(
+                "CSV DELIMITER '{}' QUOTE '{}'{}{} TIMEFORMAT 'auto' DATEFORMAT 'auto'{}",
+                csv.delimiter,
+                csv.quote,
+                if csv.header { " IGNOREHEADER 1" } else { "" },
+                if csv.null.is_empty() {
+                    String::new()
+                } else {
+                    format!(" NULL AS '{}'", csv.null.replace('\'', "''"))
+                },
+                match csv.compression {
+                    CsvCompression::None => "",
+                    CsvCompression::Gzip => " GZIP",
+                    CsvCompression::Zstd => " ZSTD",
+                }
+            ),
+        };
+        let seq = manifest.sequence;
+        let mut sql = String::from("-- Change: the IAM role.\nBEGIN;\n");
+        let compact = t.topic.compaction().compact;
+        if compact {
+            for (_, table) in staged {
+                let _ = writeln!(sql, "DELETE FROM {table};");
+            }
+        }
+        for (kind, table) in staged {
+            if !manifest.files.iter().any(|f| f.kind == *kind) {
+                continue;
+            }
+            let _ = writeln!(
+                sql,
+                "COPY {table} FROM '{base}/_redshift/{}-{seq:010}.json'\n  IAM_ROLE '<your-role-arn>' MANIFEST {format};",
+                kind.as_str()
+            );
+        }
+        if compact {
+            sql.push_str(&t.merge_script());
+        }
+        sql.push_str(&t.record_run(seq));
+        Ok(sql)
+    }
+}
