@@ -40,7 +40,7 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
-use materializer_core::run::Manifest;
+use materializer_core::commit::Manifest;
 use materializer_core::sink::{OutputLocation, S3Settings};
 use materializer_core::state::{BUCKETS, KeyFormat, Segment, bucket_of, write_segment};
 use materializer_core::state::{KeyStateError, StateIndex};

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use materializer_core::commit::LedgerError;
 use materializer_core::config::ConfigError;
 use materializer_core::mapping::MappingError;
 use materializer_core::preview::PreviewError;
-use materializer_core::run::{LedgerError, RunError, SetupError};
+use materializer_core::run::{RunError, SetupError};
 use materializer_core::source::SourceError;
 use materializer_core::warehouse::WarehouseError;
 use materializer_core::{ErrorClass, report};

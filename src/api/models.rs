@@ -9,9 +9,9 @@ use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
+use materializer_core::commit::{Manifest, ManifestFile, RunCounts};
 use materializer_core::config::ErrorPlace;
 use materializer_core::preview::{PreviewRejected, PreviewTable};
-use materializer_core::run::{Manifest, ManifestFile, RunCounts};
 use materializer_core::warehouse::{self, Dialect};
 
 pub use crate::api::columns::ColumnView;

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use datafusion::common::DataFusionError;
 use materializer_core::ErrorClass;
+use materializer_core::commit::LedgerError;
 use materializer_core::config::ConfigError;
 use materializer_core::preview::PreviewError;
-use materializer_core::run::{LedgerError, RunError, SetupError};
+use materializer_core::run::{RunError, SetupError};
 use materializer_core::sink::SinkError;
 use materializer_core::source::NakadiError;
 use materializer_core::warehouse::WarehouseError;

@@ -4,7 +4,8 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use materializer_core::run::{Ledger, LedgerError, Outcome};
+use materializer_core::commit::{Ledger, LedgerError};
+use materializer_core::run::Outcome;
 use materializer_core::sink::{ObjectWriter, OutputLocation, S3Settings};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -480,7 +481,7 @@ async fn output_partitions_become_folders_with_their_own_markers() {
         "article_id,brand,model,version,available_qty,occurred_at,eid\n\
          100000002,Nike,Air Runner,3,0,2024-06-03T08:02:00Z,5a1e0000-0000-4000-8000-000000000004\n"
     );
-    let manifest: materializer_core::run::Manifest =
+    let manifest: materializer_core::commit::Manifest =
         serde_json::from_str(&ws.read_out("article-stock-changed/_manifests/0000000001.json"))
             .unwrap();
     let nike = manifest

@@ -6,7 +6,8 @@
 //! keeps every event), [`memory`] (the same files in a tight memory budget)
 //! and [`decoding`] (what is decoded, and a recording cut short).
 
-use materializer_core::run::{Manifest, Outcome, RunCounts};
+use materializer_core::commit::{Manifest, RunCounts};
+use materializer_core::run::Outcome;
 use sha2::{Digest, Sha256};
 
 use crate::support::{Workspace, csv_rows, parse_csv, row, sorted};

@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use materializer_core::run::{Ledger, Outcome, RunError, RunSummary};
+use materializer_core::commit::Ledger;
+use materializer_core::run::{Outcome, RunError, RunSummary};
 use materializer_core::sink::{OutputLocation, S3Settings};
 use materializer_core::source::{
     NakadiClient, NakadiSettings, NakadiSource, ReadFrom, Source, SubscriptionReader,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
-use materializer_core::run::{Ledger, Manifest};
+use materializer_core::commit::{Ledger, Manifest};
 use materializer_core::sink::OutputLocation;
 use materializer_core::state::StateFile;
 use object_store::ObjectStoreExt;

@@ -469,7 +469,7 @@ pub async fn object(output: &OutputLocation, path: &object_store::path::Path) ->
 
 /// The files of every committed run of `topic`, in run order.
 pub async fn run_files(output: &OutputLocation, topic: &str) -> Vec<RunFiles> {
-    let ledger = materializer_core::run::Ledger::new(output.clone(), topic);
+    let ledger = materializer_core::commit::Ledger::new(output.clone(), topic);
     let mut runs = Vec::new();
     for sequence in ledger.committed_sequences().await.unwrap() {
         let manifest = ledger.manifest(sequence).await.unwrap().unwrap();

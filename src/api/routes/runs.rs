@@ -10,8 +10,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 
+use materializer_core::commit::{Ledger, Manifest};
 use materializer_core::config::Topic;
-use materializer_core::run::{Ledger, Manifest};
 
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;

@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use tracing::warn;
 
 use materializer_core::ErrorClass;
+use materializer_core::commit::Ledger;
 use materializer_core::config::Topic;
-use materializer_core::run::Ledger;
 use materializer_core::source::Source;
 use materializer_core::warehouse::{self, setup_sql};
 

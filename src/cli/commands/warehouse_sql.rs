@@ -29,7 +29,7 @@ pub(crate) async fn warehouse_sql(
         .clone()
         .unwrap_or_else(|| args.output.clone());
     let output = OutputLocation::parse(&location, &args.s3.settings())?;
-    let ledger = materializer_core::run::Ledger::new(output.clone(), topic.name());
+    let ledger = materializer_core::commit::Ledger::new(output.clone(), topic.name());
     let manifest = ledger
         .manifest(sequence)
         .await?

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use materializer_core::run::Ledger;
+use materializer_core::commit::Ledger;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 //! the partition is read, as a stream read once; what a mapping that reads
 //! twice or stops early sees, and a MAIN file that cannot be written.
 
-use materializer_core::run::RunCounts;
+use materializer_core::commit::RunCounts;
 
 use super::{history_workspace, manifest};
 use crate::support::csv_rows;

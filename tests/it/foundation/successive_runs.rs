@@ -2,7 +2,8 @@
 //! nothing when nothing is new, redo an uncommitted attempt under the same
 //! names, and turn late events into corrections against the key state.
 
-use materializer_core::run::{Manifest, Outcome, RunCounts};
+use materializer_core::commit::{Manifest, RunCounts};
+use materializer_core::run::Outcome;
 
 use super::{article_line, eid, manifest, state_files, state_paths};
 use crate::support::{Workspace, csv_rows, row, sorted};

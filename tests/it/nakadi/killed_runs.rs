@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use materializer_core::run::{Ledger, PartitionCursors, Plan};
+use materializer_core::commit::{Ledger, PartitionCursors, Plan};
 use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
 use materializer_core::source::TokenSource;
 

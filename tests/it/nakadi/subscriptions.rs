@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use materializer_core::ErrorClass;
-use materializer_core::run::{Ledger, RunFailure};
+use materializer_core::commit::Ledger;
+use materializer_core::run::RunFailure;
 use materializer_core::source::{
     NakadiClient, Offset, ReadFrom, SubscriptionReader, SubscriptionSettings, TokenSource,
 };

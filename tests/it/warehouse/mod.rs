@@ -11,7 +11,7 @@ mod orders;
 
 use std::path::Path;
 
-use materializer_core::run::Ledger;
+use materializer_core::commit::Ledger;
 use materializer_core::warehouse::{self, FilePlace, load_run_sql, setup_sql};
 
 use crate::servers::postgres;
@@ -76,7 +76,7 @@ async fn load_recorded_runs(
     topic_name: &str,
     runs: &[Vec<String>],
     label: &str,
-) -> (String, Vec<materializer_core::run::RunCounts>) {
+) -> (String, Vec<materializer_core::commit::RunCounts>) {
     let pg = postgres();
     let database = pg.database(label);
     let topic = ws.catalog().await.topic(topic_name).unwrap();

@@ -237,7 +237,7 @@ async fn materialize_and_load(
     ws: &Workspace,
     runs: &[Vec<Version>],
     label: &str,
-) -> (String, Vec<materializer_core::run::RunCounts>) {
+) -> (String, Vec<materializer_core::commit::RunCounts>) {
     let mut offsets = BTreeMap::new();
     let recorded: Vec<Vec<String>> = runs
         .iter()

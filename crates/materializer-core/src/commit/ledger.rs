@@ -7,7 +7,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{LedgerError, Manifest, Plan};
+use super::{LedgerError, Manifest, Plan, Publication};
 use crate::sink::{OutputLocation, TopicLayout};
 
 /// Reads and writes a topic's plans and manifests.
@@ -15,12 +15,31 @@ use crate::sink::{OutputLocation, TopicLayout};
 pub struct Ledger {
     location: OutputLocation,
     layout: TopicLayout,
+    /// What is published beside each committed run.
+    publications: Vec<&'static dyn Publication>,
 }
 
 impl Ledger {
     pub fn new(location: OutputLocation, topic: &str) -> Ledger {
         let layout = TopicLayout::new(&location.prefix, topic);
-        Ledger { location, layout }
+        Ledger {
+            location,
+            layout,
+            publications: Vec::new(),
+        }
+    }
+
+    /// The ledger that publishes `publications` beside each committed run.
+    pub fn with_publications(
+        mut self,
+        publications: impl IntoIterator<Item = &'static dyn Publication>,
+    ) -> Ledger {
+        self.publications.extend(publications);
+        self
+    }
+
+    pub(super) fn publications(&self) -> &[&'static dyn Publication] {
+        &self.publications
     }
 
     pub fn layout(&self) -> &TopicLayout {

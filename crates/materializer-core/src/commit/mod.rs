@@ -11,9 +11,10 @@
 //!   (`_manifests/<seq>.json`) is written put-if-absent. Readers trust only
 //!   manifests; files of an uncommitted run are invisible garbage that a retry
 //!   overwrites.
-//! - After the commit: `_SUCCESS` markers, Redshift COPY manifests and the
-//!   `_latest` hint. These are idempotent; a run that finds them missing for
-//!   the newest manifest writes them before doing anything else.
+//! - After the commit: `_SUCCESS` markers, the run's [`Publication`]s
+//!   (Redshift COPY manifests) and the `_latest` hint. These are idempotent;
+//!   a run that finds them missing for the newest manifest writes them
+//!   before doing anything else.
 //!
 //! A run talks to its commit protocol through [`Committer`]. The manifest
 //! ledger ([`Ledger`]) is the one protocol today; a table format with a log
@@ -33,6 +34,7 @@ pub use error::LedgerError;
 pub use ledger::Ledger;
 pub use lock::{TopicLock, is_running};
 pub use manifest::{Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
+pub use publish::Publication;
 
 /// A commit protocol, as a run uses it: fix the plan before reading, make the
 /// run visible at once, finish what follows a commit.

@@ -1,17 +1,27 @@
 //! What follows a commit: leftovers removed, a `_SUCCESS` marker in every
-//! folder of the run, Redshift COPY manifests, then the `_latest` hint. Each
-//! step is idempotent; the hint comes last, so a run that finds it behind the
-//! newest manifest does them all again.
+//! folder of the run, the run's publications (Redshift COPY manifests), then
+//! the `_latest` hint. Each step is idempotent; the hint comes last, so a run
+//! that finds it behind the newest manifest does them all again.
 
 use std::collections::BTreeSet;
 
+use object_store::path::Path;
+
 use super::cleanup::remove_leftovers;
 use super::{Ledger, LedgerError, Manifest};
-use crate::sink::FileKind;
 use crate::sink::layout::seq_name;
 
+/// Files published beside a committed run for its readers, such as a
+/// warehouse's load manifests. They are written after the commit, before
+/// the hint, and again by the next run when the hint says they may be
+/// missing; the same manifest gives the same files.
+pub trait Publication: Send + Sync {
+    /// The files that go with `manifest`: each path and its bytes.
+    fn files(&self, manifest: &Manifest, ledger: &Ledger) -> Vec<(Path, Vec<u8>)>;
+}
+
 /// Leftovers of uncommitted attempts removed, `_SUCCESS` per output folder,
-/// Redshift COPY manifests, then the hint.
+/// the publications, then the hint.
 pub(super) async fn post_commit(ledger: &Ledger, manifest: &Manifest) -> Result<(), LedgerError> {
     remove_leftovers(ledger, manifest).await?;
     let mut folders: BTreeSet<String> = BTreeSet::new();
@@ -24,32 +34,10 @@ pub(super) async fn post_commit(ledger: &Ledger, manifest: &Manifest) -> Result<
         let marker = ledger.layout().resolve(&format!("{dir}/_SUCCESS"));
         ledger.put(&marker, Vec::new()).await?;
     }
-    for kind in [
-        FileKind::Main,
-        FileKind::Correction,
-        FileKind::Older,
-        FileKind::Keys,
-    ] {
-        let entries: Vec<serde_json::Value> = manifest
-            .files
-            .iter()
-            .filter(|f| f.kind == kind)
-            .map(|f| {
-                serde_json::json!({
-                    "url": ledger.url_of(&f.path),
-                    "mandatory": true,
-                    "meta": {"content_length": f.bytes}
-                })
-            })
-            .collect();
-        let body =
-            serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries })).expect("json");
-        ledger
-            .put(
-                &ledger.layout().redshift_manifest(kind, manifest.sequence),
-                body,
-            )
-            .await?;
+    for publication in ledger.publications() {
+        for (path, body) in publication.files(manifest, ledger) {
+            ledger.put(&path, body).await?;
+        }
     }
     ledger
         .put(

@@ -44,7 +44,8 @@ pub(super) struct Attempt<'a> {
 
 impl<'a> Attempt<'a> {
     pub fn new(engine: &'a Engine, request: &'a RunRequest) -> Attempt<'a> {
-        let ledger = Ledger::new(request.output.clone(), request.topic.name());
+        let ledger = Ledger::new(request.output.clone(), request.topic.name())
+            .with_publications(crate::warehouse::publications());
         Attempt {
             engine,
             topic: &request.topic,

@@ -44,11 +44,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use crate::commit::TopicLock;
-// The commit room's types, where the edges and tests still look for them.
-pub use crate::commit::{
-    Ledger, LedgerError, Manifest, ManifestFile, PartitionCursors, Plan, RunCounts, is_running,
-};
+use crate::commit::{Manifest, TopicLock};
 use crate::failpoint::failpoint;
 use crate::mapping::Engine;
 use crate::state::StateStore;

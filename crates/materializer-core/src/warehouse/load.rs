@@ -2,20 +2,12 @@
 
 use std::fmt::Write as _;
 
-use super::WarehouseError;
-use super::dialect::Dialect;
+use super::dialect::{Dialect, FilePlace};
+use super::error::WarehouseError;
 use super::target::Target;
 use crate::commit::Manifest;
 use crate::config::Topic;
 use crate::sink::FileKind;
-
-/// Where the warehouse finds a run's files.
-pub enum FilePlace<'a> {
-    /// A local folder (the output location `file://` folder).
-    Folder(&'a std::path::Path),
-    /// The URL of the topic's folder in object storage (`s3://bucket/prefix/<topic>`).
-    Url(&'a str),
-}
 
 /// The statements that load one committed run and merge it.
 pub fn load_run_sql(
@@ -41,14 +33,6 @@ pub fn load_run_sql(
     };
     sql.push_str(&dialect.load_run(&t, manifest, place, &staged)?);
     Ok(sql)
-}
-
-/// A load the topic's output or the run's place does not allow.
-pub(super) fn unsupported(topic: &Topic, message: &str) -> WarehouseError {
-    WarehouseError::Unsupported {
-        topic: topic.name().to_string(),
-        message: message.into(),
-    }
 }
 
 impl Target<'_> {

@@ -12,7 +12,8 @@
 //!   higher ordering key of the key (any version, deletes included), so that
 //!   a late version shortens its predecessor's range.
 
-use super::target::{DELETED, KIND, Target};
+use super::dialect::{DELETED, KIND};
+use super::target::Target;
 
 impl Target<'_> {
     /// The statements of the merge, without their semicolons.

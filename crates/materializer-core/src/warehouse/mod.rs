@@ -25,6 +25,8 @@
 
 mod contract;
 pub mod dialect;
+mod dialects;
+mod error;
 mod explain;
 mod load;
 mod merge;
@@ -32,33 +34,13 @@ mod tables;
 mod target;
 
 pub use contract::contract;
-pub use dialect::{UnknownDialect, dialect_named, dialect_names, dialects};
+pub use dialect::FilePlace;
+pub use dialects::{UnknownDialect, dialect_named, dialect_names, dialects, publications};
+pub use error::WarehouseError;
 pub use explain::explain;
-pub use load::{FilePlace, load_run_sql};
+pub use load::load_run_sql;
 pub use tables::setup_sql;
 
 /// A warehouse dialect as callers hold it: `&'static Dialect` from
 /// [`dialects`] or [`dialect_named`]. The trait is [`dialect::Dialect`].
 pub type Dialect = dyn dialect::Dialect;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WarehouseError {
-    #[error(
-        "topic {topic}: the mapping's output has no column {column:?} for the {what}; add it to the \
-         output view or name the column in topic.toml ([warehouse] {setting})"
-    )]
-    MissingColumn {
-        topic: String,
-        what: &'static str,
-        column: String,
-        setting: &'static str,
-    },
-    #[error("topic {topic}: {message}")]
-    Unsupported { topic: String, message: String },
-}
-
-impl WarehouseError {
-    pub fn class(&self) -> crate::error::ErrorClass {
-        crate::error::ErrorClass::Config
-    }
-}

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use arrow::datatypes::DataType;
 
-use super::WarehouseError;
-use super::dialect::Dialect;
-use super::target::{DELETED, KIND, Target};
+use super::dialect::{DELETED, Dialect, Tables, plain_table};
+use super::error::WarehouseError;
+use super::target::Target;
 use crate::config::Topic;
 
 /// The tables and the merge of a topic, created once.
@@ -117,23 +117,4 @@ fn loaded_runs(t: &Target<'_>) -> String {
         t.dialect.sql_type(&DataType::Int64),
         t.dialect.loaded_at_definition(),
     )
-}
-
-impl Target<'_> {
-    /// The KEYS columns as SQL definitions.
-    pub(super) fn keys_definitions(&self) -> Vec<String> {
-        let mut columns = self.version_columns();
-        columns.push(format!("{DELETED} {}", self.dialect.boolean_type()));
-        columns.push(format!("{KIND} {}", self.dialect.kind_type()));
-        columns
-    }
-}
-
-/// `CREATE TABLE name (columns..., PRIMARY KEY (primary_key))`.
-pub(super) fn plain_table(name: &str, columns: &[String], primary_key: Option<&str>) -> String {
-    let mut lines: Vec<String> = columns.iter().map(|c| format!("    {c}")).collect();
-    if let Some(key) = primary_key {
-        lines.push(format!("    PRIMARY KEY ({key})"));
-    }
-    format!("CREATE TABLE {name} (\n{}\n);\n", lines.join(",\n"))
 }

@@ -2,14 +2,10 @@
 
 use arrow::datatypes::{DataType, Schema};
 
-use super::WarehouseError;
-use super::dialect::Dialect;
+use super::dialect::{DELETED, Dialect, KIND, Tables};
+use super::error::WarehouseError;
 use crate::config::Topic;
 use crate::sink::FileKind;
-
-/// The KEYS columns after the key parts and the ordering key.
-pub(super) const DELETED: &str = "deleted";
-pub(super) const KIND: &str = "kind";
 
 /// Names and columns of a topic's warehouse tables, in a dialect.
 ///
@@ -200,5 +196,74 @@ impl<'a> Target<'a> {
             "-- {comment}\nCREATE TABLE {name} (\n{}\n);\n",
             columns.join(",\n")
         )
+    }
+}
+
+impl Tables for Target<'_> {
+    fn topic(&self) -> &Topic {
+        self.topic
+    }
+
+    fn history(&self) -> bool {
+        Target::history(self)
+    }
+
+    fn columns(&self) -> &[(String, DataType)] {
+        &self.columns
+    }
+
+    fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    fn ordering(&self) -> &str {
+        &self.ordering
+    }
+
+    fn ident(&self, name: &str) -> String {
+        Target::ident(self, name)
+    }
+
+    fn table(&self, suffix: &str) -> String {
+        Target::table(self, suffix)
+    }
+
+    fn ordering_ident(&self) -> String {
+        Target::ordering_ident(self)
+    }
+
+    fn key_list(&self, prefix: &str) -> String {
+        Target::key_list(self, prefix)
+    }
+
+    fn keys_equal(&self, a: &str, b: &str) -> String {
+        Target::keys_equal(self, a, b)
+    }
+
+    fn staging_tables(&self) -> Vec<String> {
+        Target::staging_tables(self)
+    }
+
+    fn keys_definitions(&self) -> Vec<String> {
+        let mut columns = self.version_columns();
+        columns.push(format!("{DELETED} {}", self.dialect.boolean_type()));
+        columns.push(format!("{KIND} {}", self.dialect.kind_type()));
+        columns
+    }
+
+    fn create_table(&self, name: &str, comment: &str, extra: &[String]) -> String {
+        Target::create_table(self, name, comment, extra)
+    }
+
+    fn merge_statements(&self) -> Vec<String> {
+        Target::merge_statements(self)
+    }
+
+    fn merge_script(&self) -> String {
+        Target::merge_script(self)
+    }
+
+    fn record_run(&self, sequence: u64) -> String {
+        Target::record_run(self, sequence)
     }
 }

@@ -5,56 +5,88 @@
 //! dialect overrides only what its warehouse does differently. Shared code
 //! asks the trait and never which dialect it holds.
 //!
-//! Adding a warehouse: a file here implementing [`Dialect`], its `mod` line
-//! below and its entry in `DIALECTS`.
+//! A dialect's statements see the topic's tables through [`Tables`] (names,
+//! columns, the shared merge), so that nothing here depends on how those are
+//! made. Adding a warehouse: a file here implementing [`Dialect`], its `mod`
+//! line below and its entry in the engine's list (`warehouse::dialects`).
 
-mod oracle;
-mod postgres;
-mod redshift;
+pub mod oracle;
+pub mod postgres;
+pub mod redshift;
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 
 use arrow::datatypes::DataType;
 
-use super::WarehouseError;
-use super::load::FilePlace;
-use super::tables::plain_table;
-use super::target::Target;
-use crate::commit::Manifest;
+use crate::commit::{Manifest, Publication};
+use crate::config::Topic;
 use crate::sink::FileKind;
+use crate::warehouse::error::WarehouseError;
 
-/// Every dialect, in the order they are offered (`--help`, the OpenAPI
-/// document); names are unique.
-static DIALECTS: &[&dyn Dialect] = &[&postgres::Postgres, &redshift::Redshift, &oracle::Oracle];
+/// KEYS column: whether the version deletes its key.
+pub const DELETED: &str = "deleted";
+/// KEYS column: `main`, `correction` or `older`.
+pub const KIND: &str = "kind";
 
-/// Every dialect the engine writes import SQL for.
-pub fn dialects() -> &'static [&'static dyn Dialect] {
-    DIALECTS
+/// Where the warehouse finds a run's files.
+pub enum FilePlace<'a> {
+    /// A local folder (the output location `file://` folder).
+    Folder(&'a std::path::Path),
+    /// The URL of the topic's folder in object storage (`s3://bucket/prefix/<topic>`).
+    Url(&'a str),
 }
 
-/// The names of [`dialects`], in the same order.
-pub fn dialect_names() -> &'static [&'static str] {
-    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    NAMES.get_or_init(|| DIALECTS.iter().map(|d| d.name()).collect())
+/// The topic's warehouse tables, as a dialect's statements see them.
+pub trait Tables {
+    /// The topic the tables are for.
+    fn topic(&self) -> &Topic;
+    /// Whether the topic keeps a history table.
+    fn history(&self) -> bool;
+    /// The output columns and their Arrow types.
+    fn columns(&self) -> &[(String, DataType)];
+    /// The key columns' output names.
+    fn keys(&self) -> &[String];
+    /// The ordering column's output name.
+    fn ordering(&self) -> &str;
+    /// `name` as an identifier of the dialect (quoted where it must be).
+    fn ident(&self, name: &str) -> String;
+    /// The table `<base>_<suffix>`.
+    fn table(&self, suffix: &str) -> String;
+    /// The ordering column as an identifier.
+    fn ordering_ident(&self) -> String;
+    /// The key columns, each after `prefix`, comma-separated.
+    fn key_list(&self, prefix: &str) -> String;
+    /// `a.k = b.k AND ...` over the key columns.
+    fn keys_equal(&self, a: &str, b: &str) -> String;
+    /// The staging tables of a run's files, in the order of their kinds.
+    fn staging_tables(&self) -> Vec<String>;
+    /// The KEYS columns as SQL definitions.
+    fn keys_definitions(&self) -> Vec<String>;
+    /// `CREATE TABLE name` with the output columns and `extra` definitions.
+    fn create_table(&self, name: &str, comment: &str, extra: &[String]) -> String;
+    /// The statements of the merge of the staged run, without semicolons.
+    fn merge_statements(&self) -> Vec<String>;
+    /// The merge of the staged run, as statements of a load script.
+    fn merge_script(&self) -> String;
+    /// Records run `sequence` as loaded and ends the load's transaction.
+    fn record_run(&self, sequence: u64) -> String;
 }
 
-/// The dialect called `name` (as `--dialect` and `?dialect=` take it).
-pub fn dialect_named(name: &str) -> Result<&'static dyn Dialect, UnknownDialect> {
-    DIALECTS
-        .iter()
-        .copied()
-        .find(|d| d.name() == name)
-        .ok_or_else(|| UnknownDialect {
-            name: name.to_string(),
-        })
+/// `CREATE TABLE name (columns..., PRIMARY KEY (primary_key))`.
+pub fn plain_table(name: &str, columns: &[String], primary_key: Option<&str>) -> String {
+    let mut lines: Vec<String> = columns.iter().map(|c| format!("    {c}")).collect();
+    if let Some(key) = primary_key {
+        lines.push(format!("    PRIMARY KEY ({key})"));
+    }
+    format!("CREATE TABLE {name} (\n{}\n);\n", lines.join(",\n"))
 }
 
-/// A dialect name that is not one of [`dialects`].
-#[derive(Debug, thiserror::Error)]
-#[error("unknown warehouse dialect {name:?}; known: {known}", known = dialect_names().join(", "))]
-pub struct UnknownDialect {
-    pub name: String,
+/// A load the topic's output or the run's place does not allow.
+pub fn unsupported(topic: &Topic, message: &str) -> WarehouseError {
+    WarehouseError::Unsupported {
+        topic: topic.name().to_string(),
+        message: message.into(),
+    }
 }
 
 /// The SQL of one warehouse.
@@ -69,6 +101,12 @@ pub trait Dialect: Send + Sync {
     /// Comment lines of the setup telling what to change before running it,
     /// followed by an empty line.
     fn setup_note(&self) -> &'static str;
+
+    /// What this warehouse needs published beside every committed run, if
+    /// anything (Redshift: its COPY manifests).
+    fn publication(&self) -> Option<&'static dyn Publication> {
+        None
+    }
 
     /// The type of a column of `data_type`.
     fn sql_type(&self, data_type: &DataType) -> String {
@@ -123,7 +161,7 @@ pub trait Dialect: Send + Sync {
     /// Setup: the tables a run's files are staged in (MAIN, CORRECTION,
     /// OLDER with history, KEYS), in that order. By default they are plain
     /// tables the load copies the files into.
-    fn create_staging(&self, t: &Target<'_>) -> String {
+    fn create_staging(&self, t: &dyn Tables) -> String {
         let mut sql = t.create_table(
             &t.table("main"),
             "Staging: the MAIN files of the run being loaded.",
@@ -155,19 +193,19 @@ pub trait Dialect: Send + Sync {
     /// Setup, for a topic that keeps every event: what comes before
     /// `<base>_events`. By default nothing: the load copies the MAIN files
     /// into it.
-    fn create_events_staging(&self, _t: &Target<'_>) -> String {
+    fn create_events_staging(&self, _t: &dyn Tables) -> String {
         String::new()
     }
 
     /// Setup, for a compacting topic: a routine the load scripts call to
     /// merge a run. By default none: each load script holds the merge.
-    fn create_merge_routine(&self, _t: &Target<'_>) -> String {
+    fn create_merge_routine(&self, _t: &dyn Tables) -> String {
         String::new()
     }
 
     /// The table a run's MAIN files are loaded into when the topic keeps
     /// every event.
-    fn appended_files_table(&self, t: &Target<'_>) -> String {
+    fn appended_files_table(&self, t: &dyn Tables) -> String {
         t.table("events")
     }
 
@@ -190,7 +228,7 @@ pub trait Dialect: Send + Sync {
 
     /// Sets `valid_to` of every history row of the run's keys: the next
     /// higher ordering key of the key, NULL for the newest.
-    fn close_ranges(&self, t: &Target<'_>) -> Vec<String> {
+    fn close_ranges(&self, t: &dyn Tables) -> Vec<String> {
         let o = t.ordering_ident();
         vec![format!(
             "UPDATE {history} h\n\
@@ -209,7 +247,7 @@ pub trait Dialect: Send + Sync {
     /// merge them and record the run as loaded.
     fn load_run(
         &self,
-        t: &Target<'_>,
+        t: &dyn Tables,
         manifest: &Manifest,
         place: FilePlace<'_>,
         staged: &[(FileKind, String)],
@@ -241,31 +279,3 @@ const RESERVED: [&str; 24] = [
     "group", "level", "limit", "number", "offset", "order", "select", "size", "table", "to",
     "user", "where", "window",
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_dialect_is_found_by_its_own_name() {
-        assert_eq!(dialect_names().len(), dialects().len());
-        for (dialect, name) in dialects().iter().zip(dialect_names()) {
-            assert_eq!(dialect.name(), *name);
-            assert_eq!(dialect_named(name).unwrap().name(), *name);
-        }
-        let mut names = dialect_names().to_vec();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), dialects().len(), "a name used twice");
-    }
-
-    #[test]
-    fn an_unknown_name_is_refused_with_the_known_ones() {
-        let error = dialect_named("mysql").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unknown warehouse dialect \"mysql\"; known: postgres, redshift, oracle"
-        );
-        assert!(dialect_named("Postgres").is_err(), "names are exact");
-    }
-}

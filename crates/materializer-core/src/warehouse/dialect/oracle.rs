@@ -5,22 +5,15 @@ use std::fmt::Write as _;
 
 use arrow::datatypes::DataType;
 
+use super::FilePlace;
+use super::plain_table;
+use super::{DELETED, KIND, Tables};
 use super::{Dialect, is_plain_identifier};
 use crate::commit::Manifest;
 use crate::sink::FileKind;
-use crate::warehouse::WarehouseError;
-use crate::warehouse::load::FilePlace;
-use crate::warehouse::tables::plain_table;
-use crate::warehouse::target::{DELETED, KIND, Target};
+use crate::warehouse::error::WarehouseError;
 
-pub(super) struct Oracle;
-
-// Named as the variant of the enum this trait replaced.
-#[allow(non_upper_case_globals)]
-impl dyn Dialect {
-    /// Oracle, as `warehouse::Dialect::Oracle`.
-    pub const Oracle: &'static dyn Dialect = &Oracle;
-}
+pub struct Oracle;
 
 /// The external table over a run's MAIN files of a topic that keeps every
 /// event; the load appends its rows to `<base>_events`.
@@ -80,18 +73,18 @@ impl Dialect for Oracle {
         format!("{expr} = 'false'")
     }
 
-    fn create_staging(&self, t: &Target<'_>) -> String {
-        let mut sql = external_table(t, &t.table("main"), "MAIN", &t.columns);
+    fn create_staging(&self, t: &dyn Tables) -> String {
+        let mut sql = external_table(t, &t.table("main"), "MAIN", t.columns());
         sql.push('\n');
         sql.push_str(&external_table(
             t,
             &t.table("correction"),
             "CORRECTION",
-            &t.columns,
+            t.columns(),
         ));
         sql.push('\n');
         if t.history() {
-            sql.push_str(&external_table(t, &t.table("older"), "OLDER", &t.columns));
+            sql.push_str(&external_table(t, &t.table("older"), "OLDER", t.columns()));
             sql.push('\n');
         }
         sql.push_str(&external_table(
@@ -103,13 +96,13 @@ impl Dialect for Oracle {
         sql
     }
 
-    fn create_events_staging(&self, t: &Target<'_>) -> String {
-        let mut sql = external_table(t, &t.table(EVENTS_FILES), "MAIN", &t.columns);
+    fn create_events_staging(&self, t: &dyn Tables) -> String {
+        let mut sql = external_table(t, &t.table(EVENTS_FILES), "MAIN", t.columns());
         sql.push('\n');
         sql
     }
 
-    fn appended_files_table(&self, t: &Target<'_>) -> String {
+    fn appended_files_table(&self, t: &dyn Tables) -> String {
         t.table(EVENTS_FILES)
     }
 
@@ -131,7 +124,7 @@ impl Dialect for Oracle {
     /// the directory object points, whatever `place` says).
     fn load_run(
         &self,
-        t: &Target<'_>,
+        t: &dyn Tables,
         manifest: &Manifest,
         _place: FilePlace<'_>,
         staged: &[(FileKind, String)],
@@ -151,7 +144,7 @@ impl Dialect for Oracle {
             };
             let _ = writeln!(sql, "ALTER TABLE {table} LOCATION ({locations});");
         }
-        if t.topic.compaction().compact {
+        if t.topic().compaction().compact {
             sql.push_str(&t.merge_script());
         } else {
             let _ = writeln!(
@@ -167,14 +160,15 @@ impl Dialect for Oracle {
 }
 
 /// The KEYS columns with their Arrow types (for external tables).
-fn keys_columns(t: &Target<'_>) -> Vec<(String, DataType)> {
+fn keys_columns(t: &dyn Tables) -> Vec<(String, DataType)> {
+    let ordering = t.ordering().to_string();
     let mut columns: Vec<(String, DataType)> = t
-        .keys
+        .keys()
         .iter()
-        .chain([&t.ordering])
+        .chain([&ordering])
         .map(|name| {
             let data_type = t
-                .columns
+                .columns()
                 .iter()
                 .find(|(c, _)| c == name)
                 .map(|(_, d)| d.clone())
@@ -188,12 +182,12 @@ fn keys_columns(t: &Target<'_>) -> Vec<(String, DataType)> {
 }
 
 fn external_table(
-    t: &Target<'_>,
+    t: &dyn Tables,
     table: &str,
     comment: &str,
     columns: &[(String, DataType)],
 ) -> String {
-    let csv = &t.topic.output().csv;
+    let csv = &t.topic().output().csv;
     let fields: Vec<String> = columns
         .iter()
         .map(|(name, data_type)| {

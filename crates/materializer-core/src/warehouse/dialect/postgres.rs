@@ -4,21 +4,14 @@
 use std::fmt::Write as _;
 
 use super::Dialect;
+use super::Tables;
+use super::{FilePlace, unsupported};
 use crate::commit::Manifest;
 use crate::config::{CsvCompression, Format, Topic};
 use crate::sink::FileKind;
-use crate::warehouse::WarehouseError;
-use crate::warehouse::load::{FilePlace, unsupported};
-use crate::warehouse::target::Target;
+use crate::warehouse::error::WarehouseError;
 
-pub(super) struct Postgres;
-
-// Named as the variant of the enum this trait replaced.
-#[allow(non_upper_case_globals)]
-impl dyn Dialect {
-    /// PostgreSQL, as `warehouse::Dialect::Postgres`.
-    pub const Postgres: &'static dyn Dialect = &Postgres;
-}
+pub struct Postgres;
 
 impl Dialect for Postgres {
     fn name(&self) -> &'static str {
@@ -29,7 +22,7 @@ impl Dialect for Postgres {
         "-- Change: the base name of the tables ([warehouse] table in topic.toml), the schema (search_path).\n\n"
     }
 
-    fn create_merge_routine(&self, t: &Target<'_>) -> String {
+    fn create_merge_routine(&self, t: &dyn Tables) -> String {
         let statements: String = t
             .merge_statements()
             .iter()
@@ -61,7 +54,7 @@ impl Dialect for Postgres {
             history = if t.history() { " and the history" } else { "" },
             merge = t.table("merge"),
             loaded = t.table("loaded_runs"),
-            topic = t.topic.name(),
+            topic = t.topic().name(),
             statements = indent(&statements, "    "),
             staging = t.staging_tables().join(", "),
         )
@@ -69,28 +62,28 @@ impl Dialect for Postgres {
 
     fn load_run(
         &self,
-        t: &Target<'_>,
+        t: &dyn Tables,
         manifest: &Manifest,
         place: FilePlace<'_>,
         staged: &[(FileKind, String)],
     ) -> Result<String, WarehouseError> {
         let FilePlace::Folder(folder) = place else {
             return Err(unsupported(
-                t.topic,
+                t.topic(),
                 "the PostgreSQL load script reads the run's files from a local folder; give the output \
                  folder (download the files of an S3 output first)",
             ));
         };
-        if t.topic.output().format != Format::Csv {
+        if t.topic().output().format != Format::Csv {
             return Err(unsupported(
-                t.topic,
+                t.topic(),
                 "PostgreSQL loads CSV files; this topic writes Parquet",
             ));
         }
         let mut sql = String::from("BEGIN;\n");
         for (kind, table) in staged {
             for file in manifest.files.iter().filter(|f| f.kind == *kind) {
-                sql.push_str(&copy(t.topic, table, &folder.join(&file.path)));
+                sql.push_str(&copy(t.topic(), table, &folder.join(&file.path)));
             }
         }
         let seq = manifest.sequence;

@@ -4,20 +4,54 @@
 use std::fmt::Write as _;
 
 use super::Dialect;
-use crate::commit::Manifest;
+use object_store::path::Path;
+
+use super::Tables;
+use super::{FilePlace, unsupported};
+use crate::commit::{Ledger, Manifest, Publication};
 use crate::config::{CsvCompression, Format};
 use crate::sink::FileKind;
-use crate::warehouse::WarehouseError;
-use crate::warehouse::load::{FilePlace, unsupported};
-use crate::warehouse::target::Target;
+use crate::warehouse::error::WarehouseError;
 
-pub(super) struct Redshift;
+/// Amazon Redshift: loads with `COPY` from S3, each kind of file named by
+/// the run's COPY manifest.
+pub struct Redshift;
 
-// Named as the variant of the enum this trait replaced.
-#[allow(non_upper_case_globals)]
-impl dyn Dialect {
-    /// Redshift, as `warehouse::Dialect::Redshift`.
-    pub const Redshift: &'static dyn Dialect = &Redshift;
+/// The Redshift COPY manifests of a committed run, one per kind of file
+/// (`_redshift/<kind>-<seq>.json`): the exact files `COPY ... MANIFEST` loads.
+pub struct CopyManifests;
+
+impl Publication for CopyManifests {
+    fn files(&self, manifest: &Manifest, ledger: &Ledger) -> Vec<(Path, Vec<u8>)> {
+        [
+            FileKind::Main,
+            FileKind::Correction,
+            FileKind::Older,
+            FileKind::Keys,
+        ]
+        .into_iter()
+        .map(|kind| {
+            let entries: Vec<serde_json::Value> = manifest
+                .files
+                .iter()
+                .filter(|f| f.kind == kind)
+                .map(|f| {
+                    serde_json::json!({
+                        "url": ledger.url_of(&f.path),
+                        "mandatory": true,
+                        "meta": {"content_length": f.bytes}
+                    })
+                })
+                .collect();
+            let body = serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries }))
+                .unwrap_or_default();
+            (
+                ledger.layout().redshift_manifest(kind, manifest.sequence),
+                body,
+            )
+        })
+        .collect()
+    }
 }
 
 impl Dialect for Redshift {
@@ -28,6 +62,10 @@ impl Dialect for Redshift {
     fn setup_note(&self) -> &'static str {
         "-- Change: the base name of the tables, the schema. Not tested against Redshift here:\n\
          -- review the column types (VARCHAR lengths) before use.\n\n"
+    }
+
+    fn publication(&self) -> Option<&'static dyn Publication> {
+        Some(&CopyManifests)
     }
 
     // Redshift's TEXT is a VARCHAR(256).
@@ -55,7 +93,7 @@ impl Dialect for Redshift {
     }
 
     // Redshift takes no correlated subquery in SET: clear, then join.
-    fn close_ranges(&self, t: &Target<'_>) -> Vec<String> {
+    fn close_ranges(&self, t: &dyn Tables) -> Vec<String> {
         let o = t.ordering_ident();
         let (keys, history, versions) = (
             t.table("keys"),
@@ -88,19 +126,19 @@ impl Dialect for Redshift {
 
     fn load_run(
         &self,
-        t: &Target<'_>,
+        t: &dyn Tables,
         manifest: &Manifest,
         place: FilePlace<'_>,
         staged: &[(FileKind, String)],
     ) -> Result<String, WarehouseError> {
         let FilePlace::Url(base) = place else {
             return Err(unsupported(
-                t.topic,
+                t.topic(),
                 "Redshift loads from S3; give the topic's S3 URL",
             ));
         };
-        let csv = &t.topic.output().csv;
-        let format = match t.topic.output().format {
+        let csv = &t.topic().output().csv;
+        let format = match t.topic().output().format {
             Format::Parquet => "FORMAT AS PARQUET".to_string(),
             Format::Csv => format!(
                 "CSV DELIMITER '{}' QUOTE '{}'{}{} TIMEFORMAT 'auto' DATEFORMAT 'auto'{}",
@@ -121,7 +159,7 @@ impl Dialect for Redshift {
         };
         let seq = manifest.sequence;
         let mut sql = String::from("-- Change: the IAM role.\nBEGIN;\n");
-        let compact = t.topic.compaction().compact;
+        let compact = t.topic().compaction().compact;
         if compact {
             for (_, table) in staged {
                 let _ = writeln!(sql, "DELETE FROM {table};");

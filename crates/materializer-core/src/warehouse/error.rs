@@ -1,0 +1,23 @@
+//! How generating a topic's warehouse SQL fails.
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error(
+        "topic {topic}: the mapping's output has no column {column:?} for the {what}; add it to the \
+         output view or name the column in topic.toml ([warehouse] {setting})"
+    )]
+    MissingColumn {
+        topic: String,
+        what: &'static str,
+        column: String,
+        setting: &'static str,
+    },
+    #[error("topic {topic}: {message}")]
+    Unsupported { topic: String, message: String },
+}
+
+impl WarehouseError {
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Config
+    }
+}
