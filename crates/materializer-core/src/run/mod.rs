@@ -10,7 +10,7 @@
 //!           rows wait in a spool (memory up to a share of --memory-mb, then
 //!           a temp file); a compacting topic's key columns go, with each
 //!           event's partition and index, to a spool per key-hash bucket
-//! decide    bucket by bucket ([`decide`]), a large bucket in passes by key
+//! decide    bucket by bucket (`decide`), a large bucket in passes by key
 //!           hash: look the keys up in the key state, classify each
 //!           partition's share (compaction, corrections), write the bucket's
 //!           new state segment; the classes come back as one byte per event,
@@ -22,9 +22,9 @@
 //!           deterministic names
 //! commit    manifest put-if-absent, then _SUCCESS, Redshift manifests, hint
 //! ```
-//! The CLI and the HTTP API both call [`execute`]; [`stages`] follows the
+//! The CLI and the HTTP API both call [`execute`]; `stages` follows the
 //! steps in order, each a function of the module named for it, taking the
-//! [`Attempt`](attempt::Attempt) and what the step before handed on.
+//! `Attempt` and what the step before handed on.
 
 mod attempt;
 mod commit;

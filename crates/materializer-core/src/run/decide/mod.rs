@@ -9,7 +9,7 @@
 //! the event's partition and position) to the spool of the key's bucket, the
 //! key state's buckets ([`KeySpools`]); a spool holds a share of the memory
 //! budget and spills the rest. Then the buckets are decided `parallelism` at
-//! a time ([`decide`]): a bucket's keys are read back, their committed
+//! a time (`decide`): a bucket's keys are read back, their committed
 //! versions looked up in that bucket's segments only, each partition's share
 //! classified in arrival order, and the bucket's new segment written from its
 //! MAIN versions. A bucket of more than [`PASS_ROWS`] key rows is decided in
