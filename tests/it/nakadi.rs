@@ -6,8 +6,9 @@
 //! sources and runs against it, what they committed) and the plain reads
 //! and refusals. The parts: [`faults`] (every fault alone, and mixed over
 //! many runs), [`subscriptions`] (the subscription's commits, and the
-//! server's subscription streams) and [`killed_runs`] (runs of the binary
-//! killed or crashed, and the runs after them).
+//! server's subscription streams), [`killed_runs`] (runs of the binary
+//! killed or crashed, and the runs after them) and [`publishing`] (where the
+//! server's partition strategies put published events).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::support::{Committed, Workspace, article_stream, committed};
 
 mod faults;
 mod killed_runs;
+mod publishing;
 mod subscriptions;
 
 const TOPIC: &str = "article-stock-changed";
@@ -58,7 +60,7 @@ pub(crate) async fn live(ws: &Workspace, token: Option<&str>, lines: &[String]) 
     }
 }
 
-fn settings(url: &str, token: TokenSource) -> NakadiSettings {
+pub(crate) fn settings(url: &str, token: TokenSource) -> NakadiSettings {
     let mut s = NakadiSettings::new(url, token);
     s.batch_limit = 7;
     s.batch_flush_timeout = Duration::from_secs(1);
@@ -70,12 +72,18 @@ fn settings(url: &str, token: TokenSource) -> NakadiSettings {
 }
 
 fn source_with(settings: NakadiSettings, subscription: bool) -> Source {
+    source_of(settings, EVENT_TYPE, subscription)
+}
+
+/// A source reading `event_type` through the low-level API or, with
+/// `subscription`, through a subscription from the beginning.
+pub(crate) fn source_of(settings: NakadiSettings, event_type: &str, subscription: bool) -> Source {
     let client = Arc::new(NakadiClient::new(settings).unwrap());
     Source::Nakadi(NakadiSource {
         subscription: subscription.then(|| {
             SubscriptionReader::new(
                 client.clone(),
-                EVENT_TYPE.into(),
+                event_type.into(),
                 SubscriptionSettings {
                     owning_application: OWNER.into(),
                     consumer_group: "materializer".into(),
@@ -84,7 +92,7 @@ fn source_with(settings: NakadiSettings, subscription: bool) -> Source {
             )
         }),
         client,
-        event_type: EVENT_TYPE.into(),
+        event_type: event_type.into(),
     })
 }
 

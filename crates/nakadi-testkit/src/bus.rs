@@ -25,6 +25,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde_json::json;
 use tracing::info;
 
@@ -62,7 +64,8 @@ pub struct Bus {
     token: Option<String>,
     /// Woken when events are published or cursors committed.
     changed: tokio::sync::Notify,
-    round_robin: AtomicU64,
+    /// Chooses the partition of events published under the `random` strategy.
+    partition_rng: Mutex<StdRng>,
     pub streams_opened: AtomicU64,
     pub default_partitions: usize,
 }
@@ -128,10 +131,16 @@ impl Bus {
             faults: Mutex::new((FaultPlan::default(), Injected::default())),
             token,
             changed: tokio::sync::Notify::new(),
-            round_robin: AtomicU64::new(0),
+            partition_rng: Mutex::new(StdRng::from_os_rng()),
             streams_opened: AtomicU64::new(0),
             default_partitions: default_partitions.max(1),
         })
+    }
+
+    /// Makes the `random` partition strategy repeat itself: the same events
+    /// published in the same order land in the same partitions.
+    pub fn seed_partitions(&self, seed: u64) {
+        *lock(&self.partition_rng) = StdRng::seed_from_u64(seed);
     }
 
     fn event_type(&self, name: &str) -> Option<Arc<EventTypeLog>> {

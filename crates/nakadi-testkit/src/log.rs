@@ -113,24 +113,24 @@ impl PartitionLog {
     }
 }
 
-/// An event type and its partitions.
-pub struct EventTypeLog {
-    pub name: String,
-    /// The event type document as `GET /event-types/{name}` serves it.
-    pub document: Value,
-    pub partition_names: Vec<String>,
-    pub partitions: Vec<Mutex<PartitionLog>>,
-    pub partition_key_fields: Vec<String>,
+/// How a published event finds its partition, as the event type's
+/// `partition_strategy` says (Nakadi's default: `random`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartitionStrategy {
+    /// Any partition, at random: a key's events spread over all of them.
+    Random,
+    /// The partition the values of these fields hash to (paths relative to
+    /// `data` for data change events): a key's events stay in one.
+    Hash(Vec<String>),
+    /// The partition the publisher names in `metadata.partition`.
+    UserDefined,
 }
 
-impl EventTypeLog {
-    pub fn new(document: Value, partitions: usize) -> Result<EventTypeLog, String> {
-        let name = document
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or("an event type needs a name")?
-            .to_string();
-        let partition_key_fields = document
+impl PartitionStrategy {
+    /// The strategy an event type document declares, checked as Nakadi
+    /// checks it: `hash` needs `partition_key_fields`, the others take none.
+    pub fn of(document: &Value) -> Result<PartitionStrategy, String> {
+        let fields: Vec<String> = document
             .get("partition_key_fields")
             .and_then(Value::as_array)
             .map(|a| {
@@ -140,6 +140,48 @@ impl EventTypeLog {
                     .collect()
             })
             .unwrap_or_default();
+        let strategy = document
+            .get("partition_strategy")
+            .and_then(Value::as_str)
+            .unwrap_or("random");
+        match strategy {
+            "hash" if fields.is_empty() => Err(
+                "partition_strategy \"hash\" needs partition_key_fields: the fields whose values \
+                 choose an event's partition"
+                    .into(),
+            ),
+            "hash" => Ok(PartitionStrategy::Hash(fields)),
+            "random" | "user_defined" if !fields.is_empty() => Err(format!(
+                "partition_key_fields are only taken with partition_strategy \"hash\", not \
+                 {strategy:?}"
+            )),
+            "random" => Ok(PartitionStrategy::Random),
+            "user_defined" => Ok(PartitionStrategy::UserDefined),
+            other => Err(format!(
+                "unknown partition_strategy {other:?}: random (the default), hash or user_defined"
+            )),
+        }
+    }
+}
+
+/// An event type and its partitions.
+pub struct EventTypeLog {
+    pub name: String,
+    /// The event type document as `GET /event-types/{name}` serves it.
+    pub document: Value,
+    pub partition_names: Vec<String>,
+    pub partitions: Vec<Mutex<PartitionLog>>,
+    pub strategy: PartitionStrategy,
+}
+
+impl EventTypeLog {
+    pub fn new(document: Value, partitions: usize) -> Result<EventTypeLog, String> {
+        let name = document
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("an event type needs a name")?
+            .to_string();
+        let strategy = PartitionStrategy::of(&document)?;
         let partitions = partitions.max(1);
         Ok(EventTypeLog {
             name,
@@ -148,7 +190,7 @@ impl EventTypeLog {
             partitions: (0..partitions)
                 .map(|_| Mutex::new(PartitionLog::default()))
                 .collect(),
-            partition_key_fields,
+            strategy,
         })
     }
 
@@ -199,6 +241,54 @@ impl SubscriptionState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_partition_strategy_is_read_as_nakadi_reads_it() {
+        let doc = |extra: serde_json::Value| {
+            let mut doc = serde_json::json!({"name": "t"});
+            doc.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            doc
+        };
+        assert_eq!(
+            PartitionStrategy::of(&doc(serde_json::json!({}))),
+            Ok(PartitionStrategy::Random)
+        );
+        assert_eq!(
+            PartitionStrategy::of(&doc(serde_json::json!({
+                "partition_strategy": "hash", "partition_key_fields": ["a.b"]
+            }))),
+            Ok(PartitionStrategy::Hash(vec!["a.b".into()]))
+        );
+        assert_eq!(
+            PartitionStrategy::of(&doc(
+                serde_json::json!({"partition_strategy": "user_defined"})
+            )),
+            Ok(PartitionStrategy::UserDefined)
+        );
+        let hash_without_fields =
+            PartitionStrategy::of(&doc(serde_json::json!({"partition_strategy": "hash"})));
+        assert!(
+            hash_without_fields
+                .unwrap_err()
+                .contains("needs partition_key_fields")
+        );
+        let fields_without_hash = PartitionStrategy::of(&doc(serde_json::json!({
+            "partition_key_fields": ["a"]
+        })));
+        assert!(
+            fields_without_hash
+                .unwrap_err()
+                .contains("only taken with partition_strategy \"hash\"")
+        );
+        let unknown = PartitionStrategy::of(&doc(serde_json::json!({"partition_strategy": "x"})));
+        assert!(
+            unknown
+                .unwrap_err()
+                .contains("unknown partition_strategy \"x\"")
+        );
+    }
 
     #[test]
     fn cursors_name_the_last_event_read() {

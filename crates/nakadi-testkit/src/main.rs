@@ -12,6 +12,17 @@ use nakadi_testkit::{Bus, topics};
 /// low-level stream, subscriptions, commits, faults on request), preloaded
 /// with the recorded events of every topic under --sql-dir. Everything is kept
 /// in memory.
+///
+/// Publish with `POST /event-types/{name}/events` and a JSON array of events
+/// (business events need `metadata.eid` and `metadata.occurred_at`). Each
+/// event goes to the partition the event type's `partition_strategy` chooses,
+/// as Nakadi does: `random` (the default) any partition, so one key's events
+/// spread over all of them; `hash` the partition its `partition_key_fields`
+/// hash to; `user_defined` the one its `metadata.partition` names (a batch
+/// with an event that names none, or one that does not exist, is refused
+/// whole with 422). Create event types with `POST /event-types` (the document
+/// as Nakadi takes it; `default_statistic.read_parallelism` sets the number of
+/// partitions).
 #[derive(Parser, Debug)]
 #[command(
     name = "nakadi-server",
@@ -37,6 +48,11 @@ struct Args {
     /// Partitions of an event type without recordings.
     #[arg(long, default_value_t = 4)]
     partitions: usize,
+    /// Seed of the `random` partition strategy: the same events published in
+    /// the same order go to the same partitions (default: a new seed at
+    /// every start).
+    #[arg(long)]
+    partition_seed: Option<u64>,
 }
 
 #[tokio::main]
@@ -61,6 +77,9 @@ async fn main() -> ExitCode {
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let event_types = topics::load(&args.sql_dir, &args.recordings)?;
     let bus = Bus::new(args.token.clone(), args.partitions);
+    if let Some(seed) = args.partition_seed {
+        bus.seed_partitions(seed);
+    }
     let mut served = Vec::new();
     for event_type in event_types {
         let partitions = if event_type.recorded_partitions > 0 {

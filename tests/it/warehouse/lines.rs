@@ -11,9 +11,9 @@ use crate::support::Workspace;
 /// A topic of this test's own: one row per order line with plain `unnest`
 /// (an order whose newest version has no lines has no row), test orders
 /// filtered out, and `status = 'deleted'` deleting the order.
-const LINES_TOPIC: &str = "order-lines";
+pub(super) const LINES_TOPIC: &str = "order-lines";
 
-fn write_lines_topic(ws: &Workspace, partition_by: bool, history: bool) {
+pub(super) fn write_lines_topic(ws: &Workspace, partition_by: bool, history: bool) {
     let dir = ws.sql().join(LINES_TOPIC);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(
@@ -49,14 +49,14 @@ fn write_lines_topic(ws: &Workspace, partition_by: bool, history: bool) {
 
 /// One arrival of one version of one order.
 #[derive(Clone)]
-struct Arrival {
-    order: String,
-    partition: u32,
+pub(super) struct Arrival {
+    pub(super) order: String,
+    pub(super) partition: u32,
     /// Milliseconds into the day: the ordering key.
-    at: u64,
+    pub(super) at: u64,
     status: &'static str,
     /// `None`: `items` is null.
-    items: Option<Vec<(String, u64)>>,
+    pub(super) items: Option<Vec<(String, u64)>>,
 }
 
 impl Arrival {
@@ -70,7 +70,7 @@ impl Arrival {
         format!("2024-06-03T{h:02}:{m:02}:{s:02}.{ms:03}Z")
     }
 
-    fn json(&self, eid: u64) -> String {
+    pub(super) fn json(&self, eid: u64) -> String {
         let items = match &self.items {
             None => serde_json::Value::Null,
             Some(items) => serde_json::Value::Array(
@@ -93,8 +93,33 @@ impl Arrival {
 }
 
 /// Versions of orders over `runs` runs: empty and null arrays, test orders,
-/// deletes, late deletes, redeliveries, late versions across run boundaries.
+/// deletes, late deletes, redeliveries, late versions across run boundaries;
+/// each order in one of two partitions, as a hash partition strategy keeps it.
 fn line_runs(orders: usize, runs: usize, seed: u64) -> Vec<Vec<Arrival>> {
+    generate_line_runs(orders, runs, seed, Spread::ByOrder)
+}
+
+/// How arrivals fall on partitions.
+#[derive(Clone, Copy)]
+pub(super) enum Spread {
+    /// An order's arrivals in one of two partitions (a hash strategy).
+    ByOrder,
+    /// Every arrival in any of `partitions` partitions (the random strategy);
+    /// with `distinct_copies`, a redelivered version carries other rows than
+    /// its first copy, so that which copy wins shows.
+    Random {
+        partitions: u32,
+        distinct_copies: bool,
+    },
+}
+
+/// [`line_runs`] with arrivals spread over partitions as `spread` says.
+pub(super) fn generate_line_runs(
+    orders: usize,
+    runs: usize,
+    seed: u64,
+    spread: Spread,
+) -> Vec<Vec<Arrival>> {
     let mut rng = Rng(seed);
     let mut per_run: Vec<Vec<Arrival>> = vec![Vec::new(); runs];
     for o in 0..orders {
@@ -133,7 +158,17 @@ fn line_runs(orders: usize, runs: usize, seed: u64) -> Vec<Vec<Arrival>> {
                 arrivals[0].0 = first_run + 1 + rng.next((runs - first_run - 1) as u64) as usize;
             }
             2 => {
-                let again = arrivals[rng.next(arrivals.len() as u64) as usize].1.clone();
+                let mut again = arrivals[rng.next(arrivals.len() as u64) as usize].1.clone();
+                if let Spread::Random {
+                    distinct_copies: true,
+                    ..
+                } = spread
+                    && let Some(items) = &mut again.items
+                {
+                    for (_, quantity) in items {
+                        *quantity += 10;
+                    }
+                }
                 let run = first_run + rng.next((runs - first_run) as u64) as usize;
                 arrivals.push((run, again));
             }
@@ -143,20 +178,31 @@ fn line_runs(orders: usize, runs: usize, seed: u64) -> Vec<Vec<Arrival>> {
             }
             _ => {}
         }
-        for (run, arrival) in arrivals {
+        for (run, mut arrival) in arrivals {
+            if let Spread::Random { partitions, .. } = spread {
+                arrival.partition = rng.next(u64::from(partitions)) as u32;
+            }
             per_run[run].push(arrival);
         }
     }
     per_run
 }
 
-fn line_records(
+/// The partitions `arrivals` fall on, in partition order.
+fn partitions_of(arrivals: &[Arrival]) -> Vec<u32> {
+    let mut partitions: Vec<u32> = arrivals.iter().map(|a| a.partition).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    partitions
+}
+
+pub(super) fn line_records(
     arrivals: &[Arrival],
     offsets: &mut BTreeMap<u32, u64>,
     eid: &mut u64,
 ) -> Vec<String> {
     let mut lines = Vec::new();
-    for partition in [0u32, 1] {
+    for partition in partitions_of(arrivals) {
         let events: Vec<String> = arrivals
             .iter()
             .filter(|a| a.partition == partition)
@@ -199,13 +245,15 @@ fn version_rows(a: &Arrival) -> Vec<Row> {
         .collect()
 }
 
-/// Per order, its distinct versions by ordering key, the last to arrive
-/// among equal ones, in the order they arrived over all runs.
-fn versions_by_order(runs: &[Vec<Arrival>]) -> BTreeMap<String, BTreeMap<u64, Arrival>> {
+/// Per order, its distinct versions by ordering key. Of equal ones the last
+/// counts: the last to arrive, run after run; within a run, of the partition
+/// that sorts last (partitions have no order between them; the README fixes
+/// this one).
+pub(super) fn versions_by_order(runs: &[Vec<Arrival>]) -> BTreeMap<String, BTreeMap<u64, Arrival>> {
     let mut orders: BTreeMap<String, BTreeMap<u64, Arrival>> = BTreeMap::new();
     for run in runs {
         // Within a run, arrival order is per partition, as recorded.
-        for partition in [0u32, 1] {
+        for partition in partitions_of(run) {
             for a in run.iter().filter(|a| a.partition == partition) {
                 orders
                     .entry(a.order.clone())
@@ -218,7 +266,7 @@ fn versions_by_order(runs: &[Vec<Arrival>]) -> BTreeMap<String, BTreeMap<u64, Ar
 }
 
 /// The ODS the raw events call for: every order's newest version's rows.
-fn expected_ods(runs: &[Vec<Arrival>]) -> Vec<Row> {
+pub(super) fn expected_ods(runs: &[Vec<Arrival>]) -> Vec<Row> {
     let mut rows: Vec<Row> = versions_by_order(runs)
         .values()
         .filter_map(|versions| versions.values().next_back())
@@ -231,7 +279,7 @@ fn expected_ods(runs: &[Vec<Arrival>]) -> Vec<Row> {
 
 /// The history the raw events call for: every version that is not a delete,
 /// valid until the next version of its order.
-fn expected_history(runs: &[Vec<Arrival>]) -> Vec<Row> {
+pub(super) fn expected_history(runs: &[Vec<Arrival>]) -> Vec<Row> {
     let mut rows = Vec::new();
     for versions in versions_by_order(runs).values() {
         let ats: Vec<u64> = versions.keys().copied().collect();
@@ -258,7 +306,7 @@ fn expected_history(runs: &[Vec<Arrival>]) -> Vec<Row> {
 }
 
 /// Asserts equal sorted rows, naming (at most ten of) those that differ.
-fn same_rows(got: &[Row], want: &[Row], what: &str) {
+pub(super) fn same_rows(got: &[Row], want: &[Row], what: &str) {
     let missing: Vec<&Row> = want.iter().filter(|r| !got.contains(r)).take(10).collect();
     let extra: Vec<&Row> = got.iter().filter(|r| !want.contains(r)).take(10).collect();
     assert!(
@@ -269,7 +317,7 @@ fn same_rows(got: &[Row], want: &[Row], what: &str) {
     );
 }
 
-fn table_rows(database: &str, table: &str, history: bool) -> Vec<Row> {
+pub(super) fn table_rows(database: &str, table: &str, history: bool) -> Vec<Row> {
     let range = if history {
         ", (extract(epoch FROM valid_from) * 1000000)::bigint::text, \
          (extract(epoch FROM valid_to) * 1000000)::bigint::text"
@@ -288,7 +336,7 @@ fn table_rows(database: &str, table: &str, history: bool) -> Vec<Row> {
     json_rows(&json)
 }
 
-async fn load_line_runs(ws: &Workspace, runs: &[Vec<Arrival>], label: &str) -> String {
+pub(super) async fn load_line_runs(ws: &Workspace, runs: &[Vec<Arrival>], label: &str) -> String {
     let (mut offsets, mut eid) = (BTreeMap::new(), 0);
     let recorded: Vec<Vec<String>> = runs
         .iter()

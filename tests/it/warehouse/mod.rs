@@ -3,11 +3,12 @@
 //! key; tricky values survive CSV -> COPY -> SELECT; Parquet holds the same rows.
 //!
 //! Here: the shipped import SQL checked against the generator, and what the
-//! tests of the example topic ([`orders`]) and of deletes and history
-//! ([`lines`]) share.
+//! tests of the example topic ([`orders`]), of deletes and history
+//! ([`lines`]) and of keys spread over partitions ([`spread`]) share.
 
 mod lines;
 mod orders;
+mod spread;
 
 use std::path::Path;
 

@@ -1,34 +1,42 @@
 //! The SQL the engine generates around a mapping: compaction and the
 //! correction split, over a topic's partitioning key and ordering key.
 //!
-//! Arrival order is the order of offsets in a Nakadi partition (`_seq`). For
-//! each key:
-//! - an event is *out of order* when an event with a higher ordering key arrived
-//!   before it in this run, or when its ordering key is not higher than the
-//!   highest one committed by an earlier run (the topic's key state); out-of-order
-//!   events are the CORRECTION input, every one of them;
-//! - of the other events, the one with the highest ordering key (the latest
-//!   arrival among equals) is the MAIN input: the compaction. That event is
-//!   never out of order itself, so `ROW_NUMBER() ... = 1` over all events of
-//!   the key finds it;
+//! A key is decided over all the Nakadi partitions of a run: its versions may
+//! arrive on any of them. Arrival order is the order of offsets within a
+//! partition (`_seq`); between partitions there is none, so where a rule
+//! needs one, partitions count in partition order (numerically for Nakadi's
+//! numbered partitions: shorter names first, then alphabetically). For each
+//! key:
+//! - an event is *late* when an event with a higher ordering key arrived
+//!   before it in the same partition, or when its ordering key is not higher
+//!   than the highest one committed by an earlier run (the topic's key
+//!   state); late events are the CORRECTION input, every one of them;
+//! - of the other events, the one with the highest ordering key is the MAIN
+//!   input: the compaction; among equal ones the last in partition order and
+//!   then arrival order (the last to arrive in the partition that sorts last).
+//!   That event is never late itself, so `ROW_NUMBER() ... = 1` over all
+//!   events of the key finds it;
 //! - a version that arrives more than once counts once: of the events with
-//!   one key and ordering key, the last to arrive;
-//! - the rest are older versions: compaction removes them, or, when the
+//!   one key and ordering key, the last in that same order;
+//! - the rest are older versions, those superseded only by a version from
+//!   another partition among them: compaction removes them, or, when the
 //!   warehouse keeps a history, they are its OLDER input.
 //!
 //! [`Compaction::classify_sql`] states the classification as one query; its
-//! rows are split by `__class` into the inputs the mapping is applied to. Runs compute the same classification in a single pass over the events
-//! (`run::classify`, tested against this query), as the query's two windows
-//! would sort every partition twice.
+//! rows are split by `__class` into the inputs the mapping is applied to.
+//! Runs compute the same classification in a single pass over the events
+//! (`run::classify`, tested against this query), as the query's windows
+//! would sort the run's events several times.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use super::{quote_ident, sql_path};
-use crate::schema::{SEQ_COLUMN, field_at_path};
+use crate::schema::{PARTITION_COLUMN, SEQ_COLUMN, field_at_path};
 
-/// The staged events of one Nakadi partition, as the classification reads them.
+/// The decoded events of a run (all its partitions), as the classification
+/// reads them.
 pub const ARRIVALS_TABLE: &str = "__arrivals";
 /// Text column of the classification: `main`, `correction` or `older`.
 pub const CLASS_COLUMN: &str = "__class";
@@ -85,6 +93,9 @@ impl Compaction {
         let keys = self.partition_by();
         let ok = sql_path(&self.ordering_key);
         let seq = quote_ident(SEQ_COLUMN);
+        let partition = quote_ident(PARTITION_COLUMN);
+        // Partition order: numerically for numbered partitions.
+        let after = format!("length({partition}) DESC, {partition} DESC, {seq} DESC");
         let columns = event_columns
             .iter()
             .map(|c| quote_ident(c))
@@ -107,7 +118,7 @@ impl Compaction {
             "SELECT {columns}, {CLASS_COLUMN}\n\
              FROM (\n  \
                SELECT *,\n         \
-                      ROW_NUMBER() OVER (PARTITION BY {keys}, {ok} ORDER BY {seq} DESC) AS __copy\n  \
+                      ROW_NUMBER() OVER (PARTITION BY {keys}, {ok} ORDER BY {after}) AS __copy\n  \
                FROM (\n    \
                  SELECT *,\n           \
                         CASE WHEN coalesce(__max_before > {ok}, false) OR coalesce({ok} <= __committed, false) THEN 'correction'\n                \
@@ -115,9 +126,9 @@ impl Compaction {
                  FROM (\n      \
                    SELECT arrivals.*,\n             \
                           state.{ordering} AS __committed,\n             \
-                          max({ok}) OVER (PARTITION BY {keys} ORDER BY {seq}\n                             \
+                          max({ok}) OVER (PARTITION BY {keys}, {partition} ORDER BY {seq}\n                             \
                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __max_before,\n             \
-                          ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {ok} DESC NULLS LAST, {seq} DESC) AS __rank\n      \
+                          ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {ok} DESC NULLS LAST, {after}) AS __rank\n      \
                    FROM {ARRIVALS_TABLE} AS arrivals\n      \
                    LEFT JOIN {KEY_STATE_TABLE} AS state ON {join}\n    \
                  ) AS ranked\n  \
@@ -169,18 +180,22 @@ impl Compaction {
             String::new()
         };
         format!(
-            "-- Topic {topic}: what a run does for each Nakadi partition, as SQL.\n\
-             -- (Step 1 runs as one pass over the events, with the same result.)\n\
-             -- {ARRIVALS_TABLE}: the partition's decoded events of this run, in arrival order (_seq).\n\
+            "-- Topic {topic}: what a run does with its events, as SQL.\n\
+             -- (Step 1 runs as one pass over the events, with the same result; steps 2 to 4\n\
+             -- run for each Nakadi partition, whose files hold its events' rows.)\n\
+             -- {ARRIVALS_TABLE}: the decoded events of this run, of all its partitions (_partition),\n\
+             -- each partition's in arrival order (_seq).\n\
              -- {KEY_STATE_TABLE}: per key, the highest ordering key committed by earlier runs.\n\
              -- Partitioning key: {pk}; ordering key: {ok}.\n\
              {deletes}\
              \n\
-             -- 1. Generated: classify every event. MAIN = the latest version per key\n\
-             --    (ROW_NUMBER over the ordering key); CORRECTION = events that arrived\n\
-             --    after a higher version of their key, or that are not newer than the\n\
-             --    version committed by an earlier run; OLDER = the older versions{kept}.\n\
-             --    A version that arrives more than once counts once (the last copy).\n\
+             -- 1. Generated: classify every event, per key over all partitions. MAIN = the\n\
+             --    latest version per key (ROW_NUMBER over the ordering key; among equal ones\n\
+             --    the last in partition order, then arrival order); CORRECTION = events that\n\
+             --    arrived after a higher version of their key in the same partition, or that\n\
+             --    are not newer than the version committed by an earlier run; OLDER = the\n\
+             --    older versions{kept}. A version that arrives more than once counts once\n\
+             --    (the last copy).\n\
              CREATE VIEW __classified AS\n{classify};\n\
              \n\
              -- 2a. Generated: input of the MAIN file.\n\

@@ -25,8 +25,8 @@ fn contract_text(topic: &Topic) -> String {
     };
     format!(
         "Load every committed run, in run order. The ODS then holds, for every key, the rows the \
-         mapping makes of the key's newest version (highest ordering key, the last to arrive among \
-         equals), or none when that version deletes the key or the mapping makes no row of it (an \
+         mapping makes of the key's newest version (highest ordering key; among equal ones the last \
+         to arrive, of the partition that sorts last within a run), or none when that version deletes the key or the mapping makes no row of it (an \
          unnest of an empty or null array, a WHERE); a late version never replaces a newer one. \
          {history}Each run's KEYS files name every version it decided, rows or not, so that the \
          merge replaces by key. Here {deletes}.",

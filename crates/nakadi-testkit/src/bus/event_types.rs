@@ -45,6 +45,22 @@ impl Bus {
         Ok(())
     }
 
+    /// The events a partition holds (those retention kept), as stored.
+    pub fn events_in(&self, event_type: &str, partition: &str) -> Result<Vec<Value>, String> {
+        let log = self
+            .event_type(event_type)
+            .ok_or_else(|| format!("no event type {event_type}"))?;
+        let index = log
+            .index_of(partition)
+            .ok_or_else(|| format!("no partition {partition}"))?;
+        let partition = lock(&log.partitions[index]);
+        partition
+            .events
+            .iter()
+            .map(|event| serde_json::from_slice(event).map_err(|e| e.to_string()))
+            .collect()
+    }
+
     /// Loads recorded stream lines: every event goes to the partition its
     /// batch names, in order.
     pub fn append_recording(&self, event_type: &str, text: &[u8]) -> Result<usize, String> {

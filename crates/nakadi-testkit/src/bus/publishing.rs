@@ -1,10 +1,12 @@
 //! Publishing (`POST /event-types/{name}/events`): each event goes to the
-//! partition it names, or the one its partition key hashes to, or round
-//! robin; business and data events are enriched as Nakadi enriches them.
+//! partition the event type's `partition_strategy` chooses (`random`, the
+//! default: any; `hash`: the one its `partition_key_fields` hash to;
+//! `user_defined`: the one its `metadata.partition` names), and business
+//! and data events are enriched as Nakadi enriches them. A batch with an
+//! event that cannot be placed is refused whole (`422`, one item per event).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,7 +14,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use rand::Rng;
+
 use super::{Bus, lock, problem, unknown_event_type};
+use crate::log::{EventTypeLog, PartitionStrategy};
 
 /// A stable hash (FNV-1a) of the partition key values.
 fn key_hash(text: &str) -> u64 {
@@ -46,36 +51,20 @@ pub(super) async fn publish(
     let now = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
+    // A batch is published whole or not at all, as Nakadi publishes it.
+    let mut placed = Vec::with_capacity(events.len());
+    let mut failures = Vec::new();
+    for (i, event) in events.into_iter().enumerate() {
+        match partition_of(&bus, &log, &event) {
+            Ok(index) => placed.push((index, event)),
+            Err(detail) => failures.push((i, event, detail)),
+        }
+    }
+    if !failures.is_empty() {
+        return unpartitioned(failures, placed.len());
+    }
     let mut per_partition: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
-    for mut event in events {
-        let given = event
-            .pointer("/metadata/partition")
-            .and_then(Value::as_str)
-            .and_then(|p| log.index_of(p));
-        let index = given.unwrap_or_else(|| {
-            if log.partition_key_fields.is_empty() {
-                (bus.round_robin.fetch_add(1, Ordering::Relaxed) % log.partitions.len() as u64)
-                    as usize
-            } else {
-                let base = if log.category() == "data" {
-                    "/data"
-                } else {
-                    ""
-                };
-                let key: Vec<String> = log
-                    .partition_key_fields
-                    .iter()
-                    .map(|f| {
-                        let pointer = format!("{base}/{}", f.replace('.', "/"));
-                        event
-                            .pointer(&pointer)
-                            .map(|v| v.to_string())
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                (key_hash(&key.join("\u{1}")) % log.partitions.len() as u64) as usize
-            }
-        });
+    for (index, mut event) in placed {
         if enrich && let Some(metadata) = event.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata
                 .entry("received_at")
@@ -98,4 +87,68 @@ pub(super) async fn publish(
     }
     bus.changed.notify_waiters();
     StatusCode::OK.into_response()
+}
+
+/// The partition `event` goes to, or why it has none.
+fn partition_of(bus: &Bus, log: &EventTypeLog, event: &Value) -> Result<usize, String> {
+    let partitions = log.partitions.len();
+    match &log.strategy {
+        PartitionStrategy::Random => Ok(lock(&bus.partition_rng).random_range(0..partitions)),
+        PartitionStrategy::Hash(fields) => {
+            let base = if log.category() == "data" {
+                "/data"
+            } else {
+                ""
+            };
+            let key: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    let pointer = format!("{base}/{}", f.replace('.', "/"));
+                    event
+                        .pointer(&pointer)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            Ok((key_hash(&key.join("\u{1}")) % partitions as u64) as usize)
+        }
+        PartitionStrategy::UserDefined => {
+            let named = event
+                .pointer("/metadata/partition")
+                .and_then(Value::as_str)
+                .ok_or(
+                    "metadata.partition is required: the event type's partition_strategy is \
+                        user_defined",
+                )?;
+            log.index_of(named).ok_or_else(|| {
+                format!(
+                    "metadata.partition names partition {named:?}, which does not exist \
+                     (partitions {})",
+                    log.partition_names.join(", ")
+                )
+            })
+        }
+    }
+}
+
+/// The answer to a batch of which some events have no partition: Nakadi's
+/// `422` with one item per event, the failed ones with their reason, the
+/// others aborted.
+fn unpartitioned(failures: Vec<(usize, Value, String)>, placed: usize) -> Response {
+    let total = failures.len() + placed;
+    let mut items =
+        vec![serde_json::json!({"publishing_status": "aborted", "step": "partitioning"}); total];
+    for (i, event, detail) in failures {
+        items[i] = serde_json::json!({
+            "eid": event.pointer("/metadata/eid"),
+            "publishing_status": "failed",
+            "step": "partitioning",
+            "detail": detail,
+        });
+    }
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(serde_json::Value::Array(items)),
+    )
+        .into_response()
 }

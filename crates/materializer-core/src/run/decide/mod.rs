@@ -3,22 +3,26 @@
 //! computed one bucket of keys at a time so that memory does not grow with
 //! the run.
 //!
-//! Classifying an event needs every version of its key in the run and the
-//! version the key state committed, and nothing about other keys. So, while
-//! the partitions are read, each decoder sends its events' key columns (with
-//! the event's partition and position) to the spool of the key's bucket, the
-//! key state's buckets ([`KeySpools`]); a spool holds a share of the memory
-//! budget and spills the rest. Then the buckets are decided `parallelism` at
-//! a time (`decide`): a bucket's keys are read back, their committed
-//! versions looked up in that bucket's segments only, each partition's share
-//! classified in arrival order, and the bucket's new segment written from its
-//! MAIN versions. A bucket of more than [`PASS_ROWS`] key rows is decided in
-//! passes, each taking the keys of one slice of the key hash, so that a
-//! decision holds a bounded number of rows however large the run; each
-//! pass's MAIN versions, sorted, wait for the bucket's segment in a spool. What stays
-//! per event until its partition is mapped is its class ([`Classes`]): one
-//! byte in memory, or on disk for a run of more events than a sixteenth of
-//! the memory budget holds.
+//! Classifying an event needs every version of its key in the run, from
+//! whichever Nakadi partition each came (a key's versions may be on any:
+//! Nakadi's default partition strategy is `random`), and the version the key
+//! state committed, and nothing about other keys. So, while the partitions
+//! are read, each decoder sends its events' key columns (with the event's
+//! partition and position) to the spool of the key's bucket, the key state's
+//! buckets ([`KeySpools`]); a spool holds a share of the memory budget and
+//! spills the rest. Then the buckets are decided `parallelism` at a time
+//! (`decide`): a bucket's keys are read back, their committed versions
+//! looked up in that bucket's segments only, its keys decided over all
+//! partitions at once ([`classify`](classify::classes) has the rules), and
+//! the bucket's new segment written from its MAIN versions. A bucket of more
+//! than `PASS_ROWS` key rows is decided in passes, each taking the keys of
+//! one slice of the key hash (every version of a key in the same pass), so
+//! that a decision holds a bounded number of rows however large the run;
+//! each pass's MAIN versions, sorted, wait for the bucket's segment in a
+//! spool. What stays per event until its partition is mapped is its class
+//! ([`Classes`]): one byte in memory, or on disk for a run of more events
+//! than a sixteenth of the memory budget holds. A key's MAIN row goes to the
+//! files of the partition its winning version came from.
 
 mod class;
 mod classes;
@@ -45,6 +49,7 @@ pub(crate) use spools::KeySpools;
 use super::attempt::Attempt;
 use super::error::RunFailure;
 use crate::decode::{Spool, SpoolCap};
+use crate::source::partition_cmp;
 use crate::state::{CommittedState, KeyStateError, SortedInput, StateIndex, StateStore};
 use classes::ClassesBuilder;
 use partition::PartitionDecided;
@@ -64,8 +69,16 @@ pub(crate) async fn decide(
     let runtime = spools.runtime.clone();
     let keys_cap = attempt.engine.settings().memory_limit / 16 / partitions.len().max(1);
     let spooled = spools.finish().map_err(KeyStateError::Spool)?;
+    // A key is decided over the partitions in partition order.
+    let mut by_name: Vec<usize> = (0..partitions.len()).collect();
+    by_name.sort_by(|&a, &b| partition_cmp(&partitions[a].0, &partitions[b].0));
+    let mut partition_order = vec![0u32; partitions.len()];
+    for (place, &index) in by_name.iter().enumerate() {
+        partition_order[index] = place as u32;
+    }
     let context = BucketContext {
         topic: attempt.topic,
+        partition_order: &partition_order,
         store,
         committed,
         sequence,

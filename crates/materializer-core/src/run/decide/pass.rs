@@ -1,7 +1,8 @@
-//! One pass over a bucket's keys: their committed versions looked up, each
-//! partition's share classified in arrival order, the MAIN versions sorted
-//! for the bucket's new segment; and the segment written once the bucket's
-//! last pass is in.
+//! One pass over a bucket's keys: their committed versions looked up, the
+//! keys decided over all partitions at once (each partition's share in
+//! arrival order, the partitions in partition order), the MAIN versions
+//! sorted for the bucket's new segment; and the segment written once the
+//! bucket's last pass is in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +49,9 @@ pub(super) struct Pass {
 /// What deciding a bucket needs besides its keys.
 pub(super) struct BucketContext<'a> {
     pub(super) topic: &'a Topic,
+    /// Per partition (by the index its keys were sent with), its place in
+    /// partition order: the order in which a key's partitions are read.
+    pub(super) partition_order: &'a [u32],
     pub(super) store: &'a StateStore<'a>,
     pub(super) committed: &'a CommittedState,
     pub(super) sequence: u64,
@@ -55,7 +59,7 @@ pub(super) struct BucketContext<'a> {
 }
 
 impl BucketContext<'_> {
-    /// Looks the keys of a pass up and classifies each partition's share.
+    /// Looks the keys of a pass up and decides them over all partitions.
     pub(super) async fn decide_pass(
         &self,
         pass: Pass,
@@ -63,7 +67,7 @@ impl BucketContext<'_> {
     ) -> Result<DecidedPass, RunFailure> {
         let mut key_state_seconds = 0.0;
         let last = pass.pass + 1 == pass.passes;
-        let by_partition = match pass.keys {
+        let mut by_partition = match pass.keys {
             Some(keys) => {
                 let slice = (pass.passes > 1).then_some((buckets, pass.passes, pass.pass));
                 tokio::task::spawn_blocking(move || by_partition(&keys, slice))
@@ -72,6 +76,8 @@ impl BucketContext<'_> {
             }
             None => Vec::new(),
         };
+        let order = |partition: u32| self.partition_order.get(partition as usize).copied();
+        by_partition.sort_by_key(|(partition, _)| order(*partition));
         let started = Instant::now();
         let key_columns: Vec<&[ArrayRef]> = by_partition
             .iter()
@@ -90,14 +96,31 @@ impl BucketContext<'_> {
         let state_schema = self.store.schema().clone();
         let (key_names, ordering_name) = self.topic.warehouse().key_names(&compaction);
         let classified = tokio::task::spawn_blocking(move || {
+            // Every partition's share at once: a key's versions may be on any.
+            let ends: Vec<usize> = by_partition
+                .iter()
+                .scan(0, |events, (_, batches)| {
+                    *events += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+                    Some(*events)
+                })
+                .collect();
+            let columns: Vec<Vec<ArrayRef>> = by_partition
+                .iter()
+                .flat_map(|(_, batches)| batches.iter().map(|b| b.columns().to_vec()))
+                .collect();
+            let all = if columns.is_empty() {
+                Vec::new()
+            } else {
+                classes(&compaction, &columns, &ends, &state, keep_history)?
+            };
+            drop(columns);
             let mut keys_schema = KeysSchema::new(key_names, ordering_name);
-            let mut shares = Vec::new();
+            let mut shares = Vec::with_capacity(by_partition.len());
             let mut versions = Vec::new();
-            for (partition, batches) in by_partition {
-                let columns: Vec<Vec<ArrayRef>> =
-                    batches.iter().map(|b| b.columns().to_vec()).collect();
-                let classes = classes(&compaction, &columns, &state, keep_history)?;
-                drop(columns);
+            let mut start = 0;
+            for ((partition, batches), &end) in by_partition.into_iter().zip(&ends) {
+                let classes = all[start..end].to_vec();
+                start = end;
                 versions.extend(main_versions(&batches, &classes, &state_schema)?);
                 shares.push(Share {
                     partition,
