@@ -15,15 +15,27 @@ pub(crate) struct Dataset {
 }
 
 pub(crate) fn dataset(options: &Options, events: u64) -> Result<Dataset, String> {
-    let dir = options.data.join(format!("{events}-seed{SEED}"));
+    let spread = if options.random_partitions {
+        "-random"
+    } else {
+        ""
+    };
+    let dir = options.data.join(format!("{events}-seed{SEED}{spread}"));
     let ndjson = dir.join("events.ndjson");
     let stream = dir.join("stream").join("events.jsonl");
     let done = dir.join("complete");
     if !done.exists() {
         eprintln!("generating {events} events into {}", dir.display());
         std::fs::create_dir_all(stream.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
-        let stats = generator::write_files(events, SEED, &ndjson, &stream, 500)
-            .map_err(|e| format!("generating events: {e}"))?;
+        let stats = generator::write_files(
+            events,
+            SEED,
+            &ndjson,
+            &stream,
+            500,
+            options.random_partitions,
+        )
+        .map_err(|e| format!("generating events: {e}"))?;
         eprintln!(
             "generated {} events, {:.1} MB, {} articles, {} late, {} size rows",
             stats.events,

@@ -675,14 +675,19 @@ impl StreamLines {
 }
 
 /// Writes `events` events as NDJSON (for DuckDB) and as Nakadi stream lines
-/// (batches of `batch` events per partition, for materializer).
+/// (batches of `batch` events per partition, for materializer); with
+/// `random_partitions` each event goes to any partition, as Nakadi's
+/// default strategy publishes, instead of its article's.
 pub fn write_files(
     events: u64,
     seed: u64,
     ndjson: &std::path::Path,
     stream: &std::path::Path,
     batch: usize,
+    random_partitions: bool,
 ) -> std::io::Result<Stats> {
+    // A generator of its own: the events are the same either way.
+    let mut placement = Rng::new(seed.wrapping_add(1));
     let mut generator = Generator::new(seed, events, 0.7, 0.05);
     let mut plain = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(ndjson)?);
     let mut lines = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(stream)?);
@@ -692,6 +697,11 @@ pub fn write_files(
         event.clear();
         let Some(partition) = generator.next_event(&mut event) else {
             break;
+        };
+        let partition = if random_partitions {
+            placement.below(8) as u32
+        } else {
+            partition
         };
         plain.write_all(&event)?;
         plain.write_all(b"\n")?;

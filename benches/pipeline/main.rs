@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench pipeline -- [--events N | --scales N,N,..] [--runs R]
 //!     [--cases flatten_csv,compact_csv,compact_parquet] [--no-nakadi] [--no-duckdb]
-//!     [--nakadi-up-to N] [--memory-mb M] [--data DIR] [--report DIR]
+//!     [--nakadi-up-to N] [--memory-mb M] [--data DIR] [--report DIR] [--random-partitions]
 //! cargo bench --bench pipeline -- --history RUNS [--history-events N] [--memory-mb M]
 //! cargo bench --bench pipeline -- --large-state KEYS [--history-events N] [--memory-mb M]
 //! ```

@@ -24,6 +24,9 @@ pub(crate) struct Options {
     pub(crate) history_events: u64,
     /// Keys of the large state benchmark's state, if asked for.
     pub(crate) large_state: Option<u64>,
+    /// Events on random partitions (Nakadi's default strategy) instead of
+    /// each article on one partition.
+    pub(crate) random_partitions: bool,
 }
 
 pub(crate) fn parse_options() -> Result<Options, String> {
@@ -46,6 +49,7 @@ pub(crate) fn parse_options() -> Result<Options, String> {
         history_runs: None,
         history_events: if smoke { 2_000 } else { 500_000 },
         large_state: None,
+        random_partitions: false,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -78,6 +82,7 @@ pub(crate) fn parse_options() -> Result<Options, String> {
             "--no-nakadi" => options.nakadi = false,
             "--nakadi-up-to" => options.nakadi_up_to = parse_count(&value("--nakadi-up-to")?)?,
             "--no-duckdb" => options.duckdb = false,
+            "--random-partitions" => options.random_partitions = true,
             "--memory-mb" => {
                 options.memory_mb = Some(
                     value("--memory-mb")?
