@@ -99,20 +99,23 @@ async fn an_article_on_two_partitions_has_one_main_version_and_loads() {
     );
 }
 
-/// Random partitions in a recording: every arrival on any of four
-/// partitions, redelivered versions with other rows than their first copy
-/// (the last copy counts: the last to arrive, of the partition that sorts
-/// last), late versions and deletes, over five runs.
+/// Random partitions in a recording: thousands of arrivals, each on any of
+/// four partitions, redelivered versions with other rows than their first
+/// copy (the last copy counts: the last to arrive, of the partition that
+/// sorts last), late versions and deletes, over five runs.
 #[tokio::test]
 async fn random_partitions_in_a_recording_load_the_source_exactly() {
-    for seed in [7, 19] {
+    // Output partitions (`partition_by`) split a run's files further.
+    for (seed, partition_by) in [(7, false), (19, true)] {
         let ws = Workspace::new();
-        write_lines_topic(&ws, false, true);
+        write_lines_topic(&ws, partition_by, true);
         let spread = Spread::Random {
             partitions: 4,
             distinct_copies: true,
         };
-        let runs = generate_line_runs(300, 5, seed, spread);
+        let runs = generate_line_runs(800, 5, seed, spread);
+        let events: usize = runs.iter().map(Vec::len).sum();
+        assert!(events > 2000, "seed {seed}: {events} events");
         assert_spread(&runs, seed);
         let (mut offsets, mut eid) = (BTreeMap::new(), 0);
         let recorded: Vec<Vec<String>> = runs
@@ -153,7 +156,9 @@ async fn random_partitions_from_nakadi_load_the_source_exactly() {
             partitions: 4,
             distinct_copies: false,
         };
-        let runs = generate_line_runs(250, 4, 13, spread);
+        let runs = generate_line_runs(600, 4, 13, spread);
+        let events: usize = runs.iter().map(Vec::len).sum();
+        assert!(events > 1500, "{events} events");
         let pg = postgres();
         let database = pg.database(&format!("spread_nakadi_{subscription}"));
         let topic = ws.catalog().await.topic(LINES_TOPIC).unwrap();
