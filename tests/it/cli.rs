@@ -139,7 +139,9 @@ fn explain_prints_the_generated_sql_and_the_mapping() {
         "{text}"
     );
     assert!(
-        text.contains(r#"max("version") OVER (PARTITION BY "article_id", "_partition" ORDER BY "_seq""#),
+        text.contains(
+            r#"max("version") OVER (PARTITION BY "article_id", "_partition" ORDER BY "_seq""#
+        ),
         "{text}"
     );
     assert!(
