@@ -231,6 +231,11 @@ pub(crate) struct WarehouseArgs {
     /// Print the load statements of this committed run instead of the setup.
     #[arg(long)]
     pub(crate) run: Option<u64>,
+    /// The first run the warehouse loads (setup only): 1, or a later run for
+    /// a warehouse that starts in the middle of the topic's life. Loads of
+    /// other runs are refused until it is loaded; then each run in order.
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "run")]
+    pub(crate) start_at: u64,
     /// Where the runs were written (for --run): a folder, file:///folder or s3://bucket/prefix.
     #[arg(long, env = "MATERIALIZER_OUTPUT", default_value = "out")]
     pub(crate) output: String,

@@ -397,21 +397,29 @@ impl Postgres {
         if local.exists() { local } else { "psql".into() }
     }
 
-    /// Runs SQL (psql meta-commands allowed) in `database`; stdout, or stderr as the error.
+    /// Runs SQL (psql meta-commands allowed) in `database`, stopping at the
+    /// first error; stdout, or stderr as the error.
     pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        self.psql_as(database, sql, true)
+    }
+
+    /// Runs SQL as [`Postgres::psql`] does, but with psql's own default of
+    /// going on after an error unless `stop_on_error`: what a script does
+    /// when the user does not pass `-v ON_ERROR_STOP=1`.
+    pub fn psql_as(
+        &self,
+        database: &str,
+        sql: &str,
+        stop_on_error: bool,
+    ) -> Result<String, String> {
         use std::io::Write;
-        let mut child = Command::new(self.psql_path())
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
+        let mut command = Command::new(self.psql_path());
+        command.args(["-X", "-q", "-At"]);
+        if stop_on_error {
+            command.args(["-v", "ON_ERROR_STOP=1"]);
+        }
+        let mut child = command
+            .args(["-h", "127.0.0.1", "-U", "postgres"])
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-d")

@@ -175,5 +175,24 @@ CREATE TABLE article_stock_changed_history_versions (
     PRIMARY KEY (article_id, version)
 );
 
--- Runs merged so far.
+-- Runs loaded so far.
 CREATE TABLE article_stock_changed_loaded_runs (sequence NUMBER(19) PRIMARY KEY, loaded_at TIMESTAMP WITH TIME ZONE DEFAULT SYSTIMESTAMP);
+
+-- The run this warehouse loads first: 1, or a later one for a warehouse that starts in
+-- the middle of the topic's life (warehouse-sql --start-at).
+CREATE TABLE article_stock_changed_load_start (first_run NUMBER(19) NOT NULL);
+INSERT INTO article_stock_changed_load_start (first_run) VALUES (1);
+
+-- Refuses a run that is not the next to load: the run after the last loaded one, or,
+-- into an empty warehouse, article_stock_changed_load_start.first_run. Holds article_stock_changed_loaded_runs until the load commits.
+CREATE OR REPLACE PROCEDURE article_stock_changed_expect(run_sequence IN NUMBER) AS
+    next_run NUMBER;
+BEGIN
+    LOCK TABLE article_stock_changed_loaded_runs IN EXCLUSIVE MODE;
+    SELECT COALESCE((SELECT MAX(sequence) FROM article_stock_changed_loaded_runs) + 1, (SELECT MAX(first_run) FROM article_stock_changed_load_start), 1) INTO next_run FROM dual;
+    IF run_sequence <> next_run THEN
+        RAISE_APPLICATION_ERROR(-20001, 'run ' || run_sequence || ' of topic article-stock-changed cannot be loaded now: run '
+            || next_run || ' is the next to load (each committed run is loaded once, in run order)');
+    END IF;
+END;
+/

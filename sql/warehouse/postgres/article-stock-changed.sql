@@ -88,19 +88,37 @@ CREATE TABLE article_stock_changed_history_versions (
     PRIMARY KEY (article_id, version)
 );
 
--- Runs merged so far.
+-- Runs loaded so far.
 CREATE TABLE article_stock_changed_loaded_runs (sequence BIGINT PRIMARY KEY, loaded_at TIMESTAMPTZ NOT NULL DEFAULT now());
 
+-- The run this warehouse loads first: 1, or a later one for a warehouse that starts in
+-- the middle of the topic's life (warehouse-sql --start-at).
+CREATE TABLE article_stock_changed_load_start (first_run BIGINT NOT NULL);
+INSERT INTO article_stock_changed_load_start (first_run) VALUES (1);
+
+-- Refuses a run that is not the next to load: the run after the last loaded one, or,
+-- into an empty warehouse, article_stock_changed_load_start.first_run. Holds article_stock_changed_loaded_runs until the load commits.
+CREATE OR REPLACE FUNCTION article_stock_changed_expect(run_sequence BIGINT) RETURNS VOID
+LANGUAGE plpgsql AS $expect$
+DECLARE
+    next_run BIGINT;
+BEGIN
+    LOCK TABLE article_stock_changed_loaded_runs IN SHARE ROW EXCLUSIVE MODE;
+    SELECT COALESCE((SELECT MAX(sequence) FROM article_stock_changed_loaded_runs) + 1, (SELECT MAX(first_run) FROM article_stock_changed_load_start), 1) INTO next_run;
+    IF run_sequence <> next_run THEN
+        RAISE EXCEPTION 'run % of topic article-stock-changed cannot be loaded now: run % is the next to load (each committed run is loaded once, in run order)', run_sequence, next_run;
+    END IF;
+END
+$expect$;
+
 -- Merges the loaded run into the ODS and the history and empties the staging tables.
--- Refuses a run that is loaded already or that comes before a loaded one.
+-- Refuses a run that is not the next to load; answers the ODS rows the run inserted.
 CREATE OR REPLACE FUNCTION article_stock_changed_merge(run_sequence BIGINT) RETURNS BIGINT
 LANGUAGE plpgsql AS $merge$
 DECLARE
     inserted BIGINT;
 BEGIN
-    IF EXISTS (SELECT 1 FROM article_stock_changed_loaded_runs WHERE sequence >= run_sequence) THEN
-        RAISE EXCEPTION 'run % of topic article-stock-changed is not after the last loaded run', run_sequence;
-    END IF;
+    PERFORM article_stock_changed_expect(run_sequence);
     DELETE FROM article_stock_changed_winners;
     INSERT INTO article_stock_changed_winners (article_id, version, deleted, kind)
     SELECT k.article_id, k.version, k.deleted, k.kind

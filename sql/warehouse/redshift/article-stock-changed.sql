@@ -89,5 +89,24 @@ CREATE TABLE article_stock_changed_history_versions (
     PRIMARY KEY (article_id, version)
 );
 
--- Runs merged so far.
+-- Runs loaded so far.
 CREATE TABLE article_stock_changed_loaded_runs (sequence BIGINT PRIMARY KEY, loaded_at TIMESTAMPTZ DEFAULT GETDATE());
+
+-- The run this warehouse loads first: 1, or a later one for a warehouse that starts in
+-- the middle of the topic's life (warehouse-sql --start-at).
+CREATE TABLE article_stock_changed_load_start (first_run BIGINT NOT NULL);
+INSERT INTO article_stock_changed_load_start (first_run) VALUES (1);
+
+-- Refuses a run that is not the next to load: the run after the last loaded one, or,
+-- into an empty warehouse, article_stock_changed_load_start.first_run. The load script locks article_stock_changed_loaded_runs first.
+CREATE OR REPLACE PROCEDURE article_stock_changed_expect(run_sequence BIGINT)
+AS $$
+DECLARE
+    next_run BIGINT;
+BEGIN
+    SELECT INTO next_run COALESCE((SELECT MAX(sequence) FROM article_stock_changed_loaded_runs) + 1, (SELECT MAX(first_run) FROM article_stock_changed_load_start), 1);
+    IF run_sequence <> next_run THEN
+        RAISE EXCEPTION 'run % of topic article-stock-changed cannot be loaded now: run % is the next to load (each committed run is loaded once, in run order)', run_sequence, next_run;
+    END IF;
+END;
+$$ LANGUAGE plpgsql;

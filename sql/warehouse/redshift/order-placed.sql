@@ -107,5 +107,24 @@ CREATE TABLE order_placed_history_versions (
     PRIMARY KEY (order_number, occurred_at)
 );
 
--- Runs merged so far.
+-- Runs loaded so far.
 CREATE TABLE order_placed_loaded_runs (sequence BIGINT PRIMARY KEY, loaded_at TIMESTAMPTZ DEFAULT GETDATE());
+
+-- The run this warehouse loads first: 1, or a later one for a warehouse that starts in
+-- the middle of the topic's life (warehouse-sql --start-at).
+CREATE TABLE order_placed_load_start (first_run BIGINT NOT NULL);
+INSERT INTO order_placed_load_start (first_run) VALUES (1);
+
+-- Refuses a run that is not the next to load: the run after the last loaded one, or,
+-- into an empty warehouse, order_placed_load_start.first_run. The load script locks order_placed_loaded_runs first.
+CREATE OR REPLACE PROCEDURE order_placed_expect(run_sequence BIGINT)
+AS $$
+DECLARE
+    next_run BIGINT;
+BEGIN
+    SELECT INTO next_run COALESCE((SELECT MAX(sequence) FROM order_placed_loaded_runs) + 1, (SELECT MAX(first_run) FROM order_placed_load_start), 1);
+    IF run_sequence <> next_run THEN
+        RAISE EXCEPTION 'run % of topic order-placed cannot be loaded now: run % is the next to load (each committed run is loaded once, in run order)', run_sequence, next_run;
+    END IF;
+END;
+$$ LANGUAGE plpgsql;

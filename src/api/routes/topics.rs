@@ -235,7 +235,7 @@ pub(crate) async fn warehouse_sql(
     };
     Ok(Json(WarehouseSqlView {
         dialect: dialect.name().to_string(),
-        sql: setup_sql(&topic, dialect)?,
+        sql: setup_sql(&topic, dialect, 1)?,
     }))
 }
 

@@ -20,7 +20,7 @@ pub(crate) async fn warehouse_sql(
     let topic = catalog.topic(&args.topic)?;
     let dialect = args.dialect;
     let Some(sequence) = args.run else {
-        print!("{}", setup_sql(&topic, dialect)?);
+        print!("{}", setup_sql(&topic, dialect, args.start_at)?);
         return Ok(());
     };
     let location = topic

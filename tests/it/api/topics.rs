@@ -236,7 +236,7 @@ async fn warehouse_sql_is_what_the_command_line_writes() {
         assert_eq!(answer["dialect"], name);
         assert_eq!(
             answer["sql"],
-            materializer_core::warehouse::setup_sql(&topic, dialect).unwrap()
+            materializer_core::warehouse::setup_sql(&topic, dialect, 1).unwrap()
         );
     }
     let (_, default) = api.get(&format!("/topics/{TOPIC}/warehouse-sql")).await;

@@ -406,8 +406,8 @@ async fn without_history_the_ods_is_the_same_and_no_history_is_kept() {
         .unwrap();
     assert_eq!(
         tables.trim(),
-        "order_lines_correction,order_lines_keys,order_lines_loaded_runs,order_lines_main,\
-         order_lines_ods,order_lines_ods_versions,order_lines_winners"
+        "order_lines_correction,order_lines_keys,order_lines_load_start,order_lines_loaded_runs,\
+         order_lines_main,order_lines_ods,order_lines_ods_versions,order_lines_winners"
     );
     let older: Vec<String> = ws
         .out_files()

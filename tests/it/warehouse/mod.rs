@@ -4,8 +4,10 @@
 //!
 //! Here: the shipped import SQL checked against the generator, and what the
 //! tests of the example topic ([`orders`]), of deletes and history
-//! ([`lines`]) and of keys spread over partitions ([`spread`]) share.
+//! ([`lines`]), of keys spread over partitions ([`spread`]) and of the
+//! guards on loads ([`guards`]) share.
 
+mod guards;
 mod lines;
 mod orders;
 mod spread;
@@ -82,7 +84,7 @@ async fn load_recorded_runs(
     let database = pg.database(label);
     let topic = ws.catalog().await.topic(topic_name).unwrap();
     let dialect = warehouse::dialect_named("postgres").unwrap();
-    pg.psql(&database, &setup_sql(&topic, dialect).unwrap())
+    pg.psql(&database, &setup_sql(&topic, dialect, 1).unwrap())
         .unwrap();
     let recording = ws.path("recorded").join(topic_name);
     std::fs::create_dir_all(&recording).unwrap();
@@ -129,7 +131,7 @@ async fn the_shipped_import_sql_is_what_the_generator_writes() {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(
                 shipped,
-                setup_sql(topic, *dialect).unwrap(),
+                setup_sql(topic, *dialect, 1).unwrap(),
                 "{} is out of date: materializer warehouse-sql {name} --dialect {} > {}",
                 path.display(),
                 dialect.name(),

@@ -163,7 +163,7 @@ async fn random_partitions_from_nakadi_load_the_source_exactly() {
         let database = pg.database(&format!("spread_nakadi_{subscription}"));
         let topic = ws.catalog().await.topic(LINES_TOPIC).unwrap();
         let dialect = warehouse::dialect_named("postgres").unwrap();
-        pg.psql(&database, &setup_sql(&topic, dialect).unwrap())
+        pg.psql(&database, &setup_sql(&topic, dialect, 1).unwrap())
             .unwrap();
         let output = ws.local_output();
         let mut eid = 0;

@@ -9,8 +9,14 @@ use super::error::WarehouseError;
 use super::target::Target;
 use crate::config::Topic;
 
-/// The tables and the merge of a topic, created once.
-pub fn setup_sql(topic: &Topic, dialect: &dyn Dialect) -> Result<String, WarehouseError> {
+/// The tables and the merge of a topic, created once; the warehouse loads
+/// runs from `first_run` on (1 unless it starts in the middle of a topic's
+/// life).
+pub fn setup_sql(
+    topic: &Topic,
+    dialect: &dyn Dialect,
+    first_run: u64,
+) -> Result<String, WarehouseError> {
     let t = Target::new(topic, dialect)?;
     let mut sql = t.header();
     sql.push_str(&format!(
@@ -24,10 +30,9 @@ pub fn setup_sql(topic: &Topic, dialect: &dyn Dialect) -> Result<String, Warehou
     } else {
         sql.push_str(&append_only(&t));
     }
-    sql.push_str(&loaded_runs(&t));
-    if topic.compaction().compact {
-        sql.push_str(&dialect.create_merge_routine(&t));
-    }
+    sql.push_str(&loaded_runs(&t, first_run));
+    sql.push_str(&dialect.create_guard_routine(&t));
+    sql.push_str(&dialect.create_merge_routine(&t));
     Ok(sql)
 }
 
@@ -110,11 +115,17 @@ fn append_only(t: &Target<'_>) -> String {
     sql
 }
 
-fn loaded_runs(t: &Target<'_>) -> String {
+/// The runs loaded so far, and the first run the warehouse loads.
+fn loaded_runs(t: &Target<'_>, first_run: u64) -> String {
+    let sequence = t.dialect.sql_type(&DataType::Int64);
     format!(
-        "\n-- Runs merged so far.\nCREATE TABLE {} (sequence {} PRIMARY KEY, loaded_at {});\n",
-        t.table("loaded_runs"),
-        t.dialect.sql_type(&DataType::Int64),
-        t.dialect.loaded_at_definition(),
+        "\n-- Runs loaded so far.\nCREATE TABLE {loaded} (sequence {sequence} PRIMARY KEY, loaded_at {at});\n\
+         \n-- The run this warehouse loads first: 1, or a later one for a warehouse that starts in\n\
+         -- the middle of the topic's life (warehouse-sql --start-at).\n\
+         CREATE TABLE {start} (first_run {sequence} NOT NULL);\n\
+         INSERT INTO {start} (first_run) VALUES ({first_run});\n",
+        loaded = t.table("loaded_runs"),
+        at = t.dialect.loaded_at_definition(),
+        start = t.table("load_start"),
     )
 }

@@ -72,6 +72,19 @@ pub trait Tables {
     fn record_run(&self, sequence: u64) -> String;
 }
 
+/// The run a warehouse loads next: the one after the last loaded, or, into
+/// an empty warehouse, the first run its setup declared (`--start-at`).
+pub fn next_run_query(t: &dyn Tables) -> String {
+    format!(
+        "SELECT COALESCE((SELECT MAX(sequence) FROM {loaded}) + 1, (SELECT MAX(first_run) FROM {start}), 1)",
+        loaded = t.table("loaded_runs"),
+        start = t.table("load_start"),
+    )
+}
+
+/// What a refused load says after the run's and the next run's numbers.
+pub const REFUSAL: &str = "is the next to load (each committed run is loaded once, in run order)";
+
 /// `CREATE TABLE name (columns..., PRIMARY KEY (primary_key))`.
 pub fn plain_table(name: &str, columns: &[String], primary_key: Option<&str>) -> String {
     let mut lines: Vec<String> = columns.iter().map(|c| format!("    {c}")).collect();
@@ -190,6 +203,38 @@ pub trait Dialect: Send + Sync {
         sql
     }
 
+    /// Setup: the routine that refuses a run that is not the next to load
+    /// (`<base>_expect`), naming the run that is. By default a PL/pgSQL
+    /// function that also locks `<base>_loaded_runs` until the load's
+    /// transaction ends, so that two loads never overlap.
+    fn create_guard_routine(&self, t: &dyn Tables) -> String {
+        format!(
+            "\n-- Refuses a run that is not the next to load: the run after the last loaded one, or,\n\
+             -- into an empty warehouse, {start}.first_run. Holds {loaded} until the load commits.\n\
+             CREATE OR REPLACE FUNCTION {expect}(run_sequence BIGINT) RETURNS VOID\n\
+             LANGUAGE plpgsql AS $expect$\n\
+             DECLARE\n    next_run BIGINT;\n\
+             BEGIN\n\
+             \x20   LOCK TABLE {loaded} IN SHARE ROW EXCLUSIVE MODE;\n\
+             \x20   {next_run} INTO next_run;\n\
+             \x20   IF run_sequence <> next_run THEN\n\
+             \x20       RAISE EXCEPTION 'run % of topic {topic} cannot be loaded now: run % {REFUSAL}', run_sequence, next_run;\n\
+             \x20   END IF;\n\
+             END\n$expect$;\n",
+            expect = t.table("expect"),
+            loaded = t.table("loaded_runs"),
+            start = t.table("load_start"),
+            next_run = next_run_query(t),
+            topic = t.topic().name(),
+        )
+    }
+
+    /// The load script's first statements: refuse run `sequence` unless it
+    /// is the next to load, before anything is staged.
+    fn guard_run(&self, t: &dyn Tables, sequence: u64) -> String {
+        format!("SELECT {}({sequence});\n", t.table("expect"))
+    }
+
     /// Setup, for a topic that keeps every event: what comes before
     /// `<base>_events`. By default nothing: the load copies the MAIN files
     /// into it.
@@ -197,8 +242,9 @@ pub trait Dialect: Send + Sync {
         String::new()
     }
 
-    /// Setup, for a compacting topic: a routine the load scripts call to
-    /// merge a run. By default none: each load script holds the merge.
+    /// Setup: a routine the load scripts call to merge a run (or, for a topic
+    /// that keeps every event, to record it). By default none: each load
+    /// script holds its statements.
     fn create_merge_routine(&self, _t: &dyn Tables) -> String {
         String::new()
     }

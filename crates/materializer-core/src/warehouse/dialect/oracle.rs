@@ -7,7 +7,7 @@ use arrow::datatypes::DataType;
 
 use super::FilePlace;
 use super::plain_table;
-use super::{DELETED, KIND, Tables};
+use super::{DELETED, KIND, REFUSAL, Tables, next_run_query};
 use super::{Dialect, is_plain_identifier};
 use crate::commit::Manifest;
 use crate::sink::FileKind;
@@ -73,6 +73,32 @@ impl Dialect for Oracle {
         format!("{expr} = 'false'")
     }
 
+    fn create_guard_routine(&self, t: &dyn Tables) -> String {
+        format!(
+            "\n-- Refuses a run that is not the next to load: the run after the last loaded one, or,\n\
+             -- into an empty warehouse, {start}.first_run. Holds {loaded} until the load commits.\n\
+             CREATE OR REPLACE PROCEDURE {expect}(run_sequence IN NUMBER) AS\n\
+             \x20   next_run NUMBER;\n\
+             BEGIN\n\
+             \x20   LOCK TABLE {loaded} IN EXCLUSIVE MODE;\n\
+             \x20   {next_run} INTO next_run FROM dual;\n\
+             \x20   IF run_sequence <> next_run THEN\n\
+             \x20       RAISE_APPLICATION_ERROR(-20001, 'run ' || run_sequence || ' of topic {topic} cannot be loaded now: run '\n\
+             \x20           || next_run || ' {REFUSAL}');\n\
+             \x20   END IF;\n\
+             END;\n/\n",
+            expect = t.table("expect"),
+            loaded = t.table("loaded_runs"),
+            start = t.table("load_start"),
+            next_run = next_run_query(t),
+            topic = t.topic().name(),
+        )
+    }
+
+    fn guard_run(&self, t: &dyn Tables, sequence: u64) -> String {
+        format!("BEGIN\n    {}({sequence});\nEND;\n/\n", t.table("expect"))
+    }
+
     fn create_staging(&self, t: &dyn Tables) -> String {
         let mut sql = external_table(t, &t.table("main"), "MAIN", t.columns());
         sql.push('\n');
@@ -121,7 +147,9 @@ impl Dialect for Oracle {
     }
 
     /// Points the external tables at the run's files (they are read where
-    /// the directory object points, whatever `place` says).
+    /// the directory object points, whatever `place` says). `ALTER TABLE`
+    /// commits on its own, so the guard and the merge follow it, in one
+    /// transaction that SQL*Plus rolls back on the first error.
     fn load_run(
         &self,
         t: &dyn Tables,
@@ -129,7 +157,7 @@ impl Dialect for Oracle {
         _place: FilePlace<'_>,
         staged: &[(FileKind, String)],
     ) -> Result<String, WarehouseError> {
-        let mut sql = String::new();
+        let mut sql = String::from("WHENEVER SQLERROR EXIT FAILURE ROLLBACK\n");
         for (kind, table) in staged {
             let locations: Vec<String> = manifest
                 .files
@@ -144,6 +172,7 @@ impl Dialect for Oracle {
             };
             let _ = writeln!(sql, "ALTER TABLE {table} LOCATION ({locations});");
         }
+        sql.push_str(&self.guard_run(t, manifest.sequence));
         if t.topic().compaction().compact {
             sql.push_str(&t.merge_script());
         } else {

@@ -23,6 +23,23 @@ impl Dialect for Postgres {
     }
 
     fn create_merge_routine(&self, t: &dyn Tables) -> String {
+        if !t.topic().compaction().compact {
+            return format!(
+                "\n-- Records the loaded run (its MAIN files were copied into {events}).\n\
+                 -- Refuses a run that is not the next to load; answers the rows the run added.\n\
+                 CREATE OR REPLACE FUNCTION {merge}(run_sequence BIGINT) RETURNS BIGINT\n\
+                 LANGUAGE plpgsql AS $merge$\n\
+                 BEGIN\n\
+                 \x20   PERFORM {expect}(run_sequence);\n\
+                 \x20   INSERT INTO {loaded} (sequence) VALUES (run_sequence);\n\
+                 \x20   RETURN 0;\n\
+                 END\n$merge$;\n",
+                events = t.table("events"),
+                merge = t.table("merge"),
+                expect = t.table("expect"),
+                loaded = t.table("loaded_runs"),
+            );
+        }
         let statements: String = t
             .merge_statements()
             .iter()
@@ -38,14 +55,12 @@ impl Dialect for Postgres {
             .collect();
         format!(
             "\n-- Merges the loaded run into the ODS{history} and empties the staging tables.\n\
-             -- Refuses a run that is loaded already or that comes before a loaded one.\n\
+             -- Refuses a run that is not the next to load; answers the ODS rows the run inserted.\n\
              CREATE OR REPLACE FUNCTION {merge}(run_sequence BIGINT) RETURNS BIGINT\n\
              LANGUAGE plpgsql AS $merge$\n\
              DECLARE\n    inserted BIGINT;\n\
              BEGIN\n\
-             \x20   IF EXISTS (SELECT 1 FROM {loaded} WHERE sequence >= run_sequence) THEN\n\
-             \x20       RAISE EXCEPTION 'run % of topic {topic} is not after the last loaded run', run_sequence;\n\
-             \x20   END IF;\n\
+             \x20   PERFORM {expect}(run_sequence);\n\
              {statements}\
              \x20   INSERT INTO {loaded} (sequence) VALUES (run_sequence);\n\
              \x20   TRUNCATE {staging};\n\
@@ -53,8 +68,8 @@ impl Dialect for Postgres {
              END\n$merge$;\n",
             history = if t.history() { " and the history" } else { "" },
             merge = t.table("merge"),
+            expect = t.table("expect"),
             loaded = t.table("loaded_runs"),
-            topic = t.topic().name(),
             statements = indent(&statements, "    "),
             staging = t.staging_tables().join(", "),
         )
@@ -80,7 +95,9 @@ impl Dialect for Postgres {
                 "PostgreSQL loads CSV files; this topic writes Parquet",
             ));
         }
-        let mut sql = String::from("BEGIN;\n");
+        // Without ON_ERROR_STOP psql would go on after a refusal and exit 0.
+        let mut sql = String::from("\\set ON_ERROR_STOP on\nBEGIN;\n");
+        sql.push_str(&self.guard_run(t, manifest.sequence));
         for (kind, table) in staged {
             for file in manifest.files.iter().filter(|f| f.kind == *kind) {
                 sql.push_str(&copy(t.topic(), table, &folder.join(&file.path)));

@@ -7,7 +7,7 @@ use super::Dialect;
 use object_store::path::Path;
 
 use super::Tables;
-use super::{FilePlace, unsupported};
+use super::{FilePlace, REFUSAL, unsupported};
 use crate::commit::{Ledger, Manifest, Publication};
 use crate::config::{CsvCompression, Format};
 use crate::sink::FileKind;
@@ -66,6 +66,35 @@ impl Dialect for Redshift {
 
     fn publication(&self) -> Option<&'static dyn Publication> {
         Some(&CopyManifests)
+    }
+
+    fn create_guard_routine(&self, t: &dyn Tables) -> String {
+        format!(
+            "\n-- Refuses a run that is not the next to load: the run after the last loaded one, or,\n\
+             -- into an empty warehouse, {start}.first_run. The load script locks {loaded} first.\n\
+             CREATE OR REPLACE PROCEDURE {expect}(run_sequence BIGINT)\n\
+             AS $$\n\
+             DECLARE\n    next_run BIGINT;\n\
+             BEGIN\n\
+             \x20   SELECT INTO next_run COALESCE((SELECT MAX(sequence) FROM {loaded}) + 1, (SELECT MAX(first_run) FROM {start}), 1);\n\
+             \x20   IF run_sequence <> next_run THEN\n\
+             \x20       RAISE EXCEPTION 'run % of topic {topic} cannot be loaded now: run % {REFUSAL}', run_sequence, next_run;\n\
+             \x20   END IF;\n\
+             END;\n$$ LANGUAGE plpgsql;\n",
+            expect = t.table("expect"),
+            loaded = t.table("loaded_runs"),
+            start = t.table("load_start"),
+            topic = t.topic().name(),
+        )
+    }
+
+    // A lock Redshift holds until the transaction ends: loads never overlap.
+    fn guard_run(&self, t: &dyn Tables, sequence: u64) -> String {
+        format!(
+            "LOCK {};\nCALL {}({sequence});\n",
+            t.table("loaded_runs"),
+            t.table("expect")
+        )
     }
 
     // Redshift's TEXT is a VARCHAR(256).
@@ -159,6 +188,7 @@ impl Dialect for Redshift {
         };
         let seq = manifest.sequence;
         let mut sql = String::from("-- Change: the IAM role.\nBEGIN;\n");
+        sql.push_str(&self.guard_run(t, seq));
         let compact = t.topic().compaction().compact;
         if compact {
             for (_, table) in staged {
