@@ -229,12 +229,20 @@ pub(crate) struct WarehouseArgs {
     #[arg(long, value_parser = dialect_parser())]
     pub(crate) dialect: &'static Dialect,
     /// Print the load statements of this committed run instead of the setup.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub(crate) run: Option<u64>,
+    /// Print the loads of every committed run after the one the warehouse
+    /// loaded last (N; 0 when it loaded none), in run order: what a scheduler
+    /// runs to catch up.
+    #[arg(long, value_name = "N", conflicts_with = "run", requires = "pending")]
+    pub(crate) loaded_through: Option<u64>,
+    /// With --loaded-through: the loads still pending.
+    #[arg(long, requires = "loaded_through")]
+    pub(crate) pending: bool,
     /// The first run the warehouse loads (setup only): 1, or a later run for
     /// a warehouse that starts in the middle of the topic's life. Loads of
     /// other runs are refused until it is loaded; then each run in order.
-    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "run")]
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["run", "pending"])]
     pub(crate) start_at: u64,
     /// Where the runs were written (for --run): a folder, file:///folder or s3://bucket/prefix.
     #[arg(long, env = "MATERIALIZER_OUTPUT", default_value = "out")]

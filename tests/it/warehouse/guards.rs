@@ -20,7 +20,6 @@ use crate::support::Workspace;
 /// Commits `runs` one after the other (nothing loaded yet) and gives the
 /// PostgreSQL load script of each.
 async fn committed_load_scripts(ws: &Workspace, runs: &[Vec<Arrival>]) -> Vec<String> {
-    let topic = ws.catalog().await.topic(LINES_TOPIC).unwrap();
     let dialect = warehouse::dialect_named("postgres").unwrap();
     let recording = ws.path("recorded").join(LINES_TOPIC);
     std::fs::create_dir_all(&recording).unwrap();
@@ -42,9 +41,9 @@ async fn committed_load_scripts(ws: &Workspace, runs: &[Vec<Arrival>]) -> Vec<St
         let folder = ws.out().join(LINES_TOPIC);
         scripts.push(
             load_run_sql(
-                &topic,
-                dialect,
                 &manifest,
+                None,
+                dialect,
                 FilePlace::Folder(Path::new(&folder)),
             )
             .unwrap(),

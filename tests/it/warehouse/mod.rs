@@ -4,12 +4,14 @@
 //!
 //! Here: the shipped import SQL checked against the generator, and what the
 //! tests of the example topic ([`orders`]), of deletes and history
-//! ([`lines`]), of keys spread over partitions ([`spread`]) and of the
-//! guards on loads ([`guards`]) share.
+//! ([`lines`]), of keys spread over partitions ([`spread`]), of the guards
+//! on loads ([`guards`]) and of the SQL of committed runs ([`run_sql`])
+//! share.
 
 mod guards;
 mod lines;
 mod orders;
+mod run_sql;
 mod spread;
 
 use std::path::Path;
@@ -105,9 +107,9 @@ async fn load_recorded_runs(
             .unwrap();
         let folder = ws.out().join(topic_name);
         let load = load_run_sql(
-            &topic,
-            dialect,
             &manifest,
+            None,
+            dialect,
             FilePlace::Folder(Path::new(&folder)),
         )
         .unwrap();

@@ -186,9 +186,9 @@ async fn random_partitions_from_nakadi_load_the_source_exactly() {
                 .unwrap();
             let folder = ws.out().join(LINES_TOPIC);
             let load = load_run_sql(
-                &topic,
-                dialect,
                 &manifest,
+                None,
+                dialect,
                 FilePlace::Folder(Path::new(&folder)),
             )
             .unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Format;
+use crate::config::{Format, RunShape};
 use crate::sink::FileKind;
 use crate::source::{Offset, RecordingExtent, partition_cmp};
 use crate::state::{CommittedState, StateFile, StateIndex};
@@ -171,6 +171,11 @@ pub struct Manifest {
     /// reading while they stay as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingExtent>,
+    /// The run's files as a warehouse loads them (columns, keys, format),
+    /// so that the SQL that loads this run needs nothing but the run (runs
+    /// committed by earlier releases have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<RunShape>,
 }
 
 impl Manifest {

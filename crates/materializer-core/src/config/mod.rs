@@ -16,6 +16,7 @@ mod edit;
 mod error;
 mod places;
 mod settings;
+mod shape;
 mod topic_schema;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ pub use settings::{
     CsvCompression, CsvOptions, Format, OutputSettings, ParquetCompression, ParquetOptions,
     SourceSettings, WarehouseSettings,
 };
+pub use shape::{RunShape, ShapeColumn};
 pub use topic_schema::TopicSchema;
 
 use crate::mapping::deletes::DeletePredicate;
@@ -286,6 +288,19 @@ impl Topic {
     pub fn keeps_history(&self) -> bool {
         self.compaction.compact && self.warehouse.history
     }
+}
+
+/// The `[output]` settings of the topic in `dir`, from its `topic.toml`
+/// alone (no schema, no mapping): enough to find its committed runs.
+pub fn output_settings_of(dir: &Path) -> Result<OutputSettings, ConfigError> {
+    let path = dir.join(TOPIC_FILE);
+    let text = read(&path)?;
+    let file: TopicFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.clone(),
+        at: e.span().map(|span| line_column(&text, span.start)),
+        message: e.message().trim_end().to_string(),
+    })?;
+    Ok(file.output)
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

@@ -95,5 +95,6 @@ fn manifest(
         state,
         key_state,
         recording: plan.recording.clone(),
+        shape: Some(attempt.topic.run_shape()),
     }
 }

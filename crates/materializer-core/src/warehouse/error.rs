@@ -14,6 +14,17 @@ pub enum WarehouseError {
     },
     #[error("topic {topic}: {message}")]
     Unsupported { topic: String, message: String },
+    #[error(
+        "topic {topic}: run {sequence} was committed by an earlier release, which kept no description \
+         of its files; its SQL is written from the topic as it is now, which needs the topic to load \
+         (its schema.json, or --nakadi-url): {reason}"
+    )]
+    NoShape {
+        topic: String,
+        sequence: u64,
+        /// Why the topic does not load now.
+        reason: String,
+    },
 }
 
 impl WarehouseError {

@@ -9,21 +9,38 @@ use crate::commit::Manifest;
 use crate::config::Topic;
 use crate::sink::FileKind;
 
-/// The statements that load one committed run and merge it.
+/// The statements that load committed run `manifest` and merge it. The
+/// files are described by the run's own shape; a run committed before runs
+/// kept one is loaded as `topic` (its configuration now) describes it.
 pub fn load_run_sql(
-    topic: &Topic,
-    dialect: &dyn Dialect,
     manifest: &Manifest,
+    topic: Option<&Topic>,
+    dialect: &dyn Dialect,
     place: FilePlace<'_>,
 ) -> Result<String, WarehouseError> {
-    let t = Target::new(topic, dialect)?;
+    let now;
+    let shape = match (&manifest.shape, topic) {
+        (Some(shape), _) => shape,
+        (None, Some(topic)) => {
+            now = topic.run_shape();
+            &now
+        }
+        (None, None) => {
+            return Err(WarehouseError::NoShape {
+                topic: manifest.topic.clone(),
+                sequence: manifest.sequence,
+                reason: "no topic was given".into(),
+            });
+        }
+    };
+    let t = Target::new(&manifest.topic, shape, dialect)?;
     let mut sql = format!(
         "-- Load run {} of topic {} ({}).\n",
         manifest.sequence,
-        topic.name(),
+        manifest.topic,
         dialect.name()
     );
-    let staged: Vec<(FileKind, String)> = if topic.compaction().compact {
+    let staged: Vec<(FileKind, String)> = if shape.compact {
         t.staged_kinds()
             .into_iter()
             .zip(t.staging_tables())

@@ -17,7 +17,8 @@ pub fn setup_sql(
     dialect: &dyn Dialect,
     first_run: u64,
 ) -> Result<String, WarehouseError> {
-    let t = Target::new(topic, dialect)?;
+    let shape = topic.run_shape();
+    let t = Target::new(topic.name(), &shape, dialect)?;
     let mut sql = t.header();
     sql.push_str(&format!(
         "-- {}\n",

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use arrow::datatypes::DataType;
 
 use crate::commit::{Manifest, Publication};
-use crate::config::Topic;
+use crate::config::OutputSettings;
 use crate::sink::FileKind;
 use crate::warehouse::error::WarehouseError;
 
@@ -38,8 +38,12 @@ pub enum FilePlace<'a> {
 
 /// The topic's warehouse tables, as a dialect's statements see them.
 pub trait Tables {
-    /// The topic the tables are for.
-    fn topic(&self) -> &Topic;
+    /// The name of the topic the tables are for.
+    fn topic_name(&self) -> &str;
+    /// The run's file format and CSV dialect.
+    fn output(&self) -> &OutputSettings;
+    /// False when the topic keeps every event (no merge, `<base>_events`).
+    fn compact(&self) -> bool;
     /// Whether the topic keeps a history table.
     fn history(&self) -> bool;
     /// The output columns and their Arrow types.
@@ -95,9 +99,9 @@ pub fn plain_table(name: &str, columns: &[String], primary_key: Option<&str>) ->
 }
 
 /// A load the topic's output or the run's place does not allow.
-pub fn unsupported(topic: &Topic, message: &str) -> WarehouseError {
+pub fn unsupported(topic: &str, message: &str) -> WarehouseError {
     WarehouseError::Unsupported {
-        topic: topic.name().to_string(),
+        topic: topic.to_string(),
         message: message.into(),
     }
 }
@@ -225,7 +229,7 @@ pub trait Dialect: Send + Sync {
             loaded = t.table("loaded_runs"),
             start = t.table("load_start"),
             next_run = next_run_query(t),
-            topic = t.topic().name(),
+            topic = t.topic_name(),
         )
     }
 

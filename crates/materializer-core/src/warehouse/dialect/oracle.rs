@@ -91,7 +91,7 @@ impl Dialect for Oracle {
             loaded = t.table("loaded_runs"),
             start = t.table("load_start"),
             next_run = next_run_query(t),
-            topic = t.topic().name(),
+            topic = t.topic_name(),
         )
     }
 
@@ -173,7 +173,7 @@ impl Dialect for Oracle {
             let _ = writeln!(sql, "ALTER TABLE {table} LOCATION ({locations});");
         }
         sql.push_str(&self.guard_run(t, manifest.sequence));
-        if t.topic().compaction().compact {
+        if t.compact() {
             sql.push_str(&t.merge_script());
         } else {
             let _ = writeln!(
@@ -216,7 +216,7 @@ fn external_table(
     comment: &str,
     columns: &[(String, DataType)],
 ) -> String {
-    let csv = &t.topic().output().csv;
+    let csv = &t.output().csv;
     let fields: Vec<String> = columns
         .iter()
         .map(|(name, data_type)| {

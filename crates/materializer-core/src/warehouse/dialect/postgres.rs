@@ -7,7 +7,7 @@ use super::Dialect;
 use super::Tables;
 use super::{FilePlace, unsupported};
 use crate::commit::Manifest;
-use crate::config::{CsvCompression, Format, Topic};
+use crate::config::{CsvCompression, Format, OutputSettings};
 use crate::sink::FileKind;
 use crate::warehouse::error::WarehouseError;
 
@@ -23,7 +23,7 @@ impl Dialect for Postgres {
     }
 
     fn create_merge_routine(&self, t: &dyn Tables) -> String {
-        if !t.topic().compaction().compact {
+        if !t.compact() {
             return format!(
                 "\n-- Records the loaded run (its MAIN files were copied into {events}).\n\
                  -- Refuses a run that is not the next to load; answers the rows the run added.\n\
@@ -84,14 +84,14 @@ impl Dialect for Postgres {
     ) -> Result<String, WarehouseError> {
         let FilePlace::Folder(folder) = place else {
             return Err(unsupported(
-                t.topic(),
+                t.topic_name(),
                 "the PostgreSQL load script reads the run's files from a local folder; give the output \
                  folder (download the files of an S3 output first)",
             ));
         };
-        if t.topic().output().format != Format::Csv {
+        if t.output().format != Format::Csv {
             return Err(unsupported(
-                t.topic(),
+                t.topic_name(),
                 "PostgreSQL loads CSV files; this topic writes Parquet",
             ));
         }
@@ -100,7 +100,7 @@ impl Dialect for Postgres {
         sql.push_str(&self.guard_run(t, manifest.sequence));
         for (kind, table) in staged {
             for file in manifest.files.iter().filter(|f| f.kind == *kind) {
-                sql.push_str(&copy(t.topic(), table, &folder.join(&file.path)));
+                sql.push_str(&copy(t.output(), table, &folder.join(&file.path)));
             }
         }
         let seq = manifest.sequence;
@@ -110,8 +110,8 @@ impl Dialect for Postgres {
 }
 
 /// psql's client-side COPY of one file with the topic's CSV dialect.
-fn copy(topic: &Topic, table: &str, path: &std::path::Path) -> String {
-    let csv = &topic.output().csv;
+fn copy(output: &OutputSettings, table: &str, path: &std::path::Path) -> String {
+    let csv = &output.csv;
     let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let mut options = vec!["FORMAT csv".to_string(), format!("HEADER {}", csv.header)];
     options.push(format!("DELIMITER {}", literal(&csv.delimiter.to_string())));

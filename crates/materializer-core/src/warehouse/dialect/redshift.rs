@@ -84,7 +84,7 @@ impl Dialect for Redshift {
             expect = t.table("expect"),
             loaded = t.table("loaded_runs"),
             start = t.table("load_start"),
-            topic = t.topic().name(),
+            topic = t.topic_name(),
         )
     }
 
@@ -162,12 +162,12 @@ impl Dialect for Redshift {
     ) -> Result<String, WarehouseError> {
         let FilePlace::Url(base) = place else {
             return Err(unsupported(
-                t.topic(),
+                t.topic_name(),
                 "Redshift loads from S3; give the topic's S3 URL",
             ));
         };
-        let csv = &t.topic().output().csv;
-        let format = match t.topic().output().format {
+        let csv = &t.output().csv;
+        let format = match t.output().format {
             Format::Parquet => "FORMAT AS PARQUET".to_string(),
             Format::Csv => format!(
                 "CSV DELIMITER '{}' QUOTE '{}'{}{} TIMEFORMAT 'auto' DATEFORMAT 'auto'{}",
@@ -189,7 +189,7 @@ impl Dialect for Redshift {
         let seq = manifest.sequence;
         let mut sql = String::from("-- Change: the IAM role.\nBEGIN;\n");
         sql.push_str(&self.guard_run(t, seq));
-        let compact = t.topic().compaction().compact;
+        let compact = t.compact();
         if compact {
             for (_, table) in staged {
                 let _ = writeln!(sql, "DELETE FROM {table};");
