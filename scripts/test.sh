@@ -28,6 +28,13 @@ if ! command -v schemathesis >/dev/null 2>&1; then
     python3 -m pip install --quiet 'schemathesis>=4.3,<5'
 fi
 
+# The SQL parser the warehouse tests read Redshift's and Oracle's SQL with
+# (no server of either is reachable here).
+if ! python3 -c 'import sqlglot' >/dev/null 2>&1; then
+    echo "installing sqlglot (parses the Redshift and Oracle import SQL in the tests)" >&2
+    python3 -m pip install --quiet 'sqlglot>=30.31,<31'
+fi
+
 # A PostgreSQL server for the warehouse tests (they start their own on a free port).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     echo "installing PostgreSQL (the warehouse tests load into a real server)" >&2

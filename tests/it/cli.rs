@@ -157,7 +157,7 @@ fn explain_prints_the_generated_sql_and_the_mapping() {
     // The contract is one paragraph wrapped into comment lines.
     let unwrapped = text.replace("\n-- ", " ");
     assert!(
-        unwrapped.contains("The history table holds every version that is not a delete"),
+        unwrapped.contains("The history table holds the rows of every version"),
         "{text}"
     );
     assert!(

@@ -5,13 +5,18 @@
 -- makes of the key's newest version (highest ordering key; among equal ones the last to arrive, of
 -- the partition that sorts last within a run), or none when that version deletes the key or the
 -- mapping makes no row of it (an unnest of an empty or null array, a WHERE); a late version never
--- replaces a newer one. The history table holds every version that is not a delete, valid from its
--- ordering key to the next higher ordering key of its key (deletes included), a late version put in
--- its place. Each run's KEYS files name every version it decided, rows or not, so that the merge
--- replaces by key. Here no event deletes its key (set delete_when in topic.toml).
+-- replaces a newer one. The history table holds the rows of every version, valid from its ordering
+-- key (included) to the next higher ordering key of its key (excluded; NULL, and is_current, for
+-- the newest), a late version put in its place; a delete is a row of its own (deleted, with the key
+-- and ordering columns only), a version the mapping makes no row of has none. Each run's KEYS files
+-- name every version it decided, rows or not, so that the merge replaces by key. Here no event
+-- deletes its key (set delete_when in topic.toml).
 -- Change: the directory object (materializer_files) must point at the topic's output folder;
 -- set the topic's CSV timestamp_format to "%Y-%m-%dT%H:%M:%S%.6fZ" so that every timestamp has
--- six fraction digits, as the access parameters below expect. Not tested against Oracle here.
+-- six fraction digits, as the access parameters below expect. Timestamps are TIMESTAMP
+-- columns in UTC (Oracle takes no key over TIMESTAMP WITH TIME ZONE). Run with SQL*Plus or
+-- SQLcl (PL/SQL units end with a line holding /). Not run against Oracle here (each
+-- statement is parsed as Oracle SQL in the tests).
 
 -- External table over the MAIN files of one run (see LOCATION).
 CREATE TABLE article_stock_changed_main (
@@ -20,7 +25,7 @@ CREATE TABLE article_stock_changed_main (
     model VARCHAR2(4000 CHAR),
     version NUMBER(19),
     available_qty NUMBER(19),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     eid VARCHAR2(4000 CHAR)
 )
 ORGANIZATION EXTERNAL (
@@ -35,7 +40,7 @@ ORGANIZATION EXTERNAL (
     model CHAR(32000),
     version CHAR(32000),
     available_qty CHAR(32000),
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     eid CHAR(32000)
     )
   )
@@ -49,7 +54,7 @@ CREATE TABLE article_stock_changed_correction (
     model VARCHAR2(4000 CHAR),
     version NUMBER(19),
     available_qty NUMBER(19),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     eid VARCHAR2(4000 CHAR)
 )
 ORGANIZATION EXTERNAL (
@@ -64,7 +69,7 @@ ORGANIZATION EXTERNAL (
     model CHAR(32000),
     version CHAR(32000),
     available_qty CHAR(32000),
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     eid CHAR(32000)
     )
   )
@@ -78,7 +83,7 @@ CREATE TABLE article_stock_changed_older (
     model VARCHAR2(4000 CHAR),
     version NUMBER(19),
     available_qty NUMBER(19),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     eid VARCHAR2(4000 CHAR)
 )
 ORGANIZATION EXTERNAL (
@@ -93,7 +98,7 @@ ORGANIZATION EXTERNAL (
     model CHAR(32000),
     version CHAR(32000),
     available_qty CHAR(32000),
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     eid CHAR(32000)
     )
   )
@@ -138,7 +143,7 @@ CREATE TABLE article_stock_changed_ods (
     model VARCHAR2(4000 CHAR),
     version NUMBER(19),
     available_qty NUMBER(19),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     eid VARCHAR2(4000 CHAR)
 );
 CREATE INDEX article_stock_changed_ods_key ON article_stock_changed_ods (article_id);
@@ -152,18 +157,22 @@ CREATE TABLE article_stock_changed_ods_versions (
     PRIMARY KEY (article_id)
 );
 
--- History: the rows of every version that is not a delete, valid from its ordering key
--- to the next higher ordering key of its key (NULL: still valid).
+-- History: the rows of every version of every key, valid from its ordering key (included)
+-- to the next higher ordering key of its key (excluded; NULL: still valid, is_current).
+-- A delete is a row of its own: deleted, the key and ordering columns set, the others NULL.
+-- A version the mapping makes no row of (an unnest of an empty array, a WHERE) has none.
 CREATE TABLE article_stock_changed_history (
     article_id NUMBER(19),
     brand VARCHAR2(4000 CHAR),
     model VARCHAR2(4000 CHAR),
     version NUMBER(19),
     available_qty NUMBER(19),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     eid VARCHAR2(4000 CHAR),
     valid_from NUMBER(19),
-    valid_to NUMBER(19)
+    valid_to NUMBER(19),
+    deleted VARCHAR2(5),
+    is_current VARCHAR2(5)
 );
 CREATE INDEX article_stock_changed_history_key ON article_stock_changed_history (article_id);
 

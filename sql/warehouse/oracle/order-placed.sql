@@ -5,20 +5,25 @@
 -- makes of the key's newest version (highest ordering key; among equal ones the last to arrive, of
 -- the partition that sorts last within a run), or none when that version deletes the key or the
 -- mapping makes no row of it (an unnest of an empty or null array, a WHERE); a late version never
--- replaces a newer one. The history table holds every version that is not a delete, valid from its
--- ordering key to the next higher ordering key of its key (deletes included), a late version put in
--- its place. Each run's KEYS files name every version it decided, rows or not, so that the merge
--- replaces by key. Here no event deletes its key (set delete_when in topic.toml).
+-- replaces a newer one. The history table holds the rows of every version, valid from its ordering
+-- key (included) to the next higher ordering key of its key (excluded; NULL, and is_current, for
+-- the newest), a late version put in its place; a delete is a row of its own (deleted, with the key
+-- and ordering columns only), a version the mapping makes no row of has none. Each run's KEYS files
+-- name every version it decided, rows or not, so that the merge replaces by key. Here no event
+-- deletes its key (set delete_when in topic.toml).
 -- Change: the directory object (materializer_files) must point at the topic's output folder;
 -- set the topic's CSV timestamp_format to "%Y-%m-%dT%H:%M:%S%.6fZ" so that every timestamp has
--- six fraction digits, as the access parameters below expect. Not tested against Oracle here.
+-- six fraction digits, as the access parameters below expect. Timestamps are TIMESTAMP
+-- columns in UTC (Oracle takes no key over TIMESTAMP WITH TIME ZONE). Run with SQL*Plus or
+-- SQLcl (PL/SQL units end with a line holding /). Not run against Oracle here (each
+-- statement is parsed as Oracle SQL in the tests).
 
 -- External table over the MAIN files of one run (see LOCATION).
 CREATE TABLE order_placed_main (
     order_number VARCHAR2(4000 CHAR),
     status VARCHAR2(4000 CHAR),
-    placed_at TIMESTAMP WITH TIME ZONE,
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    placed_at TIMESTAMP,
+    occurred_at TIMESTAMP,
     customer_id VARCHAR2(4000 CHAR),
     country_code VARCHAR2(4000 CHAR),
     gift_note VARCHAR2(4000 CHAR),
@@ -38,8 +43,8 @@ ORGANIZATION EXTERNAL (
     (
     order_number CHAR(32000),
     status CHAR(32000),
-    placed_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    placed_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     customer_id CHAR(32000),
     country_code CHAR(32000),
     gift_note CHAR(32000),
@@ -58,8 +63,8 @@ ORGANIZATION EXTERNAL (
 CREATE TABLE order_placed_correction (
     order_number VARCHAR2(4000 CHAR),
     status VARCHAR2(4000 CHAR),
-    placed_at TIMESTAMP WITH TIME ZONE,
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    placed_at TIMESTAMP,
+    occurred_at TIMESTAMP,
     customer_id VARCHAR2(4000 CHAR),
     country_code VARCHAR2(4000 CHAR),
     gift_note VARCHAR2(4000 CHAR),
@@ -79,8 +84,8 @@ ORGANIZATION EXTERNAL (
     (
     order_number CHAR(32000),
     status CHAR(32000),
-    placed_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    placed_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     customer_id CHAR(32000),
     country_code CHAR(32000),
     gift_note CHAR(32000),
@@ -99,8 +104,8 @@ ORGANIZATION EXTERNAL (
 CREATE TABLE order_placed_older (
     order_number VARCHAR2(4000 CHAR),
     status VARCHAR2(4000 CHAR),
-    placed_at TIMESTAMP WITH TIME ZONE,
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    placed_at TIMESTAMP,
+    occurred_at TIMESTAMP,
     customer_id VARCHAR2(4000 CHAR),
     country_code VARCHAR2(4000 CHAR),
     gift_note VARCHAR2(4000 CHAR),
@@ -120,8 +125,8 @@ ORGANIZATION EXTERNAL (
     (
     order_number CHAR(32000),
     status CHAR(32000),
-    placed_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    placed_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     customer_id CHAR(32000),
     country_code CHAR(32000),
     gift_note CHAR(32000),
@@ -139,7 +144,7 @@ ORGANIZATION EXTERNAL (
 -- External table over the KEYS files of one run (see LOCATION).
 CREATE TABLE order_placed_keys (
     order_number VARCHAR2(4000 CHAR),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     deleted VARCHAR2(5),
     kind VARCHAR2(4000 CHAR)
 )
@@ -151,7 +156,7 @@ ORGANIZATION EXTERNAL (
     MISSING FIELD VALUES ARE NULL
     (
     order_number CHAR(32000),
-    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
+    occurred_at CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD"T"HH24:MI:SS.FF6"Z"',
     deleted CHAR(32000),
     kind CHAR(32000)
     )
@@ -162,7 +167,7 @@ ORGANIZATION EXTERNAL (
 -- The versions a merge gives the ODS (filled and emptied by each merge).
 CREATE TABLE order_placed_winners (
     order_number VARCHAR2(4000 CHAR),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     deleted VARCHAR2(5),
     kind VARCHAR2(10)
 );
@@ -171,8 +176,8 @@ CREATE TABLE order_placed_winners (
 CREATE TABLE order_placed_ods (
     order_number VARCHAR2(4000 CHAR),
     status VARCHAR2(4000 CHAR),
-    placed_at TIMESTAMP WITH TIME ZONE,
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    placed_at TIMESTAMP,
+    occurred_at TIMESTAMP,
     customer_id VARCHAR2(4000 CHAR),
     country_code VARCHAR2(4000 CHAR),
     gift_note VARCHAR2(4000 CHAR),
@@ -189,18 +194,20 @@ CREATE INDEX order_placed_ods_key ON order_placed_ods (order_number);
 -- to no row, still counts: an older version never comes back).
 CREATE TABLE order_placed_ods_versions (
     order_number VARCHAR2(4000 CHAR),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     deleted VARCHAR2(5),
     PRIMARY KEY (order_number)
 );
 
--- History: the rows of every version that is not a delete, valid from its ordering key
--- to the next higher ordering key of its key (NULL: still valid).
+-- History: the rows of every version of every key, valid from its ordering key (included)
+-- to the next higher ordering key of its key (excluded; NULL: still valid, is_current).
+-- A delete is a row of its own: deleted, the key and ordering columns set, the others NULL.
+-- A version the mapping makes no row of (an unnest of an empty array, a WHERE) has none.
 CREATE TABLE order_placed_history (
     order_number VARCHAR2(4000 CHAR),
     status VARCHAR2(4000 CHAR),
-    placed_at TIMESTAMP WITH TIME ZONE,
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    placed_at TIMESTAMP,
+    occurred_at TIMESTAMP,
     customer_id VARCHAR2(4000 CHAR),
     country_code VARCHAR2(4000 CHAR),
     gift_note VARCHAR2(4000 CHAR),
@@ -210,15 +217,17 @@ CREATE TABLE order_placed_history (
     currency VARCHAR2(4000 CHAR),
     discount_code VARCHAR2(4000 CHAR),
     discount_amount BINARY_DOUBLE,
-    valid_from TIMESTAMP WITH TIME ZONE,
-    valid_to TIMESTAMP WITH TIME ZONE
+    valid_from TIMESTAMP,
+    valid_to TIMESTAMP,
+    deleted VARCHAR2(5),
+    is_current VARCHAR2(5)
 );
 CREATE INDEX order_placed_history_key ON order_placed_history (order_number);
 
 -- Every version of every key the history knows, deletes included.
 CREATE TABLE order_placed_history_versions (
     order_number VARCHAR2(4000 CHAR),
-    occurred_at TIMESTAMP WITH TIME ZONE,
+    occurred_at TIMESTAMP,
     deleted VARCHAR2(5),
     PRIMARY KEY (order_number, occurred_at)
 );

@@ -5,10 +5,12 @@
 -- makes of the key's newest version (highest ordering key; among equal ones the last to arrive, of
 -- the partition that sorts last within a run), or none when that version deletes the key or the
 -- mapping makes no row of it (an unnest of an empty or null array, a WHERE); a late version never
--- replaces a newer one. The history table holds every version that is not a delete, valid from its
--- ordering key to the next higher ordering key of its key (deletes included), a late version put in
--- its place. Each run's KEYS files name every version it decided, rows or not, so that the merge
--- replaces by key. Here no event deletes its key (set delete_when in topic.toml).
+-- replaces a newer one. The history table holds the rows of every version, valid from its ordering
+-- key (included) to the next higher ordering key of its key (excluded; NULL, and is_current, for
+-- the newest), a late version put in its place; a delete is a row of its own (deleted, with the key
+-- and ordering columns only), a version the mapping makes no row of has none. Each run's KEYS files
+-- name every version it decided, rows or not, so that the merge replaces by key. Here no event
+-- deletes its key (set delete_when in topic.toml).
 -- Change: the base name of the tables ([warehouse] table in topic.toml), the schema (search_path).
 
 -- Staging: the MAIN files of the run being loaded.
@@ -65,8 +67,10 @@ CREATE TABLE article_stock_changed_ods_versions (
     PRIMARY KEY (article_id)
 );
 
--- History: the rows of every version that is not a delete, valid from its ordering key
--- to the next higher ordering key of its key (NULL: still valid).
+-- History: the rows of every version of every key, valid from its ordering key (included)
+-- to the next higher ordering key of its key (excluded; NULL: still valid, is_current).
+-- A delete is a row of its own: deleted, the key and ordering columns set, the others NULL.
+-- A version the mapping makes no row of (an unnest of an empty array, a WHERE) has none.
 CREATE TABLE article_stock_changed_history (
     article_id BIGINT,
     brand TEXT,
@@ -76,7 +80,9 @@ CREATE TABLE article_stock_changed_history (
     occurred_at TIMESTAMPTZ,
     eid TEXT,
     valid_from BIGINT,
-    valid_to BIGINT
+    valid_to BIGINT,
+    deleted BOOLEAN,
+    is_current BOOLEAN
 );
 CREATE INDEX article_stock_changed_history_key ON article_stock_changed_history (article_id);
 
@@ -152,21 +158,26 @@ BEGIN
     DELETE FROM article_stock_changed_history h
     USING article_stock_changed_keys k
     WHERE k.article_id = h.article_id AND h.valid_from = k.version;
-    INSERT INTO article_stock_changed_history (article_id, brand, model, version, available_qty, occurred_at, eid, valid_from, valid_to)
-    SELECT m.article_id, m.brand, m.model, m.version, m.available_qty, m.occurred_at, m.eid, m.version, CAST(NULL AS BIGINT) FROM article_stock_changed_main m
+    INSERT INTO article_stock_changed_history (article_id, brand, model, version, available_qty, occurred_at, eid, valid_from, valid_to, deleted, is_current)
+    SELECT m.article_id, m.brand, m.model, m.version, m.available_qty, m.occurred_at, m.eid, m.version, CAST(NULL AS BIGINT), false, false FROM article_stock_changed_main m
     JOIN article_stock_changed_keys k ON k.article_id = m.article_id AND k.version = m.version AND k.kind = 'main'
     WHERE NOT k.deleted
     UNION ALL
-    SELECT c.article_id, c.brand, c.model, c.version, c.available_qty, c.occurred_at, c.eid, c.version, CAST(NULL AS BIGINT) FROM article_stock_changed_correction c
+    SELECT c.article_id, c.brand, c.model, c.version, c.available_qty, c.occurred_at, c.eid, c.version, CAST(NULL AS BIGINT), false, false FROM article_stock_changed_correction c
     JOIN article_stock_changed_keys k ON k.article_id = c.article_id AND k.version = c.version AND k.kind = 'correction'
     WHERE NOT k.deleted
     UNION ALL
-    SELECT x.article_id, x.brand, x.model, x.version, x.available_qty, x.occurred_at, x.eid, x.version, CAST(NULL AS BIGINT) FROM article_stock_changed_older x
+    SELECT x.article_id, x.brand, x.model, x.version, x.available_qty, x.occurred_at, x.eid, x.version, CAST(NULL AS BIGINT), false, false FROM article_stock_changed_older x
     JOIN article_stock_changed_keys k ON k.article_id = x.article_id AND k.version = x.version AND k.kind = 'older'
-    WHERE NOT k.deleted;
+    WHERE NOT k.deleted
+    UNION ALL
+    SELECT k.article_id, CAST(NULL AS TEXT), CAST(NULL AS TEXT), k.version, CAST(NULL AS BIGINT), CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS TEXT), k.version, CAST(NULL AS BIGINT), true, false FROM article_stock_changed_keys k
+    WHERE k.deleted;
     UPDATE article_stock_changed_history h
     SET valid_to = (SELECT MIN(v.version) FROM article_stock_changed_history_versions v WHERE v.article_id = h.article_id AND v.version > h.valid_from)
     WHERE EXISTS (SELECT 1 FROM article_stock_changed_keys k WHERE k.article_id = h.article_id);
+    UPDATE article_stock_changed_history SET is_current = (article_stock_changed_history.valid_to IS NULL)
+    WHERE EXISTS (SELECT 1 FROM article_stock_changed_keys k WHERE k.article_id = article_stock_changed_history.article_id);
     INSERT INTO article_stock_changed_loaded_runs (sequence) VALUES (run_sequence);
     TRUNCATE article_stock_changed_main, article_stock_changed_correction, article_stock_changed_older, article_stock_changed_keys;
     RETURN inserted;

@@ -5,10 +5,12 @@
 -- makes of the key's newest version (highest ordering key; among equal ones the last to arrive, of
 -- the partition that sorts last within a run), or none when that version deletes the key or the
 -- mapping makes no row of it (an unnest of an empty or null array, a WHERE); a late version never
--- replaces a newer one. The history table holds every version that is not a delete, valid from its
--- ordering key to the next higher ordering key of its key (deletes included), a late version put in
--- its place. Each run's KEYS files name every version it decided, rows or not, so that the merge
--- replaces by key. Here no event deletes its key (set delete_when in topic.toml).
+-- replaces a newer one. The history table holds the rows of every version, valid from its ordering
+-- key (included) to the next higher ordering key of its key (excluded; NULL, and is_current, for
+-- the newest), a late version put in its place; a delete is a row of its own (deleted, with the key
+-- and ordering columns only), a version the mapping makes no row of has none. Each run's KEYS files
+-- name every version it decided, rows or not, so that the merge replaces by key. Here no event
+-- deletes its key (set delete_when in topic.toml).
 -- Change: the base name of the tables ([warehouse] table in topic.toml), the schema (search_path).
 
 -- Staging: the MAIN files of the run being loaded.
@@ -77,8 +79,10 @@ CREATE TABLE order_placed_ods_versions (
     PRIMARY KEY (order_number)
 );
 
--- History: the rows of every version that is not a delete, valid from its ordering key
--- to the next higher ordering key of its key (NULL: still valid).
+-- History: the rows of every version of every key, valid from its ordering key (included)
+-- to the next higher ordering key of its key (excluded; NULL: still valid, is_current).
+-- A delete is a row of its own: deleted, the key and ordering columns set, the others NULL.
+-- A version the mapping makes no row of (an unnest of an empty array, a WHERE) has none.
 CREATE TABLE order_placed_history (
     order_number TEXT,
     status TEXT,
@@ -94,7 +98,9 @@ CREATE TABLE order_placed_history (
     discount_code TEXT,
     discount_amount DOUBLE PRECISION,
     valid_from TIMESTAMPTZ,
-    valid_to TIMESTAMPTZ
+    valid_to TIMESTAMPTZ,
+    deleted BOOLEAN,
+    is_current BOOLEAN
 );
 CREATE INDEX order_placed_history_key ON order_placed_history (order_number);
 
@@ -170,21 +176,26 @@ BEGIN
     DELETE FROM order_placed_history h
     USING order_placed_keys k
     WHERE k.order_number = h.order_number AND h.valid_from = k.occurred_at;
-    INSERT INTO order_placed_history (order_number, status, placed_at, occurred_at, customer_id, country_code, gift_note, sku, quantity, unit_price, currency, discount_code, discount_amount, valid_from, valid_to)
-    SELECT m.order_number, m.status, m.placed_at, m.occurred_at, m.customer_id, m.country_code, m.gift_note, m.sku, m.quantity, m.unit_price, m.currency, m.discount_code, m.discount_amount, m.occurred_at, CAST(NULL AS TIMESTAMPTZ) FROM order_placed_main m
+    INSERT INTO order_placed_history (order_number, status, placed_at, occurred_at, customer_id, country_code, gift_note, sku, quantity, unit_price, currency, discount_code, discount_amount, valid_from, valid_to, deleted, is_current)
+    SELECT m.order_number, m.status, m.placed_at, m.occurred_at, m.customer_id, m.country_code, m.gift_note, m.sku, m.quantity, m.unit_price, m.currency, m.discount_code, m.discount_amount, m.occurred_at, CAST(NULL AS TIMESTAMPTZ), false, false FROM order_placed_main m
     JOIN order_placed_keys k ON k.order_number = m.order_number AND k.occurred_at = m.occurred_at AND k.kind = 'main'
     WHERE NOT k.deleted
     UNION ALL
-    SELECT c.order_number, c.status, c.placed_at, c.occurred_at, c.customer_id, c.country_code, c.gift_note, c.sku, c.quantity, c.unit_price, c.currency, c.discount_code, c.discount_amount, c.occurred_at, CAST(NULL AS TIMESTAMPTZ) FROM order_placed_correction c
+    SELECT c.order_number, c.status, c.placed_at, c.occurred_at, c.customer_id, c.country_code, c.gift_note, c.sku, c.quantity, c.unit_price, c.currency, c.discount_code, c.discount_amount, c.occurred_at, CAST(NULL AS TIMESTAMPTZ), false, false FROM order_placed_correction c
     JOIN order_placed_keys k ON k.order_number = c.order_number AND k.occurred_at = c.occurred_at AND k.kind = 'correction'
     WHERE NOT k.deleted
     UNION ALL
-    SELECT x.order_number, x.status, x.placed_at, x.occurred_at, x.customer_id, x.country_code, x.gift_note, x.sku, x.quantity, x.unit_price, x.currency, x.discount_code, x.discount_amount, x.occurred_at, CAST(NULL AS TIMESTAMPTZ) FROM order_placed_older x
+    SELECT x.order_number, x.status, x.placed_at, x.occurred_at, x.customer_id, x.country_code, x.gift_note, x.sku, x.quantity, x.unit_price, x.currency, x.discount_code, x.discount_amount, x.occurred_at, CAST(NULL AS TIMESTAMPTZ), false, false FROM order_placed_older x
     JOIN order_placed_keys k ON k.order_number = x.order_number AND k.occurred_at = x.occurred_at AND k.kind = 'older'
-    WHERE NOT k.deleted;
+    WHERE NOT k.deleted
+    UNION ALL
+    SELECT k.order_number, CAST(NULL AS TEXT), CAST(NULL AS TIMESTAMPTZ), k.occurred_at, CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS DOUBLE PRECISION), k.occurred_at, CAST(NULL AS TIMESTAMPTZ), true, false FROM order_placed_keys k
+    WHERE k.deleted;
     UPDATE order_placed_history h
     SET valid_to = (SELECT MIN(v.occurred_at) FROM order_placed_history_versions v WHERE v.order_number = h.order_number AND v.occurred_at > h.valid_from)
     WHERE EXISTS (SELECT 1 FROM order_placed_keys k WHERE k.order_number = h.order_number);
+    UPDATE order_placed_history SET is_current = (order_placed_history.valid_to IS NULL)
+    WHERE EXISTS (SELECT 1 FROM order_placed_keys k WHERE k.order_number = order_placed_history.order_number);
     INSERT INTO order_placed_loaded_runs (sequence) VALUES (run_sequence);
     TRUNCATE order_placed_main, order_placed_correction, order_placed_older, order_placed_keys;
     RETURN inserted;

@@ -5,12 +5,15 @@
 -- makes of the key's newest version (highest ordering key; among equal ones the last to arrive, of
 -- the partition that sorts last within a run), or none when that version deletes the key or the
 -- mapping makes no row of it (an unnest of an empty or null array, a WHERE); a late version never
--- replaces a newer one. The history table holds every version that is not a delete, valid from its
--- ordering key to the next higher ordering key of its key (deletes included), a late version put in
--- its place. Each run's KEYS files name every version it decided, rows or not, so that the merge
--- replaces by key. Here no event deletes its key (set delete_when in topic.toml).
--- Change: the base name of the tables, the schema. Not tested against Redshift here:
--- review the column types (VARCHAR lengths) before use.
+-- replaces a newer one. The history table holds the rows of every version, valid from its ordering
+-- key (included) to the next higher ordering key of its key (excluded; NULL, and is_current, for
+-- the newest), a late version put in its place; a delete is a row of its own (deleted, with the key
+-- and ordering columns only), a version the mapping makes no row of has none. Each run's KEYS files
+-- name every version it decided, rows or not, so that the merge replaces by key. Here no event
+-- deletes its key (set delete_when in topic.toml).
+-- Change: the base name of the tables, the schema. Not run against Redshift here (each
+-- statement is parsed as Redshift SQL in the tests): review the VARCHAR lengths before use.
+-- Redshift enforces no primary key: <base>_expect guards the loads.
 
 -- Staging: the MAIN files of the run being loaded.
 CREATE TABLE article_stock_changed_main (
@@ -54,8 +57,7 @@ CREATE TABLE article_stock_changed_ods (
     available_qty BIGINT,
     occurred_at TIMESTAMPTZ,
     eid VARCHAR(65535)
-);
-CREATE INDEX article_stock_changed_ods_key ON article_stock_changed_ods (article_id);
+) DISTKEY (article_id) SORTKEY (article_id);
 
 -- The version the ODS holds of every key, rows or not (a delete, or a version that maps
 -- to no row, still counts: an older version never comes back).
@@ -64,10 +66,12 @@ CREATE TABLE article_stock_changed_ods_versions (
     version BIGINT,
     deleted BOOLEAN,
     PRIMARY KEY (article_id)
-);
+) DISTKEY (article_id) SORTKEY (article_id);
 
--- History: the rows of every version that is not a delete, valid from its ordering key
--- to the next higher ordering key of its key (NULL: still valid).
+-- History: the rows of every version of every key, valid from its ordering key (included)
+-- to the next higher ordering key of its key (excluded; NULL: still valid, is_current).
+-- A delete is a row of its own: deleted, the key and ordering columns set, the others NULL.
+-- A version the mapping makes no row of (an unnest of an empty array, a WHERE) has none.
 CREATE TABLE article_stock_changed_history (
     article_id BIGINT,
     brand VARCHAR(65535),
@@ -77,9 +81,10 @@ CREATE TABLE article_stock_changed_history (
     occurred_at TIMESTAMPTZ,
     eid VARCHAR(65535),
     valid_from BIGINT,
-    valid_to BIGINT
-);
-CREATE INDEX article_stock_changed_history_key ON article_stock_changed_history (article_id);
+    valid_to BIGINT,
+    deleted BOOLEAN,
+    is_current BOOLEAN
+) DISTKEY (article_id) SORTKEY (article_id);
 
 -- Every version of every key the history knows, deletes included.
 CREATE TABLE article_stock_changed_history_versions (
@@ -87,7 +92,7 @@ CREATE TABLE article_stock_changed_history_versions (
     version BIGINT,
     deleted BOOLEAN,
     PRIMARY KEY (article_id, version)
-);
+) DISTKEY (article_id) SORTKEY (article_id);
 
 -- Runs loaded so far.
 CREATE TABLE article_stock_changed_loaded_runs (sequence BIGINT PRIMARY KEY, loaded_at TIMESTAMPTZ DEFAULT GETDATE());

@@ -277,16 +277,14 @@ pub(super) fn expected_ods(runs: &[Vec<Arrival>]) -> Vec<Row> {
     rows
 }
 
-/// The history the raw events call for: every version that is not a delete,
-/// valid until the next version of its order.
+/// The history the raw events call for: every version's rows, valid until
+/// the next version of its order (the newest current), a delete as a row of
+/// its own.
 pub(super) fn expected_history(runs: &[Vec<Arrival>]) -> Vec<Row> {
     let mut rows = Vec::new();
     for versions in versions_by_order(runs).values() {
         let ats: Vec<u64> = versions.keys().copied().collect();
         for (i, version) in versions.values().enumerate() {
-            if version.status == "deleted" {
-                continue;
-            }
             let valid_to = ats.get(i + 1).map(|next| {
                 let to = Arrival {
                     at: *next,
@@ -294,9 +292,24 @@ pub(super) fn expected_history(runs: &[Vec<Arrival>]) -> Vec<Row> {
                 };
                 micros(&to.occurred_at())
             });
-            for mut row in version_rows(version) {
+            // A delete is a row of its own: the key and the ordering key.
+            let deleted = version.status == "deleted";
+            let version_rows = if deleted {
+                vec![vec![
+                    Some(version.order.clone()),
+                    None,
+                    Some(micros(&version.occurred_at())),
+                    None,
+                    None,
+                ]]
+            } else {
+                version_rows(version)
+            };
+            for mut row in version_rows {
                 row.push(Some(micros(&version.occurred_at())));
                 row.push(valid_to.clone());
+                row.push(Some(deleted.to_string()));
+                row.push(Some(valid_to.is_none().to_string()));
                 rows.push(row);
             }
         }
@@ -320,7 +333,7 @@ pub(super) fn same_rows(got: &[Row], want: &[Row], what: &str) {
 pub(super) fn table_rows(database: &str, table: &str, history: bool) -> Vec<Row> {
     let range = if history {
         ", (extract(epoch FROM valid_from) * 1000000)::bigint::text, \
-         (extract(epoch FROM valid_to) * 1000000)::bigint::text"
+         (extract(epoch FROM valid_to) * 1000000)::bigint::text, deleted::text, is_current::text"
     } else {
         ""
     };
@@ -514,6 +527,25 @@ async fn data_change_events_delete_on_data_op_d() {
         history.trim(),
         "A=apple@01-02,A=apple v2@02-now,B=banana@01-03,C=cherry@01-02,C=cherry again@04-now"
     );
+    // When was a key deleted: one query. A late delete of A took its place
+    // before A's versions; B stays deleted; C was deleted, then created again.
+    let deletes = postgres()
+        .psql(
+            &database,
+            "SELECT string_agg(sku || '@' || to_char(valid_from, 'MI') || '-' || \
+             coalesce(to_char(valid_to, 'MI'), 'now') || (CASE WHEN is_current THEN ' current' ELSE '' END), \
+             ',' ORDER BY sku) FROM catalog_items_history WHERE deleted;",
+        )
+        .unwrap();
+    assert_eq!(deletes.trim(), "A@00-01,B@03-now current,C@02-04");
+    let current = postgres()
+        .psql(
+            &database,
+            "SELECT string_agg(sku || '=' || coalesce(title, '(deleted)'), ',' ORDER BY sku) \
+             FROM catalog_items_history WHERE is_current;",
+        )
+        .unwrap();
+    assert_eq!(current.trim(), "A=apple v2,B=(deleted),C=cherry again");
     let keys = ws.read_out_sorted("catalog-items/keys/run=0000000002/keys-0000000002-p0.csv");
     assert_eq!(
         keys,

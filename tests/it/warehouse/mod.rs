@@ -5,9 +5,10 @@
 //! Here: the shipped import SQL checked against the generator, and what the
 //! tests of the example topic ([`orders`]), of deletes and history
 //! ([`lines`]), of keys spread over partitions ([`spread`]), of the guards
-//! on loads ([`guards`]) and of the SQL of committed runs ([`run_sql`])
-//! share.
+//! on loads ([`guards`]), of the SQL of committed runs ([`run_sql`]) and of
+//! every dialect's SQL parsed as its own ([`dialects`]) share.
 
+mod dialects;
 mod guards;
 mod lines;
 mod orders;

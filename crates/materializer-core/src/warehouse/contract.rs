@@ -31,9 +31,11 @@ fn contract_text(topic: &Topic) -> String {
          {history}Each run's KEYS files name every version it decided, rows or not, so that the \
          merge replaces by key. Here {deletes}.",
         history = if topic.warehouse().history {
-            "The history table holds every version that is not a delete, valid from its ordering key \
-             to the next higher ordering key of its key (deletes included), a late version put in \
-             its place. "
+            "The history table holds the rows of every version, valid from its ordering key \
+             (included) to the next higher ordering key of its key (excluded; NULL, and is_current, \
+             for the newest), a late version put in its place; a delete is a row of its own (deleted, \
+             with the key and ordering columns only), a version the mapping makes no row of has \
+             none. "
         } else {
             ""
         },

@@ -8,9 +8,11 @@
 //!   version is a delete or maps to no row; `<base>_ods_versions` remembers
 //!   the version, rows or not, so that an older one never comes back;
 //! - the history takes every version of the run (MAIN, CORRECTION and OLDER)
-//!   into its place: its rows, `valid_from` its ordering key, `valid_to` the next
-//!   higher ordering key of the key (any version, deletes included), so that
-//!   a late version shortens its predecessor's range.
+//!   into its place: its rows (a delete: one row of its own, `deleted`, with
+//!   the key and ordering columns only), `valid_from` its ordering key,
+//!   `valid_to` the next higher ordering key of the key (any version, deletes
+//!   included; NULL and `is_current` for the newest), so that a late version
+//!   shortens its predecessor's range.
 
 use super::dialect::{DELETED, KIND};
 use super::target::Target;
@@ -87,30 +89,53 @@ impl Target<'_> {
             self.table("history_versions"),
         );
         let ordering_type = self.ordering_type();
+        let (live, dead) = (self.dialect.boolean(false), self.dialect.boolean(true));
+        let version = |alias: &str, table: &str, kind: &str| {
+            format!(
+                "SELECT {columns}, {alias}.{o}, CAST(NULL AS {ordering_type}), {live}, {live} FROM {table} {alias}\n\
+                 JOIN {keys} k ON {k_equal} AND k.{KIND} = '{kind}'\n\
+                 WHERE {k_live}",
+                columns = self.column_list(&format!("{alias}.")),
+                k_equal = self.versions_equal("k", alias),
+                k_live = self.dialect.is_false(&format!("k.{DELETED}")),
+            )
+        };
+        // A delete's row: its key and ordering key, nothing else.
+        let marker_columns = self
+            .columns
+            .iter()
+            .map(|(name, data_type)| {
+                if self.keys.contains(name) || *name == self.ordering {
+                    format!("k.{}", self.ident(name))
+                } else {
+                    format!("CAST(NULL AS {})", self.dialect.sql_type(data_type))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let insert = format!(
-            "INSERT INTO {history} ({columns}, valid_from, valid_to)\n\
-             SELECT {m_columns}, m.{o}, CAST(NULL AS {ordering_type}) FROM {main} m\n\
-             JOIN {keys} k ON {k_main} AND k.{KIND} = 'main'\n\
-             WHERE {k_live}\n\
+            "INSERT INTO {history} ({columns}, valid_from, valid_to, {DELETED}, is_current)\n\
+             {main}\n\
              UNION ALL\n\
-             SELECT {c_columns}, c.{o}, CAST(NULL AS {ordering_type}) FROM {correction} c\n\
-             JOIN {keys} k ON {k_correction} AND k.{KIND} = 'correction'\n\
-             WHERE {k_live}\n\
+             {correction}\n\
              UNION ALL\n\
-             SELECT {x_columns}, x.{o}, CAST(NULL AS {ordering_type}) FROM {older} x\n\
-             JOIN {keys} k ON {k_older} AND k.{KIND} = 'older'\n\
-             WHERE {k_live}",
-            x_columns = self.column_list("x."),
-            older = self.table("older"),
-            k_older = self.versions_equal("k", "x"),
+             {older}\n\
+             UNION ALL\n\
+             SELECT {marker_columns}, k.{o}, CAST(NULL AS {ordering_type}), {dead}, {live} FROM {keys} k\n\
+             WHERE {k_deleted}",
             columns = self.column_list(""),
-            m_columns = self.column_list("m."),
-            c_columns = self.column_list("c."),
-            main = self.table("main"),
-            correction = self.table("correction"),
-            k_main = self.versions_equal("k", "m"),
-            k_correction = self.versions_equal("k", "c"),
-            k_live = self.dialect.is_false(&format!("k.{DELETED}")),
+            main = version("m", &self.table("main"), "main"),
+            correction = version("c", &self.table("correction"), "correction"),
+            older = version("x", &self.table("older"), "older"),
+            k_deleted = self.dialect.is_true(&format!("k.{DELETED}")),
+        );
+        let current = format!(
+            "UPDATE {history} SET is_current = {now}\n\
+             WHERE EXISTS (SELECT 1 FROM {keys} k WHERE {k_equal})",
+            now = self
+                .dialect
+                .boolean_of(&format!("{history}.valid_to IS NULL")),
+            k_equal = self.keys_equal("k", &history),
         );
         let mut statements = vec![
             self.dialect
@@ -126,6 +151,7 @@ impl Target<'_> {
             insert,
         ];
         statements.extend(self.dialect.close_ranges(self));
+        statements.push(current);
         statements
     }
 }

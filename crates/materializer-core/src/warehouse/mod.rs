@@ -14,11 +14,15 @@
 //!   newest version, or none when that version deletes the key or maps to no
 //!   row (an `unnest` of an empty array, a `WHERE`); a late version never
 //!   replaces a newer one;
-//! - `<base>_history` (unless `[warehouse] history = false`) holding every
-//!   version that is not a delete, with `valid_from` its ordering key and
-//!   `valid_to` the next higher ordering key of its key, deletes included
-//!   (NULL for the newest); a late version, whenever it arrives, is put in
-//!   its place and shortens its predecessor's range.
+//! - `<base>_history` (unless `[warehouse] history = false`) holding the
+//!   rows of every version, a delete as a row of its own (`deleted`), with
+//!   `valid_from` its ordering key (included) and `valid_to` the next higher
+//!   ordering key of its key (excluded; NULL and `is_current` for the
+//!   newest); a late version, whenever it arrives, is put in its place and
+//!   shortens its predecessor's range.
+//!
+//! Every load is refused unless its run is the next to load (`<base>_expect`),
+//! and is one transaction.
 //!
 //! A topic with `compact = false` keeps every event: its MAIN files are
 //! appended to `<base>_events`.

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use arrow::datatypes::DataType;
 
-use super::dialect::{DELETED, Dialect, Tables, plain_table};
+use super::dialect::{DELETED, Dialect, Tables, plain_table, with_table_options};
 use super::error::WarehouseError;
 use super::target::Target;
 use crate::config::Topic;
@@ -53,17 +53,18 @@ fn staging(t: &Target<'_>) -> String {
 fn stores(t: &Target<'_>) -> String {
     let mut sql = String::new();
     sql.push('\n');
-    sql.push_str(&t.create_table(
-        &t.table("ods"),
-        "The operational data store: the rows of the newest version of every key.",
-        &[],
+    let keyed = t.dialect.keyed_table_options(t);
+    sql.push_str(&with_table_options(
+        t.create_table(
+            &t.table("ods"),
+            "The operational data store: the rows of the newest version of every key.",
+            &[],
+        ),
+        &keyed,
     ));
-    let _ = writeln!(
-        sql,
-        "CREATE INDEX {} ON {} ({});",
-        t.table("ods_key"),
-        t.table("ods"),
-        t.key_list("")
+    sql.push_str(
+        &t.dialect
+            .index_by_key(t, &t.table("ods"), &t.table("ods_key")),
     );
     let mut versions = t.version_columns();
     versions.push(format!("{DELETED} {}", t.dialect.boolean_type()));
@@ -71,34 +72,43 @@ fn stores(t: &Target<'_>) -> String {
         sql,
         "\n-- The version the ODS holds of every key, rows or not (a delete, or a version that maps\n\
          -- to no row, still counts: an older version never comes back).\n{}",
-        plain_table(&t.table("ods_versions"), &versions, Some(&t.key_list("")))
+        with_table_options(
+            plain_table(&t.table("ods_versions"), &versions, Some(&t.key_list(""))),
+            &keyed
+        )
     );
     if t.history() {
         let ordering_type = t.ordering_type();
         sql.push('\n');
-        sql.push_str(&t.create_table(
+        let boolean = t.dialect.boolean_type();
+        let history = t.create_table(
             &t.table("history"),
-            "History: the rows of every version that is not a delete, valid from its ordering key\n\
-             -- to the next higher ordering key of its key (NULL: still valid).",
+            "History: the rows of every version of every key, valid from its ordering key (included)\n\
+             -- to the next higher ordering key of its key (excluded; NULL: still valid, is_current).\n\
+             -- A delete is a row of its own: deleted, the key and ordering columns set, the others NULL.\n\
+             -- A version the mapping makes no row of (an unnest of an empty array, a WHERE) has none.",
             &[
                 format!("valid_from {ordering_type}"),
                 format!("valid_to {ordering_type}"),
+                format!("{DELETED} {boolean}"),
+                format!("is_current {boolean}"),
             ],
-        ));
-        let _ = writeln!(
-            sql,
-            "CREATE INDEX {} ON {} ({});",
-            t.table("history_key"),
-            t.table("history"),
-            t.key_list("")
+        );
+        sql.push_str(&with_table_options(history, &keyed));
+        sql.push_str(
+            &t.dialect
+                .index_by_key(t, &t.table("history"), &t.table("history_key")),
         );
         let _ = write!(
             sql,
             "\n-- Every version of every key the history knows, deletes included.\n{}",
-            plain_table(
-                &t.table("history_versions"),
-                &versions,
-                Some(&t.version_list(""))
+            with_table_options(
+                plain_table(
+                    &t.table("history_versions"),
+                    &versions,
+                    Some(&t.version_list(""))
+                ),
+                &keyed
             )
         );
     }

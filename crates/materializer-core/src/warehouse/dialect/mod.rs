@@ -98,6 +98,18 @@ pub fn plain_table(name: &str, columns: &[String], primary_key: Option<&str>) ->
     format!("CREATE TABLE {name} (\n{}\n);\n", lines.join(",\n"))
 }
 
+/// `create_table`, a `CREATE TABLE ... );` statement, with `options` after
+/// its column list.
+pub fn with_table_options(create_table: String, options: &str) -> String {
+    if options.is_empty() {
+        return create_table;
+    }
+    match create_table.strip_suffix(");\n") {
+        Some(head) => format!("{head}) {options};\n"),
+        None => create_table,
+    }
+}
+
 /// A load the topic's output or the run's place does not allow.
 pub fn unsupported(topic: &str, message: &str) -> WarehouseError {
     WarehouseError::Unsupported {
@@ -173,6 +185,33 @@ pub trait Dialect: Send + Sync {
     /// `expr` holds the boolean false.
     fn is_false(&self, expr: &str) -> String {
         format!("NOT {expr}")
+    }
+
+    /// Setup: what makes finding a key's rows in `table` fast. By default
+    /// an index on the key columns.
+    fn index_by_key(&self, t: &dyn Tables, table: &str, index: &str) -> String {
+        format!("CREATE INDEX {index} ON {table} ({});\n", t.key_list(""))
+    }
+
+    /// Setup: what follows the column list of a table whose rows are found
+    /// by key (the ODS, the history and their versions). By default nothing.
+    fn keyed_table_options(&self, _t: &dyn Tables) -> String {
+        String::new()
+    }
+
+    /// `expr` (a column of [`Dialect::boolean_type`]) is true.
+    fn is_true(&self, expr: &str) -> String {
+        expr.to_string()
+    }
+
+    /// A boolean value of a column of [`Dialect::boolean_type`].
+    fn boolean(&self, value: bool) -> &'static str {
+        if value { "true" } else { "false" }
+    }
+
+    /// `condition` as a value of a column of [`Dialect::boolean_type`].
+    fn boolean_of(&self, condition: &str) -> String {
+        format!("({condition})")
     }
 
     /// Setup: the tables a run's files are staged in (MAIN, CORRECTION,

@@ -27,7 +27,10 @@ impl Dialect for Oracle {
     fn setup_note(&self) -> &'static str {
         "-- Change: the directory object (materializer_files) must point at the topic's output folder;\n\
          -- set the topic's CSV timestamp_format to \"%Y-%m-%dT%H:%M:%S%.6fZ\" so that every timestamp has\n\
-         -- six fraction digits, as the access parameters below expect. Not tested against Oracle here.\n\n"
+         -- six fraction digits, as the access parameters below expect. Timestamps are TIMESTAMP\n\
+         -- columns in UTC (Oracle takes no key over TIMESTAMP WITH TIME ZONE). Run with SQL*Plus or\n\
+         -- SQLcl (PL/SQL units end with a line holding /). Not run against Oracle here (each\n\
+         -- statement is parsed as Oracle SQL in the tests).\n\n"
     }
 
     fn sql_type(&self, data_type: &DataType) -> String {
@@ -40,8 +43,9 @@ impl Dialect for Oracle {
             Float64 => "BINARY_DOUBLE".into(),
             Boolean => self.boolean_type().into(),
             Date32 | Date64 => "DATE".into(),
-            Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
-            Timestamp(_, None) => "TIMESTAMP".into(),
+            // Kept in UTC: Oracle takes no key over TIMESTAMP WITH TIME ZONE
+            // (ORA-02329), and the files hold every timestamp in UTC.
+            Timestamp(_, _) => "TIMESTAMP".into(),
             Decimal128(p, s) => format!("NUMBER({p},{s})"),
             _ => self.text_type().into(),
         }
@@ -71,6 +75,18 @@ impl Dialect for Oracle {
 
     fn is_false(&self, expr: &str) -> String {
         format!("{expr} = 'false'")
+    }
+
+    fn is_true(&self, expr: &str) -> String {
+        format!("{expr} = 'true'")
+    }
+
+    fn boolean(&self, value: bool) -> &'static str {
+        if value { "'true'" } else { "'false'" }
+    }
+
+    fn boolean_of(&self, condition: &str) -> String {
+        format!("CASE WHEN {condition} THEN 'true' ELSE 'false' END")
     }
 
     fn create_guard_routine(&self, t: &dyn Tables) -> String {
@@ -223,7 +239,7 @@ fn external_table(
             let field = t.ident(name);
             match data_type {
                 DataType::Timestamp(_, _) => {
-                    format!("    {field} CHAR(40) DATE_FORMAT TIMESTAMP WITH TIME ZONE MASK 'YYYY-MM-DD\"T\"HH24:MI:SS.FF6\"Z\"'")
+                    format!("    {field} CHAR(40) DATE_FORMAT TIMESTAMP MASK 'YYYY-MM-DD\"T\"HH24:MI:SS.FF6\"Z\"'")
                 }
                 DataType::Date32 | DataType::Date64 => format!("    {field} CHAR(10) DATE_FORMAT DATE MASK 'YYYY-MM-DD'"),
                 _ => format!("    {field} CHAR(32000)"),
