@@ -77,3 +77,82 @@ where
         }
     })
 }
+
+/// Splits `batch` by the classes of its rows, taken from `classes` (in
+/// event order, continuing from the batch before): per class of `wanted`,
+/// its rows, `None` when it has none. `rows` is a buffer reused from batch
+/// to batch.
+pub fn split_by_class<E>(
+    batch: &RecordBatch,
+    classes: &mut impl Iterator<Item = Result<Class, E>>,
+    wanted: &[Class],
+    rows: &mut Vec<Class>,
+) -> Result<Vec<Option<RecordBatch>>, E>
+where
+    E: From<ArrowError>,
+{
+    rows.clear();
+    for _ in 0..batch.num_rows() {
+        match classes.next() {
+            Some(class) => rows.push(class?),
+            None => {
+                return Err(ArrowError::InvalidArgumentError(
+                    "events and their classification differ in length".into(),
+                )
+                .into());
+            }
+        }
+    }
+    wanted
+        .iter()
+        .map(|wanted| {
+            if !rows.contains(wanted) {
+                return Ok(None);
+            }
+            let mask: BooleanArray = rows.iter().map(|c| Some(c == wanted)).collect();
+            Ok(Some(filter_record_batch(batch, &mask)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    #[test]
+    fn a_batch_splits_into_its_classes_in_event_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |values: Vec<i64>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap()
+        };
+        use Class::*;
+        let mut classes = [Main, Older, Main, Superseded, Correction, Older, Main]
+            .into_iter()
+            .map(Ok::<_, ArrowError>);
+        let wanted = [Main, Correction, Older];
+        let values = |b: &Option<RecordBatch>| -> Option<Vec<i64>> {
+            b.as_ref()
+                .map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        };
+        let mut rows = Vec::new();
+        let first =
+            split_by_class(&batch(vec![0, 1, 2, 3]), &mut classes, &wanted, &mut rows).unwrap();
+        assert_eq!(
+            first.iter().map(values).collect::<Vec<_>>(),
+            [Some(vec![0, 2]), None, Some(vec![1])]
+        );
+        let second =
+            split_by_class(&batch(vec![4, 5, 6]), &mut classes, &wanted, &mut rows).unwrap();
+        assert_eq!(
+            second.iter().map(values).collect::<Vec<_>>(),
+            [Some(vec![6]), Some(vec![4]), Some(vec![5])]
+        );
+        // More events than classes: the classification does not fit.
+        assert!(split_by_class(&batch(vec![7]), &mut classes, &wanted, &mut rows).is_err());
+    }
+}

@@ -40,7 +40,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::{StreamExt, TryStreamExt};
 
-pub(crate) use class::{Class, of_class, of_streamed_class};
+pub(crate) use class::{Class, of_class, of_streamed_class, split_by_class};
 pub(crate) use classes::Classes;
 pub use classify::classify;
 pub(crate) use partition::{Decision, Decisions};

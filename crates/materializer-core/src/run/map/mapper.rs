@@ -18,7 +18,7 @@ use crate::config::Topic;
 use crate::decode::{DecodedPartition, Spooled};
 use crate::mapping::Engine;
 use crate::run::attempt::Attempt;
-use crate::run::decide::{Class, Classes, Decision, of_class, of_streamed_class};
+use crate::run::decide::{Class, Classes, Decision, of_class, of_streamed_class, split_by_class};
 use crate::run::error::RunFailure;
 use crate::run::progress::Progress;
 use crate::run::write::FilesWriter;
@@ -37,6 +37,8 @@ pub(crate) struct Mapper {
     pub engine: Engine,
     pub topic: Arc<Topic>,
     pub writer: FilesWriter,
+    /// Whether the mapping reads its events as a stream, once known.
+    streams: tokio::sync::OnceCell<bool>,
 }
 
 impl Mapper {
@@ -51,6 +53,7 @@ impl Mapper {
                 progress: attempt.progress().clone(),
                 sequence,
             },
+            streams: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -98,33 +101,46 @@ impl Mapper {
         } else {
             &[FileKind::Main, FileKind::Correction]
         };
-        for &kind in kinds {
-            let wanted = match kind {
-                FileKind::Main => Class::Main,
-                FileKind::Older => Class::Older,
-                _ => Class::Correction,
-            };
-            let written = match (kind, main.take()) {
-                (FileKind::Main, Some(written)) => written,
-                _ => {
-                    let input = EventsOfClass {
-                        events: events.clone(),
-                        classes: classes.clone(),
-                        wanted,
-                    };
-                    let table =
-                        StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
+        let mut written = Vec::new();
+        match classes {
+            // The spool is read once, each batch split by class into the
+            // mappings of all classes at once, when the mapping reads its
+            // events as a stream.
+            Some(classes) if main.is_none() && self.streams_events().await? => {
+                written = self
+                    .write_classes_at_once(&partition, &events, classes, kinds)
+                    .await?;
+            }
+            classes => {
+                for &kind in kinds {
+                    let files = match (kind, main.take()) {
+                        (FileKind::Main, Some(files)) => files,
+                        _ => {
+                            let input = EventsOfClass {
+                                events: events.clone(),
+                                classes: classes.clone(),
+                                wanted: class_of(kind),
+                            };
+                            let table = StreamingTable::try_new(
+                                events_schema.clone(),
+                                vec![Arc::new(input)],
+                            )
                             .map_err(&query_error)?;
-                    self.write_mapped(kind, &partition, Arc::new(table)).await?
+                            self.write_mapped(kind, &partition, Arc::new(table)).await?
+                        }
+                    };
+                    written.push((kind, files));
                 }
-            };
-            let rows: u64 = written.iter().map(|f| f.rows).sum();
+            }
+        }
+        for (kind, kind_files) in written {
+            let rows: u64 = kind_files.iter().map(|f| f.rows).sum();
             match kind {
                 FileKind::Main => counts.main_rows = rows,
                 FileKind::Older => counts.older_rows = rows,
                 _ => counts.correction_rows = rows,
             }
-            files.extend(written.into_iter().map(|f| (kind, f)));
+            files.extend(kind_files.into_iter().map(|f| (kind, f)));
         }
         if !part.rejected.is_empty() {
             files.push((
@@ -152,6 +168,46 @@ impl Mapper {
             files,
             counts,
         })
+    }
+
+    /// Whether the mapping reads its events as a stream (planned once per
+    /// run).
+    async fn streams_events(&self) -> Result<bool, RunFailure> {
+        self.streams
+            .get_or_try_init(|| self.reads_events_once())
+            .await
+            .copied()
+    }
+
+    /// Writes the files of every class of `kinds` at once: the spool is read
+    /// once, each batch split by class and passed on to the mapping of its
+    /// class, all of them running side by side.
+    async fn write_classes_at_once(
+        &self,
+        partition: &str,
+        events: &Spooled,
+        classes: Classes,
+        kinds: &[FileKind],
+    ) -> Result<Vec<(FileKind, Vec<WrittenFile>)>, RunFailure> {
+        let mut senders = Vec::with_capacity(kinds.len());
+        let mut writers = Vec::with_capacity(kinds.len());
+        for &kind in kinds {
+            // Two batches in flight per class: the split stays ahead of
+            // the mappings without holding the partition.
+            let (sender, receiver) = tokio::sync::mpsc::channel(2);
+            senders.push(sender);
+            writers.push(async move {
+                let files = self.write_passed_as(kind, partition, receiver).await?;
+                Ok::<_, RunFailure>((kind, files))
+            });
+        }
+        let wanted: Vec<Class> = kinds.iter().map(|&kind| class_of(kind)).collect();
+        let split = split_spool(partition, events, classes, &wanted, senders);
+        let (split, written) = tokio::join!(split, futures::future::try_join_all(writers));
+        // A mapping that failed stops the split; its own error tells why.
+        let written = written?;
+        split?;
+        Ok(written)
     }
 
     /// Applies the mapping to `events` and streams the rows into files.
@@ -216,4 +272,54 @@ impl PartitionStream for EventsOfClass {
             futures::stream::iter(batches),
         ))
     }
+}
+
+/// The class of the events whose rows go to files of `kind`.
+fn class_of(kind: FileKind) -> Class {
+    match kind {
+        FileKind::Main => Class::Main,
+        FileKind::Older => Class::Older,
+        _ => Class::Correction,
+    }
+}
+
+/// Reads `events` once, in order, and sends each batch's rows of each class
+/// of `wanted` to the sender at the same place of `senders`; the streams
+/// end when it returns (the senders are dropped).
+async fn split_spool(
+    partition: &str,
+    events: &Spooled,
+    classes: Classes,
+    wanted: &[Class],
+    senders: Vec<tokio::sync::mpsc::Sender<RecordBatch>>,
+) -> Result<(), RunFailure> {
+    let query_error = |source: DataFusionError| RunFailure::Query {
+        partition: partition.to_string(),
+        source,
+    };
+    let external = |e: Box<dyn std::error::Error + Send + Sync>| DataFusionError::External(e);
+    let mut classes: Box<dyn Iterator<Item = Result<Class, DataFusionError>> + Send> = match classes
+    {
+        Classes::Memory(classes) => Box::new((0..classes.len()).map(move |i| Ok(classes[i]))),
+        Classes::Runs(runs) => {
+            let merged = runs
+                .merged()
+                .map_err(|e| query_error(external(Box::new(e))))?;
+            Box::new(merged.map(move |c| c.map_err(|e| external(Box::new(e)))))
+        }
+    };
+    let mut rows = Vec::new();
+    for batch in events.batches() {
+        let batch = batch.map_err(|e| query_error(external(Box::new(e))))?;
+        let parts = split_by_class(&batch, &mut classes, wanted, &mut rows).map_err(query_error)?;
+        for (sender, part) in senders.iter().zip(parts) {
+            if let Some(part) = part
+                && sender.send(part).await.is_err()
+            {
+                // The mapping of this class stopped: its error ends the run.
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }

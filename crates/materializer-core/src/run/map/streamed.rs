@@ -64,14 +64,25 @@ impl Mapper {
         partition: &str,
         events: mpsc::Receiver<RecordBatch>,
     ) -> Result<Vec<WrittenFile>, RunFailure> {
+        self.write_passed_as(FileKind::Main, partition, events)
+            .await
+    }
+
+    /// Writes the files of `kind` of a partition from the events passed on
+    /// to `events`, as they come.
+    pub(super) async fn write_passed_as(
+        &self,
+        kind: FileKind,
+        partition: &str,
+        events: mpsc::Receiver<RecordBatch>,
+    ) -> Result<Vec<WrittenFile>, RunFailure> {
         let table = self
             .passed_events(events)
             .map_err(|source| RunFailure::Query {
                 partition: partition.to_string(),
                 source,
             })?;
-        self.write_mapped(FileKind::Main, partition, Arc::new(table))
-            .await
+        self.write_mapped(kind, partition, Arc::new(table)).await
     }
 }
 
