@@ -293,8 +293,14 @@ impl CsvEncoder {
                     } else {
                         (nanos, 9)
                     };
-                    let text = format!("{value:0digits$}");
-                    out.extend_from_slice(text.as_bytes());
+                    // Zero-padded to `digits`, without a formatter.
+                    let mut value = value;
+                    let start = out.len();
+                    out.resize(start + digits, b'0');
+                    for slot in out[start..].iter_mut().rev() {
+                        *slot = b'0' + (value % 10) as u8;
+                        value /= 10;
+                    }
                 }
                 out.push(b'Z');
             }
