@@ -11,6 +11,8 @@ use crate::{Case, SEED, generator};
 pub(crate) struct Dataset {
     pub(crate) bytes: u64,
     pub(crate) ndjson: PathBuf,
+    /// The recorded stream lines, one file.
+    pub(crate) stream: PathBuf,
     pub(crate) recordings: PathBuf,
 }
 
@@ -59,15 +61,17 @@ pub(crate) fn dataset(options: &Options, events: u64) -> Result<Dataset, String>
     }
     Ok(Dataset {
         bytes,
-
         ndjson,
+        stream,
         recordings,
     })
 }
 
-/// The bench topics: the same mapping as the DuckDB script. History (OLDER
-/// files, on by default) is off, as the script keeps no older versions; KEYS
-/// files and the key state are written as in every run.
+/// The bench topics: the same mapping as the DuckDB script, written as a user
+/// writes a topic: the warehouse history (OLDER files) is on, as by default,
+/// although the script keeps no older versions; KEYS files and the key state
+/// are written as in every run. `compact_csv_no_history` switches the history
+/// off and shows its cost.
 pub(crate) fn write_topics(sql_dir: &Path) -> Result<(), String> {
     let schema = include_str!("schema.json");
     for case in Case::ALL {
@@ -76,9 +80,14 @@ pub(crate) fn write_topics(sql_dir: &Path) -> Result<(), String> {
         let format = if case.parquet() { "parquet" } else { "csv" };
         let toml = format!(
             "event_type = \"bench.{}\"\npartitioning_key = \"article_id\"\nordering_key = \"version\"\n\
-             compact = {}\n\n[output]\nformat = \"{format}\"\n\n[warehouse]\nhistory = false\n",
+             compact = {}\n\n[output]\nformat = \"{format}\"\n{}",
             case.name(),
             case.compact(),
+            if case.history() {
+                ""
+            } else {
+                "\n[warehouse]\nhistory = false\n"
+            },
         );
         std::fs::write(dir.join("topic.toml"), toml).map_err(|e| e.to_string())?;
         std::fs::write(

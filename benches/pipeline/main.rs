@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! cargo bench --bench pipeline -- [--events N | --scales N,N,..] [--runs R]
-//!     [--cases flatten_csv,compact_csv,compact_parquet] [--no-nakadi] [--no-duckdb]
+//!     [--cases flatten_csv,compact_csv,compact_parquet,compact_csv_no_history] [--no-nakadi] [--no-duckdb]
 //!     [--nakadi-up-to N] [--memory-mb M] [--data DIR] [--report DIR] [--random-partitions]
 //! cargo bench --bench pipeline -- --history RUNS [--history-events N] [--memory-mb M]
 //! cargo bench --bench pipeline -- --large-state KEYS [--history-events N] [--memory-mb M]
+//! cargo bench --bench pipeline -- --floor [--scales N,N,..] [--runs R]
 //! ```
 //!
 //! For each scale it generates the events once (NDJSON for DuckDB, Nakadi
@@ -33,9 +34,12 @@
 //! a key state of KEYS keys, written directly, and against an empty state
 //! ([`large_state`]).
 //!
+//! `--floor` measures the physical floor of each scale instead ([`floor`]):
+//! the recording's bytes read, its JSON parsed alone, DuckDB's read alone.
+//!
 //! Run by `cargo test` (without `--bench`) it does a small smoke run instead,
-//! three history runs of 2,000 events, and a run of 2,000 events against a
-//! state of 20,000 keys.
+//! three history runs of 2,000 events, a run of 2,000 events against a
+//! state of 20,000 keys, and the floor of 3,000 events.
 //!
 //! The parts: [`options`] (the command line), [`dataset`] (the generated input
 //! and the bench topics), [`engines`] (a measured run of each engine),
@@ -46,6 +50,7 @@
 mod chart;
 mod dataset;
 mod engines;
+mod floor;
 mod generator;
 mod history;
 mod large_state;
@@ -76,16 +81,25 @@ enum Case {
     FlattenCsv,
     CompactCsv,
     CompactParquet,
+    /// `compact_csv` with the warehouse history switched off, to show what
+    /// the history (on by default) costs.
+    CompactCsvNoHistory,
 }
 
 impl Case {
-    const ALL: [Case; 3] = [Case::FlattenCsv, Case::CompactCsv, Case::CompactParquet];
+    const ALL: [Case; 4] = [
+        Case::FlattenCsv,
+        Case::CompactCsv,
+        Case::CompactParquet,
+        Case::CompactCsvNoHistory,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Case::FlattenCsv => "flatten_csv",
             Case::CompactCsv => "compact_csv",
             Case::CompactParquet => "compact_parquet",
+            Case::CompactCsvNoHistory => "compact_csv_no_history",
         }
     }
 
@@ -99,6 +113,12 @@ impl Case {
 
     fn parquet(self) -> bool {
         self == Case::CompactParquet
+    }
+
+    /// Whether the topic keeps its warehouse history (OLDER files), as a
+    /// topic does unless it says otherwise.
+    fn history(self) -> bool {
+        self != Case::CompactCsvNoHistory
     }
 }
 
@@ -166,11 +186,13 @@ fn real_main() -> Result<(), String> {
         duckdb,
     };
     let result = match (bench.options.history_runs, bench.options.large_state) {
+        _ if bench.options.floor => floor::run(&bench),
         (Some(runs), _) => history::run(&bench, runs),
         (None, Some(keys)) => large_state::run(&bench, keys),
         (None, None) if bench.options.smoke => run_all(&bench)
             .and_then(|()| history::run(&bench, 3))
-            .and_then(|()| large_state::run(&bench, 20_000)),
+            .and_then(|()| large_state::run(&bench, 20_000))
+            .and_then(|()| floor::run(&bench)),
         (None, None) => run_all(&bench),
     };
     let _ = std::fs::remove_dir_all(&bench.work);

@@ -27,6 +27,8 @@ pub(crate) struct Options {
     /// Events on random partitions (Nakadi's default strategy) instead of
     /// each article on one partition.
     pub(crate) random_partitions: bool,
+    /// Measure the physical floor of each scale instead of the engines.
+    pub(crate) floor: bool,
 }
 
 pub(crate) fn parse_options() -> Result<Options, String> {
@@ -50,6 +52,7 @@ pub(crate) fn parse_options() -> Result<Options, String> {
         history_events: if smoke { 2_000 } else { 500_000 },
         large_state: None,
         random_partitions: false,
+        floor: false,
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -83,6 +86,7 @@ pub(crate) fn parse_options() -> Result<Options, String> {
             "--nakadi-up-to" => options.nakadi_up_to = parse_count(&value("--nakadi-up-to")?)?,
             "--no-duckdb" => options.duckdb = false,
             "--random-partitions" => options.random_partitions = true,
+            "--floor" => options.floor = true,
             "--memory-mb" => {
                 options.memory_mb = Some(
                     value("--memory-mb")?
