@@ -6,7 +6,7 @@
 //! allows only this origin (inline styles too: the SQL editor sets them).
 //! Asset names carry no hash, so browsers revalidate them with the ETag.
 //! Each file is also kept gzipped (made once, on first use): a browser that
-//! accepts gzip gets a fifth of the script's bytes.
+//! accepts gzip gets a third of the script's bytes.
 
 use std::sync::LazyLock;
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use bytes::Bytes;
 
+use materializer_core::ErrorClass;
 use materializer_core::config::Topic;
 use materializer_core::preview::{Draft, PreviewError, PreviewLimits, preview_bounded};
 use materializer_core::source::framing;
@@ -26,7 +27,7 @@ use crate::api::state::AppState;
     responses(
         (status = 200, body = PreviewResponse),
         (status = 404, body = Problem),
-        (status = 422, description = "The mapping is not valid (errors with line and column) or the query failed", body = Problem),
+        (status = 422, description = "The mapping is not valid (errors with line and column), the query failed, or sample events were given both as events and as raw_events", body = Problem),
         (status = 408, description = "The preview took longer than allowed", body = Problem),
         (status = 413, description = "More sample events than a preview takes", body = Problem),
         (status = 502, description = "The topic's source could not be read for sample events", body = Problem),
@@ -65,7 +66,7 @@ pub(crate) async fn preview_topic(
     let sample = match (request.events, request.raw_events) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
-                ProblemKind::BadRequest,
+                ProblemKind::Engine(ErrorClass::Data),
                 "give the sample events as events or as raw_events, not both",
             ));
         }

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use futures::StreamExt;
 
+use materializer_core::ErrorClass;
 use materializer_core::source::{
     Offset, PartitionRange, Source, SourceError, partition_cmp, plan_ranges,
 };
@@ -34,8 +35,9 @@ const MOST_SCANNED: u64 = 200_000;
     security(("bearer" = [])),
     responses(
         (status = 200, body = SourceEventsView),
+        (status = 400, description = "A limit out of range", body = Problem),
         (status = 404, body = Problem),
-        (status = 422, description = "The topic never loaded", body = Problem),
+        (status = 422, description = "The topic never loaded, an offset (from) without its partition, or an offset that is not one of this source", body = Problem),
         (status = 502, description = "The topic's source could not be read", body = Problem),
         (status = 401, body = Problem),
         (status = 403, body = Problem)
@@ -67,7 +69,7 @@ pub(crate) async fn source_events(
         (None, _) => Offset::begin(),
         (Some(_), None) => {
             return Err(ApiError::new(
-                ProblemKind::BadRequest,
+                ProblemKind::Engine(ErrorClass::Data),
                 "an offset (from) needs its partition",
             ));
         }
@@ -75,7 +77,7 @@ pub(crate) async fn source_events(
         (Some(from), Some(_)) => match from.minus(0) {
             None => {
                 return Err(ApiError::new(
-                    ProblemKind::BadRequest,
+                    ProblemKind::Engine(ErrorClass::Data),
                     format!(
                         "{from} is not an offset of this source; offsets are written as the events list shows them (like 001-0001-000000000000000042)"
                     ),
