@@ -28,4 +28,4 @@ export function eventsSum(c: Counts, prefix: string, read: string): HTMLElement[
 }
 
 /** What the compaction rate is, as a run, the preview and the CLI report it. */
-export const COMPACTION_MEANING = 'Superseded of the decoded events: corrections and rejected events do not count';
+export const COMPACTION_MEANING = 'Superseded ÷ decoded events (read − rejected): corrections are decoded, not superseded';
