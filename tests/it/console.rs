@@ -449,6 +449,11 @@ async fn the_console_works_in_a_real_browser() {
             &format!("#/topics/{TOPIC}/runs") as &str,
             "[data-testid=run-row]",
         ),
+        (&format!("#/runs/{TOPIC}@1") as &str, "#run-cursor-table"),
+        (
+            &format!("#/topics/{TOPIC}/events") as &str,
+            "[data-testid=source-event]",
+        ),
     ] {
         go(&browser, route).await;
         browser.wait_for(ready).await;
@@ -661,11 +666,21 @@ async fn the_workbench_keeps_drafts_saves_safely_and_reads_samples_as_the_cli_do
     open_workbench(&browser, TOPIC).await;
     assert_accessible(&browser, "the workbench").await;
 
-    // The sample file as it is, one event per line, is read as the CLI reads it.
+    // The sample file as it is, one event per line, opened in the sample
+    // events tab, is read as the CLI reads it.
     let samples = crate::support::repo().join("fixtures/samples/article-stock-changed.jsonl");
     let lines = std::fs::read_to_string(&samples).unwrap();
     let count = lines.lines().filter(|l| !l.trim().is_empty()).count();
-    paste_sample(&browser, &lines).await;
+    browser.click_on("#tab-sample").await;
+    let upload = browser.wait_for("#sample-file").await;
+    browser
+        .type_into(&upload, &samples.display().to_string())
+        .await;
+    browser
+        .wait_text("#sample-source", |t| {
+            t.contains("article-stock-changed.jsonl")
+        })
+        .await;
     browser
         .wait_text(".status-note", |t| {
             t == format!("{count} events read from the sample.")
