@@ -856,6 +856,19 @@ async fn the_workbench_keeps_drafts_saves_safely_and_reads_samples_as_the_cli_do
     let mine = editor_lines(&browser).await.join("\n");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), mine);
     assert_eq!(shown(&browser, "draft-state").await, "Saved");
+    // Another change on the server; this time the server's version is taken.
+    let theirs = format!("-- tuned again\n{mine}");
+    std::fs::write(&file, &theirs).unwrap();
+    type_mapping(&browser, &nulls).await;
+    browser
+        .wait_text("#draft-state", |t| t == "Draft · not saved")
+        .await;
+    browser.click_on("#save-mapping").await;
+    browser.click_on("#conflict-take-theirs").await;
+    browser.wait_text("#draft-state", |t| t == "Saved").await;
+    assert_eq!(editor_lines(&browser).await.join("\n"), theirs);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), theirs);
+    assert!(browser.find("#save-conflict:not([hidden])").await.is_none());
     no_complaints(&browser).await;
 }
 
