@@ -33,6 +33,17 @@ pub struct Problem {
     /// Errors in SQL, with their position.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SqlError>,
+    /// A save refused because the mapping's file changed since the text it
+    /// replaces was loaded: the file's text and version now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<CurrentMapping>,
+}
+
+/// A mapping file's text and version, as they are now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct CurrentMapping {
+    pub mapping: String,
+    pub version: String,
 }
 
 /// An error at a place in SQL.
@@ -161,6 +172,7 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     errors: Vec<SqlError>,
+    current: Option<CurrentMapping>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -173,6 +185,7 @@ impl ApiError {
             title: kind.title(),
             detail: detail.into(),
             errors: Vec::new(),
+            current: None,
             headers: Vec::new(),
         }
     }
@@ -185,6 +198,12 @@ impl ApiError {
     /// A more precise title than the kind's.
     pub fn titled(mut self, title: &'static str) -> ApiError {
         self.title = title;
+        self
+    }
+
+    /// With the mapping file as it is now (a save that found it changed).
+    pub fn with_current(mut self, current: CurrentMapping) -> ApiError {
+        self.current = Some(current);
         self
     }
 
@@ -299,6 +318,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
+            current: self.current,
         };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(

@@ -9,12 +9,14 @@
 pub mod auth;
 mod columns;
 mod error;
+mod files;
 pub mod metrics;
 pub mod models;
 mod openapi;
 mod registry;
 mod routes;
 mod state;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +28,16 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::{ApiError, Problem, SqlError};
+pub use error::{ApiError, CurrentMapping, Problem, SqlError};
 pub use state::{ApiSettings, AppState, TopicsView};
 
 use self::openapi::{ApiDoc, complete_responses};
 use self::routes::mapping::*;
 use self::routes::operations::*;
 use self::routes::preview::*;
+use self::routes::run_detail::*;
 use self::routes::runs::*;
+use self::routes::source_events::*;
 use self::routes::topics::*;
 use crate::console;
 
@@ -44,12 +48,16 @@ pub fn router(app: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(get_topic))
         .routes(routes!(topic_sample))
         .routes(routes!(warehouse_sql))
-        .routes(routes!(put_mapping))
+        .routes(routes!(get_mapping, put_mapping))
+        .routes(routes!(source_events))
         .routes(routes!(preview_topic))
         .routes(routes!(trigger_run, list_runs))
         .routes(routes!(get_run))
         .routes(routes!(run_events))
         .routes(routes!(run_files))
+        .routes(routes!(run_manifest))
+        .routes(routes!(preview_file))
+        .routes(routes!(download_file))
         .routes(routes!(stop_run))
         .routes(routes!(reload))
         .routes(routes!(info))

@@ -15,6 +15,7 @@ use materializer_core::preview::{PreviewRejected, PreviewTable};
 use materializer_core::warehouse::{self, Dialect};
 
 pub use crate::api::columns::ColumnView;
+pub use crate::api::views::*;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -106,6 +107,9 @@ pub struct TopicDetail {
     pub schema_warnings: Vec<String>,
     /// The analyst's mapping.
     pub mapping_sql: String,
+    /// The version of `mapping_sql` (`sha256:<hex>`), as `GET /topics/{topic}/mapping` names versions.
+    #[serde(default)]
+    pub mapping_version: String,
     pub output_view: String,
     /// Columns of the files.
     pub output_columns: Vec<ColumnView>,
@@ -126,6 +130,11 @@ pub struct PreviewRequest {
     /// fit the schema, is answered among the rejected ones, as a run would.
     #[schema(value_type = Option<Vec<Value>>)]
     pub events: Option<Vec<serde_json::Value>>,
+    /// Sample events as text, each exactly as the source holds it (one event
+    /// per line of a file, or `lines` of the sample): one that is not valid
+    /// JSON is answered among the rejected ones with the reason a run gives.
+    /// Not together with `events`.
+    pub raw_events: Option<Vec<String>>,
     /// How many events to read from the source when no events are given
     /// (default 20, at most 1000).
     #[serde(default, deserialize_with = "count")]
@@ -140,6 +149,11 @@ pub struct PreviewResponse {
     pub correction: TableView,
     pub rejected: Vec<RejectedView>,
     pub counts: CountsView,
+    /// The compaction rate of these events, as a run over them reports it
+    /// (superseded of decoded events; corrections and rejected events do
+    /// not count).
+    #[serde(default)]
+    pub compaction_rate: f64,
 }
 
 /// Rows of one output.
@@ -289,6 +303,25 @@ pub struct RunView {
     pub counts: Option<CountsView>,
     pub files: Option<usize>,
     pub error: Option<String>,
+    /// What the run is called: `#N` for the run committed as N, `nothing
+    /// new after #N` for a run that found nothing to commit, else its id.
+    #[serde(default)]
+    pub label: String,
+    /// The class of the failure of a failed or stopped run, with what to do.
+    #[serde(default)]
+    pub error_class: Option<RunErrorClass>,
+    /// Each partition's cursors before and after the run (committed runs).
+    #[serde(default)]
+    pub partitions: Option<Vec<PartitionView>>,
+    /// Seconds per stage (runs of this server that ended; manifests do not record them).
+    #[serde(default)]
+    pub timings: Option<TimingsView>,
+    /// Events read per second of the run's time (`events read / seconds`).
+    #[serde(default)]
+    pub events_per_second: Option<f64>,
+    /// Rows of the run's KEYS files (committed runs).
+    #[serde(default)]
+    pub keys_rows: Option<u64>,
 }
 
 impl RunView {
@@ -300,6 +333,7 @@ impl RunView {
     /// A committed run read back from its manifest.
     pub fn from_manifest(m: &Manifest) -> RunView {
         let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+        let seconds = (m.committed_at - m.started_at).num_milliseconds() as f64 / 1000.0;
         RunView {
             id: format!("{}@{}", m.topic, m.sequence),
             topic: m.topic.clone(),
@@ -310,7 +344,7 @@ impl RunView {
             queued_at: m.started_at,
             started_at: Some(m.started_at),
             finished_at: Some(m.committed_at),
-            seconds: Some((m.committed_at - m.started_at).num_milliseconds() as f64 / 1000.0),
+            seconds: Some(seconds),
             progress: ProgressView {
                 partitions_total: m.partitions.iter().filter(|p| p.end != p.start).count() as u64,
                 partitions_finished: m.partitions.iter().filter(|p| p.end != p.start).count()
@@ -331,6 +365,12 @@ impl RunView {
             counts: Some(CountsView::from(&m.counts)),
             files: Some(m.files.len()),
             error: None,
+            label: run_label("", Some("committed"), Some(m.sequence)),
+            error_class: None,
+            partitions: Some(m.partitions.iter().map(PartitionView::from).collect()),
+            timings: None,
+            events_per_second: events_per_second(m.counts.events_read, Some(seconds)),
+            keys_rows: Some(keys_rows(&m.files)),
         }
     }
 }
@@ -399,6 +439,10 @@ pub struct SampleView {
     /// string (a preview rejects it, as a run would).
     #[schema(value_type = Vec<Value>)]
     pub events: Vec<serde_json::Value>,
+    /// The same events as text, each exactly as the source holds it (one per
+    /// line): what `raw_events` of a preview takes.
+    #[serde(default)]
+    pub lines: Vec<String>,
     /// Where they were read.
     pub source: String,
 }
@@ -486,6 +530,11 @@ pub struct InfoView {
 pub struct MappingRequest {
     /// CREATE VIEW statements over `events`.
     pub mapping: String,
+    /// The version of the text this one replaces, as `GET /topics/{topic}/mapping`
+    /// answered it when the editing began: when the file holds another text
+    /// now, nothing is written and the answer is `409` with the file's text.
+    /// Without it the file is replaced whatever it holds.
+    pub base_version: Option<String>,
 }
 
 /// A count, written as any JSON number with no fraction (`20`, `20.0`, `2e1`).

@@ -13,12 +13,15 @@ use tracing::{info, warn};
 
 use super::error::{ApiError, ProblemKind};
 use super::metrics::Metrics;
-use super::models::{CountsView, ProgressView, RunView};
+use super::models::{
+    CountsView, PartitionView, ProgressView, RunErrorClass, RunView, TimingsView,
+    events_per_second, keys_rows, run_label,
+};
 use materializer_core::ErrorClass;
 use materializer_core::config::Topic;
 use materializer_core::report;
 use materializer_core::run::{
-    self, Outcome, Progress, RunEnvironment, RunFailure, RunSummary, Stage,
+    self, Outcome, Progress, ProgressSnapshot, RunEnvironment, RunFailure, RunSummary, Stage,
 };
 
 /// Runs kept in memory (older ones are read back from the manifests).
@@ -40,6 +43,11 @@ struct Record {
     ended: Option<Ended>,
     summary: Option<RunSummary>,
     error: Option<String>,
+    /// The class of the failure of a failed or stopped run.
+    class: Option<ErrorClass>,
+    /// The counters as they were when the run ended: what it did is fixed
+    /// then, whatever a task it left winding down still counts.
+    last: Option<ProgressSnapshot>,
 }
 
 struct Entry {
@@ -61,7 +69,10 @@ impl Entry {
 
     fn view(&self) -> RunView {
         let record = lock(&self.record);
-        let p = self.progress.snapshot();
+        let p = record
+            .last
+            .clone()
+            .unwrap_or_else(|| self.progress.snapshot());
         let state = match (record.ended, record.started_at, p.stage) {
             (Some(Ended::Succeeded), ..) => "succeeded",
             (Some(Ended::Failed), ..) => "failed",
@@ -71,22 +82,27 @@ impl Entry {
             (None, Some(_), _) => "running",
         };
         let summary = record.summary.as_ref();
+        let outcome = summary.map(|s| match s.outcome {
+            Outcome::Committed => "committed".to_string(),
+            Outcome::NothingNew => "nothing_new".to_string(),
+        });
+        let sequence = summary.and_then(|s| s.sequence);
+        let seconds = record
+            .seconds
+            .or_else(|| record.started.map(|s| s.elapsed().as_secs_f64()));
         RunView {
             id: self.id.clone(),
             topic: self.topic.clone(),
             state: state.into(),
             stop_requested: record.ended.is_none() && self.cancel.is_cancelled(),
-            sequence: summary.and_then(|s| s.sequence),
-            outcome: summary.map(|s| match s.outcome {
-                Outcome::Committed => "committed".into(),
-                Outcome::NothingNew => "nothing_new".into(),
-            }),
+            sequence,
+            label: run_label(&self.id, outcome.as_deref(), sequence),
+            outcome,
             queued_at: record.queued_at,
             started_at: record.started_at,
             finished_at: record.finished_at,
-            seconds: record
-                .seconds
-                .or_else(|| record.started.map(|s| s.elapsed().as_secs_f64())),
+            seconds,
+            events_per_second: events_per_second(p.events_read, seconds),
             progress: ProgressView {
                 partitions_total: p.partitions_total,
                 partitions_finished: p.partitions_finished,
@@ -106,6 +122,14 @@ impl Entry {
             counts: summary.map(|s| CountsView::from(&s.counts)),
             files: summary.map(|s| s.files.len()),
             error: record.error.clone(),
+            error_class: record.class.map(RunErrorClass::from),
+            // A run that found nothing new read nothing: its summary's
+            // cursors are those of the run before it.
+            partitions: summary
+                .filter(|s| s.outcome == Outcome::Committed)
+                .map(|s| s.partitions.iter().map(PartitionView::from).collect()),
+            timings: summary.map(|s| TimingsView::from(&s.timings)),
+            keys_rows: summary.map(|s| keys_rows(&s.files)),
         }
     }
 }
@@ -252,6 +276,8 @@ pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiE
                 ended: None,
                 summary: None,
                 error: None,
+                class: None,
+                last: None,
             }),
         });
         entries.insert(entry.id.clone(), entry.clone());
@@ -281,7 +307,7 @@ pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiE
                 &entry,
                 Ended::Stopped,
                 None,
-                Some("stopped before it started".into()),
+                Some((ErrorClass::Stopped, "stopped before it started".into())),
             );
             return;
         };
@@ -298,7 +324,13 @@ pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiE
         ) {
             Ok(request) => request,
             Err(e) => {
-                finish(app.metrics(), &entry, Ended::Failed, None, Some(report(&e)));
+                finish(
+                    app.metrics(),
+                    &entry,
+                    Ended::Failed,
+                    None,
+                    Some((e.class(), report(&e))),
+                );
                 return;
             }
         };
@@ -313,9 +345,12 @@ pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiE
                 &entry,
                 Ended::Failed,
                 None,
-                Some(format!(
-                    "topic {}: the run failed unexpectedly (a bug); nothing of it is committed and the next run redoes it",
-                    topic.name()
+                Some((
+                    ErrorClass::Internal,
+                    format!(
+                        "topic {}: the run failed unexpectedly (a bug); nothing of it is committed and the next run redoes it",
+                        topic.name()
+                    ),
                 )),
             );
             return;
@@ -327,7 +362,13 @@ pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiE
                     RunFailure::Stopped => Ended::Stopped,
                     _ => Ended::Failed,
                 };
-                finish(app.metrics(), &entry, ended, None, Some(report(&e)))
+                finish(
+                    app.metrics(),
+                    &entry,
+                    ended,
+                    None,
+                    Some((e.class(), report(&e))),
+                )
             }
         }
     });
@@ -339,7 +380,7 @@ fn finish(
     entry: &Entry,
     ended: Ended,
     summary: Option<RunSummary>,
-    error: Option<String>,
+    error: Option<(ErrorClass, String)>,
 ) {
     let seconds = {
         let mut r = lock(&entry.record);
@@ -347,7 +388,11 @@ fn finish(
         r.finished_at = Some(Utc::now());
         r.seconds = r.started.map(|s| s.elapsed().as_secs_f64());
         r.summary = summary;
-        r.error = error;
+        r.last = Some(entry.progress.snapshot());
+        (r.class, r.error) = match error {
+            Some((class, message)) => (Some(class), Some(message)),
+            None => (None, None),
+        };
         r.seconds
     };
     let state = match ended {
@@ -355,7 +400,8 @@ fn finish(
         Ended::Failed => "failed",
         Ended::Stopped => "stopped",
     };
-    metrics.record(&entry.topic, state, &entry.progress.snapshot(), seconds);
+    let last = lock(&entry.record).last.clone().unwrap_or_default();
+    metrics.record(&entry.topic, state, &last, seconds);
     match (ended, &entry_error(entry)) {
         (Ended::Succeeded, _) | (_, None) => {
             info!(run = %entry.id, topic = %entry.topic, state, "run ended")

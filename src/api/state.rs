@@ -144,6 +144,27 @@ impl AppState {
         topic
     }
 
+    /// A topic's folder, its configuration as served (none when it never
+    /// loaded) and why its files do not load now. Only names of the folders
+    /// the last reload found are answered: a name never becomes a path.
+    pub(crate) fn topic_files(&self, name: &str) -> Result<TopicFiles, ApiError> {
+        let view = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let served = view.topics.get(name).cloned();
+        let broken = view.broken.get(name).cloned();
+        if served.is_none() && broken.is_none() {
+            return Err(unknown_topic(&view, name));
+        }
+        let dir = match &served {
+            Some(topic) => topic.dir().to_path_buf(),
+            None => self.sql_dir.join(name),
+        };
+        Ok(TopicFiles {
+            dir,
+            served,
+            broken,
+        })
+    }
+
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, ApiError> {
         let view = self.topics.read().unwrap_or_else(|e| e.into_inner());
         view.topics
@@ -152,16 +173,39 @@ impl AppState {
             .ok_or_else(|| match view.broken.get(name) {
                 Some(broken) => ApiError::class(ErrorClass::Config, broken.reason.clone())
                     .titled("Topic does not load"),
-                None => ApiError::new(
-                    ProblemKind::NotFound,
-                    format!(
-                        "unknown topic {name:?}; topics: {}",
-                        view.topics.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-                .titled("Unknown topic"),
+                None => unknown_topic(&view, name),
             })
     }
+}
+
+/// What [`AppState::topic_files`] answers.
+pub(crate) struct TopicFiles {
+    pub dir: PathBuf,
+    pub served: Option<Arc<Topic>>,
+    pub broken: Option<Broken>,
+}
+
+impl TopicFiles {
+    /// `ok`, `stale` or `broken`, as `GET /topics` says.
+    pub fn status(&self) -> &'static str {
+        match (&self.served, &self.broken) {
+            (Some(_), None) => "ok",
+            (Some(_), Some(_)) => "stale",
+            (None, _) => "broken",
+        }
+    }
+}
+
+/// The answer for a topic that is neither served nor broken.
+fn unknown_topic(view: &TopicsView, name: &str) -> ApiError {
+    ApiError::new(
+        ProblemKind::NotFound,
+        format!(
+            "unknown topic {name:?}; topics: {}",
+            view.topics.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    )
+    .titled("Unknown topic")
 }
 
 impl RunHost for AppState {

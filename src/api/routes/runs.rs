@@ -80,7 +80,7 @@ pub(crate) async fn get_run(
 }
 
 /// A run of this server, or a committed one named `<topic>@<sequence>`.
-async fn find_run(app: &AppState, id: &str) -> Result<RunView, ApiError> {
+pub(crate) async fn find_run(app: &AppState, id: &str) -> Result<RunView, ApiError> {
     if let Some(view) = app.runs.view(id) {
         return Ok(view);
     }

@@ -138,6 +138,7 @@ pub(crate) fn topic_detail(app: &AppState, topic: &Topic) -> TopicDetail {
         events: columns(&topic.schema().events),
         schema_warnings: topic.schema().warnings.clone(),
         mapping_sql: topic.mapping().text.clone(),
+        mapping_version: mapping_version(&topic.mapping().text),
         output_view: topic.mapping().output_view().to_string(),
         output_columns: columns(topic.output_schema()),
         generated_sql: warehouse::explain(topic),
@@ -185,6 +186,10 @@ pub(crate) async fn topic_sample(
             .await?;
     Ok(Json(SampleView {
         events: events.iter().map(|raw| as_json(raw)).collect(),
+        lines: events
+            .iter()
+            .map(|raw| String::from_utf8_lossy(raw).into_owned())
+            .collect(),
         source: describe(&source, &topic),
     }))
 }
@@ -195,7 +200,7 @@ fn as_json(raw: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(raw).into_owned()))
 }
 
-fn describe(source: &Source, topic: &Topic) -> String {
+pub(crate) fn describe(source: &Source, topic: &Topic) -> String {
     match source {
         Source::Recorded(recorded) => format!("the recording {}", recorded.root().display()),
         Source::Nakadi(nakadi) => format!(

@@ -176,3 +176,64 @@ async fn a_hundred_concurrent_previews_are_answered_correctly() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn events_given_one_per_line_are_read_as_the_cli_reads_a_file_with_its_figures() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let samples = crate::support::repo().join("fixtures/samples/article-stock-changed.jsonl");
+    let text = std::fs::read_to_string(&samples).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let (status, answer) = api
+        .post(
+            "/topics/article-stock-changed/preview",
+            Some(json!({"raw_events": lines})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let c = &answer["counts"];
+    let n = |field: &str| c[field].as_u64().unwrap();
+    assert_eq!(n("events_read"), lines.len() as u64);
+    assert_eq!(
+        n("events_read"),
+        n("main_input") + n("superseded") + n("correction_events") + n("events_rejected"),
+        "{c}"
+    );
+    // The rate: superseded of the decoded events, as `materializer preview` says it.
+    let rate = n("superseded") as f64 / (n("events_read") - n("events_rejected")) as f64;
+    assert!((answer["compaction_rate"].as_f64().unwrap() - rate).abs() < 1e-9);
+    let cli = ws
+        .command()
+        .args(["preview", "article-stock-changed", "--events"])
+        .arg(&samples)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        said.contains(&format!("(compaction rate {:.1}%)", rate * 100.0)),
+        "{said}"
+    );
+
+    // A line that is not JSON is rejected with the reason a run gives.
+    let (status, answer) = api
+        .post(
+            "/topics/article-stock-changed/preview",
+            Some(json!({"raw_events": [r#"{"article_id": 1, oops}"#]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let reason = answer["rejected"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not valid JSON") && reason.contains("line 1 column"),
+        "{reason}"
+    );
+
+    // Events given both ways cannot be used.
+    let (status, problem) = api
+        .post(
+            "/topics/article-stock-changed/preview",
+            Some(json!({"events": [article(1, 1)], "raw_events": ["{}"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+}

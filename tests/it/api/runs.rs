@@ -389,3 +389,80 @@ async fn a_stopped_run_ends_its_event_stream_stopped() {
     let (status, _) = api.get(&format!("/runs/{id}/files")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_committed_run_gives_its_manifest_cursors_and_files_and_one_that_finds_nothing_says_so() {
+    let ws = Workspace::new();
+    let api = start(&ws, settings(2)).await;
+    let (_, triggered) = api.post(&format!("/topics/{TOPIC}/runs"), None).await;
+    let first = api.follow(triggered["id"].as_str().unwrap()).await;
+    let first = first.last().unwrap();
+    assert_eq!(first["state"], "succeeded", "{first}");
+    assert_eq!(first["label"], "#1");
+    let partitions = first["partitions"].as_array().unwrap();
+    assert!(!partitions.is_empty(), "{first}");
+    let read: u64 = partitions
+        .iter()
+        .map(|p| p["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(read, first["counts"]["events_read"].as_u64().unwrap());
+    assert!(first["timings"]["read"].as_f64().is_some(), "{first}");
+    assert!(first["keys_rows"].as_u64().is_some(), "{first}");
+
+    // Its manifest and files: the same checksums; a file's first rows and bytes.
+    let (status, manifest) = api.get(&format!("/runs/{TOPIC}@1/manifest")).await;
+    assert_eq!(status, StatusCode::OK, "{manifest}");
+    let (_, files) = api.get(&format!("/runs/{TOPIC}@1/files")).await;
+    let files = files.as_array().unwrap();
+    let text = manifest.to_string();
+    for file in files {
+        assert!(text.contains(file["sha256"].as_str().unwrap()), "{file}");
+    }
+    let main = files.iter().find(|f| f["kind"] == "main").unwrap();
+    let path = main["path"].as_str().unwrap();
+    let (status, shown) = api
+        .get(&format!("/runs/{TOPIC}@1/files/preview?path={path}&rows=2"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["total_rows"], main["rows"]);
+    assert_eq!(
+        shown["rows"].as_array().unwrap().len() as u64,
+        main["rows"].as_u64().unwrap().min(2)
+    );
+    let bytes = api
+        .client
+        .get(format!(
+            "{}/runs/{TOPIC}@1/files/content?path={path}",
+            api.url
+        ))
+        .bearer_auth(super::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.len() as u64, main["bytes"].as_u64().unwrap());
+    let (status, _) = api
+        .get(&format!("/runs/{TOPIC}@1/files/preview?path=nope.csv"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Nothing new: labelled after the run before it, not as it.
+    let (_, triggered) = api.post(&format!("/topics/{TOPIC}/runs"), None).await;
+    let second = api.follow(triggered["id"].as_str().unwrap()).await;
+    let second = second.last().unwrap();
+    assert_eq!(second["outcome"], "nothing_new", "{second}");
+    assert_eq!(second["label"], "nothing new after #1");
+
+    // The source's events, as it holds them; an offset needs its partition.
+    let (status, events) = api
+        .get(&format!("/topics/{TOPIC}/source-events?limit=3"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert_eq!(events["events"].as_array().unwrap().len(), 3, "{events}");
+    let (status, _) = api
+        .get(&format!("/topics/{TOPIC}/source-events?from=0"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -352,3 +352,73 @@ async fn mappings_are_saved_only_when_allowed_checked_first_and_the_old_one_kept
     let (_, reloaded) = api.get(&format!("/topics/{TOPIC}")).await;
     assert_eq!(reloaded["mapping_sql"], draft);
 }
+
+#[tokio::test]
+async fn a_save_with_the_version_it_replaces_never_overwrites_a_change_made_since() {
+    let ws = Workspace::new();
+    let file = ws.sql().join(TOPIC).join("mapping.sql");
+    let mut allowed = settings(2);
+    allowed.allow_mapping_edits = true;
+    let api = start(&ws, allowed).await;
+    let (status, loaded) = api.get(&format!("/topics/{TOPIC}/mapping")).await;
+    assert_eq!(status, StatusCode::OK, "{loaded}");
+    assert_eq!(loaded["mapping"], std::fs::read_to_string(&file).unwrap());
+    assert_eq!(loaded["status"], "ok");
+    let base = loaded["version"].as_str().unwrap().to_string();
+    assert!(base.starts_with("sha256:"), "{base}");
+
+    // Changed on the server since: refused, with the file as it is now.
+    let theirs = format!("-- tuned\n{}", loaded["mapping"].as_str().unwrap());
+    std::fs::write(&file, &theirs).unwrap();
+    let mine = "CREATE VIEW output AS\nSELECT article_id, version FROM events;\n";
+    let (status, problem) = api
+        .put_mapping(json!({"mapping": mine, "base_version": base}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["type"], "/problems/conflict");
+    assert_eq!(problem["current"]["mapping"], theirs);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), theirs);
+    // Saved over it knowingly, with the version it replaces.
+    let (status, topic) = api
+        .put_mapping(json!({"mapping": mine, "base_version": problem["current"]["version"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{topic}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), mine);
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_load_gives_its_mapping_and_is_fixed_by_a_save() {
+    let ws = Workspace::new();
+    let file = ws.sql().join(TOPIC).join("mapping.sql");
+    let broken = "CREATE VIEW output AS\nSELECT article_id,\n       nope\nFROM events;\n";
+    std::fs::write(&file, broken).unwrap();
+    let mut allowed = settings(2);
+    allowed.allow_mapping_edits = true;
+    let api = start(&ws, allowed).await;
+    let (status, loaded) = api.get(&format!("/topics/{TOPIC}/mapping")).await;
+    assert_eq!(status, StatusCode::OK, "{loaded}");
+    assert_eq!(loaded["mapping"], broken);
+    assert_eq!(loaded["status"], "broken");
+    assert_eq!(loaded["errors"][0]["line"], 3, "{loaded}");
+    // A preview of a draft works before the topic loads.
+    let fixed = "CREATE VIEW output AS\nSELECT article_id,\n       version\nFROM events;\n";
+    let (status, answer) = api
+        .post(
+            &format!("/topics/{TOPIC}/preview"),
+            Some(json!({"mapping": fixed, "limit": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, topic) = api
+        .put_mapping(json!({"mapping": fixed, "base_version": loaded["version"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{topic}");
+    let (_, topics) = api.get("/topics").await;
+    let listed = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == TOPIC)
+        .unwrap();
+    assert_eq!(listed["status"], "ok", "{listed}");
+}

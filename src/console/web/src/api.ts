@@ -129,6 +129,30 @@ export const post = <T>(path: string, body?: unknown, options?: RequestOptions) 
 export const put = <T>(path: string, body?: unknown, options?: RequestOptions) =>
   request<T>('PUT', path, { ...options, body });
 
+/**
+ * Downloads a file of the API (sent with the token, which a plain link
+ * cannot send): fetched, then handed to the browser as a file named `name`.
+ */
+export async function download(path: string, name: string, signal?: AbortSignal): Promise<void> {
+  const token = auth.token();
+  const h = new Headers();
+  if (token) h.set('Authorization', `Bearer ${token}`);
+  const response = await fetch(path, { headers: h, signal, cache: 'no-store' });
+  if (!response.ok) {
+    const { problem, text } = await problemOf(response);
+    throw new ApiError(response.status, messageOf(response.status, response.statusText, problem, text), problem);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  link.hidden = true;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 // ---------------------------------------------------------------- /info
 
 const defaultInfo: Info = { version: '', mapping_edits: false, preview_timeout_seconds: 0, preview_max_events: 0 };

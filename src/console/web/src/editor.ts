@@ -3,7 +3,7 @@
 
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete';
 import type { Completion, CompletionContext, CompletionResult } from '@codemirror/autocomplete';
-import { defaultKeymap, history, historyKeymap } from '@codemirror/commands';
+import { defaultKeymap, history, historyKeymap, insertNewlineKeepIndent } from '@codemirror/commands';
 import { json, jsonParseLinter } from '@codemirror/lang-json';
 import { PostgreSQL, sql } from '@codemirror/lang-sql';
 import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighting } from '@codemirror/language';
@@ -31,7 +31,7 @@ const theme = EditorView.theme({
     overflow: 'auto',
   },
   '&.cm-focused': { outline: '2px solid #1d4ed8', outlineOffset: '-2px' },
-  '.cm-gutters': { backgroundColor: '#f6f7f9', color: '#6b7280', borderRight: '1px solid #e5e7eb' },
+  '.cm-gutters': { backgroundColor: '#f6f7f9', color: '#5c6370', borderRight: '1px solid #e5e7eb' },
   '.cm-activeLine': { backgroundColor: '#f3f6fc' },
   '.cm-activeLineGutter': { backgroundColor: '#e8eefb' },
   '.cm-tooltip': { fontSize: '13px' },
@@ -51,7 +51,8 @@ function base(label: string): Extension[] {
     highlightActiveLine(),
     theme,
     EditorView.lineWrapping,
-    EditorView.contentAttributes.of({ 'aria-label': label }),
+    // In the tab order as a field is, so that a long text scrolls from the keyboard.
+    EditorView.contentAttributes.of({ 'aria-label': label, tabindex: '0' }),
   ];
 }
 
@@ -133,7 +134,10 @@ export function sqlEditor(parent: HTMLElement, options: SqlEditorOptions): Edito
       doc: options.doc,
       extensions: [
         base(options.label),
-        keys(options.keys ?? []),
+        // Enter keeps the line's indentation: the SQL language's own rule
+        // indents a continued statement by six spaces. (The completion list
+        // takes Enter first while it is open.)
+        keys([...(options.keys ?? []), { key: 'Enter', run: insertNewlineKeepIndent }]),
         lang,
         PostgreSQL.language.data.of({ autocomplete: columnSource(options.paths) }),
         autocompletion({ activateOnTyping: true, icons: false }),
@@ -163,7 +167,14 @@ export function setDoc(view: EditorView, doc: string): void {
 
 // ---------------------------------------------------------------- JSON editor
 
+/**
+ * The sample events editor: a JSON array, or one event per line (the form of
+ * recordings, `fixtures/samples/*.jsonl` and the CLI's `--events`). Only an
+ * array is linted as JSON: a line that is not JSON is an event the preview
+ * rejects with the reason a run gives.
+ */
 export function jsonEditor(parent: HTMLElement, doc: string, label: string, onChange: () => void): EditorView {
+  const arrayLinter = jsonParseLinter();
   return new EditorView({
     parent,
     state: EditorState.create({
@@ -172,7 +183,7 @@ export function jsonEditor(parent: HTMLElement, doc: string, label: string, onCh
         base(label),
         keys([]),
         json(),
-        linter(jsonParseLinter(), { delay: 300 }),
+        linter((view) => (view.state.doc.toString().trimStart().startsWith('[') ? arrayLinter(view) : []), { delay: 300 }),
         lintGutter(),
         EditorView.updateListener.of((u) => {
           if (u.docChanged) onChange();

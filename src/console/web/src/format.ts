@@ -59,13 +59,3 @@ export function duration(seconds: number | null | undefined): string {
   const r = s % 60;
   return h > 0 ? `${h} h ${m} min` : `${m} min ${r} s`;
 }
-
-/** Compaction rate of preview or run counts: share of decoded events not in MAIN. */
-export function compactionRate(c: {
-  main_input: number;
-  superseded: number;
-  correction_events: number;
-}): number {
-  const decoded = c.main_input + c.superseded + c.correction_events;
-  return decoded === 0 ? 0 : 1 - c.main_input / decoded;
-}

@@ -4,6 +4,7 @@ import { ApiError, auth, forgetInfo, get, getInfo, setAuthFailureHandler } from 
 import { fill, h } from './dom';
 import { loginPage } from './pages/login';
 import { runPage, runsPage } from './pages/runs';
+import { sourceEventsPage } from './pages/source-events';
 import { topicsPage } from './pages/topics';
 import { workbenchPage } from './pages/workbench';
 
@@ -29,7 +30,8 @@ function renderTopbar(loggedIn: boolean, version: string) {
     loggedIn ? h('nav', { 'aria-label': 'Main' }, h('a', { href: '#/topics', id: 'nav-topics' }, 'Topics')) : null,
     h('span', { class: 'spacer' }),
     version ? h('span', { class: 'version muted small' }, `v${version}`) : null,
-    loggedIn ? logout : null,
+    loggedIn && auth.token() ? logout : null,
+    loggedIn && auth.token() === '' ? h('span', { id: 'no-login', class: 'no-login small', title: 'This server asks for no token' }, 'no login needed') : null,
   );
 }
 
@@ -79,6 +81,9 @@ function route() {
   } else if (parts[0] === 'topics' && parts.length === 3 && parts[2] === 'runs') {
     document.title = `${parts[1]} · runs · materializer`;
     runsPage(view, parts[1], signal);
+  } else if (parts[0] === 'topics' && parts.length === 3 && parts[2] === 'events') {
+    document.title = `${parts[1]} · source events · materializer`;
+    sourceEventsPage(view, parts[1], signal);
   } else if (parts[0] === 'runs' && parts.length === 2) {
     document.title = `Run ${parts[1]} · materializer`;
     runPage(view, parts[1], signal);

@@ -14,6 +14,8 @@ export interface Problem {
   status?: number;
   detail?: string;
   errors?: SqlError[];
+  /** A save refused because the file changed: the file as it is now. */
+  current?: { mapping: string; version: string };
 }
 
 export interface LastRun {
@@ -56,6 +58,7 @@ export interface TopicDetail {
   events: Column[];
   schema_warnings: string[];
   mapping_sql: string;
+  mapping_version?: string;
   output_view: string;
   output_columns: Column[];
   generated_sql: string;
@@ -65,6 +68,7 @@ export interface TopicDetail {
 export interface PreviewTable {
   columns: string[];
   rows: Record<string, unknown>[];
+  truncated?: boolean;
 }
 
 export interface Counts {
@@ -75,6 +79,8 @@ export interface Counts {
   correction_events: number;
   main_rows: number;
   correction_rows: number;
+  older_rows?: number;
+  deletes?: number;
 }
 
 export interface PreviewResponse {
@@ -82,7 +88,8 @@ export interface PreviewResponse {
   correction: PreviewTable;
   rejected: { index: number; reason: string }[];
   counts: Counts;
-  truncated?: boolean;
+  /** The server's figure (the one a run and `materializer preview` report). */
+  compaction_rate?: number;
 }
 
 export interface Progress {
@@ -119,6 +126,65 @@ export interface RunView {
   counts: Counts | null;
   files: number | null;
   error: string | null;
+  label?: string;
+  error_class?: RunErrorClass | null;
+  partitions?: PartitionCursors[] | null;
+  timings?: Timings | null;
+  events_per_second?: number | null;
+  keys_rows?: number | null;
+}
+
+export interface RunErrorClass {
+  class: string;
+  type: string;
+  title: string;
+  advice: string;
+  retryable: boolean;
+  exit_code: number;
+}
+
+export interface PartitionCursors {
+  partition: string;
+  before: string;
+  after: string;
+  events: number | null;
+}
+
+export interface Timings {
+  plan: number;
+  read: number;
+  map_write: number;
+  key_state: number;
+  commit: number;
+}
+
+export interface FilePreview {
+  path: string;
+  kind: string;
+  format: string;
+  columns: string[];
+  rows: (string | null)[][];
+  truncated: boolean;
+  total_rows: number;
+}
+
+export interface MappingFile {
+  topic: string;
+  mapping: string;
+  version: string;
+  served_version: string | null;
+  status: string;
+  error: string | null;
+  error_at: { file: string; line: number | null; column: number | null } | null;
+  errors: SqlError[];
+}
+
+export interface SourceEvents {
+  source: string;
+  partitions: string[];
+  events: { partition: string; offset: string; event: string }[];
+  scanned: number;
+  more: boolean;
 }
 
 export interface Triggered {
@@ -134,10 +200,12 @@ export interface RunFile {
   output_partition: [string, unknown][] | null;
   rows: number;
   bytes: number;
+  sha256?: string;
 }
 
 export interface Sample {
   events: unknown[];
+  lines?: string[];
   source: string;
 }
 

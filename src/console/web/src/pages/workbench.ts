@@ -1,152 +1,93 @@
+// The mapping workbench: the SQL editor holding the mapping file (or the
+// analyst's draft of it), a live preview on sample events, the schema and
+// the SQL around the mapping. A topic whose files do not load opens too,
+// with its text and the error marked, so that it can be fixed here.
+
 import type { EditorView } from '@codemirror/view';
-import { ApiError, errorText, get, getInfo, isAbort, post, put } from '../api';
+import { ApiError, errorText, get, getInfo, isAbort, post } from '../api';
+import { dropDraft, loadDraft, saveDraft, setUnsaved } from '../drafts';
 import { enc, fill, h, showText } from '../dom';
-import {
-  clearErrors,
-  columnPaths,
-  insertAtCursor,
-  isListType,
-  jsonEditor,
-  setDoc,
-  showErrors,
-  sqlEditor,
-  sqlViewer,
-} from '../editor';
+import { clearErrors, columnPaths, insertAtCursor, jsonEditor, setDoc, showErrors, sqlEditor, sqlViewer } from '../editor';
 import type { PathEntry } from '../editor';
-import { compactionRate, num, percent, plural } from '../format';
-import type { Column, Info, PreviewResponse, PreviewTable, Sample, SqlError, TopicDetail } from '../types';
+import { num, percent, plural, time } from '../format';
+import { MAX_SAMPLE_FILE, parseSample } from '../samples';
+import type { Info, MappingFile, PreviewResponse, Sample, SqlError, TopicDetail } from '../types';
+import { COMPACTION_MEANING, eventsSum, figure } from '../counts';
+import { copy, emptyTable, flatColumns, renderTable, schemaTree } from './workbench-parts';
+import { saveMapping } from './workbench-save';
 
 const DEBOUNCE_MS = 500;
 
-// ---------------------------------------------------------------- schema tree
-
-function shortType(c: Column): string {
-  if (c.children && c.children.length) {
-    if (isListType(c.type)) return 'LIST';
-    const m = /^\s*([A-Za-z_ ]+?)\s*[<(]/.exec(c.type);
-    if (m) return m[1].toUpperCase();
-  }
-  return c.type;
-}
-
-function nullability(c: Column): HTMLElement {
-  return h('span', { class: c.nullable ? 'nullable' : 'not-null' }, c.nullable ? 'null' : 'not null');
-}
-
-function schemaTree(columns: Column[], insert: (path: string) => void, prefix = '', inList = false): HTMLElement {
-  return h(
-    'ul',
-    { class: 'tree' },
-    columns.map((c) => {
-      const path = prefix ? `${prefix}.${c.name}` : c.name;
-      const name = h(
-        'button',
-        {
-          type: 'button',
-          class: 'col-name',
-          title: inList ? `Insert ${path} (a field of each list element: unnest the list first)` : `Insert ${path} into the mapping`,
-          'aria-label': `Insert ${path}`,
-        },
-        c.name,
-      );
-      name.addEventListener('click', (event) => {
-        event.preventDefault();
-        insert(path);
-      });
-      const type = h('span', { class: 'col-type', title: c.type }, shortType(c));
-      if (c.children && c.children.length) {
-        const list = isListType(c.type);
-        return h(
-          'li',
-          null,
-          h(
-            'details',
-            null,
-            h('summary', null, h('span', { class: 'col-label' }, c.name, list ? h('span', { class: 'muted' }, '[]') : null), ' ', type, ' ', nullability(c)),
-            h('div', { class: 'tree-actions' }, name),
-            // Fields of list elements are named relative to the element.
-            schemaTree(c.children, insert, list ? '' : path, inList || list),
-          ),
-        );
-      }
-      return h('li', { class: 'leaf' }, name, ' ', type, ' ', nullability(c));
-    }),
-  );
-}
-
-function flatColumns(columns: Column[]): HTMLElement {
-  return h(
-    'table',
-    { class: 'columns' },
-    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Column'), h('th', { scope: 'col' }, 'Type'), h('th', { scope: 'col' }, 'Null'))),
-    h(
-      'tbody',
-      null,
-      columns.map((c) => h('tr', null, h('td', null, h('code', null, c.name)), h('td', null, h('code', { class: 'col-type' }, c.type)), h('td', null, nullability(c)))),
-    ),
-  );
-}
-
-// ---------------------------------------------------------------- preview tables
-
-function cellValue(value: unknown): HTMLElement {
-  if (value === null || value === undefined) return h('td', { class: 'null' }, 'NULL');
-  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
-  return h('td', { title: text.length > 40 ? text : null, class: typeof value === 'number' ? 'num' : null }, text);
-}
-
-function renderTable(table: HTMLTableElement, t: PreviewTable | undefined): void {
-  const columns = t?.columns ?? [];
-  const rows = t?.rows ?? [];
-  fill(
-    table,
-    h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col' }, c)))),
-    h(
-      'tbody',
-      null,
-      rows.map((row) => h('tr', null, columns.map((c) => cellValue((row as Record<string, unknown>)[c])))),
-    ),
-  );
-}
-
-function emptyTable(id: string, caption: string): HTMLTableElement {
-  return h('table', { id, class: 'data' }, h('caption', { class: 'sr-only' }, caption), h('thead'), h('tbody'));
-}
-
-// ---------------------------------------------------------------- page
-
-export function workbenchPage(root: HTMLElement, topic: string, signal: AbortSignal): void {
+export function workbenchPage(root: HTMLElement, topic: string, signal: AbortSignal, flash = ''): void {
   root.replaceChildren(h('h1', { tabindex: '-1' }, topic), h('p', { class: 'hint' }, 'Loading…'));
   void (async () => {
-    let detail: TopicDetail;
+    const detail = get<TopicDetail>(`/topics/${enc(topic)}`, { signal }).then(
+      (d) => ({ ok: true as const, d }),
+      (e: unknown) => ({ ok: false as const, e }),
+    );
+    // An older server has no mapping file route: the detail's text stands in.
+    const file = get<MappingFile>(`/topics/${enc(topic)}/mapping`, { signal }).catch((e: unknown) => {
+      if (isAbort(e)) throw e;
+      return null;
+    });
     let info: Info;
+    let got: Awaited<typeof detail>;
+    let mapping: MappingFile | null;
     try {
-      [detail, info] = await Promise.all([get<TopicDetail>(`/topics/${enc(topic)}`, { signal }), getInfo()]);
+      [got, mapping, info] = await Promise.all([detail, file, getInfo()]);
     } catch (e) {
       if (isAbort(e)) return;
+      throw e;
+    }
+    if (signal.aborted) return;
+    if (!got.ok && !(mapping && mapping.status === 'broken')) {
+      if (isAbort(got.e)) return;
       root.replaceChildren(
         h('div', { class: 'page-head' }, h('h1', { tabindex: '-1' }, topic)),
-        h('p', { class: 'error-box', role: 'alert' }, `This topic cannot be shown: ${errorText(e)}`),
+        h('p', { class: 'error-box', role: 'alert' }, `This topic cannot be shown: ${errorText(got.e)}`),
         h('p', null, h('a', { href: '#/topics' }, 'All topics'), ' · ', h('a', { href: `#/topics/${enc(topic)}/runs` }, 'Runs')),
       );
       return;
     }
-    if (signal.aborted) return;
-    build(root, topic, detail, info, signal);
+    build(root, topic, got.ok ? got.d : null, mapping, info, signal, flash);
   })();
 }
 
-function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Info, signal: AbortSignal): void {
+function place(at: MappingFile['error_at']): string {
+  if (!at) return '';
+  const file = at.file.split(/[\\/]/).pop() ?? at.file;
+  return [file, at.line, at.column].filter((x) => x !== null && x !== undefined).join(':');
+}
+
+function build(
+  root: HTMLElement,
+  topic: string,
+  initial: TopicDetail | null,
+  file: MappingFile | null,
+  info: Info,
+  signal: AbortSignal,
+  flash: string,
+): void {
   let detail = initial;
-  let saved = detail.mapping_sql;
-  let paths: PathEntry[] = columnPaths(detail.events);
+  // What "saved" means: the file as it is on disk, and its version.
+  let saved = file?.mapping ?? detail?.mapping_sql ?? '';
+  let version = file?.version ?? detail?.mapping_version ?? '';
+  let paths: PathEntry[] = detail ? columnPaths(detail.events) : [];
   let canSave = info.mapping_edits;
+  const broken = detail === null;
   const views: EditorView[] = [];
-  signal.addEventListener('abort', () => views.forEach((v) => v.destroy()));
+  signal.addEventListener('abort', () => {
+    views.forEach((v) => v.destroy());
+    setUnsaved(topic, false);
+  });
 
   // ---- head
   const meta = h('dl', { class: 'meta' });
   const renderMeta = () => {
+    if (!detail) {
+      fill(meta);
+      return;
+    }
     const format = (detail.output as { format?: string }).format;
     fill(
       meta,
@@ -158,15 +99,43 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     );
   };
   renderMeta();
-  const staleBanner = h('p', { class: 'warning-box', role: 'status' });
-  const renderStale = () =>
-    showText(staleBanner, detail.error ? `The topic's files do not load now; the configuration shown is the last good one. ${detail.error}` : '');
-  renderStale();
+  const topicError = h('div', { id: 'topic-error', class: broken ? 'error-box' : 'warning-box', role: 'status' });
+  const renderTopicError = () => {
+    const reason = file?.error ?? detail?.error ?? null;
+    if (!reason) {
+      fill(topicError);
+      topicError.hidden = true;
+      return;
+    }
+    const at = place(file?.error_at ?? null);
+    topicError.hidden = false;
+    fill(
+      topicError,
+      h('p', null, broken ? 'This topic does not load: ' : 'The topic’s files do not load now; the configuration shown is the last good one: ', h('strong', null, reason)),
+      at ? h('p', { class: 'small' }, 'At ', h('code', null, at), '.') : null,
+      h(
+        'p',
+        { class: 'small' },
+        file?.errors.length
+          ? canSave
+            ? 'The error is marked in the mapping below: fix it and save, and the topic is loaded with it.'
+            : 'The error is marked in the mapping below. This server does not save mappings: fix the file on the server, then reload the topics.'
+          : 'The error is not in the mapping: fix the file it names on the server, then reload the topics.',
+      ),
+    );
+  };
+  renderTopicError();
+  const changedOnServer = h('p', { id: 'file-changed', class: 'warning-box', role: 'status', hidden: true });
+  if (file && file.served_version && file.served_version !== file.version && !file.error) {
+    showText(changedOnServer, 'mapping.sql was changed on the server since it was loaded: the editor holds the file; runs use the mapping loaded before until the topics are reloaded.');
+  }
 
   // ---- editor panel
   const editorBox = h('div', { id: 'mapping-editor', class: 'editor-box mapping' });
-  const dirty = h('span', { class: 'dirty', hidden: true }, 'unsaved changes');
+  const draftState = h('span', { id: 'draft-state', class: 'draft-state' });
+  const draftNote = h('p', { id: 'draft-note', class: 'hint', hidden: true });
   const saveStatus = h('p', { id: 'save-status', class: 'save-status', 'aria-live': 'polite', hidden: true });
+  const conflict = h('section', { id: 'save-conflict', class: 'conflict', 'aria-labelledby': 'conflict-title', hidden: true });
   const revert = h('button', { type: 'button', id: 'revert-mapping', hidden: true }, 'Revert to saved');
   const saveButton = canSave ? h('button', { type: 'button', id: 'save-mapping', class: 'primary' }, 'Save mapping') : null;
   const statusWord = h('span', { id: 'preview-status', class: 'status status-updating' }, 'updating');
@@ -213,6 +182,11 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
   const warnings = h('div');
   const insert = (path: string) => insertAtCursor(mapping, path);
   const renderSchema = () => {
+    if (!detail) {
+      fill(schemaBox, h('p', { class: 'hint' }, 'The schema is shown once the topic loads.'));
+      fill(outputBox);
+      return;
+    }
     const nested = detail.events.some((c) => c.children !== undefined);
     fill(schemaBox, nested ? schemaTree(detail.events, insert) : flatColumns(detail.events));
     fill(outputBox, flatColumns(detail.output_columns));
@@ -233,7 +207,7 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     h(
       'div',
       null,
-      h('div', { class: 'panel-head' }, h('h3', null, 'events'), h('span', { class: 'muted small' }, detail.schema_origin), h('span', { class: 'spacer' }), h('span', { class: 'button-group' }, expandAll, collapseAll)),
+      h('div', { class: 'panel-head' }, h('h3', null, 'events'), h('span', { class: 'muted small' }, detail?.schema_origin ?? ''), h('span', { class: 'spacer' }), h('span', { class: 'button-group' }, expandAll, collapseAll)),
       h('p', { class: 'hint' }, 'Select a column name to insert its path into the mapping.'),
       schemaBox,
       h('h3', null, 'Output columns'),
@@ -243,16 +217,13 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
   );
 
   // Sample events tab
+  const most = info.preview_max_events || 1000;
   const sampleBox = h('div', { id: 'sample-editor', class: 'editor-box sample' });
-  const sampleLimit = h('input', {
-    id: 'sample-limit',
-    type: 'number',
-    min: 1,
-    max: info.preview_max_events || 1000,
-    value: Math.min(20, info.preview_max_events || 20),
-    inputmode: 'numeric',
-  });
-  const loadSample = h('button', { type: 'button', id: 'load-sample' }, 'Load sample');
+  const sampleLimit = h('input', { id: 'sample-limit', type: 'number', min: 1, max: most, value: Math.min(20, most), inputmode: 'numeric', 'aria-describedby': 'sample-limit-error' });
+  const limitError = h('p', { id: 'sample-limit-error', class: 'error-text small', hidden: true });
+  const loadSample = h('button', { type: 'button', id: 'load-sample' }, 'Load from source');
+  const upload = h('input', { id: 'sample-file', type: 'file', accept: '.json,.jsonl,.ndjson,.txt,application/json', class: 'file-input' });
+  const uploadLabel = h('label', { for: 'sample-file', class: 'button-link' }, 'Open a file…');
   const sampleSource = h('p', { id: 'sample-source', class: 'hint', 'aria-live': 'polite' }, 'Loading sample events…');
   addTab(
     'tab-sample',
@@ -260,14 +231,16 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     h(
       'div',
       null,
-      h('div', { class: 'panel-head' }, h('label', { for: 'sample-limit' }, 'Events'), sampleLimit, loadSample),
+      h('div', { class: 'panel-head' }, h('label', { for: 'sample-limit' }, 'Events'), sampleLimit, loadSample, upload, uploadLabel),
+      limitError,
       sampleSource,
       sampleBox,
       h(
         'p',
         { class: 'hint' },
-        'A JSON array of events: edit them or paste your own; the preview runs on them. Leave it empty to preview the first events of the source.',
-        info.preview_max_events ? ` At most ${plural(info.preview_max_events, 'event')}.` : '',
+        `One event per line, as the source holds them (like fixtures/samples/*.jsonl and the CLI’s --events), or a JSON array of events; at most ${plural(most, 'event')}. Edit them or paste your own: the preview runs on them. Leave it empty to preview the first events of the source. `,
+        h('a', { href: `#/topics/${enc(topic)}/events` }, 'Browse the source’s events'),
+        '.',
       ),
     ),
   );
@@ -276,19 +249,6 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
   const generatedBox = h('div', { id: 'generated-sql', class: 'editor-box viewer' });
   let generatedView: EditorView | null = null;
   const copyGenerated = h('button', { type: 'button', class: 'small-button' }, 'Copy');
-  addTab(
-    'show-generated',
-    'Generated SQL',
-    h('div', null, h('div', { class: 'panel-head' }, h('p', { class: 'hint' }, 'The SQL chain a run executes, for the saved mapping.'), h('span', { class: 'spacer' }), copyGenerated), generatedBox),
-    () => {
-      if (!generatedView) {
-        generatedView = sqlViewer(generatedBox, detail.generated_sql, 'Generated SQL (read-only)');
-        views.push(generatedView);
-      }
-    },
-  );
-  copyGenerated.addEventListener('click', () => copy(detail.generated_sql, copyGenerated));
-
   // Warehouse SQL tab
   const dialect = h(
     'select',
@@ -324,20 +284,28 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
       warehouseStatus.textContent = `Could not load the warehouse SQL: ${errorText(e)}`;
     }
   }
-  dialect.addEventListener('change', () => void loadWarehouse());
-  copyWarehouse.addEventListener('click', () => copy(warehouseView?.state.doc.toString() ?? '', copyWarehouse));
-  addTab(
-    'show-warehouse',
-    'Warehouse SQL',
-    h(
-      'div',
-      null,
-      h('div', { class: 'panel-head' }, h('label', { for: 'warehouse-dialect' }, 'Dialect'), dialect, h('span', { class: 'spacer' }), copyWarehouse),
-      warehouseStatus,
-      warehouseBox,
-    ),
-    () => void loadWarehouse(),
-  );
+  if (detail) {
+    addTab(
+      'show-generated',
+      'Generated SQL',
+      h('div', null, h('div', { class: 'panel-head' }, h('p', { class: 'hint' }, 'The SQL chain a run executes, for the saved mapping.'), h('span', { class: 'spacer' }), copyGenerated), generatedBox),
+      () => {
+        if (!generatedView && detail) {
+          generatedView = sqlViewer(generatedBox, detail.generated_sql, 'Generated SQL (read-only)');
+          views.push(generatedView);
+        }
+      },
+    );
+    copyGenerated.addEventListener('click', () => copy(detail?.generated_sql ?? '', copyGenerated));
+    dialect.addEventListener('change', () => void loadWarehouse());
+    copyWarehouse.addEventListener('click', () => copy(warehouseView?.state.doc.toString() ?? '', copyWarehouse));
+    addTab(
+      'show-warehouse',
+      'Warehouse SQL',
+      h('div', null, h('div', { class: 'panel-head' }, h('label', { for: 'warehouse-dialect' }, 'Dialect'), dialect, h('span', { class: 'spacer' }), copyWarehouse), warehouseStatus, warehouseBox),
+      () => void loadWarehouse(),
+    );
+  }
 
   // ---- preview section
   const mainTable = emptyTable('main-rows', 'MAIN rows');
@@ -351,14 +319,14 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
   const results = h(
     'div',
     { class: 'results' },
-    h('section', { class: 'result', 'aria-labelledby': 'main-title' }, h('h3', { id: 'main-title' }, 'MAIN ', mainCount), h('div', { class: 'table-wrap' }, mainTable)),
+    h('div', { class: 'result' }, h('h3', { id: 'main-title' }, 'MAIN ', mainCount), h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': 'main-title' }, mainTable)),
     h(
-      'section',
-      { class: 'result', 'aria-labelledby': 'correction-title' },
+      'div',
+      { class: 'result' },
       h('h3', { id: 'correction-title' }, 'CORRECTION ', correctionCount),
-      h('div', { class: 'table-wrap' }, correctionTable),
+      h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': 'correction-title' }, correctionTable),
     ),
-    h('section', { class: 'result', 'aria-labelledby': 'rejected-title' }, h('h3', { id: 'rejected-title' }, 'Rejected ', rejectedCount), h('div', { class: 'table-wrap' }, rejectedTable)),
+    h('div', { class: 'result' }, h('h3', { id: 'rejected-title' }, 'Rejected ', rejectedCount), h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': 'rejected-title' }, rejectedTable)),
   );
 
   // ---- layout
@@ -367,19 +335,22 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
       'div',
       { class: 'page-head' },
       h('h1', { tabindex: '-1' }, h('span', { class: 'muted' }, 'Mapping · '), topic),
-      h('div', { class: 'actions' }, h('a', { href: `#/topics/${enc(topic)}/runs`, class: 'button-link' }, 'Runs'), h('a', { href: '#/topics' }, 'All topics')),
+      h('div', { class: 'actions' }, h('a', { href: `#/topics/${enc(topic)}/runs`, class: 'button-link' }, 'Runs'), h('a', { href: `#/topics/${enc(topic)}/events`, class: 'button-link' }, 'Source events'), h('a', { href: '#/topics' }, 'All topics')),
     ),
     meta,
-    staleBanner,
+    topicError,
+    changedOnServer,
     h(
       'div',
       { class: 'workbench' },
       h(
         'section',
         { class: 'panel editor-panel', 'aria-labelledby': 'mapping-title' },
-        h('div', { class: 'panel-head' }, h('h2', { id: 'mapping-title' }, 'Mapping SQL'), dirty, h('span', { class: 'spacer' }), revert, saveButton),
+        h('div', { class: 'panel-head' }, h('h2', { id: 'mapping-title' }, 'Mapping SQL'), draftState, h('span', { class: 'spacer' }), revert, saveButton),
+        draftNote,
         editorBox,
         saveStatus,
+        conflict,
         h('div', { class: 'preview-state', 'aria-live': 'polite', 'aria-atomic': 'true' }, h('span', { class: 'muted' }, 'Preview: '), statusWord, ' ', statusNote),
         previewError,
       ),
@@ -394,36 +365,75 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     ),
   );
   renderSchema();
-  select(0);
+  select(broken ? 1 : 0);
 
-  // ---- editors
+  // ---- the draft: kept in this browser until saved or reverted
+  const draft = loadDraft(topic);
+  let sampleOwn = false;
   const mapping = sqlEditor(editorBox, {
-    doc: saved,
+    doc: draft && draft.mapping !== saved ? draft.mapping : saved,
     label: 'Mapping SQL',
     paths: () => paths,
     onChange: () => {
-      const changed = mapping.state.doc.toString() !== saved;
-      dirty.hidden = !changed;
-      revert.hidden = !changed;
+      keepDraft();
       if (saveStatus.classList.contains('ok')) saveStatus.hidden = true;
       schedule();
     },
     keys: [
-      { key: 'Mod-s', preventDefault: true, run: () => (save(), true) },
+      { key: 'Mod-s', preventDefault: true, run: () => (void save(), true) },
       { key: 'Mod-Enter', preventDefault: true, run: () => (previewNow(), true) },
     ],
   });
   views.push(mapping);
   let sampleLoaded = false;
-  const sample = jsonEditor(sampleBox, '', 'Sample events (JSON array)', () => {
+  const sample = jsonEditor(sampleBox, draft?.sample ?? '', 'Sample events (one per line, or a JSON array)', () => {
     if (!sampleLoaded) return;
     // The events are the user's now, not the source's any more.
-    sampleSource.textContent = 'Your events: the preview runs on the JSON below.';
+    sampleOwn = true;
+    sampleSource.textContent = 'Your events: the preview runs on the text below.';
+    keepDraft();
     schedule();
   });
   views.push(sample);
+  if (draft?.sample) {
+    sampleOwn = true;
+    sampleLoaded = true;
+  }
+
+  function renderDraftState() {
+    const changed = mapping.state.doc.toString() !== saved;
+    draftState.textContent = changed ? 'Draft · not saved' : 'Saved';
+    draftState.className = `draft-state ${changed ? 'is-draft' : 'is-saved'}`;
+    revert.hidden = !changed;
+    setUnsaved(topic, changed);
+  }
+
+  function keepDraft() {
+    const text = mapping.state.doc.toString();
+    const own = sampleOwn ? sample.state.doc.toString() : undefined;
+    if (text === saved && !own) dropDraft(topic);
+    // Large samples stay out of storage: the mapping is what must survive.
+    else saveDraft(topic, { mapping: text, base: version, sample: own && own.length < 512 << 10 ? own : undefined });
+    renderDraftState();
+  }
+
+  if (draft && draft.mapping !== saved) {
+    const stale = draft.base !== version;
+    fill(
+      draftNote,
+      `Your draft of ${time(draft.at)} is restored (kept in this browser). `,
+      stale ? h('strong', null, 'The saved mapping has changed since you started it: saving shows both versions. ') : null,
+    );
+    draftNote.hidden = false;
+  } else if (draft && !draft.sample) dropDraft(topic);
+  renderDraftState();
+  if (file?.errors.length) showErrors(mapping, file.errors);
+
   revert.addEventListener('click', () => {
     setDoc(mapping, saved);
+    dropDraft(topic);
+    draftNote.hidden = true;
+    renderDraftState();
     mapping.focus();
   });
 
@@ -461,20 +471,9 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     const position = (e: SqlError) => `line ${e.line}${e.column !== null && e.column !== undefined ? `, column ${e.column}` : ''}`;
     if (located.length === 1 && message.includes(located[0].message)) {
       fill(previewError, h('p', null, message), h('p', { class: 'small' }, `At ${position(located[0])}.`));
-      previewError.hidden = false;
-      return;
+    } else {
+      fill(previewError, h('p', null, message), located.length ? h('ul', null, located.map((e) => h('li', null, `At ${position(e)}: ${e.message}`))) : null);
     }
-    fill(
-      previewError,
-      h('p', null, message),
-      located.length
-        ? h(
-            'ul',
-            null,
-            located.map((e) => h('li', null, `At ${position(e)}: ${e.message}`)),
-          )
-        : null,
-    );
     previewError.hidden = false;
   }
 
@@ -488,25 +487,31 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     const ctl = new AbortController();
     inflight = ctl;
     const text = mapping.state.doc.toString();
-    const body: { mapping: string; events?: unknown[]; limit?: number } = { mapping: text };
-    const sampleText = sample.state.doc.toString().trim();
-    if (sampleText) {
-      let events: unknown;
-      try {
-        events = JSON.parse(sampleText);
-      } catch (e) {
-        setStatus('error', 'The sample events are not valid JSON.');
-        showPreviewError(`Sample events: ${errorText(e)}`, []);
+    const sampleText = sample.state.doc.toString();
+    let body: Record<string, unknown> = { mapping: text };
+    let count = 0;
+    if (sampleText.trim()) {
+      const parsed = parseSample(sampleText);
+      if (!parsed.ok) {
+        setStatus('error', 'The sample events cannot be read.');
+        showPreviewError(parsed.message, []);
         return;
       }
-      if (!Array.isArray(events)) {
-        setStatus('error', 'The sample events must be a JSON array.');
-        showPreviewError('Sample events: expected a JSON array of event objects, like [{"metadata": {...}, ...}].', []);
+      if (parsed.count > most) {
+        setStatus('error', 'Too many sample events.');
+        showPreviewError(`A preview takes at most ${plural(most, 'event')}; the sample holds ${num(parsed.count)}.`, []);
         return;
       }
-      body.events = events;
+      body = { ...body, ...parsed.body };
+      count = parsed.count;
     } else {
-      body.limit = Number(sampleLimit.value) || 20;
+      const limit = sampleLimitValue();
+      if (limit === null) {
+        setStatus('error', 'The number of sample events is out of range.');
+        showPreviewError(`Sample events: between 1 and ${num(most)} events.`, []);
+        return;
+      }
+      body.limit = limit;
     }
     setStatus('updating', 'Updating the preview…');
     try {
@@ -516,8 +521,8 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
       clearErrors(mapping);
       clearPreviewError();
       renderPreview(answer);
-      const n = answer.counts?.events_read ?? 0;
-      setStatus('ok', `${plural(n, 'event')} read${body.events ? ' from the sample' : ' from the source'}.`);
+      const n = answer.counts?.events_read ?? count;
+      setStatus('ok', `${plural(n, 'event')} read${body.limit === undefined ? ' from the sample' : ' from the source'}.`);
     } catch (e) {
       if (isAbort(e) || inflight !== ctl) return;
       inflight = null;
@@ -534,45 +539,46 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     renderTable(mainTable, p.main);
     renderTable(correctionTable, p.correction);
     const rejected = p.rejected ?? [];
-    renderTable(rejectedTable, {
-      columns: ['event', 'reason'],
-      rows: rejected.map((r) => ({ event: `#${r.index + 1}`, reason: r.reason })),
-    });
+    renderTable(rejectedTable, { columns: ['event', 'reason'], rows: rejected.map((r) => ({ event: `#${r.index + 1}`, reason: r.reason })) });
     const c = p.counts;
-    const mainRows = p.main?.rows?.length ?? 0;
-    const correctionRows = p.correction?.rows?.length ?? 0;
-    mainCount.textContent = plural(c?.main_rows ?? mainRows, 'row');
-    mainCount.dataset.count = String(c?.main_rows ?? mainRows);
-    correctionCount.textContent = plural(c?.correction_rows ?? correctionRows, 'row');
-    correctionCount.dataset.count = String(c?.correction_rows ?? correctionRows);
-    rejectedCount.textContent = plural(c?.events_rejected ?? rejected.length, 'event');
-    rejectedCount.dataset.count = String(c?.events_rejected ?? rejected.length);
-    if (c) {
-      const item = (label: string, value: string, title?: string) => h('div', { title: title ?? null }, h('dt', null, label), h('dd', null, value));
-      fill(
-        counts,
-        item('Events read', num(c.events_read)),
-        item('Rejected', num(c.events_rejected)),
-        item('Into MAIN', num(c.main_input), 'Events that are the newest version of their key'),
-        item('Superseded', num(c.superseded), 'Events replaced by a newer version of the same key'),
-        item('Corrections', num(c.correction_events), 'Events older than a version already committed'),
-        item('Compaction', percent(compactionRate(c)), 'Share of decoded events that did not reach MAIN'),
-      );
-    }
-    showText(truncated, p.truncated ? 'Only the first rows are shown.' : '');
+    mainCount.textContent = plural(c.main_rows, 'row');
+    mainCount.dataset.count = String(c.main_rows);
+    correctionCount.textContent = plural(c.correction_rows, 'row');
+    correctionCount.dataset.count = String(c.correction_rows);
+    rejectedCount.textContent = plural(c.events_rejected, 'event');
+    rejectedCount.dataset.count = String(c.events_rejected);
+    // The server's counts and rate, as a run and `materializer preview` report them.
+    fill(counts, eventsSum(c, 'count', 'Every event of the sample'), figure('count-compaction', 'Compaction', percent(p.compaction_rate), COMPACTION_MEANING));
+    const cut = p.main?.truncated || p.correction?.truncated;
+    showText(truncated, cut ? 'Only the first rows are shown.' : '');
   }
 
   // ---- samples
+  function sampleLimitValue(): number | null {
+    const value = Number(sampleLimit.value);
+    const ok = Number.isInteger(value) && value >= 1 && value <= most;
+    sampleLimit.setAttribute('aria-invalid', String(!ok));
+    showText(limitError, ok ? '' : `Between 1 and ${num(most)} events.`);
+    return ok ? value : null;
+  }
+  sampleLimit.addEventListener('input', () => void sampleLimitValue());
+
   async function fetchSample() {
+    const limit = sampleLimitValue();
+    if (limit === null) return;
     loadSample.disabled = true;
     sampleSource.textContent = 'Loading sample events…';
-    const limit = Number(sampleLimit.value) || 20;
     try {
       const answer = await get<Sample>(`/topics/${enc(topic)}/sample?limit=${limit}`, { signal });
       sampleLoaded = false;
-      setDoc(sample, JSON.stringify(answer.events ?? [], null, 2));
+      // One event per line, as the source holds it: an event that is not
+      // JSON stays as it is, for the preview to explain.
+      const lines = answer.lines ?? (answer.events ?? []).map((e) => JSON.stringify(e));
+      setDoc(sample, lines.join('\n'));
       sampleLoaded = true;
-      sampleSource.textContent = `${plural(answer.events?.length ?? 0, 'event')} from ${answer.source || 'the source'}.`;
+      sampleOwn = false;
+      keepDraft();
+      sampleSource.textContent = `${plural(lines.length, 'event')} from ${answer.source || 'the source'}, one per line.`;
     } catch (e) {
       if (isAbort(e)) return;
       sampleLoaded = true;
@@ -583,63 +589,82 @@ function build(root: HTMLElement, topic: string, initial: TopicDetail, info: Inf
     previewNow();
   }
   loadSample.addEventListener('click', () => void fetchSample());
+  upload.addEventListener('change', async () => {
+    const chosen = upload.files?.[0];
+    if (!chosen) return;
+    if (chosen.size > MAX_SAMPLE_FILE) {
+      sampleSource.textContent = `${chosen.name} is too large for a sample (${num(chosen.size)} bytes; at most ${num(MAX_SAMPLE_FILE)}).`;
+      return;
+    }
+    const text = await chosen.text();
+    sampleLoaded = true;
+    setDoc(sample, text.replace(/\s+$/, ''));
+    sampleSource.textContent = `Events of ${chosen.name}: the preview runs on them.`;
+    upload.value = '';
+  });
 
   // ---- save
-  async function save() {
-    if (!canSave || !saveButton) return;
-    const text = mapping.state.doc.toString();
-    saveButton.disabled = true;
-    showText(saveStatus, 'Saving…');
-    saveStatus.className = 'save-status';
-    try {
-      const updated = await put<TopicDetail>(`/topics/${enc(topic)}/mapping`, { mapping: text }, { signal, own: [403] });
-      detail = updated;
-      saved = updated.mapping_sql ?? text;
-      paths = columnPaths(detail.events);
-      const current = mapping.state.doc.toString();
-      dirty.hidden = revert.hidden = current === saved;
-      if (generatedView) setDoc(generatedView, detail.generated_sql);
-      warehouseLoaded = '';
-      if (!tabs[3].panel.hidden) void loadWarehouse(true);
-      renderMeta();
-      renderStale();
-      renderSchema();
-      clearErrors(mapping);
-      showText(saveStatus, 'Saved. The server reloaded the topic with this mapping.');
-      saveStatus.className = 'save-status ok';
-    } catch (e) {
-      if (isAbort(e)) return;
-      if (e instanceof ApiError && e.status === 403) {
+  const save = () =>
+    saveMapping({
+      topic,
+      signal,
+      canSave: () => canSave,
+      text: () => mapping.state.doc.toString(),
+      base: () => version,
+      status: saveStatus,
+      conflict,
+      button: saveButton,
+      saved: (updated, text) => {
+        saved = updated.mapping_sql ?? text;
+        version = updated.mapping_version ?? version;
+        dropDraft(topic);
+        draftNote.hidden = true;
+        if (broken || file?.error) {
+          // The topic loads now: show it as it is served.
+          setUnsaved(topic, false);
+          views.forEach((v) => v.destroy());
+          views.length = 0;
+          workbenchPage(root, topic, signal, 'Saved. The topic loads with this mapping now.');
+          return;
+        }
+        detail = updated;
+        paths = columnPaths(updated.events);
+        keepDraft();
+        if (generatedView) setDoc(generatedView, updated.generated_sql);
+        warehouseLoaded = '';
+        if (tabs[3] && !tabs[3].panel.hidden) void loadWarehouse(true);
+        renderMeta();
+        renderSchema();
+        clearErrors(mapping);
+        changedOnServer.hidden = true;
+        showText(saveStatus, 'Saved. The server reloaded the topic with this mapping.');
+        saveStatus.className = 'save-status ok';
+      },
+      takeTheirs: (text, v) => {
+        saved = text;
+        version = v;
+        setDoc(mapping, text);
+        keepDraft();
+      },
+      rebase: (text, v) => {
+        saved = text;
+        version = v;
+        keepDraft();
+      },
+      invalid: (errors, sent) => {
+        if (mapping.state.doc.toString() === sent) showErrors(mapping, errors);
+      },
+      refused: () => {
         canSave = false;
-        saveButton.remove();
-        showText(saveStatus, `Not saved: this server does not allow editing mappings (${e.message}).`);
-      } else {
-        const errors = e instanceof ApiError ? (e.problem?.errors ?? []) : [];
-        if (mapping.state.doc.toString() === text) showErrors(mapping, errors);
-        const where = errors
-          .filter((x) => x.line !== null && x.line !== undefined)
-          .map((x) => ` (line ${x.line}${x.column ? `, column ${x.column}` : ''})`)
-          .join('');
-        showText(saveStatus, `Not saved: ${errorText(e)}${where}`);
-      }
-      saveStatus.className = 'save-status error';
-    } finally {
-      if (saveButton) saveButton.disabled = false;
-    }
-  }
+        saveButton?.remove();
+      },
+    });
   saveButton?.addEventListener('click', () => void save());
+  if (flash) {
+    showText(saveStatus, flash);
+    saveStatus.className = 'save-status ok';
+  }
 
-  void fetchSample();
-}
-
-function copy(text: string, button: HTMLButtonElement): void {
-  const done = (label: string) => {
-    button.textContent = label;
-    setTimeout(() => (button.textContent = 'Copy'), 1500);
-  };
-  if (!navigator.clipboard) return done('Copy not available');
-  navigator.clipboard.writeText(text).then(
-    () => done('Copied'),
-    () => done('Copy failed'),
-  );
+  if (draft?.sample) previewNow();
+  else void fetchSample();
 }
