@@ -14,6 +14,7 @@ pub mod models;
 mod openapi;
 mod registry;
 mod routes;
+mod sources;
 mod state;
 
 use std::sync::Arc;

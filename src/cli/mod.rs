@@ -62,8 +62,10 @@ pub struct Cli {
 pub(crate) enum Command {
     /// Materialize one topic once: read, compact, map, write, commit.
     ///
-    /// Without --source, recorded batches are read from fixtures/recorded/<topic>.
-    /// The output goes to --output (default ./out), under <output>/<topic>/.
+    /// Events come from --source (files of events or recorded batches), else
+    /// the topic's [source] recording, else the live Nakadi of --nakadi-url,
+    /// else fixtures/recorded/<topic>. The output goes to --output (default
+    /// ./out), under <output>/<topic>/.
     Run(RunArgs),
     /// Print the whole SQL chain a run of a topic executes, and the columns of `events`.
     Explain(ExplainArgs),

@@ -11,6 +11,7 @@ use materializer_core::preview::{Draft, PreviewError, PreviewLimits, preview_bou
 
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
+use crate::api::sources::requested_source;
 use crate::api::state::AppState;
 
 /// Applies the saved or a draft mapping to sample events and answers the MAIN
@@ -55,7 +56,8 @@ pub(crate) async fn preview_topic(
         Some(events) => events.iter().map(|e| Bytes::from(e.to_string())).collect(),
         None => {
             let limit = request.limit.unwrap_or(20);
-            sample_events(&app, &topic, limit).await?
+            let source = requested_source(&app.env.recordings, request.source.as_deref())?;
+            sample_events(&app, &topic, limit, source.as_deref()).await?
         }
     };
     if events.len() > app.settings.preview_max_events {
@@ -111,7 +113,7 @@ pub(crate) async fn preview_topic(
 }
 
 /// A JSON body, or the default when there is none (or it is `null`).
-fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -139,8 +141,9 @@ pub(crate) async fn sample_events(
     app: &AppState,
     topic: &Topic,
     limit: usize,
+    source: Option<&std::path::Path>,
 ) -> Result<Vec<Bytes>, ApiError> {
-    let source = app.env.sample_source(topic, None)?;
+    let source = app.env.sample_source(topic, source)?;
     Ok(
         materializer_core::preview::sample_events(&source, limit, app.settings.preview_timeout)
             .await?,

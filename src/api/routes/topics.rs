@@ -16,6 +16,7 @@ use materializer_core::warehouse::{self, setup_sql};
 use crate::api::columns::columns;
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
+use crate::api::sources::requested_source;
 use crate::api::state::AppState;
 
 /// All topics: keys, format, state (with the error's place when the files
@@ -179,7 +180,8 @@ pub(crate) async fn topic_sample(
             ));
         }
     };
-    let source = app.env.sample_source(&topic, None)?;
+    let source = requested_source(&app.env.recordings, query.source.as_deref())?;
+    let source = app.env.sample_source(&topic, source.as_deref())?;
     let events =
         materializer_core::preview::sample_events(&source, limit, app.settings.preview_timeout)
             .await?;
@@ -197,7 +199,7 @@ fn as_json(raw: &[u8]) -> serde_json::Value {
 
 fn describe(source: &Source, topic: &Topic) -> String {
     match source {
-        Source::Recorded(recorded) => format!("the recording {}", recorded.root().display()),
+        Source::Recorded(recorded) => format!("the files at {}", recorded.root().display()),
         Source::Nakadi(nakadi) => format!(
             "Nakadi event type {} at {}",
             topic.event_type(),
