@@ -1,9 +1,12 @@
 //! A source named in a request: files under the server's recordings folder,
 //! never anywhere else. A token holder could otherwise have any file the
 //! server can read taken as events, and its lines written out as rejected
-//! events.
+//! events. A source outside it is refused as a setting that cannot be
+//! taken (422).
 
 use std::path::{Component, Path, PathBuf};
+
+use materializer_core::ErrorClass;
 
 use crate::api::error::{ApiError, ProblemKind};
 
@@ -23,7 +26,7 @@ pub(crate) fn requested_source(
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if !inside {
         return Err(ApiError::new(
-            ProblemKind::BadRequest,
+            ProblemKind::Engine(ErrorClass::Config),
             format!(
                 "source {given:?} is not a path inside the server's recordings folder {}: name a \
                  file or folder relative to it, without `..` (serve --recordings sets the folder)",
@@ -50,7 +53,7 @@ mod tests {
             let err = requested_source(root, Some(outside)).unwrap_err();
             assert_eq!(
                 err.status(),
-                axum::http::StatusCode::BAD_REQUEST,
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 "{outside}"
             );
         }

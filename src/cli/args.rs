@@ -296,6 +296,24 @@ pub(crate) struct PreviewArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct RecordArgs {
+    /// A file of events, one JSON event per line.
+    pub(crate) events: PathBuf,
+    /// The recording the events are appended to: a *.jsonl, *.ndjson or
+    /// *.json file, or a folder (its stream.jsonl). Offsets go on after the newest that the recordings in
+    /// its folder hold for the partition.
+    #[arg(long)]
+    pub(crate) into: PathBuf,
+    /// The partition the events are recorded in.
+    #[arg(long, default_value = "0")]
+    pub(crate) partition: String,
+    /// Events per recorded batch (one line of the recording).
+    #[arg(long, default_value_t = materializer_core::source::record::BATCH_EVENTS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) batch_events: u64,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct TopicsArgs {
     #[command(flatten)]
     pub(crate) nakadi: NakadiArgs,

@@ -43,6 +43,8 @@ pub enum CliError {
     Tokens(#[from] TokenError),
     #[error("reading sample events")]
     Source(#[from] materializer_core::source::SourceError),
+    #[error(transparent)]
+    Record(materializer_core::source::SourceError),
     #[error("{path}", path = path.display())]
     ReadEvents {
         path: PathBuf,
@@ -139,7 +141,7 @@ impl CliError {
             CliError::Warehouse(e) => e.class(),
             CliError::Nakadi(e) => e.class(),
             CliError::Preview(e) => e.class(),
-            CliError::Source(e) => e.class(),
+            CliError::Source(e) | CliError::Record(e) => e.class(),
             CliError::Tokens(_)
             | CliError::NoSource { .. }
             | CliError::TopicsBroken { .. }

@@ -15,6 +15,7 @@ mod console;
 mod foundation;
 mod hostile;
 mod nakadi;
+mod own_events;
 mod readme;
 mod state;
 mod warehouse;

@@ -26,7 +26,7 @@ use crate::api::state::AppState;
     responses(
         (status = 200, body = PreviewResponse),
         (status = 404, body = Problem),
-        (status = 422, description = "The mapping is not valid (errors with line and column) or the query failed", body = Problem),
+        (status = 422, description = "The mapping is not valid (errors with line and column), the query failed, or the source named is not under the recordings folder", body = Problem),
         (status = 408, description = "The preview took longer than allowed", body = Problem),
         (status = 413, description = "More sample events than a preview takes", body = Problem),
         (status = 502, description = "The topic's source could not be read for sample events", body = Problem),

@@ -32,7 +32,7 @@ use crate::api::state::AppState;
         (status = 202, description = "Run accepted", body = Triggered, headers(("Location" = String, description = "The run's status URL"))),
         (status = 404, body = Problem),
         (status = 409, description = "The topic is already queued or running", body = Problem),
-        (status = 422, description = "The topic does not load, or it has no source (the problem says what gives one)", body = Problem),
+        (status = 422, description = "The topic does not load, it has no source (the problem says what gives one), or the source named is not under the recordings folder", body = Problem),
         (status = 503, description = "The server is shutting down", body = Problem),
         (status = 401, body = Problem),
         (status = 403, body = Problem)

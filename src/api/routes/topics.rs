@@ -157,7 +157,7 @@ pub(crate) fn topic_detail(app: &AppState, topic: &Topic) -> TopicDetail {
     responses(
         (status = 200, body = SampleView),
         (status = 404, body = Problem),
-        (status = 422, description = "The topic never loaded", body = Problem),
+        (status = 422, description = "The topic never loaded, or the source named is not under the recordings folder", body = Problem),
         (status = 502, description = "The topic's source could not be read", body = Problem),
         (status = 401, body = Problem),
         (status = 403, body = Problem)

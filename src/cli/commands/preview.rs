@@ -124,7 +124,7 @@ fn describe(outcome: &PreviewOutcome) -> String {
         counted(c.events_rejected, "event", "events")
     );
     for rejected in &outcome.rejected {
-        let _ = writeln!(out, "  event {}: {}", rejected.index + 1, rejected.reason);
+        let _ = writeln!(out, "  offset {}: {}", rejected.index, rejected.reason);
     }
     let _ = writeln!(
         out,

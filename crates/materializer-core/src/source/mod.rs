@@ -9,6 +9,7 @@ pub mod files;
 pub mod framing;
 pub(crate) mod lines;
 pub mod nakadi;
+pub mod record;
 pub mod recorded;
 pub(crate) mod scan;
 

@@ -18,7 +18,9 @@ use crate::config::Topic;
 use crate::decode::{DecodedPartition, Spooled};
 use crate::mapping::Engine;
 use crate::run::attempt::Attempt;
-use crate::run::decide::{Class, Classes, Decision, of_class, of_streamed_class};
+use crate::run::decide::{
+    Class, Classes, Decision, of_class, of_streamed_class, topic_keys_schema,
+};
 use crate::run::error::RunFailure;
 use crate::run::progress::Progress;
 use crate::run::write::FilesWriter;
@@ -85,9 +87,25 @@ impl Mapper {
             counts.correction_events = decision.correction_events;
             counts.deletes = decision.deletes;
             if let Some(keys) = &decision.keys {
-                keys_file = Some(self.writer.write_keys(&partition, keys).await?);
+                let written = self
+                    .writer
+                    .write_keys(&partition, keys.schema().clone(), keys.batches())
+                    .await?;
+                keys_file = Some(written);
             }
             classes = Some(decision.classes);
+        }
+        // A partition whose events were all rejected decided no version; its
+        // KEYS file holds the header only, as every partition read has one.
+        if keys_file.is_none()
+            && self.topic.compaction().compact
+            && let Some(schema) = topic_keys_schema(&self.topic)
+        {
+            let written = self
+                .writer
+                .write_keys(&partition, schema, std::iter::empty())
+                .await?;
+            keys_file = Some(written);
         }
         counts.superseded = part.rows - counts.main_input - counts.correction_events;
         let keys_written = started.elapsed().as_secs_f64();
