@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod servers;
+mod sql_errors;
 mod support;
 mod webdriver;
 

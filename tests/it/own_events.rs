@@ -8,12 +8,7 @@ use std::process::{Command, Output, Stdio};
 use crate::support::{Serve, Workspace, copy_dir, repo};
 
 fn materializer(ws: &Workspace, args: &[&str]) -> Output {
-    ws.command()
-        .env_remove("MATERIALIZER_OUTPUT")
-        .env_remove("NAKADI_URL")
-        .args(args)
-        .output()
-        .unwrap()
+    ws.materializer(args)
 }
 
 fn stdout(o: &Output) -> String {
