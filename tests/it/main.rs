@@ -19,4 +19,5 @@ mod nakadi;
 mod own_events;
 mod readme;
 mod state;
+mod testkit;
 mod warehouse;

@@ -295,7 +295,7 @@ fn the_install_commands_build_the_binary_they_name() {
 }
 
 /// `nakadi-server`, built beside the test binary by `cargo test --workspace`.
-fn nakadi_server_binary() -> std::path::PathBuf {
+pub(crate) fn nakadi_server_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe
         .parent()
