@@ -67,3 +67,50 @@ fn a_near_miss_name_gets_a_did_you_mean() {
          written column.field; did you mean 'customer'?\n"
     );
 }
+
+/// An article event with `brand`, as the article topic takes it.
+fn article(id: u64, brand: &str) -> String {
+    format!(
+        r#"{{"metadata":{{"eid":"5a1e0000-0000-4000-8000-{id:012}","occurred_at":"2024-06-03T08:00:00Z"}},"article_id":{id},"brand":"{brand}","model":"m","version":1,"available_qty":1}}"#
+    ) + "\n"
+}
+
+const CASTING: &str = "CREATE VIEW typed AS\nSELECT article_id,\n       cast(brand AS INT) AS b\n\
+                       FROM events;\n\nCREATE VIEW output AS\nSELECT article_id, b FROM typed;\n";
+
+#[test]
+fn a_query_failing_on_an_event_names_the_view_the_line_and_the_event() {
+    let ws = Workspace::new();
+    let events = article(1, "7") + &article(2, "8") + &article(3, "paid");
+    std::fs::write(ws.path("own.jsonl"), &events).unwrap();
+    std::fs::write(ws.path("draft.sql"), CASTING).unwrap();
+    let preview = materializer(
+        &ws,
+        &[
+            "preview",
+            "article-stock-changed",
+            "--events",
+            "own.jsonl",
+            "--mapping",
+            "draft.sql",
+        ],
+    );
+    assert_eq!(preview.status.code(), Some(6));
+    assert_eq!(
+        String::from_utf8_lossy(&preview.stderr),
+        "error: draft.sql:3:13: in view typed: Cast error: Cannot cast string 'paid' to value of \
+         Int32 type (the first event it fails on: partition preview, offset 2)\n"
+    );
+
+    // A run says the same, naming the event by its partition and offset.
+    copy_dir(&ws.path("sql/article-stock-changed"), &ws.path("sql/typed"));
+    std::fs::write(ws.path("sql/typed/mapping.sql"), CASTING).unwrap();
+    let run = materializer(&ws, &["run", "--topic", "typed", "--source", "own.jsonl"]);
+    assert_eq!(run.status.code(), Some(6));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr),
+        "error: topic typed: sql/typed/mapping.sql:3:13: in view typed: Cast error: Cannot cast \
+         string 'paid' to value of Int32 type (the first event it fails on: partition \
+         own.jsonl, offset 2)\n"
+    );
+}

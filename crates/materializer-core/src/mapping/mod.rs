@@ -11,6 +11,7 @@ pub mod capped;
 pub mod compaction;
 pub mod deletes;
 pub mod engine;
+pub mod failure;
 mod hints;
 pub mod limits;
 pub mod prune;
@@ -27,13 +28,14 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement};
+use datafusion::sql::sqlparser::ast::{Query, Select, SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 pub use compaction::Compaction;
 pub use engine::{Engine, EngineSettings};
+pub use failure::QueryFailure;
 
 /// The name the mapping reads from.
 pub const EVENTS_TABLE: &str = "events";
@@ -80,6 +82,28 @@ pub struct View {
     pub name: String,
     pub query: Box<Query>,
     pub at: Position,
+}
+
+impl View {
+    /// The view's query as a SELECT over a FROM: its WITH clause as SQL
+    /// (followed by a space; empty without one), its FROM as SQL, and the
+    /// SELECT. `None` for any other query.
+    pub(crate) fn select_parts(&self) -> Option<(String, String, &Select)> {
+        let SetExpr::Select(select) = self.query.body.as_ref() else {
+            return None;
+        };
+        if select.from.is_empty() {
+            return None;
+        }
+        let with = self
+            .query
+            .with
+            .as_ref()
+            .map(|w| format!("{w} "))
+            .unwrap_or_default();
+        let from: Vec<String> = select.from.iter().map(ToString::to_string).collect();
+        Some((with, from.join(", "), select))
+    }
 }
 
 /// The analyst's mapping, parsed and checked for what it may do.
@@ -288,20 +312,8 @@ impl Mapping {
         view: &View,
         path: &str,
     ) -> Option<Vec<String>> {
-        let SetExpr::Select(select) = view.query.body.as_ref() else {
-            return None;
-        };
-        if select.from.is_empty() {
-            return None;
-        }
-        let from: Vec<String> = select.from.iter().map(ToString::to_string).collect();
-        let with = view
-            .query
-            .with
-            .as_ref()
-            .map(|w| format!("{w} "))
-            .unwrap_or_default();
-        let sql = format!("{with}SELECT {path} FROM {}", from.join(", "));
+        let (with, from, _) = view.select_parts()?;
+        let sql = format!("{with}SELECT {path} FROM {from}");
         let plan = ctx.state().create_logical_plan(&sql).await.ok()?;
         match plan.schema().fields().first()?.data_type() {
             DataType::Struct(fields) => Some(fields.iter().map(|f| f.name().clone()).collect()),

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
@@ -15,8 +16,9 @@ use tracing::debug;
 
 use crate::commit::RunCounts;
 use crate::config::Topic;
-use crate::decode::{DecodedPartition, Spooled};
+use crate::decode::{DecodedPartition, RowOffsets, Spooled};
 use crate::mapping::Engine;
+use crate::mapping::failure::NumberedBatch;
 use crate::run::attempt::Attempt;
 use crate::run::decide::{
     Class, Classes, Decision, of_class, of_streamed_class, topic_keys_schema,
@@ -125,15 +127,21 @@ impl Mapper {
             let written = match (kind, main.take()) {
                 (FileKind::Main, Some(written)) => written,
                 _ => {
-                    let input = EventsOfClass {
+                    let input = Arc::new(EventsOfClass {
                         events: events.clone(),
                         classes: classes.clone(),
                         wanted,
-                    };
-                    let table =
-                        StreamingTable::try_new(events_schema.clone(), vec![Arc::new(input)])
-                            .map_err(&query_error)?;
-                    self.write_mapped(kind, &partition, Arc::new(table)).await?
+                    });
+                    let table = StreamingTable::try_new(events_schema.clone(), vec![input.clone()])
+                        .map_err(&query_error)?;
+                    match self.write_mapped(kind, &partition, Arc::new(table)).await {
+                        Err(RunFailure::Query { source, .. }) => {
+                            return Err(self
+                                .explain_query_failure(&partition, source, &input, &part.offsets)
+                                .await);
+                        }
+                        written => written?,
+                    }
                 }
             };
             let rows: u64 = written.iter().map(|f| f.rows).sum();
@@ -170,6 +178,37 @@ impl Mapper {
             files,
             counts,
         })
+    }
+
+    /// A query that failed over `input`: the view, the expression and the
+    /// first event it fails on, when a single batch of the input fails on
+    /// its own (else the engine's error as it came).
+    async fn explain_query_failure(
+        &self,
+        partition: &str,
+        source: DataFusionError,
+        input: &EventsOfClass,
+        offsets: &RowOffsets,
+    ) -> RunFailure {
+        let event = |row: u64, offset: Option<&str>| {
+            let at = offset
+                .map(|o| format!("offset {o}"))
+                .or_else(|| offsets.describe(row))
+                .unwrap_or_else(|| format!("row {row}"));
+            format!("partition {partition}, {at}")
+        };
+        let located = self
+            .topic
+            .mapping()
+            .locate_failure(&self.engine, input.numbered(), event)
+            .await;
+        match located {
+            Some(failure) => RunFailure::QueryFailed(failure),
+            None => RunFailure::Query {
+                partition: partition.to_string(),
+                source,
+            },
+        }
     }
 
     /// Applies the mapping to `events` and streams the rows into files.
@@ -211,27 +250,73 @@ impl PartitionStream for EventsOfClass {
             .events
             .batches()
             .map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
-        let batches: Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> =
-            match (&self.classes, self.wanted) {
-                (Some(Classes::Memory(classes)), wanted) => {
-                    Box::new(of_class(batches, classes.clone(), wanted))
-                }
-                (Some(Classes::Runs(runs)), wanted) => match runs.merged() {
-                    Ok(classes) => Box::new(of_streamed_class(
-                        batches,
-                        classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),
-                        wanted,
-                    )),
-                    Err(e) => {
-                        Box::new(std::iter::once(Err(DataFusionError::External(Box::new(e)))))
-                    }
-                },
-                (None, Class::Main) => Box::new(batches),
-                (None, _) => Box::new(std::iter::empty()),
-            };
         Box::pin(RecordBatchStreamAdapter::new(
             self.events.schema().clone(),
-            futures::stream::iter(batches),
+            futures::stream::iter(self.of_class(batches)),
         ))
+    }
+}
+
+/// The column that numbers a partition's rows while they are filtered.
+const ROW_NUMBER: &str = "__row";
+
+impl EventsOfClass {
+    /// The rows of `batches` (all the partition's, in order) of the wanted class.
+    fn of_class(
+        &self,
+        batches: impl Iterator<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
+    ) -> Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> {
+        match (&self.classes, self.wanted) {
+            (Some(Classes::Memory(classes)), wanted) => {
+                Box::new(of_class(batches, classes.clone(), wanted))
+            }
+            (Some(Classes::Runs(runs)), wanted) => match runs.merged() {
+                Ok(classes) => Box::new(of_streamed_class(
+                    batches,
+                    classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),
+                    wanted,
+                )),
+                Err(e) => Box::new(std::iter::once(Err(DataFusionError::External(Box::new(e))))),
+            },
+            (None, Class::Main) => Box::new(batches),
+            (None, _) => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// The rows of the wanted class, each batch with the rows' places among
+    /// the partition's rows (until a batch cannot be read).
+    fn numbered(&self) -> impl Iterator<Item = NumberedBatch> + use<> {
+        let mut next = 0u64;
+        let batches = self.events.batches().map(move |batch| {
+            let batch = batch.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let rows = batch.num_rows() as u64;
+            let numbers = UInt64Array::from_iter_values(next..next + rows);
+            next += rows;
+            let mut fields: Vec<Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new(ROW_NUMBER, DataType::UInt64, false));
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(numbers));
+            Ok(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                columns,
+            )?)
+        });
+        self.of_class(batches).map_while(|batch| {
+            let batch = batch.ok()?;
+            let last = batch.num_columns().checked_sub(1)?;
+            let numbers = batch
+                .column(last)
+                .as_any()
+                .downcast_ref::<UInt64Array>()?
+                .values()
+                .to_vec();
+            let events = batch.project(&(0..last).collect::<Vec<_>>()).ok()?;
+            Some((events, numbers))
+        })
     }
 }
