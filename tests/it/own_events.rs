@@ -226,6 +226,31 @@ async fn serve_runs_a_copied_topic_from_a_source_named_in_the_request() {
         "source \"../own.jsonl\" is not a path inside the server's recordings folder recorded: \
          name a file or folder relative to it, without `..` (serve --recordings sets the folder)"
     );
+    // A preview and the sample events read the same file.
+    let preview: serde_json::Value = client
+        .post(format!("{}/topics/my-stock/preview", serve.url))
+        .bearer_auth("t")
+        .json(&serde_json::json!({"source": "own.jsonl", "limit": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["counts"]["events_read"], 2, "{preview}");
+    let sample: serde_json::Value = client
+        .get(format!(
+            "{}/topics/my-stock/sample?source=own.jsonl",
+            serve.url
+        ))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sample["events"].as_array().unwrap().len(), 3, "{sample}");
     let accepted = trigger(Some(serde_json::json!({"source": "own.jsonl"})))
         .await
         .unwrap();
