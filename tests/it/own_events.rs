@@ -227,29 +227,22 @@ async fn serve_runs_a_copied_topic_from_a_source_named_in_the_request() {
          name a file or folder relative to it, without `..` (serve --recordings sets the folder)"
     );
     // A preview and the sample events read the same file.
-    let preview: serde_json::Value = client
-        .post(format!("{}/topics/my-stock/preview", serve.url))
-        .bearer_auth("t")
-        .json(&serde_json::json!({"source": "own.jsonl", "limit": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = |request: reqwest::RequestBuilder| async move {
+        let response = request.bearer_auth("t").send().await.unwrap();
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    let preview = answer(
+        client
+            .post(format!("{}/topics/my-stock/preview", serve.url))
+            .json(&serde_json::json!({"source": "own.jsonl", "limit": 2})),
+    )
+    .await;
     assert_eq!(preview["counts"]["events_read"], 2, "{preview}");
-    let sample: serde_json::Value = client
-        .get(format!(
-            "{}/topics/my-stock/sample?source=own.jsonl",
-            serve.url
-        ))
-        .bearer_auth("t")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sample = answer(client.get(format!(
+        "{}/topics/my-stock/sample?source=own.jsonl",
+        serve.url
+    )))
+    .await;
     assert_eq!(sample["events"].as_array().unwrap().len(), 3, "{sample}");
     let accepted = trigger(Some(serde_json::json!({"source": "own.jsonl"})))
         .await
