@@ -235,6 +235,16 @@ pub fn record(
         last = Some(end);
         batches += 1;
     }
+    let recorded_events = RecordedEvents {
+        file: into.clone(),
+        partition: partition.to_string(),
+        events: lines.len() as u64,
+        batches,
+        offsets: last.map(|last| (first, last)),
+    };
+    if batches == 0 {
+        return Ok(recorded_events); // nothing to write, not even an empty file
+    }
     if let Some(parent) = into.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
@@ -250,13 +260,7 @@ pub fn record(
         out.insert(0, b'\n');
     }
     file.write_all(&out).map_err(io(&into))?;
-    Ok(RecordedEvents {
-        file: into,
-        partition: partition.to_string(),
-        events: lines.len() as u64,
-        batches,
-        offsets: last.map(|last| (first, last)),
-    })
+    Ok(recorded_events)
 }
 
 #[cfg(test)]
@@ -274,6 +278,17 @@ mod tests {
         );
         assert_eq!(last.as_str(), "001-0001-000000000000000001");
         assert!(batch_line("0", &Offset::new(FIRST_OFFSET), &[]).is_none());
+    }
+
+    #[test]
+    fn a_file_without_events_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("none.jsonl");
+        std::fs::write(&events, "\n\n").unwrap();
+        let recorded = record(&events, &dir.path().join("rec"), "0", BATCH_EVENTS).unwrap();
+        assert_eq!(recorded.events, 0);
+        assert_eq!(recorded.offsets, None);
+        assert!(!dir.path().join("rec").exists());
     }
 
     #[test]
