@@ -140,10 +140,16 @@ fn a_run_reads_a_file_of_plain_events_and_appended_lines_next_time() {
     assert_eq!(events_read(&succeed(&ws, &run)), 3);
     ws.append("own.jsonl", &(article(9, 1) + "\n"));
     assert_eq!(events_read(&succeed(&ws, &run)), 1);
+    ws.append("own.jsonl", &(article(9, 2) + "\n"));
+    let text = succeed(&ws, &run[..5]);
+    assert!(
+        text.contains("\n  cursors          own.jsonl 3 -> 4\n"),
+        "{text}"
+    );
     let nothing = materializer(&ws, &run[..5]);
     assert_eq!(
         stdout(&nothing),
-        "article-stock-changed: nothing new since run 2; nothing written.\n"
+        "article-stock-changed: nothing new since run 3; nothing written.\n"
     );
 }
 
