@@ -114,3 +114,24 @@ fn a_query_failing_on_an_event_names_the_view_the_line_and_the_event() {
          own.jsonl, offset 2)\n"
     );
 }
+
+#[test]
+fn a_topic_mapped_while_read_names_the_event_its_query_fails_on() {
+    let ws = Workspace::new();
+    let events = article(1, "7") + &article(2, "paid") + &article(3, "9");
+    std::fs::write(ws.path("own.jsonl"), &events).unwrap();
+    copy_dir(&ws.path("sql/article-stock-changed"), &ws.path("sql/typed"));
+    std::fs::write(ws.path("sql/typed/mapping.sql"), CASTING).unwrap();
+    // `compact` is a top-level key: it goes before the first table.
+    let toml = std::fs::read_to_string(ws.path("sql/typed/topic.toml")).unwrap();
+    let toml = toml.replacen("[output]", "compact = false\n\n[output]", 1);
+    std::fs::write(ws.path("sql/typed/topic.toml"), toml).unwrap();
+    let run = materializer(&ws, &["run", "--topic", "typed", "--source", "own.jsonl"]);
+    assert_eq!(run.status.code(), Some(6), "{run:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr),
+        "error: topic typed: sql/typed/mapping.sql:3:13: in view typed: Cast error: Cannot cast \
+         string 'paid' to value of Int32 type (the first event it fails on: partition \
+         own.jsonl, event 1 of this run (from 0))\n"
+    );
+}
