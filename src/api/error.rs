@@ -275,7 +275,30 @@ impl From<WarehouseError> for ApiError {
 
 impl From<SetupError> for ApiError {
     fn from(error: SetupError) -> Self {
-        ApiError::class(error.class(), report(&error))
+        match &error {
+            // What would give the topic a source, as the API and the server take it.
+            SetupError::NoSource {
+                looked_at,
+                settings,
+                ..
+            } => {
+                let recordings = looked_at.parent().unwrap_or(looked_at);
+                ApiError::class(
+                    error.class(),
+                    format!(
+                        "{}. Give one: \"source\" in the request, a file or folder under the \
+                         server's recordings folder {} (events, one JSON event per line, or \
+                         recorded Nakadi batches); `[source] recording = \"PATH\"` in {}; or \
+                         start serve with --nakadi-url URL (NAKADI_URL) for a live Nakadi",
+                        report(&error),
+                        recordings.display(),
+                        settings.display()
+                    ),
+                )
+                .titled("No source")
+            }
+            _ => ApiError::class(error.class(), report(&error)),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod models;
 mod openapi;
 mod registry;
 mod routes;
+mod sources;
 mod state;
 pub mod views;
 

@@ -140,6 +140,23 @@ pub struct PreviewRequest {
     #[serde(default, deserialize_with = "count")]
     #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// Where the sample events come from when none are given, instead of
+    /// the topic's source: a file or folder under the server's recordings
+    /// folder (`serve --recordings`), of events (one JSON event per line) or
+    /// of recorded Nakadi batches.
+    pub source: Option<String>,
+}
+
+/// What a run reads (the body of `POST /topics/{topic}/runs`, optional).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequestBody {
+    /// Files to read instead of the topic's source: a file or folder under
+    /// the server's recordings folder (`serve --recordings`, relative to
+    /// it), of events (one JSON event per line) or of recorded Nakadi
+    /// batches. Without it, the topic's `[source] recording`, else the live
+    /// Nakadi, else `<recordings>/<topic>`.
+    pub source: Option<String>,
 }
 
 /// Rows a mapping produces from sample events.
@@ -430,6 +447,9 @@ pub struct SampleQuery {
     /// How many events (default 20, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
+    /// Files to read instead of the topic's source: a file or folder under
+    /// the server's recordings folder (`serve --recordings`).
+    pub source: Option<String>,
 }
 
 /// The first events of a topic's source, as a preview takes them.

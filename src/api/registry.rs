@@ -243,8 +243,13 @@ pub trait RunHost: Send + Sync + 'static {
     fn metrics(&self) -> &Metrics;
 }
 
-/// Queues a run of `topic`; refused when the topic has one queued or running.
-pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiError> {
+/// Queues a run of `topic` reading `source` (files) instead of the topic's
+/// source when given; refused when the topic has one queued or running.
+pub fn start_from<H: RunHost>(
+    app: &Arc<H>,
+    topic: Arc<Topic>,
+    source: Option<std::path::PathBuf>,
+) -> Result<String, ApiError> {
     let entry = {
         let mut guard = lock(&app.runs().entries);
         let (entries, order) = &mut *guard;
@@ -318,7 +323,7 @@ pub fn start<H: RunHost>(app: &Arc<H>, topic: Arc<Topic>) -> Result<String, ApiE
         }
         let request = match app.environment().request(
             topic.clone(),
-            None,
+            source.as_deref(),
             entry.progress.clone(),
             entry.cancel.clone(),
         ) {

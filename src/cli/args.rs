@@ -172,8 +172,10 @@ pub(crate) struct ServeArgs {
     /// Where runs write: a folder, file:///folder or s3://bucket/prefix [default: out].
     #[arg(long, env = "MATERIALIZER_OUTPUT")]
     pub(crate) output: Option<String>,
-    /// Folder of recorded batches per topic, read when no Nakadi URL is set
-    /// [default: fixtures/recorded].
+    /// Folder of recordings: <recordings>/<topic> is read for a topic
+    /// without a source of its own when no Nakadi URL is set, and a run's or
+    /// preview's "source" over HTTP names files under it [default:
+    /// fixtures/recorded].
     #[arg(long, env = "MATERIALIZER_RECORDINGS")]
     pub(crate) recordings: Option<PathBuf>,
     /// A bearer token the API accepts (repeatable; the environment variable takes a comma-separated list).
@@ -269,9 +271,10 @@ pub(crate) struct PreviewArgs {
     /// array). Without it, the first --limit events of the topic's source.
     #[arg(long, conflicts_with = "source")]
     pub(crate) events: Option<PathBuf>,
-    /// Recorded Nakadi stream lines to take the events from: a file, or a
-    /// folder of *.jsonl / *.ndjson files (default: fixtures/recorded/<topic>,
-    /// or the live event type with --nakadi-url).
+    /// Files to take the events from: a file, or a folder of *.jsonl /
+    /// *.ndjson / *.json files, of events (one JSON event per line) or of
+    /// recorded Nakadi batches. Default: the topic's [source] recording, else
+    /// the live event type with --nakadi-url, else fixtures/recorded/<topic>.
     #[arg(long)]
     pub(crate) source: Option<PathBuf>,
     /// How many events to take from the source.
@@ -293,6 +296,24 @@ pub(crate) struct PreviewArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct RecordArgs {
+    /// A file of events, one JSON event per line.
+    pub(crate) events: PathBuf,
+    /// The recording the events are appended to: a *.jsonl, *.ndjson or
+    /// *.json file, or a folder (its stream.jsonl). Offsets go on after the newest that the recordings in
+    /// its folder hold for the partition.
+    #[arg(long)]
+    pub(crate) into: PathBuf,
+    /// The partition the events are recorded in.
+    #[arg(long, default_value = "0")]
+    pub(crate) partition: String,
+    /// Events per recorded batch (one line of the recording).
+    #[arg(long, default_value_t = materializer_core::source::record::BATCH_EVENTS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) batch_events: u64,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct TopicsArgs {
     #[command(flatten)]
     pub(crate) nakadi: NakadiArgs,
@@ -310,7 +331,12 @@ pub(crate) struct RunArgs {
     /// Topic name (a folder under --sql-dir).
     #[arg(long, short)]
     pub(crate) topic: String,
-    /// Recorded Nakadi stream lines: a file, or a folder of *.jsonl / *.ndjson files.
+    /// Files to read: a file, or a folder of *.jsonl / *.ndjson / *.json
+    /// files, of events (one JSON event per line; each file a partition, an
+    /// event's offset its place in the file from 0, so appended lines are read
+    /// by the next run) or of recorded Nakadi batches. Default: the topic's
+    /// [source] recording, else the live event type with --nakadi-url, else
+    /// fixtures/recorded/<topic>.
     #[arg(long)]
     pub(crate) source: Option<PathBuf>,
     /// Where files go: a folder, file:///folder or s3://bucket/prefix.

@@ -25,7 +25,10 @@ pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Setup(#[from] SetupError),
+    Setup(SetupError),
+    /// Nothing names a run's source: the message says what would.
+    #[error("{message}")]
+    NoSource { message: String },
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -40,6 +43,8 @@ pub enum CliError {
     Tokens(#[from] TokenError),
     #[error("reading sample events")]
     Source(#[from] materializer_core::source::SourceError),
+    #[error(transparent)]
+    Record(materializer_core::source::SourceError),
     #[error("{path}", path = path.display())]
     ReadEvents {
         path: PathBuf,
@@ -101,7 +106,30 @@ pub enum CliError {
     Json(#[source] serde_json::Error),
 }
 
+impl From<SetupError> for CliError {
+    fn from(error: SetupError) -> Self {
+        CliError::setup(error, "--source PATH")
+    }
+}
+
 impl CliError {
+    /// A run's setup failing; when no source was named, the message says
+    /// which flags (`flags`, the command's own first) and settings name one.
+    pub(crate) fn setup(error: SetupError, flags: &str) -> CliError {
+        match &error {
+            SetupError::NoSource { settings, .. } => CliError::NoSource {
+                message: format!(
+                    "{}. Give one: {flags} (a file or folder of events, one JSON event per line, or \
+                     of recorded Nakadi batches), `[source] recording = \"PATH\"` in {}, or \
+                     --nakadi-url URL (NAKADI_URL) for a live Nakadi",
+                    materializer_core::report(&error),
+                    settings.display()
+                ),
+            },
+            _ => CliError::Setup(error),
+        }
+    }
+
     /// What kind of failure it is; the exit code follows from it.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -113,8 +141,9 @@ impl CliError {
             CliError::Warehouse(e) => e.class(),
             CliError::Nakadi(e) => e.class(),
             CliError::Preview(e) => e.class(),
-            CliError::Source(e) => e.class(),
+            CliError::Source(e) | CliError::Record(e) => e.class(),
             CliError::Tokens(_)
+            | CliError::NoSource { .. }
             | CliError::TopicsBroken { .. }
             | CliError::NotCommitted { .. }
             | CliError::ReadSettings { .. }

@@ -26,6 +26,7 @@ use crate::cli::progress::*;
 use commands::explain::explain;
 use commands::healthcheck::healthcheck;
 use commands::preview::preview;
+use commands::record::record;
 use commands::run::run_command;
 use commands::serve::serve;
 use commands::topics::topics;
@@ -62,8 +63,10 @@ pub struct Cli {
 pub(crate) enum Command {
     /// Materialize one topic once: read, compact, map, write, commit.
     ///
-    /// Without --source, recorded batches are read from fixtures/recorded/<topic>.
-    /// The output goes to --output (default ./out), under <output>/<topic>/.
+    /// Events come from --source (files of events or recorded batches), else
+    /// the topic's [source] recording, else the live Nakadi of --nakadi-url,
+    /// else fixtures/recorded/<topic>. The output goes to --output (default
+    /// ./out), under <output>/<topic>/.
     Run(RunArgs),
     /// Print the whole SQL chain a run of a topic executes, and the columns of `events`.
     Explain(ExplainArgs),
@@ -82,6 +85,14 @@ pub(crate) enum Command {
     /// events of the topic's source. --mapping tries a draft instead of
     /// mapping.sql.
     Preview(PreviewArgs),
+    /// Turn a file of events (one JSON event per line) into a recording of
+    /// Nakadi batches, or append them to one: offsets go on after the newest
+    /// the recording's folder holds, so a recording can grow between runs.
+    ///
+    /// A run reads files of plain events as they are (--source); a recording
+    /// chooses the partition and keeps its offsets whatever else the file
+    /// holds.
+    Record(RecordArgs),
     /// Serve the HTTP API: trigger, watch and stop runs; list topics and preview
     /// mappings. Settings come from flags, the environment or --config.
     Serve(ServeArgs),
@@ -141,6 +152,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             topics(&ctx.query_engine()?, &ctx).await
         }
         Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Record(args) => record(&args),
     }
 }
 

@@ -114,7 +114,17 @@ pub fn describe_summary(s: &RunSummary) -> String {
     let cursors: Vec<String> = s
         .partitions
         .iter()
-        .map(|p| format!("p{} {} -> {}", p.partition, p.start, p.end))
+        .map(|p| {
+            // Nakadi's partitions are numbers (`p0`); a file of events is
+            // a partition named as the file.
+            let numbered = p.partition.chars().all(|c| c.is_ascii_digit());
+            let name = if numbered {
+                format!("p{}", p.partition)
+            } else {
+                p.partition.clone()
+            };
+            format!("{name} {} -> {}", p.start, p.end)
+        })
         .collect();
     let _ = writeln!(out, "  {:<16} {}", "cursors", cursors.join(", "));
     out

@@ -291,7 +291,7 @@ fn preview_shows_the_rows_a_run_would_write_and_a_draft_mistake_with_its_place()
         "{text}"
     );
     assert!(
-        text.contains("\nREJECTED: 1 event\n  event 10: ") && text.contains("article_id"),
+        text.contains("\nREJECTED: 1 event\n  offset 9: ") && text.contains("article_id"),
         "{text}"
     );
     assert!(

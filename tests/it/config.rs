@@ -48,7 +48,8 @@ async fn a_column_the_schema_does_not_have_points_at_its_line_and_column() {
     .await;
     assert_eq!(
         err,
-        "article-stock-changed/mapping.sql:9:5: in view output: column 'available_quantity' not found"
+        "article-stock-changed/mapping.sql:9:5: in view output: column 'available_quantity' not \
+         found; did you mean 'available_qty'?"
     );
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod servers;
+mod sql_errors;
 mod support;
 mod webdriver;
 
@@ -15,6 +16,8 @@ mod console;
 mod foundation;
 mod hostile;
 mod nakadi;
+mod own_events;
 mod readme;
 mod state;
+mod testkit;
 mod warehouse;

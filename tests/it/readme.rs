@@ -32,15 +32,19 @@ fn sh_blocks(text: &str) -> Vec<String> {
     blocks
 }
 
-/// The walkthrough: the text between its markers.
-fn walkthrough(readme: &str) -> &str {
+/// The walkthroughs README marks, by the name in their markers: `""` for
+/// the first topic's, `"own events "` for a file of one's own events.
+const WALKTHROUGHS: [&str; 2] = ["", "own events "];
+
+/// A walkthrough: the text between its markers.
+fn walkthrough<'a>(readme: &'a str, name: &str) -> &'a str {
     let start = readme
-        .find("<!-- walkthrough")
-        .expect("README marks its walkthrough");
+        .find(&format!("<!-- {name}walkthrough"))
+        .unwrap_or_else(|| panic!("README marks its {name}walkthrough"));
     let end = readme[start..]
-        .find("<!-- end of walkthrough -->")
+        .find(&format!("<!-- end of {name}walkthrough -->"))
         .map(|e| start + e)
-        .expect("README marks the walkthrough's end");
+        .unwrap_or_else(|| panic!("README marks the {name}walkthrough's end"));
     &readme[start..end]
 }
 
@@ -111,7 +115,10 @@ const CHECKED: &[(&str, &str)] = &[
 #[test]
 fn every_command_block_is_checked() {
     let readme = readme();
-    let walkthrough = sh_blocks(walkthrough(&readme));
+    let walkthrough: Vec<String> = WALKTHROUGHS
+        .iter()
+        .flat_map(|name| sh_blocks(walkthrough(&readme, name)))
+        .collect();
     for block in sh_blocks(&readme) {
         let first = block.lines().next().unwrap_or_default();
         assert!(
@@ -288,7 +295,7 @@ fn the_install_commands_build_the_binary_they_name() {
 }
 
 /// `nakadi-server`, built beside the test binary by `cargo test --workspace`.
-fn nakadi_server_binary() -> std::path::PathBuf {
+pub(crate) fn nakadi_server_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe
         .parent()
@@ -387,18 +394,35 @@ fn serve_and_curl_work_as_shown() {
     assert_eq!(listed[0]["id"], id, "{listed}");
 }
 
-#[test]
-fn the_first_topic_walkthrough_runs_as_written() {
+/// Runs the blocks of a walkthrough (`blocks` of them) in order in a copy
+/// of the repository, `psql` connected to `database`; the workspace and
+/// each block's output.
+fn run_walkthrough(name: &str, blocks: usize, database: &str) -> (Workspace, Vec<String>) {
     let readme = readme();
-    let blocks = sh_blocks(walkthrough(&readme));
-    assert_eq!(blocks.len(), 4, "{blocks:?}");
+    let found = sh_blocks(walkthrough(&readme, name));
+    assert_eq!(found.len(), blocks, "{found:?}");
     let ws = repository_copy();
     let bin = bin_dir(&ws, true);
-    let database = postgres().database("readme");
-    let outputs: Vec<String> = blocks
+    let database = postgres().database(database);
+    let outputs = found
         .iter()
         .map(|block| run_block(&ws, &bin, &database, block))
         .collect();
+    (ws, outputs)
+}
+
+/// The rows `psql` printed as a table (the header is the line naming
+/// `article_id`).
+fn psql_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| l.contains('|') && !l.contains("article_id"))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn the_first_topic_walkthrough_runs_as_written() {
+    let (ws, outputs) = run_walkthrough("", 4, "readme");
 
     // The preview shows the new mapping's columns, from the sample events.
     let preview = &outputs[1];
@@ -430,11 +454,30 @@ fn the_first_topic_walkthrough_runs_as_written() {
     }
     expected.sort();
     assert!(!expected.is_empty(), "the run wrote MAIN rows");
-    let mut loaded: Vec<Vec<String>> = outputs[3]
-        .lines()
-        .filter(|l| l.contains('|') && !l.contains("article_id"))
-        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
-        .collect();
+    let mut loaded = psql_rows(&outputs[3]);
     loaded.sort();
     assert_eq!(loaded, expected, "{}", outputs[3]);
+}
+
+#[test]
+fn the_own_events_walkthrough_runs_as_written() {
+    let (_ws, outputs) = run_walkthrough("own events ", 2, "readme_own_events");
+    // Three events, one file: a partition of three events, run 1.
+    assert!(
+        outputs[0].starts_with("my-articles: run 1 committed in "),
+        "{}",
+        outputs[0]
+    );
+    assert!(
+        outputs[0].contains("  events read                3  "),
+        "{}",
+        outputs[0]
+    );
+    // PostgreSQL holds the newest version of each article.
+    assert_eq!(
+        psql_rows(&outputs[1]),
+        [["1", "Nike", "2", "4"], ["2", "Puma", "1", "3"]],
+        "{}",
+        outputs[1]
+    );
 }

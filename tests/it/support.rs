@@ -88,6 +88,17 @@ impl Workspace {
         command
     }
 
+    /// The binary run in the workspace with `args`, without the settings a
+    /// developer's shell may carry.
+    pub fn materializer(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .env_remove("MATERIALIZER_OUTPUT")
+            .env_remove("NAKADI_URL")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Runs `topic` from its recording to `out/`.
     pub async fn run(&self, topic: &str) -> Result<RunSummary, RunError> {
         self.run_with(topic, self.local_output()).await

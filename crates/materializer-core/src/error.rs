@@ -127,15 +127,22 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// An error with all its causes: `outer: inner: innermost`.
+/// An error with all its causes: `outer: inner: innermost`. A cause whose
+/// text the error before it already ends with (errors that repeat their
+/// source in their own message) is said once.
 pub struct Report<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut said = self.0.to_string();
+        f.write_str(&said)?;
         let mut cause = self.0.source();
         while let Some(error) = cause {
-            write!(f, ": {error}")?;
+            let text = error.to_string();
+            if !said.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            said = text;
             cause = error.source();
         }
         Ok(())
@@ -169,6 +176,18 @@ mod tests {
     fn a_report_names_every_cause_once() {
         let error = Outer(Inner(std::io::Error::other("disk full")));
         assert_eq!(report(&error), "topic t: partition 0: disk full");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Arrow error: {0}")]
+    struct Repeating(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_the_error_repeats_is_said_once() {
+        let error = Outer(Inner(std::io::Error::other("disk full")));
+        assert_eq!(report(&error), "topic t: partition 0: disk full");
+        let error = Repeating(std::io::Error::other("Cast error: 'a' is no number"));
+        assert_eq!(report(&error), "Arrow error: Cast error: 'a' is no number");
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub enum PreviewError {
     Decode(#[from] DecodeError),
     #[error("the query failed")]
     Engine(#[from] DataFusionError),
+    #[error(transparent)]
+    Failed(#[from] crate::mapping::QueryFailure),
     #[error("the preview took longer than {seconds} s")]
     Timeout { seconds: f64 },
     #[error("the preview could not run")]
@@ -95,9 +97,10 @@ impl PreviewError {
     pub fn class(&self) -> crate::error::ErrorClass {
         match self {
             PreviewError::Mapping(e) => e.class(),
-            PreviewError::Decode(_) | PreviewError::Engine(_) | PreviewError::Timeout { .. } => {
-                crate::error::ErrorClass::Data
-            }
+            PreviewError::Decode(_)
+            | PreviewError::Engine(_)
+            | PreviewError::Failed(_)
+            | PreviewError::Timeout { .. } => crate::error::ErrorClass::Data,
             PreviewError::Thread(_) => crate::error::ErrorClass::Internal,
         }
     }
@@ -253,8 +256,26 @@ pub async fn preview(
     // Deletes end their key: the mapping never sees them, as in a run.
     let (main, main_deletes) = without_deletes(engine, topic, main)?;
     let (correction, correction_deletes) = without_deletes(engine, topic, correction)?;
-    let main = apply(engine, topic, &mapping, &output_schema, main, limits).await?;
-    let correction = apply(engine, topic, &mapping, &output_schema, correction, limits).await?;
+    let mapped = apply(
+        engine,
+        topic,
+        &mapping,
+        &output_schema,
+        main.clone(),
+        limits,
+    )
+    .await;
+    let main = located(engine, &mapping, main, mapped).await?;
+    let mapped = apply(
+        engine,
+        topic,
+        &mapping,
+        &output_schema,
+        correction.clone(),
+        limits,
+    )
+    .await;
+    let correction = located(engine, &mapping, correction, mapped).await?;
     Ok(PreviewOutcome {
         counts: RunCounts {
             events_read: events.len() as u64,
@@ -341,6 +362,33 @@ fn decode(
         .collect();
     let batches = decoded.events.into_batches().map_err(DecodeError::from)?;
     Ok((batches, rejected))
+}
+
+/// `result`, the mapping applied to `events`; when its query failed, the
+/// view, the expression and the first event it fails on.
+async fn located(
+    engine: &Engine,
+    mapping: &Mapping,
+    events: Vec<RecordBatch>,
+    result: Result<PreviewTable, PreviewError>,
+) -> Result<PreviewTable, PreviewError> {
+    let Err(PreviewError::Engine(error)) = result else {
+        return result;
+    };
+    let numbered = events.into_iter().map(|batch| {
+        let rows = (0..batch.num_rows() as u64).collect();
+        (batch, rows)
+    });
+    let located = mapping
+        .locate_failure(engine, numbered, |row, offset| match offset {
+            Some(offset) => format!("partition preview, offset {offset}"),
+            None => format!("partition preview, row {row}"),
+        })
+        .await;
+    Err(match located {
+        Some(failure) => PreviewError::Failed(failure),
+        None => PreviewError::Engine(error),
+    })
 }
 
 async fn apply(

@@ -2,6 +2,7 @@
 //! event types of the topics under `--sql-dir` with their recorded events,
 //! for trying mappings against a live stream and for tests.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,8 +14,13 @@ use nakadi_testkit::{Bus, topics};
 /// with the recorded events of every topic under --sql-dir. Everything is kept
 /// in memory.
 ///
-/// Publish with `POST /event-types/{name}/events` and a JSON array of events
-/// (business events need `metadata.eid` and `metadata.occurred_at`). Each
+/// Publish with `POST /event-types/{name}/events` and a JSON array of events.
+/// Business and data change events are validated as Nakadi validates them:
+/// `metadata.eid` (a UUID) and `metadata.occurred_at` (a date-time), and for
+/// data change events `data_op` (C, U, D or S), `data_type` and `data`; a
+/// batch with an event that is not valid is refused whole with 422, naming
+/// the field. Limits: 16 MiB per publish (413 beyond), 1,000,000 bytes per
+/// event (422), as Nakadi's default. Each
 /// event goes to the partition the event type's `partition_strategy` chooses,
 /// as Nakadi does: `random` (the default) any partition, so one key's events
 /// spread over all of them; `hash` the partition its `partition_key_fields`
@@ -64,6 +70,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,

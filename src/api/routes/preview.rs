@@ -13,6 +13,7 @@ use materializer_core::source::framing;
 
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
+use crate::api::sources::requested_source;
 use crate::api::state::AppState;
 
 /// Applies the saved or a draft mapping to sample events and answers the MAIN
@@ -27,7 +28,7 @@ use crate::api::state::AppState;
     responses(
         (status = 200, body = PreviewResponse),
         (status = 404, body = Problem),
-        (status = 422, description = "The mapping is not valid (errors with line and column), the query failed, or sample events were given both as events and as raw_events", body = Problem),
+        (status = 422, description = "The mapping is not valid (errors with line and column), the query failed, sample events were given both as events and as raw_events, or the source named is not under the recordings folder", body = Problem),
         (status = 408, description = "The preview took longer than allowed", body = Problem),
         (status = 413, description = "More sample events than a preview takes", body = Problem),
         (status = 502, description = "The topic's source could not be read for sample events", body = Problem),
@@ -76,7 +77,8 @@ pub(crate) async fn preview_topic(
         (None, Some(raw)) => Sample::framed(raw),
         (None, None) => {
             let limit = request.limit.unwrap_or(20);
-            Sample::whole(sample_events(&app, &topic, limit).await?)
+            let source = requested_source(&app.env.recordings, request.source.as_deref())?;
+            Sample::whole(sample_events(&app, &topic, limit, source.as_deref()).await?)
         }
     };
     if sample.len() > app.settings.preview_max_events {
@@ -233,7 +235,7 @@ fn frames_as_one(text: &str) -> bool {
 }
 
 /// A JSON body, or the default when there is none (or it is `null`).
-fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -261,8 +263,9 @@ pub(crate) async fn sample_events(
     app: &AppState,
     topic: &Topic,
     limit: usize,
+    source: Option<&std::path::Path>,
 ) -> Result<Vec<Bytes>, ApiError> {
-    let source = app.env.sample_source(topic, None)?;
+    let source = app.env.sample_source(topic, source)?;
     Ok(
         materializer_core::preview::sample_events(&source, limit, app.settings.preview_timeout)
             .await?,

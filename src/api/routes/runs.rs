@@ -16,6 +16,8 @@ use materializer_core::config::Topic;
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
 use crate::api::registry::{self};
+use crate::api::routes::preview::parse_optional_json;
+use crate::api::sources::requested_source;
 use crate::api::state::AppState;
 
 /// Starts a run of a topic (queued when the concurrency limit is reached).
@@ -24,12 +26,13 @@ use crate::api::state::AppState;
     path = "/topics/{topic}/runs",
     tag = "runs",
     params(("topic" = String, Path, description = "Topic name")),
+    request_body = Option<RunRequestBody>,
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Run accepted", body = Triggered, headers(("Location" = String, description = "The run's status URL"))),
         (status = 404, body = Problem),
         (status = 409, description = "The topic is already queued or running", body = Problem),
-        (status = 422, description = "The topic does not load", body = Problem),
+        (status = 422, description = "The topic does not load, it has no source (the problem says what gives one), or the source named is not under the recordings folder", body = Problem),
         (status = 503, description = "The server is shutting down", body = Problem),
         (status = 401, body = Problem),
         (status = 403, body = Problem)
@@ -38,6 +41,7 @@ use crate::api::state::AppState;
 pub(crate) async fn trigger_run(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     if app.shutdown.is_cancelled() {
         return Err(
@@ -46,7 +50,12 @@ pub(crate) async fn trigger_run(
         );
     }
     let topic = app.topic(&name)?;
-    let id = registry::start(&app, topic)?;
+    let request: RunRequestBody = parse_optional_json(&body)?;
+    let source = requested_source(&app.env.recordings, request.source.as_deref())?;
+    // A run without a source is refused now, with what would give it one,
+    // rather than queued to fail.
+    app.env.source(&topic, source.as_deref())?;
+    let id = registry::start_from(&app, topic, source)?;
     let url = format!("/runs/{id}");
     let mut response = (
         StatusCode::ACCEPTED,

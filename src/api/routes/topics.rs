@@ -16,6 +16,7 @@ use materializer_core::warehouse::{self, setup_sql};
 use crate::api::columns::columns;
 use crate::api::error::{ApiError, Problem, ProblemKind};
 use crate::api::models::*;
+use crate::api::sources::requested_source;
 use crate::api::state::AppState;
 
 /// All topics: keys, format, state (with the error's place when the files
@@ -157,7 +158,7 @@ pub(crate) fn topic_detail(app: &AppState, topic: &Topic) -> TopicDetail {
     responses(
         (status = 200, body = SampleView),
         (status = 404, body = Problem),
-        (status = 422, description = "The topic never loaded", body = Problem),
+        (status = 422, description = "The topic never loaded, or the source named is not under the recordings folder", body = Problem),
         (status = 502, description = "The topic's source could not be read", body = Problem),
         (status = 401, body = Problem),
         (status = 403, body = Problem)
@@ -180,7 +181,8 @@ pub(crate) async fn topic_sample(
             ));
         }
     };
-    let source = app.env.sample_source(&topic, None)?;
+    let source = requested_source(&app.env.recordings, query.source.as_deref())?;
+    let source = app.env.sample_source(&topic, source.as_deref())?;
     let events =
         materializer_core::preview::sample_events(&source, limit, app.settings.preview_timeout)
             .await?;
@@ -202,7 +204,7 @@ fn as_json(raw: &[u8]) -> serde_json::Value {
 
 pub(crate) fn describe(source: &Source, topic: &Topic) -> String {
     match source {
-        Source::Recorded(recorded) => format!("the recording {}", recorded.root().display()),
+        Source::Recorded(recorded) => format!("the files at {}", recorded.root().display()),
         Source::Nakadi(nakadi) => format!(
             "Nakadi event type {} at {}",
             topic.event_type(),

@@ -3,6 +3,7 @@
 pub mod explain;
 pub mod healthcheck;
 pub mod preview;
+pub mod record;
 pub mod run;
 pub mod serve;
 pub mod topics;

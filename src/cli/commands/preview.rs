@@ -34,7 +34,9 @@ pub(crate) async fn preview(
         Some(path) => read_events(path)?,
         None => {
             let env = environment(engine, ctx, "out", &Default::default(), None)?;
-            let source = env.sample_source(&topic, args.source.as_deref())?;
+            let source = env
+                .sample_source(&topic, args.source.as_deref())
+                .map_err(|e| CliError::setup(e, "--events FILE, --source PATH"))?;
             materializer_core::preview::sample_events(&source, args.limit as usize, timeout).await?
         }
     };
@@ -122,7 +124,7 @@ fn describe(outcome: &PreviewOutcome) -> String {
         counted(c.events_rejected, "event", "events")
     );
     for rejected in &outcome.rejected {
-        let _ = writeln!(out, "  event {}: {}", rejected.index + 1, rejected.reason);
+        let _ = writeln!(out, "  offset {}: {}", rejected.index, rejected.reason);
     }
     let _ = writeln!(
         out,

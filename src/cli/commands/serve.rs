@@ -95,7 +95,10 @@ pub(crate) async fn serve(engine: &Engine, ctx: &Context, args: ServeArgs) -> Re
             }
         });
     }
-    println!("materializer API on http://{address} (OpenAPI description at /openapi.json)");
+    println!(
+        "materializer on http://{address}: the console at http://{address}/, the API's OpenAPI \
+         description at /openapi.json"
+    );
     crate::api::serve(app, listener, stop)
         .await
         .map_err(CliError::Serve)

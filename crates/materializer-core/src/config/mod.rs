@@ -260,6 +260,14 @@ impl Topic {
         &self.source
     }
 
+    /// The topic's own files of events (`[source] recording`), relative
+    /// paths taken from the topic's folder.
+    pub fn recording(&self) -> Option<PathBuf> {
+        self.source
+            .recording()
+            .map(|path| lexically_joined(&self.dir, Path::new(path)))
+    }
+
     pub fn warehouse(&self) -> &WarehouseSettings {
         &self.warehouse
     }
@@ -288,6 +296,29 @@ impl Topic {
     pub fn keeps_history(&self) -> bool {
         self.compaction.compact && self.warehouse.history
     }
+}
+
+/// `dir` joined with `path`, `..` taken off the path as written (so that
+/// `sql/t` and `../../events` name `events`, as a reader of the settings
+/// would say).
+fn lexically_joined(dir: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut joined = PathBuf::new();
+    for component in dir.join(path).components() {
+        match component {
+            Component::ParentDir
+                if matches!(joined.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                joined.pop();
+            }
+            Component::CurDir => {}
+            other => joined.push(other),
+        }
+    }
+    if joined.as_os_str().is_empty() {
+        joined.push(".");
+    }
+    joined
 }
 
 /// The `[output]` settings of the topic in `dir`, from its `topic.toml`

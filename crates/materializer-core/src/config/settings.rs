@@ -153,7 +153,8 @@ impl Default for WarehouseSettings {
     }
 }
 
-/// How a topic reads from a live Nakadi (`[source]`).
+/// Where a topic's events come from (`[source]`): a live Nakadi, read with
+/// cursors or through a subscription, or files of its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "SourceTable", into = "SourceTable")]
 pub enum SourceSettings {
@@ -162,13 +163,26 @@ pub enum SourceSettings {
     Cursors,
     /// A Nakadi subscription, committed after each run's manifest.
     Subscription(SubscriptionSettings),
+    /// `recording = "path"`: a file or folder of events or recorded Nakadi
+    /// batches, as written (relative to the topic's folder unless absolute).
+    /// Runs read it even when a Nakadi URL is set; `--source` (or a run's
+    /// `source` over HTTP) still wins.
+    Recording(String),
 }
 
 impl SourceSettings {
     pub fn subscription(&self) -> Option<&SubscriptionSettings> {
         match self {
-            SourceSettings::Cursors => None,
             SourceSettings::Subscription(settings) => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// The recording as written in `topic.toml`.
+    pub fn recording(&self) -> Option<&str> {
+        match self {
+            SourceSettings::Recording(path) => Some(path),
+            _ => None,
         }
     }
 }
@@ -189,23 +203,36 @@ struct SourceTable {
     mode: SourceMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     subscription: Option<SubscriptionSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording: Option<String>,
 }
 
 impl TryFrom<SourceTable> for SourceSettings {
     type Error = String;
 
     fn try_from(table: SourceTable) -> Result<Self, Self::Error> {
-        match (table.mode, table.subscription) {
-            (SourceMode::Cursors, None) => Ok(SourceSettings::Cursors),
-            (SourceMode::Subscription, Some(settings)) => {
+        match (table.mode, table.subscription, table.recording) {
+            (_, _, Some(path)) if path.trim().is_empty() => Err(
+                "source.recording is empty: name a file or folder of events (one JSON event per \
+                 line) or of recorded Nakadi batches, relative to the topic's folder"
+                    .into(),
+            ),
+            (SourceMode::Cursors, None, Some(path)) => Ok(SourceSettings::Recording(path)),
+            (_, _, Some(_)) => Err(
+                "source.recording reads files, source.mode = \"subscription\" and \
+                 [source.subscription] read Nakadi: keep one of them"
+                    .into(),
+            ),
+            (SourceMode::Cursors, None, None) => Ok(SourceSettings::Cursors),
+            (SourceMode::Subscription, Some(settings), None) => {
                 Ok(SourceSettings::Subscription(settings))
             }
-            (SourceMode::Subscription, None) => Err(
+            (SourceMode::Subscription, None, None) => Err(
                 "source.mode = \"subscription\" needs a [source.subscription] section with \
                  owning_application (and optionally consumer_group, read_from)"
                     .into(),
             ),
-            (SourceMode::Cursors, Some(_)) => Err(
+            (SourceMode::Cursors, Some(_), None) => Err(
                 "[source.subscription] is set but source.mode is \"cursors\": set \
                  mode = \"subscription\" to read through it, or remove the section"
                     .into(),
@@ -221,6 +248,11 @@ impl From<SourceSettings> for SourceTable {
             SourceSettings::Subscription(settings) => SourceTable {
                 mode: SourceMode::Subscription,
                 subscription: Some(settings),
+                recording: None,
+            },
+            SourceSettings::Recording(path) => SourceTable {
+                recording: Some(path),
+                ..SourceTable::default()
             },
         }
     }

@@ -34,7 +34,7 @@ mod spool;
 mod tests;
 
 pub use keys::{DELETED_COLUMN, KeySink, RequiredKeys, column_at_path};
-pub use partition::{DecodedPartition, PartitionDecoder, Rejected};
+pub use partition::{DecodedPartition, PartitionDecoder, Rejected, RowOffsets};
 pub use slow::MAX_NESTING;
 pub use spool::{Spool, SpoolCap, SpoolError, Spooled};
 

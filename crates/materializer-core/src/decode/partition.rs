@@ -56,6 +56,7 @@ pub struct PartitionDecoder {
     keys: Option<KeyOutput>,
     rows: u64,
     rejected: Vec<Rejected>,
+    offsets: RowOffsets,
 }
 
 /// What decoding one partition produced.
@@ -69,6 +70,44 @@ pub struct DecodedPartition {
     pub keys: Vec<RecordBatch>,
     pub rejected: Vec<Rejected>,
     pub rows: u64,
+    /// Where the rows came from: the offsets of each decoded chunk's events.
+    pub offsets: RowOffsets,
+}
+
+/// The offsets of a partition's rows, kept per decoded chunk (its first
+/// and last event), so that a row can be named by its offset whether or not
+/// the rows carry `_offset`.
+#[derive(Clone, Debug, Default)]
+pub struct RowOffsets {
+    chunks: Vec<OffsetChunk>,
+}
+
+#[derive(Clone, Debug)]
+struct OffsetChunk {
+    /// The chunk's first row (in arrival order among the partition's rows).
+    row: u64,
+    rows: u64,
+    first: Offset,
+    last: Offset,
+}
+
+impl RowOffsets {
+    /// The offset of row `row` (0-based, in arrival order), or the offsets
+    /// it lies between when its chunk had events rejected.
+    pub fn describe(&self, row: u64) -> Option<String> {
+        let chunk = self
+            .chunks
+            .iter()
+            .find(|c| (c.row..c.row + c.rows).contains(&row))?;
+        let consecutive = chunk.first.distance_to(&chunk.last) == Some(chunk.rows - 1);
+        if consecutive && let Some(offset) = chunk.first.plus(row - chunk.row) {
+            return Some(format!("offset {offset}"));
+        }
+        if chunk.rows == 1 {
+            return Some(format!("offset {}", chunk.first));
+        }
+        Some(format!("an offset from {} to {}", chunk.first, chunk.last))
+    }
 }
 
 impl PartitionDecoder {
@@ -98,6 +137,7 @@ impl PartitionDecoder {
             keys: Some(KeyOutput::Memory(Vec::new())),
             rows: 0,
             rejected: Vec::new(),
+            offsets: RowOffsets::default(),
         })
     }
 
@@ -247,6 +287,7 @@ impl PartitionDecoder {
             },
             rejected: self.rejected,
             rows: self.rows,
+            offsets: self.offsets,
         })
     }
 
@@ -304,6 +345,14 @@ impl PartitionDecoder {
                     sink.push(self.rows, key_columns(&self.required, &batch)?)?
                 }
                 None => {}
+            }
+            if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+                self.offsets.chunks.push(OffsetChunk {
+                    row: self.rows,
+                    rows: batch.num_rows() as u64,
+                    first: Offset::new(first.offset()),
+                    last: Offset::new(last.offset()),
+                });
             }
             self.rows += batch.num_rows() as u64;
             self.output.push(batch)?;

@@ -11,6 +11,8 @@ pub mod capped;
 pub mod compaction;
 pub mod deletes;
 pub mod engine;
+pub mod failure;
+mod hints;
 pub mod limits;
 pub mod prune;
 pub mod sandbox;
@@ -26,13 +28,14 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Query, Statement};
+use datafusion::sql::sqlparser::ast::{Query, Select, SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 pub use compaction::Compaction;
 pub use engine::{Engine, EngineSettings};
+pub use failure::QueryFailure;
 
 /// The name the mapping reads from.
 pub const EVENTS_TABLE: &str = "events";
@@ -79,6 +82,28 @@ pub struct View {
     pub name: String,
     pub query: Box<Query>,
     pub at: Position,
+}
+
+impl View {
+    /// The view's query as a SELECT over a FROM: its WITH clause as SQL
+    /// (followed by a space; empty without one), its FROM as SQL, and the
+    /// SELECT. `None` for any other query.
+    pub(crate) fn select_parts(&self) -> Option<(String, String, &Select)> {
+        let SetExpr::Select(select) = self.query.body.as_ref() else {
+            return None;
+        };
+        if select.from.is_empty() {
+            return None;
+        }
+        let with = self
+            .query
+            .with
+            .as_ref()
+            .map(|w| format!("{w} "))
+            .unwrap_or_default();
+        let from: Vec<String> = select.from.iter().map(ToString::to_string).collect();
+        Some((with, from.join(", "), select))
+    }
 }
 
 /// The analyst's mapping, parsed and checked for what it may do.
@@ -227,11 +252,10 @@ impl Mapping {
         view: &View,
     ) -> Result<LogicalPlan, MappingError> {
         let statement = DfStatement::Statement(Box::new(Statement::Query(view.query.clone())));
-        let plan = ctx
-            .state()
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| self.planning_error(view, e))?;
+        let plan = match ctx.state().statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.explain_planning_error(ctx, view, e).await),
+        };
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -239,6 +263,62 @@ impl Mapping {
             .verify_plan(&plan)
             .map_err(|e| self.planning_error(view, e))?;
         Ok(plan)
+    }
+
+    /// A view that does not plan: a field a struct does not have is pointed
+    /// at where the view reads it, with the struct's fields; everything
+    /// else as [`Self::planning_error`] says it.
+    async fn explain_planning_error(
+        &self,
+        ctx: &SessionContext,
+        view: &View,
+        err: DataFusionError,
+    ) -> MappingError {
+        let root = tidy_engine_message(&err.find_root().strip_backtrace());
+        let until = self
+            .views
+            .iter()
+            .map(|v| v.at)
+            .find(|at| at.line > view.at.line);
+        let access = hints::missing_struct_field(&root).and_then(|field| {
+            Some((
+                field,
+                hints::struct_access(&self.text, field, view.at, until)?,
+            ))
+        });
+        let Some((field, (at, path))) = access else {
+            return self.planning_error(view, err);
+        };
+        let message = match self.struct_fields(ctx, view, &path).await {
+            Some(fields) => format!(
+                "in view {}: {path} has no field {field}; its fields are {}{}",
+                view.name,
+                fields.join(", "),
+                hints::did_you_mean(field, fields.iter().map(String::as_str))
+            ),
+            None => format!("in view {}: {path} has no field {field}", view.name),
+        };
+        MappingError::At {
+            path: self.path.clone(),
+            at,
+            message,
+        }
+    }
+
+    /// The fields of the struct `path` names in `view`'s FROM, when it is one.
+    async fn struct_fields(
+        &self,
+        ctx: &SessionContext,
+        view: &View,
+        path: &str,
+    ) -> Option<Vec<String>> {
+        let (with, from, _) = view.select_parts()?;
+        let sql = format!("{with}SELECT {path} FROM {from}");
+        let plan = ctx.state().create_logical_plan(&sql).await.ok()?;
+        match plan.schema().fields().first()?.data_type() {
+            DataType::Struct(fields) => Some(fields.iter().map(|f| f.name().clone()).collect()),
+            _ => None,
+        }
     }
 
     fn planning_error(&self, view: &View, err: DataFusionError) -> MappingError {
@@ -266,6 +346,9 @@ impl Mapping {
                 };
                 for help in &d.helps {
                     message.push_str(&format!("; {}", help.message));
+                }
+                if let Some((field, valid)) = hints::missing_column(&err) {
+                    message.push_str(&hints::missing_column_hint(field, valid));
                 }
                 MappingError::At {
                     path: self.path.clone(),

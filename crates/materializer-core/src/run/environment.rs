@@ -41,6 +41,26 @@ pub enum SetupError {
         #[source]
         source: SourceError,
     },
+    /// The topic's `[source] recording` cannot be read.
+    #[error("topic {topic}: [source] recording in {settings}", settings = settings.display())]
+    Recording {
+        topic: String,
+        settings: PathBuf,
+        #[source]
+        source: SourceError,
+    },
+    /// Nothing names a source and the default place holds none.
+    #[error(
+        "topic {topic} has no source: no Nakadi URL is set, and there is no recording at {} \
+         (where a topic without a source of its own is read from)",
+        looked_at.display()
+    )]
+    NoSource {
+        topic: String,
+        looked_at: PathBuf,
+        /// The topic's settings file, where `[source] recording` would go.
+        settings: PathBuf,
+    },
     #[error("topic {topic}")]
     Output {
         topic: String,
@@ -52,18 +72,40 @@ pub enum SetupError {
 impl SetupError {
     pub fn class(&self) -> crate::error::ErrorClass {
         match self {
-            SetupError::Source { source, .. } => source.class(),
+            SetupError::Source { source, .. } | SetupError::Recording { source, .. } => {
+                source.class()
+            }
+            SetupError::NoSource { .. } => crate::error::ErrorClass::Config,
             SetupError::Output { source, .. } => source.class(),
         }
     }
 }
 
 impl RunEnvironment {
-    /// The source of a topic's events: `recording` when given, else the live
-    /// Nakadi when there is one, else the topic's folder of recordings.
+    /// The source of a topic's events: `recording` when given, else the
+    /// topic's own (`[source] recording`), else the live Nakadi when there
+    /// is one, else the topic's folder under [`Self::recordings`].
     pub fn source(&self, topic: &Topic, recording: Option<&Path>) -> Result<Source, SetupError> {
-        match (recording, &self.nakadi) {
-            (None, Some(client)) => Ok(Source::Nakadi(NakadiSource {
+        let topic_name = || topic.name().to_string();
+        if let Some(path) = recording {
+            return RecordedSource::open(path)
+                .map(Source::Recorded)
+                .map_err(|source| SetupError::Source {
+                    topic: topic_name(),
+                    source,
+                });
+        }
+        if let Some(path) = topic.recording() {
+            return RecordedSource::open(&path)
+                .map(Source::Recorded)
+                .map_err(|source| SetupError::Recording {
+                    topic: topic_name(),
+                    settings: topic.dir().join(crate::config::TOPIC_FILE),
+                    source,
+                });
+        }
+        if let Some(client) = &self.nakadi {
+            return Ok(Source::Nakadi(NakadiSource {
                 subscription: topic.source().subscription().map(|settings| {
                     SubscriptionReader::new(
                         client.clone(),
@@ -73,19 +115,24 @@ impl RunEnvironment {
                 }),
                 client: client.clone(),
                 event_type: topic.event_type().to_string(),
-            })),
-            (path, _) => {
-                let path = path
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| self.recordings.join(topic.name()));
-                RecordedSource::open(&path)
-                    .map(Source::Recorded)
-                    .map_err(|source| SetupError::Source {
-                        topic: topic.name().to_string(),
-                        source,
-                    })
-            }
+            }));
         }
+        let path = self.recordings.join(topic.name());
+        RecordedSource::open(&path)
+            .map(Source::Recorded)
+            .map_err(|source| match source {
+                SourceError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    SetupError::NoSource {
+                        topic: topic_name(),
+                        looked_at: path,
+                        settings: topic.dir().join(crate::config::TOPIC_FILE),
+                    }
+                }
+                source => SetupError::Source {
+                    topic: topic_name(),
+                    source,
+                },
+            })
     }
 
     /// A source for sample events of `topic`: as [`Self::source`], but a live

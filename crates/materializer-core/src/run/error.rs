@@ -93,6 +93,9 @@ pub enum RunFailure {
         #[source]
         source: DataFusionError,
     },
+    /// The query failed on an event: where and on which.
+    #[error(transparent)]
+    QueryFailed(crate::mapping::QueryFailure),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -133,7 +136,7 @@ impl RunFailure {
             RunFailure::SourceEnded { .. } => ErrorClass::SourceUnavailable,
             RunFailure::Decode { source, .. } => source.class(),
             RunFailure::Mapping(e) => e.class(),
-            RunFailure::Query { .. } => ErrorClass::Data,
+            RunFailure::Query { .. } | RunFailure::QueryFailed(_) => ErrorClass::Data,
             RunFailure::Sink(e) => e.class(),
             RunFailure::Ledger(e) => e.class(),
             RunFailure::Stopped => ErrorClass::Stopped,

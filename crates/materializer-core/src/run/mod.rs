@@ -113,6 +113,9 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
     let read = read::read_plan(attempt, plan, &mapper, &state_store, &committed_state);
     let read = attempt.cancellable(read).await?;
     laps.lap(&mut timings.read);
+    if read.plan.recording.is_some() {
+        plan::log_plan(attempt, &read.plan, resumed);
+    }
     if read.plan.holds_nothing() {
         let sequence = read.plan.sequence;
         info!(topic = %attempt.topic.name(), sequence, "the recording holds nothing new");

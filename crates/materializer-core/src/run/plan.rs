@@ -35,14 +35,10 @@ impl Planned {
             .progress()
             .events_planned
             .store(self.events().unwrap_or(0), Ordering::Relaxed);
-        info!(
-            topic = %attempt.topic.name(),
-            sequence = plan.sequence,
-            partitions = plan.partitions.iter().filter(|p| p.end.is_after(&p.start)).count(),
-            recording_bytes = plan.recording.as_ref().map(|r| r.bytes()),
-            resumed = self.resumed,
-            "run planned"
-        );
+        // A recording's ends are found by its read, which logs the plan.
+        if plan.recording.is_none() {
+            log_plan(attempt, plan, self.resumed);
+        }
         let _ = attempt.planned.set(plan.sequence);
     }
 
@@ -67,6 +63,19 @@ impl Planned {
             })
             .sum()
     }
+}
+
+/// Logs what a run reads: the partitions with events to read (for a
+/// recording, once its read found their ends) and a recording's bytes.
+pub(super) fn log_plan(attempt: &Attempt<'_>, plan: &Plan, resumed: bool) {
+    info!(
+        topic = %attempt.topic.name(),
+        sequence = plan.sequence,
+        partitions = plan.partitions.iter().filter(|p| p.end.is_after(&p.start)).count(),
+        recording_bytes = plan.recording.as_ref().map(|r| r.bytes()),
+        resumed,
+        "run planned"
+    );
 }
 
 /// The plan in force for the next sequence number, or `None` when there is

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use datafusion::common::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
@@ -12,7 +14,7 @@ use object_store::path::Path;
 use super::error::RunFailure;
 use super::progress::Progress;
 use crate::config::Topic;
-use crate::decode::{Rejected, Spooled};
+use crate::decode::{Rejected, SpoolError};
 use crate::failpoint::failpoint;
 use crate::sink::{
     FileKind, ObjectWriter, OutputLocation, PartitionedWriter, SinkError, TopicLayout, WrittenFile,
@@ -95,9 +97,9 @@ impl FilesWriter {
     pub async fn write_keys(
         &self,
         partition: &str,
-        keys: &Spooled,
+        schema: SchemaRef,
+        batches: impl Iterator<Item = Result<RecordBatch, SpoolError>>,
     ) -> Result<WrittenFile, RunFailure> {
-        let schema = keys.schema().clone();
         let layout = self.layout.clone();
         let extension = format::extension(self.topic.output());
         let (sequence, partition_name) = (self.sequence, partition.to_string());
@@ -111,7 +113,7 @@ impl FilesWriter {
         let mut writer =
             PartitionedWriter::new(self.location.store.clone(), schema, &settings, path_for)
                 .map_err(RunFailure::Sink)?;
-        for batch in keys.batches() {
+        for batch in batches {
             let written = match batch {
                 Ok(batch) => writer.write(&batch).await.map_err(RunFailure::Sink),
                 Err(e) => Err(RunFailure::KeyState(e.into())),

@@ -5,9 +5,11 @@
 //! so that everything downstream of the source is shared.
 
 pub mod cursor;
+pub mod files;
 pub mod framing;
 pub(crate) mod lines;
 pub mod nakadi;
+pub mod record;
 pub mod recorded;
 pub(crate) mod scan;
 
@@ -20,6 +22,7 @@ use futures::stream::BoxStream;
 use crate::error::ErrorClass;
 
 pub use cursor::{Cursor, Offset, OffsetSteps, partition_cmp};
+pub use files::FileKind;
 pub use framing::{Batch, FramingError};
 pub use nakadi::{
     NakadiClient, NakadiError, NakadiSettings, NakadiSource, ReadFrom, SubscriptionReader,
@@ -86,7 +89,7 @@ impl fmt::Display for Unfinished {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read recorded batches {path}")]
+    #[error("cannot read the source {path}")]
     Io {
         path: String,
         #[source]
@@ -98,7 +101,10 @@ pub enum SourceError {
         line: u64,
         message: String,
     },
-    #[error("no recorded batches found at {0}")]
+    #[error(
+        "no event files in the folder {0}: a source folder holds *.jsonl, *.ndjson or *.json \
+         files, of events (one JSON event per line) or of recorded Nakadi batches"
+    )]
     NoRecordings(String),
     #[error(
         "{path} holds {now} bytes, but the run was planned when it held {planned}: a recording may \
@@ -183,7 +189,7 @@ pub enum Source {
 impl Source {
     pub fn describe(&self) -> String {
         match self {
-            Source::Recorded(r) => format!("recorded batches at {}", r.root().display()),
+            Source::Recorded(r) => format!("the files at {}", r.root().display()),
             Source::Nakadi(n) => match &n.subscription {
                 None => format!(
                     "Nakadi {} (cursors), event type {}",

@@ -1,26 +1,28 @@
-//! Recorded batches: files holding Nakadi stream lines exactly as the streaming
-//! API sends them, one batch per line, keep-alive lines included.
+//! A source on disk: files holding Nakadi stream lines exactly as the
+//! streaming API sends them (one batch per line, keep-alive lines included),
+//! or plain events, one JSON event per line.
 //!
 //! A path is a file or a folder; a folder's `*.jsonl`, `*.ndjson` and `*.json`
-//! files are read in name order. Within a partition offsets must grow from line
-//! to line, as they do in a stream.
+//! files are read in name order. Each file's first line tells what it holds
+//! ([`FileKind`]). Within a partition of a recording offsets must grow from
+//! line to line, as they do in a stream. A file of plain events is a
+//! partition of its own, named as the file, and an event's offset is its
+//! place among the file's events (0, 1, ...): the same events have the same
+//! offsets in every run, and lines appended to the file are read next time.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::files::{FileKind, for_each_line, kind_of, list_files};
 use super::framing::{self, Batch};
 use super::{Offset, PartitionRange, SourceError};
-
-const READ_BLOCK: usize = 4 << 20;
 
 /// How much of a recording a run reads: its files and their sizes when the
 /// run was planned. Fixed in the plan, it makes a retried attempt read the
@@ -44,36 +46,6 @@ impl RecordingExtent {
     pub fn bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
-}
-
-/// The files of a recording, in the order they are read.
-fn list_files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let io = |source| SourceError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    let files = if meta.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some("jsonl" | "ndjson" | "json")
-                    )
-            })
-            .collect();
-        files.sort();
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
-    if files.is_empty() {
-        return Err(SourceError::NoRecordings(path.display().to_string()));
-    }
-    Ok(files)
 }
 
 /// Batches recorded in files.
@@ -184,9 +156,22 @@ impl RecordedSource {
         tokio::task::spawn_blocking(move || {
             let mut previous: HashMap<Arc<str>, Offset> = HashMap::new();
             let mut starts: HashMap<Arc<str>, Option<Offset>> = HashMap::new();
+            let mut file: Option<OpenFile> = None;
             let result = for_each_line(&files, |path, line_no, line| {
                 if let Some(read) = &read {
                     read.fetch_add(line.len() as u64 + 1, Ordering::Relaxed);
+                }
+                if file.as_ref().is_none_or(|f| f.path != path) {
+                    file = Some(OpenFile::new(&root, path, &files)?);
+                }
+                let Some(file) = file.as_mut() else {
+                    return Ok(true);
+                };
+                if file.kind == FileKind::Events {
+                    let Some(batch) = file.event(line_no, line, &start_of) else {
+                        return Ok(true); // read by an earlier run, or not this run's
+                    };
+                    return Ok(tx.blocking_send(Ok(batch)).is_ok());
                 }
                 if cursor_partition(&line).is_some_and(|p| start_of(p).is_none()) {
                     return Ok(true); // a partition this run does not read
@@ -194,7 +179,7 @@ impl RecordedSource {
                 // The events are framed by the decoder, as it decodes them; it
                 // also checks that they follow the previous batch.
                 let mut batch = framing::parse_head(line)
-                    .map_err(|e| recorded_error(path, line_no, &e.to_string()))?;
+                    .map_err(|e| recorded_error(path, line_no, &not_a_batch(&e)))?;
                 let start = starts
                     .entry(batch.partition.clone())
                     .or_insert_with(|| start_of(&batch.partition));
@@ -221,7 +206,7 @@ impl RecordedSource {
                 if !start.is_begin() && !batch.offset.is_after(start) {
                     return Ok(true); // consumed by an earlier run
                 }
-                batch.origin = Some(Arc::from(format!("{}:{line_no}", origin_name(&root, path))));
+                batch.origin = Some(Arc::from(format!("{}:{line_no}", file.name)));
                 Ok(tx.blocking_send(Ok(batch)).is_ok())
             });
             match result {
@@ -241,6 +226,78 @@ impl RecordedSource {
             rx.recv().await.map(|item| (item, rx))
         }))
     }
+}
+
+/// The file whose lines are being read.
+struct OpenFile {
+    path: PathBuf,
+    /// How messages and rejected events name it; the partition of its
+    /// events when it holds plain ones.
+    name: Arc<str>,
+    kind: FileKind,
+    /// Plain events: the offset of the next one.
+    next: u64,
+    /// Plain events: the partition's start cursor (`None`: not read by this run).
+    start: Option<Option<Offset>>,
+}
+
+impl OpenFile {
+    fn new(
+        root: &Path,
+        path: &Path,
+        files: &[(PathBuf, std::ops::Range<u64>)],
+    ) -> Result<OpenFile, SourceError> {
+        let size = files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map_or(u64::MAX, |(_, range)| range.end);
+        Ok(OpenFile {
+            path: path.to_path_buf(),
+            name: Arc::from(origin_name(root, path)),
+            kind: kind_of(path, size)?,
+            next: 0,
+            start: None,
+        })
+    }
+
+    /// The batch of one plain event: the line's, unless an earlier run read
+    /// it or the run does not read this file's partition.
+    fn event(
+        &mut self,
+        line_no: u64,
+        line: Bytes,
+        start_of: &impl Fn(&str) -> Option<Offset>,
+    ) -> Option<Batch> {
+        let offset = Offset::new(self.next.to_string());
+        self.next += 1;
+        let start = self
+            .start
+            .get_or_insert_with(|| start_of(&self.name))
+            .as_ref()?;
+        if !start.is_begin() && !offset.is_after(start) {
+            return None;
+        }
+        Some(Batch {
+            partition: self.name.clone(),
+            offset,
+            event_type: None,
+            cursor_token: None,
+            // One event, the whole line.
+            events: std::iter::once(0..line.len()).collect(),
+            line,
+            unframed: None,
+            origin: Some(Arc::from(format!("{}:{line_no}", self.name))),
+        })
+    }
+}
+
+/// Why a line of a recording is not a batch, and what a batch looks like.
+fn not_a_batch(error: &framing::FramingError) -> String {
+    format!(
+        "not a recorded batch ({error}): the file's first line is a batch, so every line must be \
+         one, `{{\"cursor\":{{\"partition\":...,\"offset\":...}},\"events\":[...]}}`; plain events \
+         (one JSON event per line) go in files of their own"
+    )
 }
 
 /// How a rejected event names its file: relative to the recording's folder,
@@ -309,119 +366,11 @@ fn overlap_error(
     )
 }
 
-/// Calls `f` with every non-empty line of the files' byte ranges (1-based
-/// line numbers). `f` returns `false` to stop early. A file shorter than its
-/// range's end (when the end is not open) is an error: the recording changed
-/// under the run.
-fn for_each_line(
-    files: &[(PathBuf, std::ops::Range<u64>)],
-    mut f: impl FnMut(&Path, u64, Bytes) -> Result<bool, SourceError>,
-) -> Result<(), SourceError> {
-    for (path, range) in files {
-        if range.end != u64::MAX {
-            let size = std::fs::metadata(path)
-                .map_err(|source| SourceError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?
-                .len();
-            if size < range.end {
-                return Err(SourceError::RecordingShrank {
-                    path: path.display().to_string(),
-                    planned: range.end,
-                    now: size,
-                });
-            }
-        }
-        let mut stopped = false;
-        for_each_line_of(path, range.clone(), |line_no, line| {
-            let go_on = f(path, line_no, line)?;
-            stopped = !go_on;
-            Ok(go_on)
-        })?;
-        if stopped {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Calls `f` with every non-empty line of the bytes `range` of a file (line
-/// numbers from 1 at the start of the range); `f` returns `false` to stop
-/// early. Returns the number of lines read, blank ones included.
-fn for_each_line_of(
-    path: &Path,
-    range: std::ops::Range<u64>,
-    mut f: impl FnMut(u64, Bytes) -> Result<bool, SourceError>,
-) -> Result<u64, SourceError> {
-    let io = |source| SourceError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut file = File::open(path).map_err(io)?;
-    file.seek(SeekFrom::Start(range.start)).map_err(io)?;
-    let mut file = file.take(range.end.saturating_sub(range.start));
-    let mut carry = BytesMut::new();
-    let mut line_no = 0u64;
-    loop {
-        let mut block = BytesMut::with_capacity(carry.len() + READ_BLOCK);
-        block.extend_from_slice(&carry);
-        let filled = block.len();
-        block.resize(filled + READ_BLOCK, 0);
-        let n = read_full(&mut file, &mut block[filled..]).map_err(io)?;
-        block.truncate(filled + n);
-        let eof = n == 0;
-        let block = block.freeze();
-        let mut start = 0;
-        while let Some(k) = memchr::memchr(b'\n', &block[start..]) {
-            line_no += 1;
-            let line = trim_line(block.slice(start..start + k));
-            start += k + 1;
-            if !line.is_empty() && !f(line_no, line)? {
-                return Ok(line_no);
-            }
-        }
-        carry = BytesMut::from(&block[start..]);
-        if eof {
-            if !carry.is_empty() {
-                line_no += 1;
-                let line = trim_line(carry.freeze());
-                if !line.is_empty() && !f(line_no, line)? {
-                    return Ok(line_no);
-                }
-            }
-            return Ok(line_no);
-        }
-    }
-}
-
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut total = 0;
-    while total < buf.len() {
-        match file.read(&mut buf[total..])? {
-            0 => break,
-            n => total += n,
-        }
-    }
-    Ok(total)
-}
-
-fn trim_line(line: Bytes) -> Bytes {
-    let mut end = line.len();
-    while end > 0 && matches!(line[end - 1], b'\r' | b' ' | b'\t') {
-        end -= 1;
-    }
-    let mut start = 0;
-    while start < end && matches!(line[start], b' ' | b'\t') {
-        start += 1;
-    }
-    line.slice(start..end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::StreamExt;
+    use std::fs::File;
     use std::io::Write;
 
     fn write(dir: &Path, name: &str, text: &str) {
@@ -590,6 +539,132 @@ mod tests {
         assert!(
             err.contains(":2:") && err.contains("overlaps the previous batch"),
             "{err}"
+        );
+    }
+
+    /// Everything the stream of `source` gives up to its extent now, from
+    /// the cursors in `starts`.
+    async fn read_extent(
+        source: &RecordedSource,
+        starts: &[(&str, &str)],
+    ) -> Vec<Result<Batch, SourceError>> {
+        let starts = starts
+            .iter()
+            .map(|(p, o)| (p.to_string(), Offset::new(*o)))
+            .collect();
+        let extent = source.extent().unwrap();
+        source
+            .stream_extent(starts, &extent, Arc::new(AtomicU64::new(0)))
+            .collect()
+            .await
+    }
+
+    /// (partition, offset, origin, event) of each batch.
+    fn seen(batches: &[Result<Batch, SourceError>]) -> Vec<(String, String, String, String)> {
+        batches
+            .iter()
+            .map(|b| {
+                let mut b = b.as_ref().unwrap().clone();
+                b.frame().unwrap();
+                (
+                    b.partition.to_string(),
+                    b.offset.as_str().to_string(),
+                    b.origin.as_deref().unwrap_or_default().to_string(),
+                    String::from_utf8(b.event_bytes(0).to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_file_of_plain_events_is_a_partition_numbered_by_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "orders.jsonl",
+            "{\"id\":1}\n\n  {\"id\":2}\r\n{\"id\":3,,}\n",
+        );
+        // A recording beside it keeps its own partitions and offsets.
+        write(
+            dir.path(),
+            "stream.jsonl",
+            r#"{"cursor":{"partition":"0","offset":"001-0001-000000000000000000"},"events":[{"id":9}]}"#,
+        );
+        let source = RecordedSource::open(dir.path()).unwrap();
+        let first = read_extent(&source, &[]).await;
+        let row = |p: &str, o: &str, at: &str, e: &str| {
+            (p.to_string(), o.to_string(), at.to_string(), e.to_string())
+        };
+        // A blank line is not an event; a broken one is (the decoder rejects it).
+        assert_eq!(
+            seen(&first),
+            [
+                row("orders.jsonl", "0", "orders.jsonl:1", r#"{"id":1}"#),
+                row("orders.jsonl", "1", "orders.jsonl:3", r#"{"id":2}"#),
+                row("orders.jsonl", "2", "orders.jsonl:4", r#"{"id":3,,}"#),
+                row(
+                    "0",
+                    "001-0001-000000000000000000",
+                    "stream.jsonl:1",
+                    r#"{"id":9}"#
+                ),
+            ]
+        );
+        // Lines appended later come after the cursor the first run ended at.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("orders.jsonl"))
+            .unwrap()
+            .write_all(b"{\"id\":4}\n")
+            .unwrap();
+        let next = read_extent(
+            &source,
+            &[("orders.jsonl", "2"), ("0", "001-0001-000000000000000000")],
+        )
+        .await;
+        assert_eq!(
+            seen(&next),
+            [row("orders.jsonl", "3", "orders.jsonl:5", r#"{"id":4}"#)]
+        );
+    }
+
+    /// The error the stream of a folder holding `text` in `a.jsonl` ends with.
+    async fn error_of(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.jsonl", text);
+        let source = RecordedSource::open(dir.path()).unwrap();
+        let batches = read_extent(&source, &[]).await;
+        let last = batches.last().unwrap().as_ref();
+        last.map(|_| "no error".to_string())
+            .unwrap_or_else(|e| e.to_string())
+            .replace(&dir.path().display().to_string(), "DIR")
+    }
+
+    #[tokio::test]
+    async fn files_that_are_neither_events_nor_batches_are_refused_with_their_line() {
+        assert_eq!(
+            error_of("\n[{\"id\":1},\n{\"id\":2}]\n").await,
+            "DIR/a.jsonl:2: a JSON array: a source file holds one JSON event per line (NDJSON), \
+             or recorded Nakadi batches; write each event on a line of its own"
+        );
+        assert_eq!(
+            error_of("{\n  \"id\": 1\n}\n").await,
+            "DIR/a.jsonl:1: the JSON value goes on past the end of the line: a source file holds \
+             one JSON event per line (NDJSON), or recorded Nakadi batches; write each event on a \
+             line of its own"
+        );
+        assert_eq!(
+            error_of(concat!(
+                r#"{"cursor":{"partition":"0","offset":"1"},"events":[{}]}"#,
+                "\n",
+                r#"{"id":2}"#,
+                "\n"
+            ))
+            .await,
+            "DIR/a.jsonl:2: not a recorded batch (batch has no cursor (at byte 0)): the file's \
+             first line is a batch, so every line must be one, \
+             `{\"cursor\":{\"partition\":...,\"offset\":...},\"events\":[...]}`; plain events (one \
+             JSON event per line) go in files of their own"
         );
     }
 }

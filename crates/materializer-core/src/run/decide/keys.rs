@@ -11,6 +11,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::class::Class;
+use crate::config::Topic;
 use crate::decode::DELETED_COLUMN;
 
 /// KEYS column: whether the version deletes its key.
@@ -77,18 +78,42 @@ impl KeysSchema {
             columns.push(deleted);
             columns.push(Arc::new(kinds));
             let schema = self.schema.get_or_insert_with(|| {
-                let mut fields: Vec<Field> = self
-                    .names
-                    .iter()
-                    .zip(&columns)
-                    .map(|(name, column)| Field::new(name, column.data_type().clone(), false))
-                    .collect();
-                fields.push(Field::new(KEYS_DELETED, DataType::Boolean, false));
-                fields.push(Field::new(KEYS_KIND, DataType::Utf8, false));
-                Arc::new(Schema::new(fields))
+                keys_schema(
+                    self.names
+                        .iter()
+                        .zip(&columns)
+                        .map(|(name, column)| (name.as_str(), column.data_type().clone())),
+                )
             });
             out.push(RecordBatch::try_new(schema.clone(), columns)?);
         }
         Ok(out)
     }
+}
+
+/// The schema of a KEYS file whose key parts and ordering key are
+/// `columns` (names and types).
+fn keys_schema<'a>(columns: impl Iterator<Item = (&'a str, DataType)>) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .map(|(name, data_type)| Field::new(name, data_type, false))
+        .collect();
+    fields.push(Field::new(KEYS_DELETED, DataType::Boolean, false));
+    fields.push(Field::new(KEYS_KIND, DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The schema of a topic's KEYS files, from its event type (`None` for a
+/// topic that keeps no key state).
+pub(crate) fn topic_keys_schema(topic: &Topic) -> Option<SchemaRef> {
+    let state = topic
+        .compaction()
+        .key_state_schema(&topic.schema().payload)?;
+    let (mut names, ordering) = topic.warehouse().key_names(topic.compaction());
+    names.push(ordering);
+    if names.len() != state.fields().len() {
+        return None;
+    }
+    Some(keys_schema(names.iter().zip(state.fields()).map(
+        |(name, field)| (name.as_str(), field.data_type().clone()),
+    )))
 }

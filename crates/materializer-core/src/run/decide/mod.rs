@@ -43,6 +43,7 @@ use futures::{StreamExt, TryStreamExt};
 pub(crate) use class::{Class, of_class, of_streamed_class, split_by_class};
 pub(crate) use classes::Classes;
 pub use classify::classify;
+pub(crate) use keys::topic_keys_schema;
 pub(crate) use partition::{Decision, Decisions};
 pub(crate) use spools::KeySpools;
 

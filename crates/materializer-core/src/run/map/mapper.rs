@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
@@ -15,10 +16,13 @@ use tracing::debug;
 
 use crate::commit::RunCounts;
 use crate::config::Topic;
-use crate::decode::{DecodedPartition, Spooled};
+use crate::decode::{DecodedPartition, RowOffsets, Spooled};
 use crate::mapping::Engine;
+use crate::mapping::failure::NumberedBatch;
 use crate::run::attempt::Attempt;
-use crate::run::decide::{Class, Classes, Decision, of_class, of_streamed_class, split_by_class};
+use crate::run::decide::{
+    Class, Classes, Decision, of_class, of_streamed_class, split_by_class, topic_keys_schema,
+};
 use crate::run::error::RunFailure;
 use crate::run::progress::Progress;
 use crate::run::write::FilesWriter;
@@ -88,9 +92,25 @@ impl Mapper {
             counts.correction_events = decision.correction_events;
             counts.deletes = decision.deletes;
             if let Some(keys) = &decision.keys {
-                keys_file = Some(self.writer.write_keys(&partition, keys).await?);
+                let written = self
+                    .writer
+                    .write_keys(&partition, keys.schema().clone(), keys.batches())
+                    .await?;
+                keys_file = Some(written);
             }
             classes = Some(decision.classes);
+        }
+        // A partition whose events were all rejected decided no version; its
+        // KEYS file holds the header only, as every partition read has one.
+        if keys_file.is_none()
+            && self.topic.compaction().compact
+            && let Some(schema) = topic_keys_schema(&self.topic)
+        {
+            let written = self
+                .writer
+                .write_keys(&partition, schema, std::iter::empty())
+                .await?;
+            keys_file = Some(written);
         }
         counts.superseded = part.rows - counts.main_input - counts.correction_events;
         let keys_written = started.elapsed().as_secs_f64();
@@ -107,26 +127,51 @@ impl Mapper {
             // mappings of all classes at once, when the mapping reads its
             // events as a stream.
             Some(classes) if main.is_none() && self.streams_events().await? => {
-                written = self
-                    .write_classes_at_once(&partition, &events, classes, kinds)
-                    .await?;
+                match self
+                    .write_classes_at_once(&partition, &events, classes.clone(), kinds)
+                    .await
+                {
+                    Err(RunFailure::Query { source, .. }) => {
+                        return Err(self
+                            .explain_failure_of_any(
+                                &partition,
+                                source,
+                                &events,
+                                &classes,
+                                kinds,
+                                &part.offsets,
+                            )
+                            .await);
+                    }
+                    files => written = files?,
+                }
             }
             classes => {
                 for &kind in kinds {
                     let files = match (kind, main.take()) {
                         (FileKind::Main, Some(files)) => files,
                         _ => {
-                            let input = EventsOfClass {
+                            let input = Arc::new(EventsOfClass {
                                 events: events.clone(),
                                 classes: classes.clone(),
                                 wanted: class_of(kind),
-                            };
-                            let table = StreamingTable::try_new(
-                                events_schema.clone(),
-                                vec![Arc::new(input)],
-                            )
-                            .map_err(&query_error)?;
-                            self.write_mapped(kind, &partition, Arc::new(table)).await?
+                            });
+                            let table =
+                                StreamingTable::try_new(events_schema.clone(), vec![input.clone()])
+                                    .map_err(&query_error)?;
+                            match self.write_mapped(kind, &partition, Arc::new(table)).await {
+                                Err(RunFailure::Query { source, .. }) => {
+                                    return Err(self
+                                        .explain_query_failure(
+                                            &partition,
+                                            source,
+                                            &input,
+                                            &part.offsets,
+                                        )
+                                        .await);
+                                }
+                                files => files?,
+                            }
                         }
                     };
                     written.push((kind, files));
@@ -210,6 +255,74 @@ impl Mapper {
         Ok(written)
     }
 
+    /// A query that failed while all classes were mapped at once: explained
+    /// by the first class whose own events show the failure.
+    async fn explain_failure_of_any(
+        &self,
+        partition: &str,
+        source: DataFusionError,
+        events: &Arc<Spooled>,
+        classes: &Classes,
+        kinds: &[FileKind],
+        offsets: &RowOffsets,
+    ) -> RunFailure {
+        for &kind in kinds {
+            let input = EventsOfClass {
+                events: events.clone(),
+                classes: Some(classes.clone()),
+                wanted: class_of(kind),
+            };
+            if let Some(failure) = self.locate_failure(partition, &input, offsets).await {
+                return failure;
+            }
+        }
+        RunFailure::Query {
+            partition: partition.to_string(),
+            source,
+        }
+    }
+
+    /// A query that failed over `input`: the view, the expression and the
+    /// first event it fails on, when a single batch of the input fails on
+    /// its own (else the engine's error as it came).
+    async fn explain_query_failure(
+        &self,
+        partition: &str,
+        source: DataFusionError,
+        input: &EventsOfClass,
+        offsets: &RowOffsets,
+    ) -> RunFailure {
+        match self.locate_failure(partition, input, offsets).await {
+            Some(failure) => failure,
+            None => RunFailure::Query {
+                partition: partition.to_string(),
+                source,
+            },
+        }
+    }
+
+    /// The view, expression and first event of `input` the query fails on,
+    /// if a single batch of it fails on its own.
+    async fn locate_failure(
+        &self,
+        partition: &str,
+        input: &EventsOfClass,
+        offsets: &RowOffsets,
+    ) -> Option<RunFailure> {
+        let event = |row: u64, offset: Option<&str>| {
+            let at = offset
+                .map(|o| format!("offset {o}"))
+                .or_else(|| offsets.describe(row))
+                .unwrap_or_else(|| format!("row {row}"));
+            format!("partition {partition}, {at}")
+        };
+        self.topic
+            .mapping()
+            .locate_failure(&self.engine, input.numbered(), event)
+            .await
+            .map(RunFailure::QueryFailed)
+    }
+
     /// Applies the mapping to `events` and streams the rows into files.
     pub(super) async fn write_mapped(
         &self,
@@ -249,27 +362,9 @@ impl PartitionStream for EventsOfClass {
             .events
             .batches()
             .map(|b| b.map_err(|e| DataFusionError::External(Box::new(e))));
-        let batches: Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> =
-            match (&self.classes, self.wanted) {
-                (Some(Classes::Memory(classes)), wanted) => {
-                    Box::new(of_class(batches, classes.clone(), wanted))
-                }
-                (Some(Classes::Runs(runs)), wanted) => match runs.merged() {
-                    Ok(classes) => Box::new(of_streamed_class(
-                        batches,
-                        classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),
-                        wanted,
-                    )),
-                    Err(e) => {
-                        Box::new(std::iter::once(Err(DataFusionError::External(Box::new(e)))))
-                    }
-                },
-                (None, Class::Main) => Box::new(batches),
-                (None, _) => Box::new(std::iter::empty()),
-            };
         Box::pin(RecordBatchStreamAdapter::new(
             self.events.schema().clone(),
-            futures::stream::iter(batches),
+            futures::stream::iter(self.of_class(batches)),
         ))
     }
 }
@@ -322,4 +417,68 @@ async fn split_spool(
         }
     }
     Ok(())
+}
+
+/// The column that numbers a partition's rows while they are filtered.
+const ROW_NUMBER: &str = "__row";
+
+impl EventsOfClass {
+    /// The rows of `batches` (all the partition's, in order) of the wanted class.
+    fn of_class(
+        &self,
+        batches: impl Iterator<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
+    ) -> Box<dyn Iterator<Item = Result<RecordBatch, DataFusionError>> + Send> {
+        match (&self.classes, self.wanted) {
+            (Some(Classes::Memory(classes)), wanted) => {
+                Box::new(of_class(batches, classes.clone(), wanted))
+            }
+            (Some(Classes::Runs(runs)), wanted) => match runs.merged() {
+                Ok(classes) => Box::new(of_streamed_class(
+                    batches,
+                    classes.map(|c| c.map_err(|e| DataFusionError::External(Box::new(e)))),
+                    wanted,
+                )),
+                Err(e) => Box::new(std::iter::once(Err(DataFusionError::External(Box::new(e))))),
+            },
+            (None, Class::Main) => Box::new(batches),
+            (None, _) => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// The rows of the wanted class, each batch with the rows' places among
+    /// the partition's rows (until a batch cannot be read).
+    fn numbered(&self) -> impl Iterator<Item = NumberedBatch> + use<> {
+        let mut next = 0u64;
+        let batches = self.events.batches().map(move |batch| {
+            let batch = batch.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let rows = batch.num_rows() as u64;
+            let numbers = UInt64Array::from_iter_values(next..next + rows);
+            next += rows;
+            let mut fields: Vec<Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new(ROW_NUMBER, DataType::UInt64, false));
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(numbers));
+            Ok(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                columns,
+            )?)
+        });
+        self.of_class(batches).map_while(|batch| {
+            let batch = batch.ok()?;
+            let last = batch.num_columns().checked_sub(1)?;
+            let numbers = batch
+                .column(last)
+                .as_any()
+                .downcast_ref::<UInt64Array>()?
+                .values()
+                .to_vec();
+            let events = batch.project(&(0..last).collect::<Vec<_>>()).ok()?;
+            Some((events, numbers))
+        })
+    }
 }

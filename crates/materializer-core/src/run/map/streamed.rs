@@ -2,7 +2,7 @@
 //! decoder passes its rows on to a MAIN writer of its own, when the mapping
 //! reads the events once (as a stream can be read).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -33,7 +33,9 @@ impl Mapper {
             })
         };
         let (_, receiver) = mpsc::channel(1);
-        let table = self.passed_events(receiver).map_err(engine_error)?;
+        let table = self
+            .passed_events(receiver, Recent::default())
+            .map_err(engine_error)?;
         let ctx = self.engine.session();
         let frame = self
             .topic
@@ -45,15 +47,18 @@ impl Mapper {
         Ok(count_scans(plan.as_ref()) == 1)
     }
 
-    /// The `events` table of a partition whose decoder passes its batches on.
+    /// The `events` table of a partition whose decoder passes its batches
+    /// on; `recent` keeps the last few passed, for naming an event the
+    /// mapping fails on.
     fn passed_events(
         &self,
         events: mpsc::Receiver<RecordBatch>,
+        recent: Recent,
     ) -> Result<StreamingTable, DataFusionError> {
         let schema = self.topic.schema().read_events.clone();
         StreamingTable::try_new(
             schema.clone(),
-            vec![Arc::new(PassedEvents::new(schema, events))],
+            vec![Arc::new(PassedEvents::new(schema, events, recent))],
         )
     }
 
@@ -64,12 +69,50 @@ impl Mapper {
         partition: &str,
         events: mpsc::Receiver<RecordBatch>,
     ) -> Result<Vec<WrittenFile>, RunFailure> {
-        self.write_passed_as(FileKind::Main, partition, events)
+        let recent = Recent::default();
+        let table = self
+            .passed_events(events, recent.clone())
+            .map_err(|source| RunFailure::Query {
+                partition: partition.to_string(),
+                source,
+            })?;
+        let source = match self
+            .write_mapped(FileKind::Main, partition, Arc::new(table))
             .await
+        {
+            Err(RunFailure::Query { source, .. }) => source,
+            written => return written,
+        };
+        // The events are gone but the last few: the failing one is likely
+        // among them.
+        let batches: Vec<(RecordBatch, u64)> = recent
+            .lock()
+            .map(|recent| recent.iter().cloned().collect())
+            .unwrap_or_default();
+        let numbered = batches.into_iter().map(|(batch, first)| {
+            let rows = first..first + batch.num_rows() as u64;
+            (batch, rows.collect())
+        });
+        let located = self
+            .topic
+            .mapping()
+            .locate_failure(&self.engine, numbered, |row, offset| match offset {
+                Some(offset) => format!("partition {partition}, offset {offset}"),
+                None => format!("partition {partition}, event {row} of this run (from 0)"),
+            })
+            .await;
+        Err(match located {
+            Some(failure) => RunFailure::QueryFailed(failure),
+            None => RunFailure::Query {
+                partition: partition.to_string(),
+                source,
+            },
+        })
     }
 
     /// Writes the files of `kind` of a partition from the events passed on
-    /// to `events`, as they come.
+    /// to `events`, as they come (a class of a partition's events split
+    /// from its spool: a failure is explained from the spool).
     pub(super) async fn write_passed_as(
         &self,
         kind: FileKind,
@@ -77,7 +120,7 @@ impl Mapper {
         events: mpsc::Receiver<RecordBatch>,
     ) -> Result<Vec<WrittenFile>, RunFailure> {
         let table = self
-            .passed_events(events)
+            .passed_events(events, Recent::default())
             .map_err(|source| RunFailure::Query {
                 partition: partition.to_string(),
                 source,
@@ -160,18 +203,27 @@ fn count_scans(plan: &dyn ExecutionPlan) -> usize {
         .sum::<usize>()
 }
 
+/// The last batches a partition's mapping read, each with the number of its
+/// first row among the partition's rows in this run.
+type Recent = Arc<Mutex<VecDeque<(RecordBatch, u64)>>>;
+
+/// How many of the last batches read are kept: those in flight at most.
+const RECENT_BATCHES: usize = 3;
+
 /// A partition's events as its decoder passes them on; they can be read once.
 #[derive(Debug)]
 struct PassedEvents {
     schema: SchemaRef,
     events: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+    recent: Recent,
 }
 
 impl PassedEvents {
-    fn new(schema: SchemaRef, events: mpsc::Receiver<RecordBatch>) -> PassedEvents {
+    fn new(schema: SchemaRef, events: mpsc::Receiver<RecordBatch>, recent: Recent) -> PassedEvents {
         PassedEvents {
             schema,
             events: Mutex::new(Some(events)),
+            recent,
         }
     }
 }
@@ -183,10 +235,22 @@ impl PartitionStream for PassedEvents {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let events = self.events.lock().ok().and_then(|mut events| events.take());
+        let recent = self.recent.clone();
         let stream = match events {
-            Some(events) => futures::stream::unfold(events, |mut events| async move {
-                events.recv().await.map(|batch| (Ok(batch), events))
-            })
+            Some(events) => futures::stream::unfold(
+                (events, recent, 0u64),
+                |(mut events, recent, read)| async move {
+                    let batch = events.recv().await?;
+                    let rows = batch.num_rows() as u64;
+                    if let Ok(mut kept) = recent.lock() {
+                        if kept.len() == RECENT_BATCHES {
+                            kept.pop_front();
+                        }
+                        kept.push_back((batch.clone(), read));
+                    }
+                    Some((Ok(batch), (events, recent, read + rows)))
+                },
+            )
             .boxed(),
             None => futures::stream::once(async {
                 Err(DataFusionError::Internal(
