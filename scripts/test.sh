@@ -53,9 +53,19 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/nu
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# Node and npm: the console's build is checked against its sources, and its
+# test reads axe-core (the accessibility check) from the console's packages.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (the console's build check and accessibility test)" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+
 # The console's built files (embedded in the binary, committed so that cargo
 # needs no Node) must be what its sources build to: build them from the
-# lockfile in a scratch copy and compare. Without Node this check is skipped.
+# lockfile in a scratch copy and compare.
 console=src/console/web
 if command -v npm >/dev/null 2>&1; then
     scratch=$(mktemp -d)
