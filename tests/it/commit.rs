@@ -63,7 +63,14 @@ async fn reference(ws: &Workspace) -> Committed {
     ws.run_with(TOPIC, t.location.clone()).await.unwrap();
     let reference = committed(&t.location, TOPIC).await;
     assert_eq!(reference.sequences, vec![1]);
-    assert!(!reference.main.is_empty() && !reference.correction.is_empty());
+    for (kind, rows) in [
+        ("main", &reference.main),
+        ("correction", &reference.correction),
+        ("older", &reference.older),
+        ("keys", &reference.keys),
+    ] {
+        assert!(!rows.is_empty(), "no {kind} rows");
+    }
     reference
 }
 

@@ -364,9 +364,11 @@ pub fn article_stream(events: usize, partitions: u32, seed: u64) -> Vec<String> 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Committed {
     pub sequences: Vec<u64>,
-    /// Rows per file kind ("main", "correction"), header removed, sorted.
+    /// Rows per file kind, header removed, sorted: each kind its own.
     pub main: Vec<Vec<Field>>,
     pub correction: Vec<Vec<Field>>,
+    pub older: Vec<Vec<Field>>,
+    pub keys: Vec<Vec<Field>>,
     pub rejected: Vec<String>,
 }
 
@@ -375,24 +377,31 @@ pub async fn committed(output: &OutputLocation, topic: &str) -> Committed {
     for run in run_files(output, topic).await {
         result.sequences.push(run.sequence);
         for (kind, text) in run.files {
-            match kind {
-                materializer_core::sink::FileKind::Rejected => {
-                    result.rejected.extend(text.lines().map(String::from))
+            use materializer_core::sink::FileKind;
+            let rows = match kind {
+                FileKind::Rejected => {
+                    result.rejected.extend(text.lines().map(String::from));
+                    continue;
                 }
-                kind => {
-                    let mut rows = parse_csv(&text);
-                    rows.remove(0);
-                    if kind == materializer_core::sink::FileKind::Main {
-                        result.main.extend(rows);
-                    } else {
-                        result.correction.extend(rows);
-                    }
-                }
-            }
+                FileKind::Main => &mut result.main,
+                FileKind::Correction => &mut result.correction,
+                FileKind::Older => &mut result.older,
+                FileKind::Keys => &mut result.keys,
+            };
+            let mut parsed = parse_csv(&text);
+            assert!(
+                !parsed.is_empty(),
+                "a {} file without a header",
+                kind.as_str()
+            );
+            parsed.remove(0);
+            rows.extend(parsed);
         }
     }
     result.main.sort();
     result.correction.sort();
+    result.older.sort();
+    result.keys.sort();
     result.rejected.sort();
     result
 }
