@@ -491,3 +491,15 @@ pub async fn run_files(output: &OutputLocation, topic: &str) -> Vec<RunFiles> {
     }
     runs
 }
+
+/// Whether the tests run in CI (`CI` set, as CI services set it, and not
+/// `false` or `0`): there a branch a test cannot exercise is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A check this machine cannot make: fails under CI, says so elsewhere.
+pub fn untestable(what: &str) {
+    assert!(!in_ci(), "not checked under CI=true: {what}");
+    eprintln!("not checked on this machine: {what}");
+}
