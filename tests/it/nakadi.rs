@@ -259,7 +259,8 @@ async fn a_second_run_gets_only_newer_events() {
 #[tokio::test]
 async fn refused_credentials_give_a_clear_error_without_the_token() {
     let ws = Workspace::new();
-    let live = live(&ws, Some("right-token"), &article_stream(100, 2, 1)).await;
+    let lines = article_stream(100, 2, 1);
+    let live = live(&ws, Some("right-token"), &lines).await;
     for token in [
         TokenSource::None,
         TokenSource::Static("wrong-token-value".into()),
@@ -283,14 +284,26 @@ async fn refused_credentials_give_a_clear_error_without_the_token() {
     }
     // A token file is read (and re-read) for every request.
     let token_file = ws.path("token");
-    std::fs::write(&token_file, "right-token\n").unwrap();
-    let ok = run(
-        &ws,
-        &local(&ws, "accepted"),
-        source_with(settings(&live.url, TokenSource::file(&token_file)), false),
-    )
-    .await;
-    assert!(ok.is_ok(), "{:?}", ok.err());
+    let with_token = |token: &str, name: &str| {
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        (
+            local(&ws, name),
+            source_with(settings(&live.url, TokenSource::file(&token_file)), false),
+        )
+    };
+    let (output, source) = with_token("right-token", "accepted");
+    let ok = run(&ws, &output, source).await.unwrap();
+    assert_eq!(ok.outcome, Outcome::Committed);
+    assert_eq!(ok.counts.events_read, events_in(&lines));
+    // The file is read again: a token replaced in it is the one sent.
+    let (output, source) = with_token("wrong-token-value", "replaced");
+    let err = run(&ws, &output, source).await.unwrap_err();
+    let err = materializer_core::report(&err);
+    assert!(
+        err.contains("Nakadi refused the credentials (401)"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-token-value"), "{err}");
 }
 
 #[tokio::test]

@@ -382,6 +382,27 @@ async fn the_ods_and_the_history_mirror_the_source_with_empty_versions_filters_a
             .filter_map(|v| v.values().next_back().cloned())
             .collect();
         assert!(newest.iter().any(|a| a.status == "deleted"), "seed {seed}");
+        // Versions older than one of their order that an earlier run committed.
+        let mut committed_before: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut late_across_runs = 0;
+        for run in &runs {
+            late_across_runs += run
+                .iter()
+                .filter(|a| {
+                    committed_before
+                        .get(a.order.as_str())
+                        .is_some_and(|&c| a.at < c)
+                })
+                .count();
+            for a in run {
+                let newest = committed_before.entry(&a.order).or_insert(a.at);
+                *newest = (*newest).max(a.at);
+            }
+        }
+        assert!(
+            late_across_runs > 0,
+            "seed {seed}: no late version across runs"
+        );
         assert!(newest.iter().any(|a| a.status == "test"), "seed {seed}");
         assert!(
             newest
