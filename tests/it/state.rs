@@ -2,6 +2,7 @@
 //! compacted, and topics committed with the single-file state of earlier
 //! releases.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
@@ -230,46 +231,136 @@ async fn as_single_file_state(location: &OutputLocation) {
         .unwrap();
 }
 
+/// The newest version of every article in recorded stream lines, computed
+/// from the events themselves.
+fn newest_versions(lines: &[String]) -> BTreeMap<i64, i64> {
+    let mut newest = BTreeMap::new();
+    for line in lines {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().unwrap() {
+            let article = event["article_id"].as_i64().unwrap();
+            let version = event["version"].as_i64().unwrap();
+            let top = newest.entry(article).or_insert(version);
+            *top = (*top).max(version);
+        }
+    }
+    newest
+}
+
+/// The rows of the key state the newest manifest names, (article, version),
+/// sorted: a key found in several segments once per segment.
+async fn state_rows(location: &OutputLocation) -> Vec<(i64, i64)> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type};
+    let mut rows = Vec::new();
+    for path in state_in_force(location).await {
+        let bytes = object(location, &path).await;
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024).unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            assert_eq!(batch.num_columns(), 2, "{path}: {:?}", batch.schema());
+            let column =
+                |i: usize| arrow::compute::cast(batch.column(i), &DataType::Int64).unwrap();
+            let (articles, versions) = (column(0), column(1));
+            let (articles, versions) = (
+                articles.as_primitive::<Int64Type>(),
+                versions.as_primitive::<Int64Type>(),
+            );
+            rows.extend(
+                articles
+                    .values()
+                    .iter()
+                    .copied()
+                    .zip(versions.values().iter().copied()),
+            );
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+/// Per article, the highest version of `rows`.
+fn highest(rows: &[(i64, i64)]) -> BTreeMap<i64, i64> {
+    let mut newest = BTreeMap::new();
+    for &(article, version) in rows {
+        let top = newest.entry(article).or_insert(version);
+        *top = (*top).max(version);
+    }
+    newest
+}
+
+/// A topic committed with the single-file state of earlier releases: the
+/// next run moves it to buckets, and the state it leaves is exactly the
+/// newest version of every article of the events so far (computed from the
+/// events), one row per article; a third run, reading the migrated state,
+/// commits what a third run of a topic that never had the single file
+/// commits.
 #[tokio::test]
 async fn a_topic_with_the_single_file_state_keeps_working_and_moves_to_buckets() {
-    let setup = TwoRuns::new(4000, 13);
-    let reference = target(&setup.ws, Store::Local, "reference");
-    let earlier = target(&setup.ws, Store::Local, "earlier");
-    for t in [&reference, &earlier] {
-        first_run(&setup, t);
-    }
+    let ws = Workspace::new();
+    let all = article_stream(4000, 4, 13);
+    let thirds = [&all[..all.len() / 3], &all[..2 * all.len() / 3], &all[..]];
+    let reference = target(&ws, Store::Local, "reference");
+    let earlier = target(&ws, Store::Local, "earlier");
+    let run_both = |t: &[&Target]| {
+        for t in t {
+            let run = run_process(&ws, t, None);
+            assert!(run.status.success(), "{}", text(&run.stderr));
+        }
+    };
+    ws.record(TOPIC, thirds[0]);
+    run_both(&[&reference, &earlier]);
     as_single_file_state(&earlier.location).await;
     let single = state_in_force(&earlier.location).await;
     assert_eq!(single.len(), 1);
     assert!(single[0].as_ref().contains("/_state/keys-"), "{single:?}");
+    assert_eq!(
+        highest(&state_rows(&earlier.location).await),
+        newest_versions(thirds[0])
+    );
 
-    let expected = two_clean_runs(&setup).await;
-    let second = run_process(&setup.ws, &earlier, None);
-    assert!(second.status.success(), "{}", text(&second.stderr));
+    ws.record(TOPIC, thirds[1]);
+    run_both(&[&reference, &earlier]);
     let after = committed(&earlier.location, TOPIC).await;
     assert!(!after.correction.is_empty());
-    assert_eq!(after, expected, "the same classification from either form");
-
+    assert_eq!(
+        after,
+        committed(&reference.location, TOPIC).await,
+        "the same classification from either form"
+    );
     let ledger = Ledger::new(earlier.location.clone(), TOPIC);
     let manifest = ledger.manifest(2).await.unwrap().unwrap();
     assert!(manifest.state.is_none());
     assert_eq!(manifest.format_version, 2);
     let index = manifest.key_state.expect("the state is bucketed now");
-    let clean = Ledger::new(reference.location.clone(), TOPIC)
-        .manifest(2)
-        .await
-        .unwrap()
-        .unwrap()
-        .key_state
-        .unwrap();
-    // Every bucket holds one segment with all its keys, as a compaction leaves it.
-    assert!(index.segments.len() <= index.buckets as usize);
-    assert!(index.rows() <= clean.rows());
+    // Every bucket holds one segment with all its keys, as a compaction
+    // leaves it: one row per article, its newest version.
+    let mut buckets: Vec<u32> = index.segments.iter().map(|s| s.bucket).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    assert_eq!(buckets.len(), index.segments.len(), "one segment a bucket");
+    let migrated = state_rows(&earlier.location).await;
+    let newest = newest_versions(thirds[1]);
+    assert_eq!(migrated, newest.clone().into_iter().collect::<Vec<_>>());
+    assert_eq!(index.rows(), newest.len() as u64);
+    assert_eq!(highest(&state_rows(&reference.location).await), newest);
     assert_eq!(
         state_objects(&earlier.location).await,
         state_in_force(&earlier.location).await,
         "the single file is removed once the segments are committed"
     );
+
+    // A third run reads the migrated state.
+    ws.record(TOPIC, thirds[2]);
+    run_both(&[&reference, &earlier]);
+    let third = committed(&earlier.location, TOPIC).await;
+    assert_eq!(third.sequences, vec![1, 2, 3]);
+    assert_eq!(third, committed(&reference.location, TOPIC).await);
+    let newest = newest_versions(thirds[2]);
+    assert_eq!(highest(&state_rows(&earlier.location).await), newest);
+    assert_eq!(highest(&state_rows(&reference.location).await), newest);
+    only_committed_files_remain(&earlier).await;
 }
 
 /// A run of a recording fixes the files' sizes in its plan instead of end
