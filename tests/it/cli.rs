@@ -9,8 +9,8 @@ use materializer_core::sink::ephemeral::{IN_CONTAINER, mount_point};
 use nakadi_testkit::faults::{FaultPlan, Window};
 
 use crate::nakadi::live;
-use crate::servers::{free_port, wait_for_port};
-use crate::support::{Workspace, article_stream, repo};
+
+use crate::support::{Workspace, article_stream, bound_url, repo};
 
 fn command(ws: &Workspace) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_materializer"));
@@ -402,17 +402,25 @@ fn a_type_mistake_names_both_types_and_the_operator() {
 #[test]
 fn serve_refuses_all_interfaces_without_a_token() {
     let ws = Workspace::new();
-    let listen = format!("0.0.0.0:{}", free_port());
     let out = command(&ws)
-        .env("MATERIALIZER_LISTEN", &listen)
+        .env("MATERIALIZER_LISTEN", "0.0.0.0:0")
         .arg("serve")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    // The address it bound, port and all.
+    let port = text
+        .split("refusing to serve on 0.0.0.0:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{text}");
     assert!(
-        stderr(&out).contains(&format!("refusing to serve on {listen} without API tokens")),
-        "{}",
-        stderr(&out)
+        text.contains(&format!(
+            "refusing to serve on 0.0.0.0:{port} without API tokens"
+        )),
+        "{text}"
     );
 }
 
@@ -426,10 +434,24 @@ impl Drop for Serving {
     }
 }
 
-#[test]
-fn healthcheck_asks_serve_which_stops_on_sigterm() {
+#[tokio::test]
+async fn healthcheck_asks_serve_which_stops_on_sigterm() {
     let ws = Workspace::new();
-    let port = free_port();
+    let log = ws.path("serve.log");
+    let announced = ws.path("serve.out");
+    let mut server = Serving(
+        command(&ws)
+            .env("MATERIALIZER_LISTEN", "0.0.0.0:0")
+            .args(["serve", "--api-token", "secret"])
+            .stdout(std::fs::File::create(&announced).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let url = bound_url(&mut server.0, &announced, &log).await;
+    let port = url
+        .strip_prefix("http://0.0.0.0:")
+        .unwrap_or_else(|| panic!("{url}"));
     let listen = format!("0.0.0.0:{port}");
     let healthcheck = || {
         command(&ws)
@@ -438,27 +460,6 @@ fn healthcheck_asks_serve_which_stops_on_sigterm() {
             .output()
             .unwrap()
     };
-    let down = healthcheck();
-    assert_eq!(down.status.code(), Some(1), "{}", stderr(&down));
-    assert!(
-        stderr(&down).contains(&format!(
-            "no health answer from http://127.0.0.1:{port}/healthz"
-        )),
-        "{}",
-        stderr(&down)
-    );
-
-    let log = ws.path("serve.log");
-    let mut server = Serving(
-        command(&ws)
-            .env("MATERIALIZER_LISTEN", &listen)
-            .args(["serve", "--api-token", "secret"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, "serve", &log);
     let up = healthcheck();
     assert!(up.status.success(), "{}", stderr(&up));
     assert_eq!(
@@ -471,6 +472,16 @@ fn healthcheck_asks_serve_which_stops_on_sigterm() {
         status.success(),
         "{status}: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Stopped, it answers no more.
+    let down = healthcheck();
+    assert_eq!(down.status.code(), Some(1), "{}", stderr(&down));
+    assert!(
+        stderr(&down).contains(&format!(
+            "no health answer from http://127.0.0.1:{port}/healthz"
+        )),
+        "{}",
+        stderr(&down)
     );
 }
 

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -416,24 +416,21 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(ws: &Workspace, tokens: &[&str], args: &[&str]) -> Serve {
-        let port = crate::servers::free_port();
         let log = ws.path("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_materializer"))
+        let announced = ws.path("serve.out");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_materializer"))
             .current_dir(ws.dir.path())
             .env("RUST_LOG", "info")
             .env("MATERIALIZER_API_TOKENS", tokens.join(","))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--output", "out"])
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&announced).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let server = Serve {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
+        let url = bound_url(&mut child, &announced, &log).await;
+        let server = Serve { child, url, log };
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
             if reqwest::get(format!("{}/healthz", server.url))
@@ -461,6 +458,32 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The address a `serve` started on port 0 bound, read from the line it
+/// prints on stdout (`announced`) once it listens: `http://127.0.0.1:<port>`.
+pub async fn bound_url(child: &mut Child, announced: &Path, log: &Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(announced).unwrap_or_default();
+        if let Some(rest) = text.split("materializer API on ").nth(1)
+            && let Some(url) = rest.split_whitespace().next()
+        {
+            return url.to_string();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "serve ended ({status}) before it listened: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not listen: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
