@@ -98,7 +98,8 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every object under the topic's data folders is a committed file or a marker.
+/// Every object under the topic's data folders (every kind of file) is a
+/// committed file or a marker.
 pub(crate) async fn only_committed_files_remain(t: &Target) {
     use futures::TryStreamExt;
     let ledger = Ledger::new(t.location.clone(), TOPIC);
@@ -108,8 +109,17 @@ pub(crate) async fn only_committed_files_remain(t: &Target) {
             listed.insert(ledger.layout().resolve(&file.path));
         }
     }
-    for kind in ["main", "correction", "rejected"] {
-        let prefix = ledger.layout().root().clone().join(kind);
+    use materializer_core::sink::FileKind;
+    let kinds = [
+        FileKind::Main,
+        FileKind::Correction,
+        FileKind::Rejected,
+        FileKind::Older,
+        FileKind::Keys,
+    ];
+    let mut checked = 0;
+    for kind in kinds {
+        let prefix = ledger.layout().root().clone().join(kind.as_str());
         let objects: Vec<_> = t
             .location
             .store
@@ -123,8 +133,15 @@ pub(crate) async fn only_committed_files_remain(t: &Target) {
                 "{} is not part of a committed run",
                 object.location
             );
+            checked += usize::from(listed.contains(&object.location));
         }
     }
+    // Every committed file was under one of the folders looked at.
+    assert_eq!(
+        checked,
+        listed.len(),
+        "committed files outside the data folders"
+    );
 }
 
 #[tokio::test]
