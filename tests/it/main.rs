@@ -14,6 +14,7 @@ mod config;
 mod console;
 mod foundation;
 mod hostile;
+mod model;
 mod nakadi;
 mod readme;
 mod state;
