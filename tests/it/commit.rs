@@ -405,6 +405,11 @@ async fn racing_processes_commit_exactly_once() {
                     stderr.contains("run 1 of this topic was committed by another process first"),
                     "{store:?}: {stderr}"
                 );
+                assert_eq!(
+                    out.status.code(),
+                    Some(5),
+                    "{store:?}: a conflict: {stderr}"
+                );
             }
         }
         assert_eq!(committed_runs, 1, "{store:?}: exactly one process commits");

@@ -12,6 +12,7 @@ mod cli;
 mod commit;
 mod config;
 mod console;
+mod exit_codes;
 mod foundation;
 mod hostile;
 mod model;

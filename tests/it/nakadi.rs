@@ -30,8 +30,8 @@ mod publishing;
 mod subscriptions;
 
 const TOPIC: &str = "article-stock-changed";
-const EVENT_TYPE: &str = "article.stock-changed";
-const OWNER: &str = "materializer-tests";
+pub(crate) const EVENT_TYPE: &str = "article.stock-changed";
+pub(crate) const OWNER: &str = "materializer-tests";
 
 /// A run that takes longer has stalled: the test fails instead of hanging.
 /// Generous, as a debug build on two busy cores is slow; a run that ends
@@ -60,6 +60,17 @@ pub(crate) async fn live(ws: &Workspace, token: Option<&str>, lines: &[String]) 
         url: format!("http://{address}"),
         _server: handle,
     }
+}
+
+/// Makes the binary read the topic through the subscription the library runs use.
+pub(crate) fn read_through_subscription(ws: &Workspace) {
+    let dir = ws.sql().join(TOPIC);
+    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
+    std::fs::write(
+        dir.join("topic.toml"),
+        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
+    )
+    .unwrap();
 }
 
 pub(crate) fn settings(url: &str, token: TokenSource) -> NakadiSettings {
@@ -156,7 +167,7 @@ async fn post_subscription(live: &Live, body: serde_json::Value) -> (u16, String
     (status, id)
 }
 
-async fn subscription_id(live: &Live) -> String {
+pub(crate) async fn subscription_id(live: &Live) -> String {
     let body = serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "materializer"});
     let (status, id) = post_subscription(live, body).await;
     assert_eq!(status, 200, "the run created the subscription");
@@ -181,7 +192,7 @@ fn events_in(lines: &[String]) -> u64 {
         .sum()
 }
 
-fn append(live: &Live, lines: &[String]) {
+pub(crate) fn append(live: &Live, lines: &[String]) {
     live.bus
         .append_recording(EVENT_TYPE, (lines.join("\n") + "\n").as_bytes())
         .unwrap();

@@ -10,8 +10,8 @@ use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
 use materializer_core::source::TokenSource;
 
 use super::{
-    Live, OWNER, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, run, settings, source,
-    source_with, subscription_id,
+    Live, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, read_through_subscription,
+    run, settings, source, source_with, subscription_id,
 };
 use crate::support::{Workspace, article_stream, committed, parse_csv, run_files};
 
@@ -79,17 +79,6 @@ async fn holds_the_latest_versions(output: &OutputLocation, lines: &[String]) {
             "{article}: {eid} is not an event of version {version}"
         );
     }
-}
-
-/// Makes the binary read the topic through the subscription the library runs use.
-fn read_through_subscription(ws: &Workspace) {
-    let dir = ws.sql().join(TOPIC);
-    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
-    std::fs::write(
-        dir.join("topic.toml"),
-        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
-    )
-    .unwrap();
 }
 
 /// A run of the binary against `live`, writing to `output`.
