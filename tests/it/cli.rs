@@ -10,7 +10,7 @@ use nakadi_testkit::faults::{FaultPlan, Window};
 
 use crate::nakadi::live;
 
-use crate::support::{Workspace, article_stream, bound_url, repo};
+use crate::support::{Serve, Workspace, article_stream, bound_url, repo};
 
 fn command(ws: &Workspace) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_materializer"));
@@ -661,4 +661,51 @@ fn a_run_refuses_an_output_folder_it_cannot_write() {
     );
     assert!(text.contains("Permission denied"), "{text}");
     assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
+}
+
+/// `serve --config FILE` takes its settings from the file, tokens from the
+/// `api_token_file` it names among them; `--api-token-file` alike. Every
+/// token of the file (comments and blank lines aside) is accepted, any
+/// other refused (403; 401 without a token).
+#[tokio::test]
+async fn serve_takes_a_token_file_and_a_config_file() {
+    let ws = Workspace::new();
+    let tokens = ws.path("tokens");
+    std::fs::write(&tokens, "# operators\nfrom-file\n\n  second  \n").unwrap();
+    std::fs::write(
+        ws.path("serve.toml"),
+        format!(
+            "api_token_file = {:?}\npreview_timeout_seconds = 7.5\nallow_mapping_edits = true\n",
+            tokens.display().to_string()
+        ),
+    )
+    .unwrap();
+    let status = |url: String, token: &'static str| async move {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+    let configured = Serve::start(&ws, &[], &["--config", "serve.toml"]).await;
+    let info = format!("{}/info", configured.url);
+    let (code, body) = status(info.clone(), "from-file").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["preview_timeout_seconds"], 7.5, "{body}");
+    assert_eq!(body["mapping_edits"], true, "{body}");
+    assert_eq!(status(info.clone(), "second").await.0, 200);
+    assert_eq!(status(info.clone(), "other").await.0, 403);
+    let anonymous = reqwest::get(info).await.unwrap().status().as_u16();
+    assert_eq!(anonymous, 401);
+    drop(configured);
+
+    let flagged = Serve::start(&ws, &[], &["--api-token-file", "tokens"]).await;
+    let info = format!("{}/info", flagged.url);
+    let (code, body) = status(info.clone(), "second").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["mapping_edits"], false, "{body}");
+    assert_eq!(status(info, "from-fil").await.0, 403);
 }
