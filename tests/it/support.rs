@@ -165,10 +165,16 @@ impl Workspace {
 
     /// Every file under `out/`, relative, sorted.
     pub fn out_files(&self) -> Vec<String> {
-        let mut files = Vec::new();
-        list_files(&self.out(), &self.out(), &mut files);
-        files.sort();
-        files
+        files_under(&self.out())
+    }
+
+    /// A local output location in the folder `relative` of the workspace.
+    pub fn output_at(&self, relative: &str) -> OutputLocation {
+        OutputLocation::parse(
+            &self.path(relative).display().to_string(),
+            &S3Settings::default(),
+        )
+        .unwrap()
     }
 
     pub fn append(&self, relative: &str, text: &str) {
@@ -179,6 +185,14 @@ impl Workspace {
             .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     }
+}
+
+/// Every file under `root`, relative, sorted.
+pub fn files_under(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    list_files(root, root, &mut files);
+    files.sort();
+    files
 }
 
 fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
