@@ -709,3 +709,49 @@ async fn serve_takes_a_token_file_and_a_config_file() {
     assert_eq!(body["mapping_edits"], false, "{body}");
     assert_eq!(status(info, "from-fil").await.0, 403);
 }
+
+/// SIGHUP makes `serve` re-read `sql/`: a topic added since is listed, and
+/// the reload is logged.
+#[tokio::test]
+async fn serve_reloads_its_topics_on_sighup() {
+    let ws = Workspace::new();
+    let server = Serve::start(&ws, &["t"], &[]).await;
+    let topics = || async {
+        let listed: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/topics", server.url))
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut names: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(topics().await, ["article-stock-changed", "order-placed"]);
+    crate::support::copy_dir(
+        &ws.sql().join("article-stock-changed"),
+        &ws.sql().join("article-copy"),
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.logged().contains("reloaded on SIGHUP") {
+        assert!(Instant::now() < deadline, "no reload: {}", server.logged());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        topics().await,
+        ["article-copy", "article-stock-changed", "order-placed"]
+    );
+}
