@@ -467,7 +467,7 @@ async fn healthcheck_asks_serve_which_stops_on_sigterm() {
         format!("http://127.0.0.1:{port}/healthz: HTTP/1.1 200 OK\n")
     );
 
-    let status = terminate(&mut server.0, "serve");
+    let status = terminate(&mut server.0, "serve", Duration::from_secs(10));
     assert!(
         status.success(),
         "{status}: {}",
@@ -486,14 +486,14 @@ async fn healthcheck_asks_serve_which_stops_on_sigterm() {
 }
 
 /// Sends SIGTERM to `child`, as a container runtime stops its process, and
-/// waits (at most 10 s) for it to end.
-fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
+/// waits (at most `within`) for it to end.
+fn terminate(child: &mut Child, what: &str, within: Duration) -> std::process::ExitStatus {
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
@@ -535,7 +535,8 @@ async fn a_run_stops_on_sigterm_and_commits_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = tokio::task::block_in_place(|| terminate(&mut run.0, "run"));
+    let status =
+        tokio::task::block_in_place(|| terminate(&mut run.0, "run", Duration::from_secs(10)));
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(130), "{text}");
     assert!(text.contains("stopped"), "{text}");
@@ -754,4 +755,51 @@ async fn serve_reloads_its_topics_on_sighup() {
         topics().await,
         ["article-copy", "article-stock-changed", "order-placed"]
     );
+}
+
+/// On SIGTERM `serve` takes no new runs and lets a run in flight finish
+/// within `--shutdown-deadline`: it commits, and serve exits 0; past the
+/// deadline (0 s here) the run is stopped with nothing of it visible, and
+/// serve exits 0 too. The log says the run was in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_sigterm_lets_runs_finish_within_the_deadline_then_stops_them() {
+    for (deadline, commits) in [("120", true), ("0", false)] {
+        let ws = Workspace::new();
+        ws.record("article-stock-changed", &article_stream(60_000, 4, 99));
+        let mut server = Serve::start(
+            &ws,
+            &["t"],
+            &["--recordings", "recorded", "--shutdown-deadline", deadline],
+        )
+        .await;
+        let path = "/topics/article-stock-changed/runs";
+        let (status, triggered) = server.call(reqwest::Method::POST, path, "t").await;
+        assert_eq!(status, 202, "{triggered}");
+        let id = triggered["id"].as_str().unwrap().to_string();
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let path = format!("/runs/{id}");
+            let (_, view) = server.call(reqwest::Method::GET, &path, "t").await;
+            if view["progress"]["events_read"].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+            assert!(Instant::now() < until, "the run never read: {view}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let status = tokio::task::block_in_place(|| {
+            terminate(&mut server.child, "serve", Duration::from_secs(120))
+        });
+        let log = server.logged();
+        assert!(status.success(), "{status}: {log}");
+        assert!(log.contains("shutting down active=1"), "{log}");
+        let committed =
+            crate::support::committed(&ws.local_output(), "article-stock-changed").await;
+        if commits {
+            assert_eq!(committed.sequences, vec![1], "{log}");
+            assert!(!log.contains("shutdown deadline reached"), "{log}");
+        } else {
+            assert!(committed.sequences.is_empty(), "{log}");
+            assert!(log.contains("shutdown deadline reached"), "{log}");
+        }
+    }
 }
