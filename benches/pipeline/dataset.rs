@@ -22,17 +22,28 @@ pub(crate) fn dataset(options: &Options, events: u64) -> Result<Dataset, String>
     } else {
         ""
     };
-    let dir = options.data.join(format!("{events}-seed{SEED}{spread}"));
+    // The folder is named for the generator's source too: a changed
+    // generator writes a new folder instead of reusing what an earlier one
+    // wrote.
+    let name = format!(
+        "{events}-seed{SEED}{spread}-{:016x}",
+        fingerprint(include_str!("generator.rs"))
+    );
+    let dir = options.data.join(&name);
     let ndjson = dir.join("events.ndjson");
-    let stream = dir.join("stream").join("events.jsonl");
-    let done = dir.join("complete");
-    if !done.exists() {
+    let recordings = dir.join("recordings");
+    if !dir.join("complete").exists() {
+        // Written in a folder of this process's own and renamed into place
+        // whole: a process reading the data never sees it half written.
+        let scratch = options.data.join(format!(".{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let stream = scratch.join("stream").join("events.jsonl");
         eprintln!("generating {events} events into {}", dir.display());
-        std::fs::create_dir_all(stream.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(stream.parent().unwrap_or(&scratch)).map_err(|e| e.to_string())?;
         let stats = generator::write_files(
             events,
             SEED,
-            &ndjson,
+            &scratch.join("events.ndjson"),
             &stream,
             500,
             options.random_partitions,
@@ -46,24 +57,42 @@ pub(crate) fn dataset(options: &Options, events: u64) -> Result<Dataset, String>
             stats.out_of_order,
             stats.size_rows
         );
-        std::fs::write(&done, b"").map_err(|e| e.to_string())?;
-    }
-    let bytes = std::fs::metadata(&ndjson).map_err(|e| e.to_string())?.len();
-    // The Nakadi-compatible server finds a topic's recordings in a folder
-    // named for the topic: one link per bench topic.
-    let recordings = dir.join("recordings");
-    std::fs::create_dir_all(&recordings).map_err(|e| e.to_string())?;
-    for case in Case::ALL {
-        let link = recordings.join(case.topic());
-        if !link.exists() {
-            std::os::unix::fs::symlink(dir.join("stream"), &link).map_err(|e| e.to_string())?;
+        // The Nakadi-compatible server finds a topic's recordings in a
+        // folder named for the topic: one link per bench topic.
+        std::fs::create_dir_all(scratch.join("recordings")).map_err(|e| e.to_string())?;
+        for case in Case::ALL {
+            std::os::unix::fs::symlink(
+                dir.join("stream"),
+                scratch.join("recordings").join(case.topic()),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        std::fs::write(scratch.join("complete"), b"").map_err(|e| e.to_string())?;
+        if dir.exists() && !dir.join("complete").exists() {
+            // Left half written by a process that wrote in place.
+            std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+        }
+        if let Err(e) = std::fs::rename(&scratch, &dir) {
+            // Another process put the same data in place first.
+            let _ = std::fs::remove_dir_all(&scratch);
+            if !dir.join("complete").exists() {
+                return Err(format!("{}: {e}", dir.display()));
+            }
         }
     }
+    let bytes = std::fs::metadata(&ndjson).map_err(|e| e.to_string())?.len();
     Ok(Dataset {
         bytes,
         ndjson,
-        stream,
+        stream: dir.join("stream").join("events.jsonl"),
         recordings,
+    })
+}
+
+/// FNV-1a of `text`: a name that changes when the text does.
+fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 

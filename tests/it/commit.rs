@@ -63,7 +63,14 @@ async fn reference(ws: &Workspace) -> Committed {
     ws.run_with(TOPIC, t.location.clone()).await.unwrap();
     let reference = committed(&t.location, TOPIC).await;
     assert_eq!(reference.sequences, vec![1]);
-    assert!(!reference.main.is_empty() && !reference.correction.is_empty());
+    for (kind, rows) in [
+        ("main", &reference.main),
+        ("correction", &reference.correction),
+        ("older", &reference.older),
+        ("keys", &reference.keys),
+    ] {
+        assert!(!rows.is_empty(), "no {kind} rows");
+    }
     reference
 }
 
@@ -91,7 +98,8 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every object under the topic's data folders is a committed file or a marker.
+/// Every object under the topic's data folders (every kind of file) is a
+/// committed file or a marker.
 pub(crate) async fn only_committed_files_remain(t: &Target) {
     use futures::TryStreamExt;
     let ledger = Ledger::new(t.location.clone(), TOPIC);
@@ -101,8 +109,17 @@ pub(crate) async fn only_committed_files_remain(t: &Target) {
             listed.insert(ledger.layout().resolve(&file.path));
         }
     }
-    for kind in ["main", "correction", "rejected"] {
-        let prefix = ledger.layout().root().clone().join(kind);
+    use materializer_core::sink::FileKind;
+    let kinds = [
+        FileKind::Main,
+        FileKind::Correction,
+        FileKind::Rejected,
+        FileKind::Older,
+        FileKind::Keys,
+    ];
+    let mut checked = 0;
+    for kind in kinds {
+        let prefix = ledger.layout().root().clone().join(kind.as_str());
         let objects: Vec<_> = t
             .location
             .store
@@ -116,8 +133,15 @@ pub(crate) async fn only_committed_files_remain(t: &Target) {
                 "{} is not part of a committed run",
                 object.location
             );
+            checked += usize::from(listed.contains(&object.location));
         }
     }
+    // Every committed file was under one of the folders looked at.
+    assert_eq!(
+        checked,
+        listed.len(),
+        "committed files outside the data folders"
+    );
 }
 
 #[tokio::test]
@@ -291,36 +315,184 @@ async fn a_crash_at_any_stage_then_a_retry_commits_the_same_rows() {
     }
 }
 
+/// How far a run had got, as its local output shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// No plan of the run yet.
+    Planning,
+    /// Its plan, nothing else of it: reading (and deciding) its events.
+    Reading,
+    /// Key state segments of the run, no data file yet.
+    Deciding,
+    /// Data files of the run (whole or being written), no manifest.
+    Writing,
+    /// Its manifest, not yet every `_SUCCESS` marker of its folders.
+    Committing,
+    /// Its manifest and every marker.
+    Done,
+}
+
+/// The stage run `sequence` of the topic reached in the local output `root`.
+fn stage_of(root: &std::path::Path, sequence: u64) -> Stage {
+    let topic = root.join(TOPIC);
+    let name = format!("{sequence:010}");
+    let nonempty = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+    };
+    let runs: Vec<std::path::PathBuf> = ["main", "correction", "older", "keys", "rejected"]
+        .iter()
+        .map(|kind| topic.join(kind).join(format!("run={name}")))
+        .collect();
+    if topic
+        .join("_manifests")
+        .join(format!("{name}.json"))
+        .exists()
+    {
+        let marked = runs
+            .iter()
+            .filter(|dir| dir.exists())
+            .all(|dir| dir.join("_SUCCESS").exists());
+        return if marked {
+            Stage::Done
+        } else {
+            Stage::Committing
+        };
+    }
+    if runs.iter().any(|dir| nonempty(dir)) {
+        return Stage::Writing;
+    }
+    let segment = std::fs::read_dir(topic.join("_state"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|bucket| {
+            std::fs::read_dir(bucket.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .any(|f| f.file_name().to_string_lossy().starts_with(&name))
+        });
+    if segment {
+        Stage::Deciding
+    } else if topic.join("_plans").join(format!("{name}.json")).exists() {
+        Stage::Reading
+    } else {
+        Stage::Planning
+    }
+}
+
+/// Runs the binary on the local output `t` (in folder `dir` of `ws`) and
+/// sends it SIGKILL as soon as its run `sequence` reaches `aim`; returns the
+/// stage the output shows once it is dead.
+fn kill_at(ws: &Workspace, t: &Target, dir: &str, sequence: u64, aim: Stage) -> Stage {
+    let root = ws.path(dir);
+    let mut child = materializer_command(ws, t)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stage_of(&root, sequence) < aim && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the run never reached {aim:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    stage_of(&root, sequence)
+}
+
+/// At each stage of a run, kills run `sequence` on a local output of its own
+/// (`prepare` readies its folder, by name) as soon as the run reaches that
+/// stage, and checks what the stage it landed in may show: the runs before
+/// it alone, or `expected` once the manifest is written; then a retry
+/// commits `expected`, leaving only committed files. A kill that lands
+/// later than aimed (the run went on before the signal) still counts for
+/// those checks, and the stage is aimed at again, a few times at most:
+/// kills must land mid-read, mid-state, mid-write and mid-commit. Returns
+/// the outputs.
+pub(crate) async fn kills_aimed_at(
+    ws: &Workspace,
+    sequence: u64,
+    expected: &Committed,
+    prepare: impl Fn(&str),
+) -> Vec<Target> {
+    let mut landed = Vec::new();
+    let mut targets = Vec::new();
+    for aim in [
+        Stage::Reading,
+        Stage::Deciding,
+        Stage::Writing,
+        Stage::Committing,
+    ] {
+        for _ in 0..6 {
+            let dir = format!("kill-9-{}", targets.len());
+            prepare(&dir);
+            let t = target(ws, Store::Local, &dir);
+            let stage = kill_at(ws, &t, &dir, sequence, aim);
+            assert!(stage >= aim, "aimed at {aim:?}, landed in {stage:?}");
+            landed.push(stage);
+            let visible = committed(&t.location, TOPIC).await;
+            if stage >= Stage::Committing {
+                assert_eq!(&visible, expected, "{stage:?}");
+            } else {
+                assert_eq!(
+                    visible.sequences,
+                    (1..sequence).collect::<Vec<_>>(),
+                    "{stage:?}: a partial commit is visible"
+                );
+            }
+            let retry = run_process(ws, &t, None);
+            assert!(retry.status.success(), "{stage:?}: {}", text(&retry.stderr));
+            assert_eq!(&committed(&t.location, TOPIC).await, expected, "{stage:?}");
+            only_committed_files_remain(&t).await;
+            targets.push(t);
+            if stage == aim {
+                break;
+            }
+        }
+        assert!(
+            landed.contains(&aim),
+            "no kill landed in {aim:?}: {landed:?}"
+        );
+    }
+    targets
+}
+
+/// SIGKILL aimed at each stage of a run, each on an output of its own: the
+/// stage each kill landed in is what the output shows afterwards (see
+/// [`kills_aimed_at`]): nothing partial is ever visible, and a retry commits
+/// exactly the clean run's rows. On S3, kills at random
+/// moments of one output, run after run.
 #[tokio::test]
-async fn kill_9_at_random_moments_never_duplicates_or_loses_a_row() {
+async fn kill_9_at_each_stage_never_duplicates_or_loses_a_row() {
     let ws = generated_workspace(20_000);
     let expected = reference(&ws).await;
-    for store in [Store::Local, Store::S3] {
-        let t = target(&ws, store, "kill-9");
-        // How long an undisturbed run takes, to spread the kills over it.
-        let probe = target(&ws, store, "kill-9-probe");
-        let started = Instant::now();
-        assert!(run_process(&ws, &probe, None).status.success());
-        let span = started.elapsed().as_millis() as u64;
-        let mut seed = 0x9e37_79b9_u64;
-        for _ in 0..12 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let delay = (seed >> 33) % (span + 1);
-            let mut child = materializer_command(&ws, &t).spawn().unwrap();
-            std::thread::sleep(Duration::from_millis(delay));
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-            let visible = committed(&t.location, TOPIC).await;
-            assert!(
-                visible.sequences.is_empty() || visible == expected,
-                "{store:?}: a partial commit is visible"
-            );
-        }
-        let last = run_process(&ws, &t, None);
-        assert!(last.status.success(), "{}", text(&last.stderr));
-        assert_eq!(committed(&t.location, TOPIC).await, expected, "{store:?}");
-        only_committed_files_remain(&t).await;
+    kills_aimed_at(&ws, 1, &expected, |_| {}).await;
+
+    let t = target(&ws, Store::S3, "kill-9");
+    // How long an undisturbed run takes, to spread the kills over it.
+    let probe = target(&ws, Store::S3, "kill-9-probe");
+    let started = Instant::now();
+    assert!(run_process(&ws, &probe, None).status.success());
+    let span = started.elapsed().as_millis() as u64;
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..6 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let delay = (seed >> 33) % (span + 1);
+        let mut child = materializer_command(&ws, &t).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let visible = committed(&t.location, TOPIC).await;
+        assert!(
+            visible.sequences.is_empty() || visible == expected,
+            "S3: a partial commit is visible"
+        );
     }
+    let last = run_process(&ws, &t, None);
+    assert!(last.status.success(), "{}", text(&last.stderr));
+    assert_eq!(committed(&t.location, TOPIC).await, expected, "S3");
+    only_committed_files_remain(&t).await;
 }
 
 #[tokio::test]
@@ -380,6 +552,11 @@ async fn racing_processes_commit_exactly_once() {
                 assert!(
                     stderr.contains("run 1 of this topic was committed by another process first"),
                     "{store:?}: {stderr}"
+                );
+                assert_eq!(
+                    out.status.code(),
+                    Some(5),
+                    "{store:?}: a conflict: {stderr}"
                 );
             }
         }

@@ -593,3 +593,43 @@ async fn a_copied_topic_with_an_edited_mapping_shows_the_edit() {
         ])
     );
 }
+
+/// `compression = "zstd"` writes every CSV file zstd-compressed, named
+/// `.csv.zst`, holding the rows of the same run uncompressed.
+#[tokio::test]
+async fn zstd_csv_files_hold_what_plain_files_hold() {
+    let ws = Workspace::new();
+    let topic = "article-stock-changed";
+    ws.record(topic, &crate::support::article_stream(2000, 4, 3));
+    ws.run(topic).await.unwrap();
+    let toml = ws.sql().join(topic).join("topic.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("{text}\n[output.csv]\ncompression = \"zstd\"\n"),
+    )
+    .unwrap();
+    let packed = ws.path("zstd-out");
+    ws.run_with(topic, ws.output_at("zstd-out")).await.unwrap();
+    let plain: Vec<String> = ws
+        .out_files()
+        .into_iter()
+        .filter(|f| f.ends_with(".csv"))
+        .collect();
+    assert!(
+        plain.iter().any(|f| f.contains("/correction/")),
+        "{plain:?}"
+    );
+    for file in &plain {
+        let bytes = std::fs::read(packed.join(format!("{file}.zst")))
+            .unwrap_or_else(|e| panic!("{file}.zst: {e}"));
+        let unpacked = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
+        assert_eq!(csv_rows(&unpacked), csv_rows(&ws.read_out(file)), "{file}");
+    }
+    let packed_files: Vec<String> = crate::support::files_under(&packed)
+        .into_iter()
+        .filter(|f| f.contains(".csv"))
+        .collect();
+    let expected: Vec<String> = plain.iter().map(|f| format!("{f}.zst")).collect();
+    assert_eq!(packed_files, expected);
+}

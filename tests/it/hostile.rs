@@ -400,3 +400,26 @@ async fn the_api_answers_as_its_openapi_document_says() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A preview answers at most 4 MiB of data per table: of 100 rows of
+/// 100 kB, as many as fit come back, marked truncated.
+#[tokio::test]
+async fn a_preview_answers_at_most_4_mib_per_table() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws).await;
+    let (status, body) = server
+        .preview(
+            "CREATE VIEW output AS SELECT value, repeat('x', 100000) AS x FROM generate_series(1, 100);",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["main"]["rows"].as_array().unwrap();
+    let bytes: usize = rows.iter().map(|r| r["x"].as_str().unwrap().len()).sum();
+    assert!(!rows.is_empty() && rows.len() < 100, "{} rows", rows.len());
+    // As many rows as fit, short of the limit by less than two rows.
+    assert!(
+        bytes <= 4 << 20 && bytes > (4 << 20) - 200_000,
+        "{bytes} bytes"
+    );
+    assert_eq!(body["main"]["truncated"], true);
+}

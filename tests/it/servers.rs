@@ -145,6 +145,8 @@ pub enum Fault {
     InternalError,
     /// The connection is closed without an answer.
     Reset,
+    /// `403 AccessDenied`, as S3 refuses what the credentials may not do.
+    AccessDenied,
 }
 
 /// An HTTP proxy in front of a server that answers queued faults first.
@@ -153,6 +155,9 @@ pub struct FaultyProxy {
     faults: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<Fault>>>>,
     pub forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub injected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// While set, every request but a read (GET, HEAD) is answered
+    /// `403 AccessDenied`, as a bucket the credentials may only read.
+    pub read_only: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FaultyProxy {
@@ -170,23 +175,26 @@ impl FaultyProxy {
             faults: Default::default(),
             forwarded: Default::default(),
             injected: Default::default(),
+            read_only: Default::default(),
         };
         let upstream = upstream.trim_end_matches('/').to_string();
         let client = reqwest::Client::new();
         let faults = proxy.faults.clone();
         let forwarded = proxy.forwarded.clone();
         let injected = proxy.injected.clone();
+        let read_only = proxy.read_only.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (client, upstream, faults, forwarded, injected) = (
+                let (client, upstream, faults, forwarded, injected, read_only) = (
                     client.clone(),
                     upstream.clone(),
                     faults.clone(),
                     forwarded.clone(),
                     injected.clone(),
+                    read_only.clone(),
                 );
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let (client, upstream, faults, forwarded, injected) = (
@@ -196,8 +204,14 @@ impl FaultyProxy {
                         forwarded.clone(),
                         injected.clone(),
                     );
+                    let denied = read_only.load(Ordering::Relaxed)
+                        && !matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD);
                     async move {
-                        let fault = faults.lock().unwrap().pop_front().flatten();
+                        let fault = if denied {
+                            Some(Fault::AccessDenied)
+                        } else {
+                            faults.lock().unwrap().pop_front().flatten()
+                        };
                         let (parts, body) = request.into_parts();
                         let body = body
                             .collect()
@@ -212,6 +226,7 @@ impl FaultyProxy {
                                 }
                                 Fault::SlowDown => (503, "SlowDown"),
                                 Fault::InternalError => (500, "InternalError"),
+                                Fault::AccessDenied => (403, "AccessDenied"),
                             };
                             let xml = format!(
                                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"

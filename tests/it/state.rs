@@ -2,7 +2,7 @@
 //! compacted, and topics committed with the single-file state of earlier
 //! releases.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
@@ -14,10 +14,10 @@ use object_store::path::Path;
 use sha2::Digest;
 
 use crate::commit::{
-    Store, TOPIC, Target, materializer_command, only_committed_files_remain, run_process, target,
-    text,
+    Store, TOPIC, Target, kills_aimed_at, materializer_command, only_committed_files_remain,
+    run_process, target, text,
 };
-use crate::support::{Committed, Workspace, article_stream, committed, object};
+use crate::support::{Committed, Workspace, article_stream, committed, copy_dir, object};
 
 /// A workspace recording the first half of a generated stream; `all` is the
 /// whole stream, recorded before the second run.
@@ -147,42 +147,27 @@ async fn a_crash_while_the_key_state_is_written_or_compacted_changes_nothing() {
     }
 }
 
+/// SIGKILL aimed at each stage of a second run (over a committed key
+/// state), each on a copy of the first run's output: the kills land
+/// mid-read, while the state is written, mid-write and mid-commit, as the
+/// output shows afterwards; nothing partial is visible, and a retry commits
+/// what two clean runs commit, with only the state in force left.
 #[tokio::test]
 async fn kill_9_while_the_second_run_writes_its_state_never_loses_a_version() {
     let setup = TwoRuns::new(20_000, 5);
     let reference = target(&setup.ws, Store::Local, "reference");
-    let t = target(&setup.ws, Store::Local, "kill-9");
-    let probe = target(&setup.ws, Store::Local, "kill-9-probe");
-    for t in [&reference, &t, &probe] {
+    let first = target(&setup.ws, Store::Local, "kill-9");
+    for t in [&reference, &first] {
         first_run(&setup, t);
     }
     let expected = two_clean_runs(&setup).await;
-    let started = Instant::now();
-    assert!(run_process(&setup.ws, &probe, None).status.success());
-    let span = started.elapsed().as_millis() as u64;
-    let mut seed = 0x2545_f491_u64;
-    for _ in 0..10 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        // The second half of the run: classification, files, key state, commit.
-        let delay = span / 2 + (seed >> 33) % (span / 2 + 1);
-        let mut child = materializer_command(&setup.ws, &t).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        let visible = committed(&t.location, TOPIC).await;
-        assert!(
-            visible.sequences == vec![1] || visible == expected,
-            "a partial commit is visible"
+    let copy = |dir: &str| copy_dir(&setup.ws.path("kill-9"), &setup.ws.path(dir));
+    for t in kills_aimed_at(&setup.ws, 2, &expected, copy).await {
+        assert_eq!(
+            state_objects(&t.location).await,
+            state_in_force(&t.location).await
         );
     }
-    let last = run_process(&setup.ws, &t, None);
-    assert!(last.status.success(), "{}", text(&last.stderr));
-    assert_eq!(committed(&t.location, TOPIC).await, expected);
-    only_committed_files_remain(&t).await;
-    assert_eq!(
-        state_objects(&t.location).await,
-        state_in_force(&t.location).await
-    );
 }
 
 /// Rewrites the newest manifest as releases before the bucketed state wrote
@@ -230,46 +215,136 @@ async fn as_single_file_state(location: &OutputLocation) {
         .unwrap();
 }
 
+/// The newest version of every article in recorded stream lines, computed
+/// from the events themselves.
+fn newest_versions(lines: &[String]) -> BTreeMap<i64, i64> {
+    let mut newest = BTreeMap::new();
+    for line in lines {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().unwrap() {
+            let article = event["article_id"].as_i64().unwrap();
+            let version = event["version"].as_i64().unwrap();
+            let top = newest.entry(article).or_insert(version);
+            *top = (*top).max(version);
+        }
+    }
+    newest
+}
+
+/// The rows of the key state the newest manifest names, (article, version),
+/// sorted: a key found in several segments once per segment.
+async fn state_rows(location: &OutputLocation) -> Vec<(i64, i64)> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type};
+    let mut rows = Vec::new();
+    for path in state_in_force(location).await {
+        let bytes = object(location, &path).await;
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024).unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            assert_eq!(batch.num_columns(), 2, "{path}: {:?}", batch.schema());
+            let column =
+                |i: usize| arrow::compute::cast(batch.column(i), &DataType::Int64).unwrap();
+            let (articles, versions) = (column(0), column(1));
+            let (articles, versions) = (
+                articles.as_primitive::<Int64Type>(),
+                versions.as_primitive::<Int64Type>(),
+            );
+            rows.extend(
+                articles
+                    .values()
+                    .iter()
+                    .copied()
+                    .zip(versions.values().iter().copied()),
+            );
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+/// Per article, the highest version of `rows`.
+fn highest(rows: &[(i64, i64)]) -> BTreeMap<i64, i64> {
+    let mut newest = BTreeMap::new();
+    for &(article, version) in rows {
+        let top = newest.entry(article).or_insert(version);
+        *top = (*top).max(version);
+    }
+    newest
+}
+
+/// A topic committed with the single-file state of earlier releases: the
+/// next run moves it to buckets, and the state it leaves is exactly the
+/// newest version of every article of the events so far (computed from the
+/// events), one row per article; a third run, reading the migrated state,
+/// commits what a third run of a topic that never had the single file
+/// commits.
 #[tokio::test]
 async fn a_topic_with_the_single_file_state_keeps_working_and_moves_to_buckets() {
-    let setup = TwoRuns::new(4000, 13);
-    let reference = target(&setup.ws, Store::Local, "reference");
-    let earlier = target(&setup.ws, Store::Local, "earlier");
-    for t in [&reference, &earlier] {
-        first_run(&setup, t);
-    }
+    let ws = Workspace::new();
+    let all = article_stream(4000, 4, 13);
+    let thirds = [&all[..all.len() / 3], &all[..2 * all.len() / 3], &all[..]];
+    let reference = target(&ws, Store::Local, "reference");
+    let earlier = target(&ws, Store::Local, "earlier");
+    let run_both = |t: &[&Target]| {
+        for t in t {
+            let run = run_process(&ws, t, None);
+            assert!(run.status.success(), "{}", text(&run.stderr));
+        }
+    };
+    ws.record(TOPIC, thirds[0]);
+    run_both(&[&reference, &earlier]);
     as_single_file_state(&earlier.location).await;
     let single = state_in_force(&earlier.location).await;
     assert_eq!(single.len(), 1);
     assert!(single[0].as_ref().contains("/_state/keys-"), "{single:?}");
+    assert_eq!(
+        highest(&state_rows(&earlier.location).await),
+        newest_versions(thirds[0])
+    );
 
-    let expected = two_clean_runs(&setup).await;
-    let second = run_process(&setup.ws, &earlier, None);
-    assert!(second.status.success(), "{}", text(&second.stderr));
+    ws.record(TOPIC, thirds[1]);
+    run_both(&[&reference, &earlier]);
     let after = committed(&earlier.location, TOPIC).await;
     assert!(!after.correction.is_empty());
-    assert_eq!(after, expected, "the same classification from either form");
-
+    assert_eq!(
+        after,
+        committed(&reference.location, TOPIC).await,
+        "the same classification from either form"
+    );
     let ledger = Ledger::new(earlier.location.clone(), TOPIC);
     let manifest = ledger.manifest(2).await.unwrap().unwrap();
     assert!(manifest.state.is_none());
     assert_eq!(manifest.format_version, 2);
     let index = manifest.key_state.expect("the state is bucketed now");
-    let clean = Ledger::new(reference.location.clone(), TOPIC)
-        .manifest(2)
-        .await
-        .unwrap()
-        .unwrap()
-        .key_state
-        .unwrap();
-    // Every bucket holds one segment with all its keys, as a compaction leaves it.
-    assert!(index.segments.len() <= index.buckets as usize);
-    assert!(index.rows() <= clean.rows());
+    // Every bucket holds one segment with all its keys, as a compaction
+    // leaves it: one row per article, its newest version.
+    let mut buckets: Vec<u32> = index.segments.iter().map(|s| s.bucket).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    assert_eq!(buckets.len(), index.segments.len(), "one segment a bucket");
+    let migrated = state_rows(&earlier.location).await;
+    let newest = newest_versions(thirds[1]);
+    assert_eq!(migrated, newest.clone().into_iter().collect::<Vec<_>>());
+    assert_eq!(index.rows(), newest.len() as u64);
+    assert_eq!(highest(&state_rows(&reference.location).await), newest);
     assert_eq!(
         state_objects(&earlier.location).await,
         state_in_force(&earlier.location).await,
         "the single file is removed once the segments are committed"
     );
+
+    // A third run reads the migrated state.
+    ws.record(TOPIC, thirds[2]);
+    run_both(&[&reference, &earlier]);
+    let third = committed(&earlier.location, TOPIC).await;
+    assert_eq!(third.sequences, vec![1, 2, 3]);
+    assert_eq!(third, committed(&reference.location, TOPIC).await);
+    let newest = newest_versions(thirds[2]);
+    assert_eq!(highest(&state_rows(&earlier.location).await), newest);
+    assert_eq!(highest(&state_rows(&reference.location).await), newest);
+    only_committed_files_remain(&earlier).await;
 }
 
 /// A run of a recording fixes the files' sizes in its plan instead of end

@@ -67,6 +67,9 @@ pub struct Bus {
     /// Chooses the partition of events published under the `random` strategy.
     partition_rng: Mutex<StdRng>,
     pub streams_opened: AtomicU64,
+    /// Subscription streams refused because another stream holds every
+    /// partition (409).
+    pub busy_refused: AtomicU64,
     pub default_partitions: usize,
 }
 
@@ -133,6 +136,7 @@ impl Bus {
             changed: tokio::sync::Notify::new(),
             partition_rng: Mutex::new(StdRng::from_os_rng()),
             streams_opened: AtomicU64::new(0),
+            busy_refused: AtomicU64::new(0),
             default_partitions: default_partitions.max(1),
         })
     }

@@ -30,26 +30,9 @@ fn faults() -> Vec<(&'static str, FaultPlan)> {
         ),
         (
             "429 three times with Retry-After",
-            FaultPlan {
-                refuse: Some(Refusal {
-                    status: 429,
-                    times: 3,
-                    retry_after: Some(1),
-                }),
-                ..Default::default()
-            },
+            refusing(429, 3, Some(1)),
         ),
-        (
-            "503 four times",
-            FaultPlan {
-                refuse: Some(Refusal {
-                    status: 503,
-                    times: 4,
-                    retry_after: None,
-                }),
-                ..Default::default()
-            },
-        ),
+        ("503 four times", refusing(503, 4, None)),
         (
             "only keep-alives for a second",
             FaultPlan {
@@ -172,4 +155,63 @@ async fn mixed_faults_over_many_runs_match_a_fault_free_twin() {
         let c = rows(&clean_out).await;
         assert_eq!(c.sequences, (1..=chunks.len() as u64).collect::<Vec<_>>());
     }
+}
+
+/// A fault plan that refuses the next `times` requests with `status`.
+fn refusing(status: u16, times: u32, retry_after: Option<u64>) -> FaultPlan {
+    FaultPlan {
+        refuse: Some(Refusal {
+            status,
+            times,
+            retry_after,
+        }),
+        ..Default::default()
+    }
+}
+
+/// 403, 404 and 422 are no outage: the run stops at the first one, naming
+/// it, commits nothing, and asks no more.
+#[tokio::test]
+async fn refusals_no_retry_can_mend_stop_the_run_at_once() {
+    let ws = Workspace::new();
+    let lines = article_stream(200, 2, 5);
+    for (status, says) in [
+        (403, "Nakadi forbids"),
+        (404, "not found in Nakadi (404)"),
+        (422, "Nakadi could not process"),
+    ] {
+        let live = live(&ws, None, &lines).await;
+        live.bus.set_faults(refusing(status, 50, None));
+        let output = local(&ws, &format!("refused-{status}"));
+        let err = run(&ws, &output, source(&live, false)).await.unwrap_err();
+        let err = materializer_core::report(&err);
+        assert!(
+            err.contains(says) && err.contains(&format!("({status})")),
+            "{err}"
+        );
+        assert_eq!(
+            live.bus.injected().refused,
+            1,
+            "{status} was retried: {err}"
+        );
+        assert!(rows(&output).await.sequences.is_empty(), "{status}");
+    }
+}
+
+/// A 503 with `Retry-After: 2` is retried no sooner than two seconds later,
+/// though the run's own backoff would retry within 300 ms.
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let ws = Workspace::new();
+    let lines = article_stream(200, 2, 6);
+    let expected = reference(&ws, &lines).await;
+    let live = live(&ws, None, &lines).await;
+    live.bus.set_faults(refusing(503, 1, Some(2)));
+    let output = local(&ws, "retry-after");
+    let started = std::time::Instant::now();
+    run(&ws, &output, source(&live, false)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(live.bus.injected().refused, 1);
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+    assert_eq!(rows(&output).await, expected);
 }

@@ -2,7 +2,7 @@
 //! SIGKILL) while the stream grows: the next run finishes or resumes what
 //! they left, and every event is committed once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use materializer_core::commit::{Ledger, PartitionCursors, Plan};
@@ -10,8 +10,8 @@ use materializer_core::sink::{FileKind, OutputLocation, S3Settings};
 use materializer_core::source::TokenSource;
 
 use super::{
-    Live, OWNER, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, run, settings, source,
-    source_with, subscription_id,
+    Live, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, read_through_subscription,
+    run, settings, source, source_with, subscription_id,
 };
 use crate::support::{Workspace, article_stream, committed, parse_csv, run_files};
 
@@ -44,52 +44,90 @@ async fn warehouse(output: &OutputLocation) -> BTreeMap<String, (i64, String)> {
     latest
 }
 
-/// The events of recorded stream lines: (eid, article, version).
-fn events_of(lines: &[String]) -> BTreeSet<(String, String, i64)> {
-    let mut events = BTreeSet::new();
+/// One event of recorded stream lines, numbered as the server numbers the
+/// events of its partition (in order, from 0).
+struct Numbered {
+    partition: String,
+    number: u64,
+    eid: String,
+    article: String,
+    version: i64,
+}
+
+/// The events of recorded stream lines.
+fn events_of(lines: &[String]) -> Vec<Numbered> {
+    let mut next: BTreeMap<String, u64> = BTreeMap::new();
+    let mut events = Vec::new();
     for line in lines {
         let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        let partition = batch["cursor"]["partition"].as_str().unwrap().to_string();
         for event in batch["events"].as_array().unwrap() {
-            events.insert((
-                event["metadata"]["eid"].as_str().unwrap().to_string(),
-                event["article_id"].to_string(),
-                event["version"].as_i64().unwrap(),
-            ));
+            let number = next.entry(partition.clone()).or_insert(0);
+            events.push(Numbered {
+                partition: partition.clone(),
+                number: *number,
+                eid: event["metadata"]["eid"].as_str().unwrap().to_string(),
+                article: event["article_id"].to_string(),
+                version: event["version"].as_i64().unwrap(),
+            });
+            *number += 1;
         }
     }
     events
 }
 
-/// The committed runs hold the latest version of every article in `lines`,
-/// each as one of the events with that version (equal versions are
-/// redeliveries of one state).
+/// The committed runs read every event of `lines` once, and hold the latest
+/// version of every article as the event the rules make it: of the copies
+/// of that version (redeliveries with other payloads), the last one of the
+/// first run that read the version; a copy a later run read is a
+/// correction. (An article's events are all on one partition here.)
 async fn holds_the_latest_versions(output: &OutputLocation, lines: &[String]) {
-    let events = events_of(lines);
-    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, article, version) in &events {
-        let top = latest.entry(article.clone()).or_insert(*version);
-        *top = (*top).max(*version);
+    use nakadi_testkit::log::number_of;
+    let ledger = Ledger::new(output.clone(), TOPIC);
+    // Per run, per partition: the numbers after `start` up to `end`.
+    let mut runs: Vec<(u64, BTreeMap<String, (Option<u64>, Option<u64>)>)> = Vec::new();
+    for sequence in ledger.committed_sequences().await.unwrap() {
+        let manifest = ledger.manifest(sequence).await.unwrap().unwrap();
+        let number = |o: String| number_of(&o).unwrap();
+        let ranges = manifest
+            .partitions
+            .iter()
+            .map(|p| {
+                let range = (number(p.start.to_string()), number(p.end.to_string()));
+                (p.partition.clone(), range)
+            })
+            .collect();
+        runs.push((sequence, ranges));
     }
-    let held = warehouse(output).await;
-    let versions: BTreeMap<String, i64> = held.iter().map(|(a, (v, _))| (a.clone(), *v)).collect();
-    assert_eq!(versions, latest);
-    for (article, (version, eid)) in held {
-        assert!(
-            events.contains(&(eid.clone(), article.clone(), version)),
-            "{article}: {eid} is not an event of version {version}"
-        );
+    let runs_of = |e: &Numbered| -> Vec<u64> {
+        runs.iter()
+            .filter(|(_, ranges)| {
+                ranges.get(&e.partition).is_some_and(|(start, end)| {
+                    start.is_none_or(|s| e.number > s) && end.is_some_and(|end| e.number <= end)
+                })
+            })
+            .map(|(sequence, _)| *sequence)
+            .collect()
+    };
+    // Per article: version, run and number of the latest version's copy.
+    let mut chosen: BTreeMap<String, (i64, u64, u64, String)> = BTreeMap::new();
+    for e in events_of(lines) {
+        let read_by = runs_of(&e);
+        assert_eq!(read_by.len(), 1, "{} read by runs {read_by:?}", e.eid);
+        let run = read_by[0];
+        // A higher version; of one version, the earlier run, then the later copy.
+        let better = chosen.get(&e.article).is_none_or(|&(v, r, n, _)| {
+            e.version > v || (e.version == v && (run < r || (run == r && e.number > n)))
+        });
+        if better {
+            chosen.insert(e.article, (e.version, run, e.number, e.eid));
+        }
     }
-}
-
-/// Makes the binary read the topic through the subscription the library runs use.
-fn read_through_subscription(ws: &Workspace) {
-    let dir = ws.sql().join(TOPIC);
-    let toml = std::fs::read_to_string(dir.join("topic.toml")).unwrap();
-    std::fs::write(
-        dir.join("topic.toml"),
-        format!("{toml}\n[source]\nmode = \"subscription\"\n\n[source.subscription]\nowning_application = \"{OWNER}\"\n"),
-    )
-    .unwrap();
+    let expected: BTreeMap<String, (i64, String)> = chosen
+        .into_iter()
+        .map(|(article, (version, _, _, eid))| (article, (version, eid)))
+        .collect();
+    assert_eq!(warehouse(output).await, expected);
 }
 
 /// A run of the binary against `live`, writing to `output`.

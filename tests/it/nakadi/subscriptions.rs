@@ -4,7 +4,8 @@
 //! streams, opened by hand: the window and the commit timeout.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use materializer_core::ErrorClass;
 use materializer_core::commit::Ledger;
@@ -81,11 +82,22 @@ async fn a_commit_after_the_stream_timed_out_goes_through_a_new_stream() {
         positions.insert(batch.partition.to_string(), batch.offset.clone());
     }
     drop(stream);
-    // Longer than the commit timeout: Nakadi closes the stream.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    reader.commit(&positions).await.unwrap();
     let body = serde_json::json!({"owning_application": OWNER, "event_types": [EVENT_TYPE], "consumer_group": "slow"});
     let (_, id) = post_subscription(&live, body).await;
+    // The stream is closed and its commit timeout over: a commit naming it
+    // is refused.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live.bus.streams_accepting_commits(&id) > 0 {
+        assert!(Instant::now() < deadline, "the stream still takes commits");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let opened = live.bus.streams_opened.load(Ordering::Relaxed);
+    reader.commit(&positions).await.unwrap();
+    assert_eq!(
+        live.bus.streams_opened.load(Ordering::Relaxed),
+        opened + 1,
+        "the commit went through a new stream"
+    );
     let mut expected: std::collections::BTreeMap<String, String> = positions
         .into_iter()
         .map(|(p, o)| (p, o.to_string()))
@@ -117,13 +129,18 @@ async fn a_busy_subscription_is_waited_for() {
         .await
         .unwrap();
     assert_eq!(holder.status(), 200);
+    // The holder lets go once the run was refused for it.
+    let bus = live.bus.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        while bus.busy_refused.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         drop(holder);
     });
     let summary = run(&ws, &output, source(&live, true)).await.unwrap();
+    assert!(live.bus.busy_refused.load(Ordering::Relaxed) >= 1);
     assert_eq!(summary.sequence, Some(2));
-    assert!(summary.counts.events_read > 0);
+    assert_eq!(summary.counts.events_read, 50);
 }
 
 #[tokio::test]

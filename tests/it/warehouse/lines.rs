@@ -382,6 +382,27 @@ async fn the_ods_and_the_history_mirror_the_source_with_empty_versions_filters_a
             .filter_map(|v| v.values().next_back().cloned())
             .collect();
         assert!(newest.iter().any(|a| a.status == "deleted"), "seed {seed}");
+        // Versions older than one of their order that an earlier run committed.
+        let mut committed_before: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut late_across_runs = 0;
+        for run in &runs {
+            late_across_runs += run
+                .iter()
+                .filter(|a| {
+                    committed_before
+                        .get(a.order.as_str())
+                        .is_some_and(|&c| a.at < c)
+                })
+                .count();
+            for a in run {
+                let newest = committed_before.entry(&a.order).or_insert(a.at);
+                *newest = (*newest).max(a.at);
+            }
+        }
+        assert!(
+            late_across_runs > 0,
+            "seed {seed}: no late version across runs"
+        );
         assert!(newest.iter().any(|a| a.status == "test"), "seed {seed}");
         assert!(
             newest
@@ -430,12 +451,10 @@ async fn without_history_the_ods_is_the_same_and_no_history_is_kept() {
     assert!(older.is_empty(), "{older:?}");
 }
 
-/// A data change event type deletes on `data_op = 'D'` without any setting:
-/// a delete ends its key, a late delete (an older version arriving after a
-/// newer one) corrects the past and leaves the newer state in the ODS.
-#[tokio::test]
-async fn data_change_events_delete_on_data_op_d() {
-    let ws = Workspace::new();
+/// The `catalog-items` topic of a data change event type (`settings`
+/// added to its topic.toml) and two runs of its events: creates, updates,
+/// deletes, a key deleted then created again, a late delete.
+fn catalog_items(ws: &Workspace, settings: &str) -> Vec<Vec<String>> {
     let dir = ws.sql().join("catalog-items");
     std::fs::create_dir_all(&dir).unwrap();
     let payload = serde_json::json!({
@@ -455,8 +474,10 @@ async fn data_change_events_delete_on_data_op_d() {
     .unwrap();
     std::fs::write(
         dir.join("topic.toml"),
-        "event_type = \"catalog.item-changed\"\npartitioning_key = \"data.sku\"\n\
-         ordering_key = \"metadata.occurred_at\"\n\n[output]\nformat = \"csv\"\n",
+        format!(
+            "event_type = \"catalog.item-changed\"\npartitioning_key = \"data.sku\"\n\
+         ordering_key = \"metadata.occurred_at\"\n{settings}\n[output]\nformat = \"csv\"\n"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -485,7 +506,7 @@ async fn data_change_events_delete_on_data_op_d() {
             events.join(",")
         )
     };
-    let runs = vec![
+    vec![
         vec![batch(
             4,
             &[
@@ -506,7 +527,16 @@ async fn data_change_events_delete_on_data_op_d() {
                 event(8, "D", "A", "", 0),
             ],
         )],
-    ];
+    ]
+}
+
+/// A data change event type deletes on `data_op = 'D'` without any setting:
+/// a delete ends its key, a late delete (an older version arriving after a
+/// newer one) corrects the past and leaves the newer state in the ODS.
+#[tokio::test]
+async fn data_change_events_delete_on_data_op_d() {
+    let ws = Workspace::new();
+    let runs = catalog_items(&ws, "");
     let (database, _) = load_recorded_runs(&ws, "catalog-items", &runs, "catalog_items").await;
     let ods = postgres()
         .psql(
@@ -554,4 +584,43 @@ async fn data_change_events_delete_on_data_op_d() {
          C,2024-06-03T10:02:00Z,true,older\n\
          C,2024-06-03T10:04:00Z,false,main\n"
     );
+}
+
+/// `delete_when = "false"` turns the data change default off: a `D` event
+/// is a version like any other, its row in MAIN, no KEYS row deleting;
+/// without the setting the same events delete B (no MAIN row, its newest
+/// KEYS row deleting).
+#[tokio::test]
+async fn delete_when_false_turns_the_data_op_default_off() {
+    for (settings, main, deleted) in [
+        ("", vec!["A=apple v2", "C=cherry"], vec!["B"]),
+        (
+            "delete_when = \"false\"\n",
+            vec!["A=apple v2", "B=", "C=cherry"],
+            vec![],
+        ),
+    ] {
+        let ws = Workspace::new();
+        let runs = catalog_items(&ws, settings);
+        ws.record("catalog-items", &runs[0]);
+        ws.run("catalog-items").await.unwrap();
+        let out = crate::support::committed(&ws.local_output(), "catalog-items").await;
+        let skus: Vec<String> = out
+            .main
+            .iter()
+            .map(|row| {
+                let field = |i: usize| row[i].clone().unwrap_or_default();
+                format!("{}={}", field(0), field(1))
+            })
+            .collect();
+        assert_eq!(skus, main, "{settings:?}");
+        // KEYS: sku, occurred_at, deleted, kind.
+        let deleting: Vec<String> = out
+            .keys
+            .iter()
+            .filter(|row| row[2].as_deref() == Some("true"))
+            .map(|row| row[0].clone().unwrap())
+            .collect();
+        assert_eq!(deleting, deleted, "{settings:?}: {:?}", out.keys);
+    }
 }

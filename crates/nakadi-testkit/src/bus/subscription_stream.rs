@@ -37,6 +37,15 @@ impl Session {
     fn holds(&self, subscription: &str, key: &Key) -> bool {
         self.alive && self.subscription == subscription && self.sent_next.contains_key(key)
     }
+
+    /// Whether a commit may name this stream: open, or closed within its
+    /// commit timeout.
+    pub(super) fn accepts_commits(&self) -> bool {
+        self.alive
+            || self
+                .closed_at
+                .is_some_and(|at| at.elapsed() < self.commit_timeout)
+    }
 }
 
 /// The open stream of subscription `id` that holds `key`, if any.
@@ -87,6 +96,7 @@ pub(super) async fn stream_subscription(
         let mut sessions = lock(&bus.sessions);
         let free = free_partitions(&sessions, &sub);
         if free.is_empty() {
+            bus.busy_refused.fetch_add(1, Ordering::Relaxed);
             return problem(
                 StatusCode::CONFLICT,
                 "No free slots for streaming available. Try to connect later.",

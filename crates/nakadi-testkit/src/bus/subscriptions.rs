@@ -17,6 +17,15 @@ use super::{Bus, lock, new_id, problem, token_for, unknown_subscription};
 use crate::log::{PartitionLog, SubscriptionState};
 
 impl Bus {
+    /// The streams of `subscription` whose id a commit may still name: open
+    /// ones, and closed ones within their commit timeout.
+    pub fn streams_accepting_commits(&self, subscription: &str) -> usize {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.subscription == subscription && s.accepts_commits())
+            .count()
+    }
+
     /// The committed cursors of a subscription, by partition.
     pub fn committed(&self, subscription: &str) -> Option<BTreeMap<String, String>> {
         let subs = lock(&self.subscriptions);
@@ -188,12 +197,9 @@ pub(super) async fn commit_cursors(
     };
     let sent_next = {
         let sessions = lock(&bus.sessions);
-        let usable = sessions.get(stream_id).filter(|s| {
-            s.subscription == id
-                && (s.alive
-                    || s.closed_at
-                        .is_some_and(|at| at.elapsed() < s.commit_timeout))
-        });
+        let usable = sessions
+            .get(stream_id)
+            .filter(|s| s.subscription == id && s.accepts_commits());
         match usable {
             Some(s) => s.sent_next.clone(),
             None => {

@@ -1,0 +1,152 @@
+//! The exit codes README promises ("Exit codes"), one process per failure:
+//! 2 for a usage or configuration error, 3 for a source that cannot be
+//! read, 4 for an output that cannot be written (down or read-only), 5 for
+//! a conflict (a busy subscription) and 6 for events that cannot be
+//! processed (an expired cursor, a recording that repeats events).
+
+use std::process::Output;
+use std::sync::atomic::Ordering;
+
+use crate::nakadi::{EVENT_TYPE, append, live, read_through_subscription, subscription_id};
+use crate::servers::{self, FaultyProxy};
+use crate::support::{Workspace, article_stream};
+
+const TOPIC: &str = "article-stock-changed";
+
+/// `materializer run --topic <topic> --no-progress <args>` in `ws`, with `env`.
+async fn run(ws: &Workspace, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = ws.command();
+    command
+        .args(["run", "--topic", TOPIC, "--no-progress"])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    tokio::process::Command::from(command)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The process ended with `code` and said `message` on stderr (0 and "":
+/// it succeeded).
+fn exited(case: &str, out: &Output, code: i32, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{case}: {stderr}");
+    assert!(stderr.contains(message), "{case}: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_class_exits_with_its_code() {
+    let ws = Workspace::new();
+    let recorded = ["--source", "recorded/article-stock-changed"];
+
+    // 2: usage (clap) and configuration.
+    let mut usage = ws.command();
+    usage.args(["run", "--no-such-flag"]);
+    let usage = usage.output().unwrap();
+    exited("usage", &usage, 2, "unexpected argument '--no-such-flag'");
+    let mut unknown = ws.command();
+    unknown.args(["run", "--topic", "no-such-topic", "--output", "out"]);
+    unknown.args(recorded);
+    exited(
+        "unknown topic",
+        &unknown.output().unwrap(),
+        2,
+        "no-such-topic",
+    );
+
+    // 3: nothing listens on port 9 of this machine.
+    let down = run(
+        &ws,
+        &["--nakadi-url", "http://127.0.0.1:9", "--output", "out"],
+        &[],
+    )
+    .await;
+    exited(
+        "Nakadi down",
+        &down,
+        3,
+        "cannot connect to Nakadi at http://127.0.0.1:9",
+    );
+
+    // 4: an S3 endpoint nobody answers on, and a bucket that may only be read.
+    let s3 = servers::s3();
+    let bucket = s3.bucket("exit-codes");
+    let output = format!("s3://{bucket}/exports");
+    let mut env = s3.env();
+    env.retain(|(k, _)| *k != "MATERIALIZER_S3_ENDPOINT");
+    env.push(("MATERIALIZER_S3_MAX_RETRIES", "0".into()));
+    let mut unreachable = env.clone();
+    unreachable.push(("MATERIALIZER_S3_ENDPOINT", "http://127.0.0.1:9".into()));
+    let args = [&recorded[..], &["--output", &output]].concat();
+    exited(
+        "S3 down",
+        &run(&ws, &args, &unreachable).await,
+        4,
+        "Connection refused",
+    );
+    let proxy = FaultyProxy::start(&s3.endpoint).await;
+    proxy.read_only.store(true, Ordering::Relaxed);
+    let mut read_only = env.clone();
+    read_only.push(("MATERIALIZER_S3_ENDPOINT", proxy.endpoint.clone()));
+    exited(
+        "S3 read-only",
+        &run(&ws, &args, &read_only).await,
+        4,
+        "AccessDenied",
+    );
+    assert!(proxy.injected.load(Ordering::Relaxed) > 0);
+
+    // 6: events missing between the committed run and what Nakadi holds.
+    let lines = article_stream(400, 2, 3);
+    let nakadi = live(&ws, None, &lines[..lines.len() / 2]).await;
+    let from_nakadi = ["--nakadi-url", &nakadi.url, "--output", "expiring"];
+    exited("first run", &run(&ws, &from_nakadi, &[]).await, 0, "");
+    append(&nakadi, &lines[lines.len() / 2..]);
+    let held = nakadi.bus.events_in(EVENT_TYPE, "0").unwrap().len() as u64;
+    nakadi.bus.expire(EVENT_TYPE, "0", held).unwrap();
+    exited(
+        "expired cursor",
+        &run(&ws, &from_nakadi, &[]).await,
+        6,
+        "cursor expired: partition 0",
+    );
+    // 6: a recording that repeats a batch.
+    let repeated = Workspace::new();
+    let mut lines = article_stream(100, 2, 1);
+    lines.insert(1, lines[0].clone());
+    repeated.record(TOPIC, &lines);
+    exited(
+        "repeated batch",
+        &run(
+            &repeated,
+            &[&recorded[..], &["--output", "out"]].concat(),
+            &[],
+        )
+        .await,
+        6,
+        "stream.jsonl:2:",
+    );
+
+    // 5: the subscription is held by another consumer the whole time.
+    let busy = Workspace::new();
+    read_through_subscription(&busy);
+    let nakadi = live(&busy, None, &article_stream(100, 2, 9)).await;
+    let from_nakadi = ["--nakadi-url", &nakadi.url, "--output", "out"];
+    exited("first run", &run(&busy, &from_nakadi, &[]).await, 0, "");
+    append(&nakadi, &article_stream(20, 2, 10));
+    let id = subscription_id(&nakadi).await;
+    let holder = reqwest::Client::new()
+        .get(format!("{}/subscriptions/{id}/events", nakadi.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(holder.status(), 200);
+    exited(
+        "busy subscription",
+        &run(&busy, &from_nakadi, &[("NAKADI_MAX_RETRIES", "1".into())]).await,
+        5,
+        "No free slots",
+    );
+    assert!(nakadi.bus.busy_refused.load(Ordering::Relaxed) >= 2);
+    drop(holder);
+}
