@@ -180,14 +180,16 @@ pub(crate) fn for_each_line_of(
     let mut line_no = 0u64;
     let mut at_start = range.start == 0;
     loop {
-        let mut block = BytesMut::with_capacity(carry.len() + READ_BLOCK);
+        let mut block = Vec::with_capacity(carry.len() + READ_BLOCK);
         block.extend_from_slice(&carry);
-        let filled = block.len();
-        block.resize(filled + READ_BLOCK, 0);
-        let n = read_full(&mut file, &mut block[filled..]).map_err(io)?;
-        block.truncate(filled + n);
+        // Read into the block's spare capacity: no zeroing of 4 MiB a block
+        // before the file's bytes overwrite it.
+        let n = (&mut file)
+            .take(READ_BLOCK as u64)
+            .read_to_end(&mut block)
+            .map_err(io)?;
         let eof = n == 0;
-        let block = block.freeze();
+        let block = Bytes::from(block);
         let mut start = 0;
         if at_start && (block.len() >= 3 || eof) {
             // Editors on some systems start a UTF-8 file with a byte order mark.
@@ -216,17 +218,6 @@ pub(crate) fn for_each_line_of(
             return Ok(line_no);
         }
     }
-}
-
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut total = 0;
-    while total < buf.len() {
-        match file.read(&mut buf[total..])? {
-            0 => break,
-            n => total += n,
-        }
-    }
-    Ok(total)
 }
 
 fn trim_line(line: Bytes) -> Bytes {
