@@ -509,10 +509,11 @@ pub async fn bound_url(child: &mut Child, announced: &Path, log: &Path) -> Strin
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let text = std::fs::read_to_string(announced).unwrap_or_default();
-        if let Some(rest) = text.split("materializer API on ").nth(1)
+        // "materializer on http://HOST:PORT: the console at ..."
+        if let Some(rest) = text.split("materializer on ").nth(1)
             && let Some(url) = rest.split_whitespace().next()
         {
-            return url.to_string();
+            return url.trim_end_matches(':').to_string();
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
