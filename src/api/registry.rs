@@ -86,7 +86,11 @@ impl Entry {
             Outcome::Committed => "committed".to_string(),
             Outcome::NothingNew => "nothing_new".to_string(),
         });
-        let sequence = summary.and_then(|s| s.sequence);
+        // A run whose manifest is committed is known by its sequence before
+        // its summary exists: the runs list then does not show it twice.
+        let sequence = summary
+            .and_then(|s| s.sequence)
+            .or((p.committed_sequence > 0).then_some(p.committed_sequence));
         let seconds = record
             .seconds
             .or_else(|| record.started.map(|s| s.elapsed().as_secs_f64()));

@@ -4,26 +4,28 @@
 
 use std::future::pending;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Resolves on the first SIGINT or SIGTERM (never, for a signal that cannot
-/// be watched).
-pub(crate) async fn stop_requested() {
-    let interrupted = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            pending::<()>().await;
+/// Watches SIGINT and SIGTERM from the moment it is called (a signal that
+/// arrives before the future is polled is not lost) and resolves on the
+/// first (never, for a signal that cannot be watched).
+pub(crate) fn stop_requested() -> impl Future<Output = ()> {
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = first_of(interrupt) => {}
+            _ = first_of(terminate) => {}
         }
-    };
-    let terminated = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => pending::<()>().await,
+    }
+}
+
+/// Resolves when `watched` gets its signal (never without one).
+async fn first_of(watched: Option<Signal>) {
+    match watched {
+        Some(mut signal) => {
+            signal.recv().await;
         }
-    };
-    tokio::select! {
-        _ = interrupted => {}
-        _ = terminated => {}
+        None => pending::<()>().await,
     }
 }

@@ -31,8 +31,9 @@ pub(crate) async fn run_command(
         progress.clone(),
         cancel.clone(),
     )?;
+    let stopped = stop_requested();
     tokio::spawn(async move {
-        stop_requested().await;
+        stopped.await;
         cancel.cancel();
     });
     tracing::info!(topic = %topic.name(), source = %request.source.describe(), output = %request.output.url, "run starting");

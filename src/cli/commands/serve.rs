@@ -67,20 +67,20 @@ pub(crate) async fn serve(engine: &Engine, ctx: &Context, args: ServeArgs) -> Re
     .await?;
     let stop = CancellationToken::new();
     {
+        // Watched from here on, before the banner says the server is up.
+        let stopped = stop_requested();
         let stop = stop.clone();
         tokio::spawn(async move {
-            stop_requested().await;
+            stopped.await;
             stop.cancel();
         });
     }
+    // SIGHUP is watched before the banner too: one that came before the
+    // watch would end the process (its default action).
+    if let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     {
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(mut hangups) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
             while hangups.recv().await.is_some() {
                 match app.reload().await {
                     Ok(report) => tracing::info!(

@@ -23,6 +23,10 @@ pub(crate) async fn commit(
 ) -> Result<Manifest, RunFailure> {
     let manifest = manifest(attempt, plan, outputs, state);
     attempt.committer.commit(&manifest).await?;
+    attempt
+        .progress()
+        .committed_sequence
+        .store(manifest.sequence, std::sync::atomic::Ordering::Relaxed);
     failpoint("committed");
     info!(topic = %attempt.topic.name(), sequence = manifest.sequence, files = manifest.files.len(), "run committed");
     attempt.committer.post_commit(&manifest).await?;

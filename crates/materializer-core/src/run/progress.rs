@@ -39,6 +39,9 @@ pub struct Progress {
     pub files_written: AtomicU64,
     pub bytes_written: AtomicU64,
     pub retries: AtomicU64,
+    /// The run's sequence once its manifest is committed (0 before): a
+    /// committed run is known by its sequence before its summary exists.
+    pub committed_sequence: AtomicU64,
 }
 
 /// A consistent-enough copy of the counters.
@@ -60,6 +63,8 @@ pub struct ProgressSnapshot {
     pub files_written: u64,
     pub bytes_written: u64,
     pub retries: u64,
+    /// 0 until the run's manifest is committed.
+    pub committed_sequence: u64,
 }
 
 impl Progress {
@@ -94,6 +99,7 @@ impl Progress {
             files_written: get(&self.files_written),
             bytes_written: get(&self.bytes_written),
             retries: get(&self.retries),
+            committed_sequence: get(&self.committed_sequence),
         }
     }
 }
