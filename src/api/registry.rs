@@ -86,11 +86,14 @@ impl Entry {
             Outcome::Committed => "committed".to_string(),
             Outcome::NothingNew => "nothing_new".to_string(),
         });
-        // A run whose manifest is committed is known by its sequence before
-        // its summary exists: the runs list then does not show it twice.
+        // A run still going whose manifest is committed is known by its
+        // sequence before its summary exists: the runs list then does not
+        // show it twice. (One that failed after its commit is listed apart
+        // from its committed manifest, as before.)
+        let committing = record.ended.is_none() && p.committed_sequence > 0;
         let sequence = summary
             .and_then(|s| s.sequence)
-            .or((p.committed_sequence > 0).then_some(p.committed_sequence));
+            .or(committing.then_some(p.committed_sequence));
         let seconds = record
             .seconds
             .or_else(|| record.started.map(|s| s.elapsed().as_secs_f64()));
