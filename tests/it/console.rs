@@ -345,7 +345,8 @@ async fn the_console_works_in_a_real_browser() {
         .iter()
         .map(|r| {
             vec![
-                format!("#{}", r["index"].as_u64().unwrap() + 1),
+                // Numbered from 0, as the CLI's preview and the API number them.
+                format!("offset {}", r["index"].as_u64().unwrap()),
                 r["reason"].as_str().unwrap().to_string(),
             ]
         })
@@ -732,7 +733,7 @@ async fn the_workbench_keeps_drafts_saves_safely_and_reads_samples_as_the_cli_do
     let rejected = page_rows(&browser, "rejected-rows").await.1;
     let reason = &rejected
         .iter()
-        .find(|r| r[0] == format!("#{}", count + 1))
+        .find(|r| r[0] == format!("offset {count}"))
         .unwrap_or_else(|| panic!("{rejected:?}"))[1];
     assert!(
         reason.contains("not valid JSON") && reason.contains("line 1 column"),

@@ -539,7 +539,7 @@ function build(
     renderTable(mainTable, p.main);
     renderTable(correctionTable, p.correction);
     const rejected = p.rejected ?? [];
-    renderTable(rejectedTable, { columns: ['event', 'reason'], rows: rejected.map((r) => ({ event: `#${r.index + 1}`, reason: r.reason })) });
+    renderTable(rejectedTable, { columns: ['event', 'reason'], rows: rejected.map((r) => ({ event: `offset ${r.index}`, reason: r.reason })) });
     const c = p.counts;
     mainCount.textContent = plural(c.main_rows, 'row');
     mainCount.dataset.count = String(c.main_rows);
