@@ -45,7 +45,7 @@ impl FileWriter {
         output: &OutputSettings,
         output_partition: Vec<(String, String)>,
     ) -> Result<FileWriter, SinkError> {
-        let mut buffer = Vec::with_capacity(FLUSH_BYTES + (64 << 10));
+        let mut buffer = new_buffer();
         let encoder = format::encoder(output, schema)
             .and_then(|mut encoder| {
                 encoder.begin(schema, &mut buffer)?;
@@ -67,8 +67,10 @@ impl FileWriter {
             .encode(batch, &mut self.buffer)
             .map_err(|source| encode_error(self.object.path(), source))?;
         if self.buffer.len() >= FLUSH_BYTES {
-            self.object.write(&self.buffer).await?;
-            self.buffer.clear();
+            // The full buffer goes to the upload as it is (no copy); the
+            // next rows go to a new one.
+            let full = std::mem::replace(&mut self.buffer, new_buffer());
+            self.object.write_owned(full.into()).await?;
         }
         Ok(())
     }
@@ -84,7 +86,7 @@ impl FileWriter {
         encoder
             .finish(&mut buffer)
             .map_err(|source| encode_error(object.path(), source))?;
-        object.write(&buffer).await?;
+        object.write_owned(buffer.into()).await?;
         let path = object.path().clone();
         let (bytes, sha256) = object.finish().await?;
         Ok(WrittenFile {
@@ -99,6 +101,12 @@ impl FileWriter {
     pub async fn abort(self) {
         self.object.abort().await;
     }
+}
+
+/// A buffer for encoded bytes: room for a flush's worth and the batch that
+/// passes it.
+fn new_buffer() -> Vec<u8> {
+    Vec::with_capacity(FLUSH_BYTES + (64 << 10))
 }
 
 fn encode_error(path: &Path, source: EncodeError) -> SinkError {

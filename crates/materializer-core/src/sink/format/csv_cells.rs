@@ -68,6 +68,10 @@ pub struct CsvEncoder {
     null: Vec<u8>,
     /// The bytes that make a text value need quotes, by value.
     special: [bool; 256],
+    /// Whether the delimiter or the quote is a byte numbers are written
+    /// with (a digit, a sign, a point, an exponent): only then may a number
+    /// need quotes.
+    numbers_may_need_quotes: bool,
     header: bool,
     timestamp: TimeFormat,
     date: TimeFormat,
@@ -86,11 +90,15 @@ impl CsvEncoder {
         for b in [delimiter, quote, b'\n', b'\r'].into_iter().chain(escape) {
             special[b as usize] = true;
         }
+        let numbers_may_need_quotes = [delimiter, quote]
+            .iter()
+            .any(|b| b"0123456789+-.eE".contains(b));
         Ok(CsvEncoder {
             delimiter,
             quote,
             escape,
             special,
+            numbers_may_need_quotes,
             null: options.null.as_bytes().to_vec(),
             header: options.header,
             timestamp: TimeFormat::parse(&options.timestamp_format, "%Y-%m-%dT%H:%M:%S%.fZ")?,
@@ -161,11 +169,13 @@ impl CsvEncoder {
         out.push(self.quote);
     }
 
-    /// Writes a value that is never empty and rarely special (numbers, dates).
+    /// Writes a number (never empty; special only with a dialect whose
+    /// delimiter or quote is a byte of numbers).
     fn plain(&self, value: &[u8], out: &mut Vec<u8>) {
-        if value
-            .iter()
-            .any(|&b| b == self.delimiter || b == self.quote)
+        if self.numbers_may_need_quotes
+            && value
+                .iter()
+                .any(|&b| b == self.delimiter || b == self.quote)
         {
             self.text(value, out);
         } else {
@@ -409,6 +419,31 @@ mod tests {
              -3,,,\n\
              4,\"a \"\"b\"\", c\nd\",2024-06-04T07:50:22.000001Z,3.0\n"
         );
+    }
+
+    #[test]
+    fn numbers_are_quoted_when_the_delimiter_is_one_of_their_bytes() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![Some(-3), Some(12)])),
+            Arc::new(Float64Array::from(vec![Some(49.95), Some(1e20)])),
+        ];
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        let minus = CsvOptions {
+            delimiter: '-',
+            header: false,
+            ..CsvOptions::default()
+        };
+        assert_eq!(encode(&minus, &batch), "\"-3\"-49.95\n12-1e20\n");
+        let point = CsvOptions {
+            delimiter: '.',
+            header: false,
+            ..CsvOptions::default()
+        };
+        assert_eq!(encode(&point, &batch), "-3.\"49.95\"\n12.1e20\n");
     }
 
     #[test]
