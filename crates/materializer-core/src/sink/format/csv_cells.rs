@@ -68,6 +68,8 @@ pub struct CsvEncoder {
     null: Vec<u8>,
     /// The bytes that make a text value need quotes, by value.
     special: [bool; 256],
+    /// The same bytes, listed.
+    special_bytes: Vec<u8>,
     /// Whether the delimiter or the quote is a byte numbers are written
     /// with (a digit, a sign, a point, an exponent): only then may a number
     /// need quotes.
@@ -87,7 +89,11 @@ impl CsvEncoder {
             options.escape.map(|c| c as u8),
         );
         let mut special = [false; 256];
+        let mut special_bytes = Vec::new();
         for b in [delimiter, quote, b'\n', b'\r'].into_iter().chain(escape) {
+            if !special[b as usize] {
+                special_bytes.push(b);
+            }
             special[b as usize] = true;
         }
         let numbers_may_need_quotes = [delimiter, quote]
@@ -98,6 +104,7 @@ impl CsvEncoder {
             quote,
             escape,
             special,
+            special_bytes,
             numbers_may_need_quotes,
             null: options.null.as_bytes().to_vec(),
             header: options.header,
@@ -148,7 +155,30 @@ impl CsvEncoder {
     fn needs_quotes(&self, value: &[u8]) -> bool {
         value.is_empty()
             || (!self.null.is_empty() && value == self.null.as_slice())
-            || value.iter().any(|&b| self.special[b as usize])
+            || self.has_special(value)
+    }
+
+    /// Whether `value` holds a byte that needs quotes: eight bytes at a time
+    /// (a byte equal to a special one is a zero byte after an xor), the rest
+    /// one by one.
+    fn has_special(&self, value: &[u8]) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        let mut chunks = value.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(word);
+            let mut hits = 0;
+            for &special in &self.special_bytes {
+                let x = word ^ (ONES * u64::from(special));
+                hits |= x.wrapping_sub(ONES) & !x;
+            }
+            if hits & HIGHS != 0 {
+                return true;
+            }
+        }
+        chunks.remainder().iter().any(|&b| self.special[b as usize])
     }
 
     /// Writes a text value, quoted when it must be.
@@ -419,6 +449,26 @@ mod tests {
              -3,,,\n\
              4,\"a \"\"b\"\", c\nd\",2024-06-04T07:50:22.000001Z,3.0\n"
         );
+    }
+
+    #[test]
+    fn a_special_byte_anywhere_in_a_long_value_makes_it_quoted() {
+        let encoder = CsvEncoder::new(&CsvOptions {
+            escape: Some('\\'),
+            ..CsvOptions::default()
+        })
+        .unwrap();
+        for len in 1..40 {
+            let plain = "é".repeat(len);
+            assert!(!encoder.needs_quotes(plain.as_bytes()), "{plain}");
+            for special in [b',', b'"', b'\n', b'\r', b'\\'] {
+                for at in 0..len {
+                    let mut value = vec![b'a'; len];
+                    value[at] = special;
+                    assert!(encoder.needs_quotes(&value), "{value:?}");
+                }
+            }
+        }
     }
 
     #[test]
