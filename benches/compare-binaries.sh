@@ -7,7 +7,8 @@
 #   benches/compare-binaries.sh RECORDING CASE RUNS BIN...
 #
 # RECORDING: a folder of stream lines, e.g. the one the pipeline bench
-# generates ($TMPDIR/materializer-bench/data/1000000-seed42/stream).
+# generates ($TMPDIR/materializer-bench/data/1000000-seed42-<generator>/stream,
+# the folder named for the generator's fingerprint).
 # CASE: flatten-csv, compact-csv or compact-csv-history (history on).
 # A binary built before the warehouse settings existed is given the topic
 # without its [warehouse] section: prefix its path with "plain:".

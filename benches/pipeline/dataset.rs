@@ -33,6 +33,28 @@ pub(crate) fn dataset(options: &Options, events: u64) -> Result<Dataset, String>
     let ndjson = dir.join("events.ndjson");
     let recordings = dir.join("recordings");
     if !dir.join("complete").exists() {
+        // Folders an earlier generator wrote are left (a build of an earlier
+        // commit may still read them): named here, to be removed by hand.
+        let prefix = format!("{events}-seed{SEED}{spread}");
+        for entry in std::fs::read_dir(&options.data)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let other = entry.file_name().to_string_lossy().into_owned();
+            // The same scale, seed and spread: no suffix (before the folders
+            // were named for the generator) or another generator's.
+            let earlier = other != name
+                && other.strip_prefix(&prefix).is_some_and(|rest| {
+                    rest.is_empty() || (rest.starts_with('-') && !rest.starts_with("-random"))
+                });
+            if earlier {
+                eprintln!(
+                    "{} holds these events as an earlier generator wrote them; remove it when no build reads it",
+                    entry.path().display()
+                );
+            }
+        }
         // Written in a folder of this process's own and renamed into place
         // whole: a process reading the data never sees it half written.
         let scratch = options.data.join(format!(".{name}-{}", std::process::id()));

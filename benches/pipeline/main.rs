@@ -171,6 +171,9 @@ fn main() {
 
 fn real_main() -> Result<(), String> {
     let options = parse_options()?;
+    if options.smoke {
+        options::remove_ended_smoke_reports();
+    }
     let work = options.data.join(format!("work-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let sql_dir = work.join("sql");

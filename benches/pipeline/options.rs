@@ -1,7 +1,7 @@
 //! The command line: the options of a benchmark run, with their defaults
 //! for a real run (`--bench`) and for the smoke run `cargo test` makes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::Case;
 
@@ -31,6 +31,31 @@ pub(crate) struct Options {
     pub(crate) floor: bool,
 }
 
+/// The folder of the smoke runs' reports, one folder per process.
+fn smoke_reports() -> PathBuf {
+    std::env::temp_dir()
+        .join("materializer-bench")
+        .join("report-smoke")
+}
+
+/// Removes the reports of smoke runs whose process has ended (files there
+/// directly, as a build of an earlier commit writes them, are left).
+pub(crate) fn remove_ended_smoke_reports() {
+    let Ok(entries) = std::fs::read_dir(smoke_reports()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 pub(crate) fn parse_options() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let smoke = !args.iter().any(|a| a == "--bench");
@@ -45,8 +70,13 @@ pub(crate) fn parse_options() -> Result<Options, String> {
         memory_mb: None,
         data: base.join("data"),
         // A smoke run (the test suite) keeps its reports apart, so that it
-        // never replaces those of a real benchmark.
-        report: base.join(if smoke { "report-smoke" } else { "report" }),
+        // never replaces those of a real benchmark, and in a folder of its
+        // process's own, so that smoke runs at once do not share one.
+        report: if smoke {
+            smoke_reports().join(std::process::id().to_string())
+        } else {
+            base.join("report")
+        },
         smoke,
         history_runs: None,
         history_events: if smoke { 2_000 } else { 500_000 },

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use materializer_core::run::ProgressSnapshot;
 
+use crate::api::turns::TurnLoad;
+
 #[derive(Default)]
 struct Totals {
     runs: BTreeMap<(String, String), u64>,
@@ -56,6 +58,7 @@ impl Metrics {
         &self,
         active: usize,
         queued: usize,
+        previews: TurnLoad,
         live_events: &BTreeMap<String, u64>,
     ) -> String {
         let t = self.totals.lock().unwrap_or_else(|e| e.into_inner());
@@ -77,6 +80,20 @@ impl Metrics {
             "Runs waiting for a slot.",
         );
         let _ = writeln!(out, "materializer_runs_queued {queued}");
+        family(
+            &mut out,
+            "materializer_previews_running",
+            "gauge",
+            "Previews running now.",
+        );
+        let _ = writeln!(out, "materializer_previews_running {}", previews.running);
+        family(
+            &mut out,
+            "materializer_previews_waiting",
+            "gauge",
+            "Previews waiting for a turn.",
+        );
+        let _ = writeln!(out, "materializer_previews_waiting {}", previews.waiting);
         family(
             &mut out,
             "materializer_runs_total",

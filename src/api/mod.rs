@@ -17,6 +17,7 @@ mod registry;
 mod routes;
 mod sources;
 mod state;
+pub mod turns;
 pub mod views;
 
 use std::sync::Arc;

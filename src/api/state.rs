@@ -19,6 +19,7 @@ use crate::api::error::{ApiError, ProblemKind};
 use crate::api::metrics::Metrics;
 use crate::api::models::*;
 use crate::api::registry::{RunHost, RunRegistry};
+use crate::api::turns::Turns;
 use materializer_core::ErrorClass;
 use materializer_core::config::ConfigError;
 
@@ -62,7 +63,7 @@ pub struct AppState {
     pub topics: RwLock<TopicsView>,
     pub runs: RunRegistry,
     /// Turns of the previews running at once.
-    pub previews: tokio::sync::Semaphore,
+    pub previews: Turns,
     /// Held while a mapping is checked and saved, and while topics reload:
     /// each sees the files the one before left.
     pub edits: tokio::sync::Mutex<()>,
@@ -83,7 +84,7 @@ impl AppState {
     ) -> Result<Arc<AppState>, ConfigError> {
         let state = Arc::new(AppState {
             runs: RunRegistry::new(settings.max_concurrent_runs),
-            previews: tokio::sync::Semaphore::new(PREVIEWS_AT_ONCE),
+            previews: Turns::new(PREVIEWS_AT_ONCE),
             edits: tokio::sync::Mutex::new(()),
             env,
             preview_engine,

@@ -441,12 +441,23 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(ws: &Workspace, tokens: &[&str], args: &[&str]) -> Serve {
+        Serve::start_with(ws, tokens, args, &[]).await
+    }
+
+    /// As [`Serve::start`], with these environment variables set too.
+    pub async fn start_with(
+        ws: &Workspace,
+        tokens: &[&str],
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Serve {
         let log = ws.path("serve.log");
         let announced = ws.path("serve.out");
         let mut child = Command::new(env!("CARGO_BIN_EXE_materializer"))
             .current_dir(ws.dir.path())
             .env("RUST_LOG", "info")
             .env("MATERIALIZER_API_TOKENS", tokens.join(","))
+            .envs(envs.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--output", "out"])
             .args(args)

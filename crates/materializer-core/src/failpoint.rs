@@ -7,6 +7,11 @@
 //! `state-compacting` (a compaction of the key state wrote its first merged
 //! segment), `files-written` (all files and the key state, no manifest yet),
 //! `committed` (manifest written, nothing after it), `post-committed`.
+//!
+//! A point can also hold instead of abort ([`hold`]): with
+//! `MATERIALIZER_FAILPOINT=<name>` and `MATERIALIZER_FAILPOINT_GATE=<path>`,
+//! what reaches the named point waits there until `<path>` exists. Points:
+//! `preview-turn` (a preview that has its turn, before it starts).
 
 /// Aborts the process when `MATERIALIZER_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]
@@ -24,3 +29,21 @@ pub fn failpoint(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn failpoint(_name: &str) {}
+
+/// Waits, when `MATERIALIZER_FAILPOINT` names this point, until the file
+/// `MATERIALIZER_FAILPOINT_GATE` names exists.
+#[cfg(feature = "failpoints")]
+pub async fn hold(name: &str) {
+    let held = std::env::var("MATERIALIZER_FAILPOINT").is_ok_and(|point| point == name);
+    let Some(gate) = std::env::var_os("MATERIALIZER_FAILPOINT_GATE").filter(|_| held) else {
+        return;
+    };
+    while !std::path::Path::new(&gate).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Without the `failpoints` feature, nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub async fn hold(_name: &str) {}

@@ -16,6 +16,21 @@ pub struct Refusal {
     /// Seconds for `Retry-After`.
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// Only requests of this kind are refused (and counted); the others pass.
+    #[serde(default)]
+    pub only: Option<Request>,
+}
+
+/// The kinds of request a refusal may be kept for.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Request {
+    /// `GET /event-types/{name}/partitions`.
+    Partitions,
+    /// `GET /event-types/{name}/events`.
+    Events,
+    /// `GET /subscriptions/{id}/events`.
+    SubscriptionEvents,
 }
 
 /// Do something to the next `streams` stream connections after `after` batches.
@@ -82,9 +97,16 @@ pub struct Injected {
 }
 
 impl FaultPlan {
-    /// The refusal for the next request, if any is left.
-    pub fn take_refusal(&mut self, injected: &mut Injected) -> Option<(u16, Option<u64>)> {
+    /// The refusal for the next request, of kind `request`, if any is left.
+    pub fn take_refusal(
+        &mut self,
+        request: Request,
+        injected: &mut Injected,
+    ) -> Option<(u16, Option<u64>)> {
         let refusal = self.refuse.as_mut()?;
+        if refusal.only.is_some_and(|only| only != request) {
+            return None;
+        }
         if refusal.times == 0 {
             self.refuse = None;
             return None;

@@ -31,7 +31,8 @@ pub(crate) async fn healthz(State(app): State<Arc<AppState>>) -> Json<Health> {
     })
 }
 
-/// Prometheus metrics: runs by state, events, rows, bytes, retries, durations.
+/// Prometheus metrics: runs by state, events, rows, bytes, retries, durations,
+/// previews running and waiting.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -40,7 +41,9 @@ pub(crate) async fn healthz(State(app): State<Arc<AppState>>) -> Json<Health> {
 )]
 pub(crate) async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
     let (active, queued) = app.runs.load();
-    let text = app.metrics.render(active, queued, &app.runs.live_events());
+    let text = app
+        .metrics
+        .render(active, queued, app.previews.load(), &app.runs.live_events());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -95,10 +95,11 @@ pub(crate) async fn preview_topic(
     // stay within the preview engine's memory. The wait counts against the
     // preview's time.
     let timed_out = || timed_out(&app);
-    let _turn = tokio::time::timeout_at(deadline, app.previews.acquire())
+    let _turn = tokio::time::timeout_at(deadline, app.previews.take())
         .await
         .map_err(|_| timed_out())?
         .map_err(|_| timed_out())?;
+    materializer_core::failpoint::hold("preview-turn").await;
     let limits = PreviewLimits {
         timeout: deadline.saturating_duration_since(tokio::time::Instant::now()),
         ..PreviewLimits::default()

@@ -237,3 +237,93 @@ async fn events_given_one_per_line_are_read_as_the_cli_reads_a_file_with_its_fig
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
 }
+
+/// The previews' gauges in `/metrics`: (running, waiting).
+async fn preview_load(url: &str) -> (u64, u64) {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    (
+        gauge("materializer_previews_running"),
+        gauge("materializer_previews_waiting"),
+    )
+}
+
+/// Four previews run at once and a fifth waits for a turn, then answers: the
+/// previews are held once they have their turn (the `preview-turn` point) until
+/// the test opens the gate, and the server's own gauges say which run and which
+/// wait.
+#[tokio::test]
+async fn four_previews_run_at_once_and_a_fifth_waits_its_turn() {
+    let ws = Workspace::new();
+    let gate = ws.path("gate");
+    let gate_text = gate.to_str().unwrap().to_string();
+    let server = crate::support::Serve::start_with(
+        &ws,
+        &["t"],
+        &["--preview-timeout", "600"],
+        &[
+            ("MATERIALIZER_FAILPOINT", "preview-turn"),
+            ("MATERIALIZER_FAILPOINT_GATE", &gate_text),
+        ],
+    )
+    .await;
+    assert_eq!(preview_load(&server.url).await, (0, 0));
+    let client = reqwest::Client::new();
+    let previews: Vec<_> = (1..=5)
+        .map(|n| {
+            let request = client
+                .post(format!(
+                    "{}/topics/article-stock-changed/preview",
+                    server.url
+                ))
+                .bearer_auth("t")
+                .json(&json!({"events": [article(n, 10 * n)]}));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                (status, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    // Every preview counted, each as running or as waiting: the four that
+    // got a turn stay held, so the fifth can only wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let load = loop {
+        let (running, waiting) = preview_load(&server.url).await;
+        if running + waiting == 5 {
+            break (running, waiting);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "previews counted: {running} running, {waiting} waiting; {}",
+            server.logged()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(load, (4, 1), "(running, waiting)");
+    assert!(previews.iter().all(|p| !p.is_finished()));
+
+    std::fs::write(&gate, "").unwrap();
+    for (n, preview) in (1..=5).zip(previews) {
+        let (status, answer) = preview.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["main"]["rows"][0]["version"], n, "{answer}");
+        assert_eq!(
+            answer["main"]["rows"][0]["available_qty"],
+            10 * n,
+            "{answer}"
+        );
+    }
+    assert_eq!(preview_load(&server.url).await, (0, 0));
+}

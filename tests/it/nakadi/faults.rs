@@ -1,9 +1,11 @@
 //! Injected faults: each one alone changes nothing in the output, and
 //! faults mixed over many runs give what a fault-free twin gives.
 
-use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Window};
+use nakadi_testkit::faults::{Countdown, FaultPlan, Refusal, Request, Window};
 
-use super::{EVENT_TYPE, end_cursors, live, local, reference, rows, run, source, subscription_id};
+use super::{
+    EVENT_TYPE, TOPIC, end_cursors, live, local, reference, rows, run, source, subscription_id,
+};
 use crate::support::{Workspace, article_stream};
 
 fn faults() -> Vec<(&'static str, FaultPlan)> {
@@ -164,6 +166,7 @@ fn refusing(status: u16, times: u32, retry_after: Option<u64>) -> FaultPlan {
             status,
             times,
             retry_after,
+            only: None,
         }),
         ..Default::default()
     }
@@ -195,6 +198,46 @@ async fn refusals_no_retry_can_mend_stop_the_run_at_once() {
             "{status} was retried: {err}"
         );
         assert!(rows(&output).await.sequences.is_empty(), "{status}");
+    }
+}
+
+/// As above through a subscription, refused where it streams: the run stops
+/// at the first refusal, naming it, commits nothing and leaves the
+/// subscription's cursors where they were.
+#[tokio::test]
+async fn refusals_no_retry_can_mend_stop_a_subscription_run_at_once() {
+    let ws = Workspace::new();
+    let lines = article_stream(200, 2, 5);
+    for status in [403, 404, 422] {
+        let live = live(&ws, None, &lines).await;
+        let mut faults = refusing(status, 50, None);
+        if let Some(refusal) = faults.refuse.as_mut() {
+            refusal.only = Some(Request::SubscriptionEvents);
+        }
+        live.bus.set_faults(faults);
+        let output = local(&ws, &format!("subscription-refused-{status}"));
+        let err = run(&ws, &output, source(&live, true)).await.unwrap_err();
+        let err = materializer_core::report(&err);
+        // The run created the subscription before it was refused its stream.
+        let id = subscription_id(&live).await;
+        let stream = format!("stream of subscription {id}");
+        let says = match status {
+            403 => format!("Nakadi forbids {stream} (403)"),
+            404 => format!("{stream}: not found in Nakadi (404)"),
+            _ => format!("Nakadi could not process {stream} (422)"),
+        };
+        assert_eq!(err, format!("topic {TOPIC}: {says}: injected fault"));
+        assert_eq!(
+            live.bus.injected().refused,
+            1,
+            "{status} was retried: {err}"
+        );
+        assert!(rows(&output).await.sequences.is_empty(), "{status}");
+        let untouched = live.bus.committed(&id).unwrap();
+        assert!(
+            !untouched.is_empty() && untouched.values().all(|c| c == "BEGIN"),
+            "{untouched:?}"
+        );
     }
 }
 

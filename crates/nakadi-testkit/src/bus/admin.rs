@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Bus, lock, problem};
-use crate::faults::{FaultPlan, Injected, StreamFaults};
+use crate::faults::{FaultPlan, Injected, Request, StreamFaults};
 
 impl Bus {
     /// Drops the events of a partition before event number `before`.
@@ -34,10 +34,10 @@ impl Bus {
         lock(&self.faults).1.clone()
     }
 
-    pub(super) fn refusal(&self) -> Option<Response> {
+    pub(super) fn refusal(&self, request: Request) -> Option<Response> {
         let mut guard = lock(&self.faults);
         let (plan, injected) = &mut *guard;
-        let (status, retry_after) = plan.take_refusal(injected)?;
+        let (status, retry_after) = plan.take_refusal(request, injected)?;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut response = problem(status, "injected fault");
         if let Some(seconds) = retry_after {

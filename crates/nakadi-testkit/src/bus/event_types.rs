@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::{Bus, lock, problem, unknown_event_type};
+use crate::faults::Request;
 use crate::log::EventTypeLog;
 use crate::recording;
 
@@ -123,7 +124,7 @@ pub(super) async fn get_partitions(
     State(bus): State<Arc<Bus>>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(refused) = bus.refusal() {
+    if let Some(refused) = bus.refusal(Request::Partitions) {
         return refused;
     }
     match bus.event_type(&name) {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::streaming::{Sender, Sent, StreamQuery, StreamSettings, batch_line, stream_response};
 use super::{Bus, Chunk, lock, problem, unknown_event_type};
+use crate::faults::Request;
 use crate::log::{EventTypeLog, PartitionLog, offset_of};
 
 #[derive(Deserialize)]
@@ -27,7 +28,7 @@ pub(super) async fn stream_events(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = bus.refusal() {
+    if let Some(refused) = bus.refusal(Request::Events) {
         return refused;
     }
     let Some(log) = bus.event_type(&name) else {

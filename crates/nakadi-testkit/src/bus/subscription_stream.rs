@@ -18,6 +18,7 @@ use tracing::{debug, info};
 
 use super::streaming::{Sender, Sent, StreamQuery, StreamSettings, batch_line, stream_response};
 use super::{Bus, Chunk, lock, new_id, problem, token_for, unknown_subscription};
+use crate::faults::Request;
 use crate::log::{PartitionLog, SubscriptionState, offset_of};
 
 /// A partition of a subscription: (event type, partition).
@@ -77,7 +78,7 @@ pub(super) async fn stream_subscription(
     Path(id): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Response {
-    if let Some(refused) = bus.refusal() {
+    if let Some(refused) = bus.refusal(Request::SubscriptionEvents) {
         return refused;
     }
     let settings = match query.settings() {
