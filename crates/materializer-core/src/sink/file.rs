@@ -45,7 +45,7 @@ impl FileWriter {
         output: &OutputSettings,
         output_partition: Vec<(String, String)>,
     ) -> Result<FileWriter, SinkError> {
-        let mut buffer = new_buffer();
+        let mut buffer = Vec::with_capacity(FLUSH_BYTES + (64 << 10));
         let encoder = format::encoder(output, schema)
             .and_then(|mut encoder| {
                 encoder.begin(schema, &mut buffer)?;
@@ -67,10 +67,8 @@ impl FileWriter {
             .encode(batch, &mut self.buffer)
             .map_err(|source| encode_error(self.object.path(), source))?;
         if self.buffer.len() >= FLUSH_BYTES {
-            // The full buffer goes to the upload as it is (no copy); the
-            // next rows go to a new one.
-            let full = std::mem::replace(&mut self.buffer, new_buffer());
-            self.object.write_owned(full.into()).await?;
+            self.object.write(&self.buffer).await?;
+            self.buffer.clear();
         }
         Ok(())
     }
@@ -86,7 +84,7 @@ impl FileWriter {
         encoder
             .finish(&mut buffer)
             .map_err(|source| encode_error(object.path(), source))?;
-        object.write_owned(buffer.into()).await?;
+        object.write(&buffer).await?;
         let path = object.path().clone();
         let (bytes, sha256) = object.finish().await?;
         Ok(WrittenFile {
@@ -101,12 +99,6 @@ impl FileWriter {
     pub async fn abort(self) {
         self.object.abort().await;
     }
-}
-
-/// A buffer for encoded bytes: room for a flush's worth and the batch that
-/// passes it.
-fn new_buffer() -> Vec<u8> {
-    Vec::with_capacity(FLUSH_BYTES + (64 << 10))
 }
 
 fn encode_error(path: &Path, source: EncodeError) -> SinkError {

@@ -54,20 +54,6 @@ impl ObjectWriter {
             .map_err(|e| self.io_error(e))
     }
 
-    /// Like [`ObjectWriter::write`], handing the bytes over: the upload
-    /// keeps them as they are instead of copying them into its buffer.
-    pub async fn write_owned(&mut self, data: bytes::Bytes) -> Result<(), SinkError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.hasher.update(&data);
-        self.bytes += data.len() as u64;
-        self.inner
-            .put(data)
-            .await
-            .map_err(|e| self.io_error(std::io::Error::from(e)))
-    }
-
     /// Completes the upload; returns bytes and SHA-256 (hex).
     pub async fn finish(mut self) -> Result<(u64, String), SinkError> {
         self.inner.shutdown().await.map_err(|e| self.io_error(e))?;
