@@ -3,8 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use super::{Ledger, LedgerError, Manifest};
@@ -75,30 +73,11 @@ pub(super) async fn remove_leftovers(
     ] {
         let root = ledger.layout().run_root(kind, manifest.sequence);
         remove_staged_uploads(ledger, &root)?;
-        let objects: Vec<_> = ledger
-            .store()
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|source| LedgerError::Store {
-                action: "listing",
-                path: root.to_string(),
-                source,
-            })?;
-        for object in objects {
+        for object in ledger.list_under(&root).await? {
             if listed.contains(&object.location) || object.location.filename() == Some("_SUCCESS") {
                 continue;
             }
-            match ledger.store().delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(LedgerError::Store {
-                        action: "removing",
-                        path: object.location.to_string(),
-                        source,
-                    });
-                }
-            }
+            ledger.delete_if_present(&object.location).await?;
         }
     }
     remove_unlisted_state(ledger, manifest).await
@@ -122,30 +101,11 @@ async fn remove_unlisted_state(ledger: &Ledger, manifest: &Manifest) -> Result<(
             .map(|s| ledger.layout().resolve(&s.path)),
     );
     let dir = ledger.layout().root().clone().join(STATE_FOLDER);
-    let objects: Vec<_> = ledger
-        .store()
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(|source| LedgerError::Store {
-            action: "listing",
-            path: dir.to_string(),
-            source,
-        })?;
-    for object in objects {
+    for object in ledger.list_under(&dir).await? {
         // Later runs' files (a run under way elsewhere) are not ours to judge.
         let seq = object.location.filename().and_then(written_by_run);
         if seq.is_some_and(|s| s <= manifest.sequence) && !keep.contains(&object.location) {
-            match ledger.store().delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(LedgerError::Store {
-                        action: "removing",
-                        path: object.location.to_string(),
-                        source,
-                    });
-                }
-            }
+            ledger.delete_if_present(&object.location).await?;
         }
     }
     Ok(())

@@ -72,24 +72,54 @@ impl Ledger {
         path: &Path,
         what: &'static str,
     ) -> Result<Option<T>, LedgerError> {
+        let Some(bytes) = self.read_bytes(path).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt {
+                path: path.to_string(),
+                what,
+                message: e.to_string(),
+            })
+    }
+
+    /// The bytes of the object at `path`; `None` when there is none.
+    async fn read_bytes(&self, path: &Path) -> Result<Option<bytes::Bytes>, LedgerError> {
+        let reading = |source| LedgerError::Store {
+            action: "reading",
+            path: path.to_string(),
+            source,
+        };
         match self.store().get(path).await {
-            Ok(result) => {
-                let bytes = result.bytes().await.map_err(|source| LedgerError::Store {
-                    action: "reading",
-                    path: path.to_string(),
-                    source,
-                })?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| LedgerError::Corrupt {
-                        path: path.to_string(),
-                        what,
-                        message: e.to_string(),
-                    })
-            }
+            Ok(result) => result.bytes().await.map(Some).map_err(reading),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(reading(source)),
+        }
+    }
+
+    /// The objects under `dir`.
+    pub(super) async fn list_under(
+        &self,
+        dir: &Path,
+    ) -> Result<Vec<object_store::ObjectMeta>, LedgerError> {
+        self.store()
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|source| LedgerError::Store {
+                action: "listing",
+                path: dir.to_string(),
+                source,
+            })
+    }
+
+    /// Deletes the object at `path`, if it is still there.
+    pub(super) async fn delete_if_present(&self, path: &Path) -> Result<(), LedgerError> {
+        match self.store().delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(LedgerError::Store {
-                action: "reading",
+                action: "removing",
                 path: path.to_string(),
                 source,
             }),
@@ -152,16 +182,7 @@ impl Ledger {
     /// Sequence numbers of all committed runs, in order.
     pub async fn committed_sequences(&self) -> Result<Vec<u64>, LedgerError> {
         let dir = self.layout.manifests();
-        let objects: Vec<_> =
-            self.store()
-                .list(Some(&dir))
-                .try_collect()
-                .await
-                .map_err(|source| LedgerError::Store {
-                    action: "listing",
-                    path: dir.to_string(),
-                    source,
-                })?;
+        let objects = self.list_under(&dir).await?;
         let mut seqs: Vec<u64> = objects
             .iter()
             .filter_map(|o| o.location.filename())
@@ -173,25 +194,12 @@ impl Ledger {
     }
 
     pub(super) async fn hinted_sequence(&self) -> Result<Option<u64>, LedgerError> {
-        let path = self.layout.latest_hint();
-        match self.store().get(&path).await {
-            Ok(result) => {
-                let bytes = result.bytes().await.map_err(|source| LedgerError::Store {
-                    action: "reading",
-                    path: path.to_string(),
-                    source,
-                })?;
-                Ok(std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok()))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(LedgerError::Store {
-                action: "reading",
-                path: path.to_string(),
-                source,
-            }),
-        }
+        let bytes = self.read_bytes(&self.layout.latest_hint()).await?;
+        Ok(bytes.and_then(|bytes| {
+            std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        }))
     }
 
     /// The newest committed run: from the hint, then probing the sequence
