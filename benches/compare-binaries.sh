@@ -12,6 +12,9 @@
 # CASE: flatten-csv, compact-csv or compact-csv-history (history on).
 # A binary built before the warehouse settings existed is given the topic
 # without its [warehouse] section: prefix its path with "plain:".
+# "duckdb:EVENTS.ndjson" in place of a binary runs the bench's DuckDB script
+# (pipeline/duckdb_script.py, 2 threads) on the same events as NDJSON, alternating
+# with the binaries (its stage columns are empty).
 #
 # Build a commit's binary with the bench profile, e.g.
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo bench --bench pipeline --no-run)
@@ -42,6 +45,17 @@ topic "$work/sql-plain" ""
 results="$work/results"
 for rep in $(seq "$runs"); do
     for spec in "$@"; do
+        if [ "${spec#duckdb:}" != "$spec" ]; then
+            shape=compact
+            [ "$case" = flatten-csv ] && shape=flatten
+            rm -f "$work/duckdb.csv"
+            /usr/bin/time -f '%e %M' -o "$work/time" python3 "$here/pipeline/duckdb_script.py" "$shape" \
+                "${spec#duckdb:}" "$work/duckdb.csv" csv 2 > /dev/null 2> "$work/err" \
+                || { cat "$work/err" >&2; exit 1; }
+            read -r wall kb < "$work/time"
+            echo "duckdb $wall $((kb / 1024)) nan nan nan" >> "$results"
+            continue
+        fi
         bin=${spec#plain:} sql="$work/sql"
         [ "$bin" != "$spec" ] && sql="$work/sql-plain"
         rm -rf "$work/out"

@@ -93,8 +93,18 @@ impl Bench {
             "out.csv"
         });
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let script = duckdb_script(case, &data.ndjson, &target, threads);
-        let measurement = measure(Command::new("python3").arg("-c").arg(script))?;
+        let measurement = measure(
+            Command::new("python3")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/benches/pipeline/duckdb_script.py"
+                ))
+                .arg(if case.compact() { "compact" } else { "flatten" })
+                .arg(&data.ndjson)
+                .arg(&target)
+                .arg(if case.parquet() { "parquet" } else { "csv" })
+                .arg(threads.to_string()),
+        )?;
         if !measurement.success {
             return Err(format!(
                 "duckdb failed on {}: {}",
@@ -116,46 +126,6 @@ impl Bench {
             vec![target],
         ))
     }
-}
-
-/// The analyst's DuckDB script for a case: explicit schema, QUALIFY, unnest, COPY.
-fn duckdb_script(case: Case, input: &Path, target: &Path, threads: usize) -> String {
-    let source = if case.compact() {
-        "(SELECT * FROM events QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1)"
-    } else {
-        "events"
-    };
-    let format = if case.parquet() {
-        "parquet"
-    } else {
-        "csv, HEADER true"
-    };
-    format!(
-        r#"
-import duckdb
-con = duckdb.connect()
-con.execute("SET threads = {threads}")
-con.execute("SET enable_progress_bar = false")
-
-con.execute("""
-CREATE VIEW events AS SELECT * FROM read_json('{input}', format = 'newline_delimited', columns = {{
-    metadata: 'STRUCT(eid VARCHAR, occurred_at VARCHAR)', article_id: 'BIGINT', brand: 'VARCHAR',
-    model: 'VARCHAR', version: 'BIGINT', available_qty: 'INTEGER',
-    price: 'STRUCT(amount DECIMAL(12,2), currency VARCHAR)', sizes: 'STRUCT(size VARCHAR, qty INTEGER)[]'}})
-""")
-rows = con.execute("""
-COPY (
-    SELECT article_id, brand, model, version, available_qty, price.amount AS price_amount,
-           price.currency AS currency, s.size AS size, s.qty AS qty,
-           metadata.occurred_at AS occurred_at, metadata.eid AS eid
-    FROM (SELECT *, unnest(sizes) AS s FROM {source})
-) TO '{target}' (FORMAT {format})
-""").fetchall()
-print(rows[0][0])
-"#,
-        input = input.display(),
-        target = target.display(),
-    )
 }
 
 pub(crate) fn duckdb_installed() -> bool {
