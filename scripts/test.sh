@@ -35,7 +35,7 @@ if ! python3 -c 'import sqlglot' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'sqlglot>=30.31,<31'
 fi
 
-# A PostgreSQL server for the warehouse tests (they start their own on a free port).
+# A PostgreSQL server for the warehouse tests (they start their own, on a Unix socket).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     echo "installing PostgreSQL (the warehouse tests load into a real server)" >&2
     sudo=""

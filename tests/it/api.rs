@@ -1,7 +1,7 @@
 //! The HTTP API over a real listening server: every route, statuses, bodies,
 //! tokens, runs triggered, watched and stopped, previews and the OpenAPI document.
 //!
-//! This file holds the harness: a server on a free port, a client that
+//! This file holds the harness: a server on a port it chose itself, a client that
 //! calls it with the token, and the events the previews are asked about.
 //! The tests are in its parts: [`server`] (tokens, the OpenAPI document,
 //! problems, info, the console), [`topics`] (topics, their schema, SQL and

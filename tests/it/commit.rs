@@ -11,6 +11,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::servers::{self, Fault, FaultyProxy};
+use crate::stages::{Stage, kill_when};
 use crate::support::{Committed, Workspace, article_stream, committed, object};
 
 pub(crate) const TOPIC: &str = "article-stock-changed";
@@ -315,103 +316,32 @@ async fn a_crash_at_any_stage_then_a_retry_commits_the_same_rows() {
     }
 }
 
-/// How far a run had got, as its local output shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    /// No plan of the run yet.
-    Planning,
-    /// Its plan, nothing else of it: reading (and deciding) its events.
-    Reading,
-    /// Key state segments of the run, no data file yet.
-    Deciding,
-    /// Data files of the run (whole or being written), no manifest.
-    Writing,
-    /// Its manifest, not yet every `_SUCCESS` marker of its folders.
-    Committing,
-    /// Its manifest and every marker.
-    Done,
-}
-
-/// The stage run `sequence` of the topic reached in the local output `root`.
-fn stage_of(root: &std::path::Path, sequence: u64) -> Stage {
-    let topic = root.join(TOPIC);
-    let name = format!("{sequence:010}");
-    let nonempty = |dir: &std::path::Path| {
-        std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
-    };
-    let runs: Vec<std::path::PathBuf> = ["main", "correction", "older", "keys", "rejected"]
-        .iter()
-        .map(|kind| topic.join(kind).join(format!("run={name}")))
-        .collect();
-    if topic
-        .join("_manifests")
-        .join(format!("{name}.json"))
-        .exists()
-    {
-        let marked = runs
-            .iter()
-            .filter(|dir| dir.exists())
-            .all(|dir| dir.join("_SUCCESS").exists());
-        return if marked {
-            Stage::Done
-        } else {
-            Stage::Committing
-        };
-    }
-    if runs.iter().any(|dir| nonempty(dir)) {
-        return Stage::Writing;
-    }
-    let segment = std::fs::read_dir(topic.join("_state"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .any(|bucket| {
-            std::fs::read_dir(bucket.path())
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .any(|f| f.file_name().to_string_lossy().starts_with(&name))
-        });
-    if segment {
-        Stage::Deciding
-    } else if topic.join("_plans").join(format!("{name}.json")).exists() {
-        Stage::Reading
-    } else {
-        Stage::Planning
-    }
-}
-
-/// Runs the binary on the local output `t` (in folder `dir` of `ws`) and
-/// sends it SIGKILL as soon as its run `sequence` reaches `aim`; returns the
-/// stage the output shows once it is dead.
-fn kill_at(ws: &Workspace, t: &Target, dir: &str, sequence: u64, aim: Stage) -> Stage {
-    let root = ws.path(dir);
-    let mut child = materializer_command(ws, t)
+/// Runs the binary on `t` and sends it SIGKILL as soon as its run
+/// `sequence` reaches `aim`; returns the stage the output shows once it is
+/// dead.
+async fn kill_at(ws: &Workspace, t: &Target, sequence: u64, aim: Stage) -> Stage {
+    let mut command = tokio::process::Command::from(materializer_command(ws, t));
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stage_of(&root, sequence) < aim && child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the run never reached {aim:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
-    stage_of(&root, sequence)
+    kill_when(&mut child, &t.location, TOPIC, sequence, aim).await
 }
 
-/// At each stage of a run, kills run `sequence` on a local output of its own
-/// (`prepare` readies its folder, by name) as soon as the run reaches that
-/// stage, and checks what the stage it landed in may show: the runs before
-/// it alone, or `expected` once the manifest is written; then a retry
-/// commits `expected`, leaving only committed files. A kill that lands
-/// later than aimed (the run went on before the signal) still counts for
-/// those checks, and the stage is aimed at again, a few times at most:
-/// kills must land mid-read, mid-state, mid-write and mid-commit. Returns
-/// the outputs.
+/// At each stage of a run, kills run `sequence` on an output of its own in
+/// `store` (`prepare` readies a local one, by folder name) as soon as the
+/// run reaches that stage, and checks what the stage it landed in may show:
+/// the runs before it alone, or `expected` once the manifest is written;
+/// then a retry commits `expected`, leaving only committed files. A kill
+/// that lands later than aimed (the run went on before the signal) still
+/// counts for those checks, and the stage is aimed at again, a few times at
+/// most: kills must land mid-read, mid-state, mid-write and mid-commit.
+/// Returns the outputs.
 pub(crate) async fn kills_aimed_at(
     ws: &Workspace,
+    store: Store,
     sequence: u64,
     expected: &Committed,
     prepare: impl Fn(&str),
@@ -427,23 +357,34 @@ pub(crate) async fn kills_aimed_at(
         for _ in 0..6 {
             let dir = format!("kill-9-{}", targets.len());
             prepare(&dir);
-            let t = target(ws, Store::Local, &dir);
-            let stage = kill_at(ws, &t, &dir, sequence, aim);
-            assert!(stage >= aim, "aimed at {aim:?}, landed in {stage:?}");
+            let t = target(ws, store, &dir);
+            let stage = kill_at(ws, &t, sequence, aim).await;
+            assert!(
+                stage >= aim,
+                "{store:?}: aimed at {aim:?}, landed in {stage:?}"
+            );
             landed.push(stage);
             let visible = committed(&t.location, TOPIC).await;
             if stage >= Stage::Committing {
-                assert_eq!(&visible, expected, "{stage:?}");
+                assert_eq!(&visible, expected, "{store:?} {stage:?}");
             } else {
                 assert_eq!(
                     visible.sequences,
                     (1..sequence).collect::<Vec<_>>(),
-                    "{stage:?}: a partial commit is visible"
+                    "{store:?} {stage:?}: a partial commit is visible"
                 );
             }
             let retry = run_process(ws, &t, None);
-            assert!(retry.status.success(), "{stage:?}: {}", text(&retry.stderr));
-            assert_eq!(&committed(&t.location, TOPIC).await, expected, "{stage:?}");
+            assert!(
+                retry.status.success(),
+                "{store:?} {stage:?}: {}",
+                text(&retry.stderr)
+            );
+            assert_eq!(
+                &committed(&t.location, TOPIC).await,
+                expected,
+                "{store:?} {stage:?}"
+            );
             only_committed_files_remain(&t).await;
             targets.push(t);
             if stage == aim {
@@ -452,47 +393,23 @@ pub(crate) async fn kills_aimed_at(
         }
         assert!(
             landed.contains(&aim),
-            "no kill landed in {aim:?}: {landed:?}"
+            "{store:?}: no kill landed in {aim:?}: {landed:?}"
         );
     }
+    eprintln!("{store:?}: kills landed in {landed:?}");
     targets
 }
 
-/// SIGKILL aimed at each stage of a run, each on an output of its own: the
-/// stage each kill landed in is what the output shows afterwards (see
-/// [`kills_aimed_at`]): nothing partial is ever visible, and a retry commits
-/// exactly the clean run's rows. On S3, kills at random
-/// moments of one output, run after run.
+/// SIGKILL aimed at each stage of a run, each on an output of its own, local
+/// and on S3: the stage each kill landed in is what the output shows
+/// afterwards (see [`kills_aimed_at`]): nothing partial is ever visible, and
+/// a retry commits exactly the clean run's rows.
 #[tokio::test]
 async fn kill_9_at_each_stage_never_duplicates_or_loses_a_row() {
     let ws = generated_workspace(20_000);
     let expected = reference(&ws).await;
-    kills_aimed_at(&ws, 1, &expected, |_| {}).await;
-
-    let t = target(&ws, Store::S3, "kill-9");
-    // How long an undisturbed run takes, to spread the kills over it.
-    let probe = target(&ws, Store::S3, "kill-9-probe");
-    let started = Instant::now();
-    assert!(run_process(&ws, &probe, None).status.success());
-    let span = started.elapsed().as_millis() as u64;
-    let mut seed = 0x9e37_79b9_u64;
-    for _ in 0..6 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let delay = (seed >> 33) % (span + 1);
-        let mut child = materializer_command(&ws, &t).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        let visible = committed(&t.location, TOPIC).await;
-        assert!(
-            visible.sequences.is_empty() || visible == expected,
-            "S3: a partial commit is visible"
-        );
-    }
-    let last = run_process(&ws, &t, None);
-    assert!(last.status.success(), "{}", text(&last.stderr));
-    assert_eq!(committed(&t.location, TOPIC).await, expected, "S3");
-    only_committed_files_remain(&t).await;
+    kills_aimed_at(&ws, Store::Local, 1, &expected, |_| {}).await;
+    kills_aimed_at(&ws, Store::S3, 1, &expected, |_| {}).await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod servers;
 mod sql_errors;
+mod stages;
 mod support;
 mod webdriver;
 

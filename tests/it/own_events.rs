@@ -268,12 +268,11 @@ async fn serve_runs_a_copied_topic_from_a_source_named_in_the_request() {
 #[test]
 fn serve_says_where_the_console_is() {
     let ws = Workspace::new();
-    let port = crate::servers::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_materializer"))
         .current_dir(ws.dir.path())
         .env("RUST_LOG", "warn")
         .env_remove("MATERIALIZER_API_TOKENS")
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .args(["--api-token", "t"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -281,9 +280,18 @@ fn serve_says_where_the_console_is() {
         .unwrap();
     let mut banner = String::new();
     let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner);
+    // The port it took (port 0 is the system's choice), and it listens there.
+    let port: String = banner
+        .trim_start_matches("materializer on http://127.0.0.1:")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let listens = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok();
     let _ = child.kill();
     let _ = child.wait();
     read.unwrap();
+    assert!(listens, "nothing listens where the banner says: {banner}");
+    assert_ne!(port, "0", "{banner}");
     assert_eq!(
         banner,
         format!(

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::servers::{free_port, postgres, wait_for_port};
+use crate::servers::{announced_port, postgres};
 use crate::support::{Workspace, copy_dir, csv_rows, repo};
 
 fn readme() -> String {
@@ -321,21 +321,21 @@ fn a_run_reads_the_local_nakadi_server_as_shown() {
     );
     let ws = repository_copy();
     let bin = bin_dir(&ws, false);
-    // `cargo run -p nakadi-testkit` is the testkit's binary, on a free port
-    // in place of its default 8080.
-    let port = free_port();
+    // `cargo run -p nakadi-testkit` is the testkit's binary, on a port the
+    // system chooses in place of its default 8080 (read from its log).
     let log = ws.path("nakadi-server.log");
-    let _server = Background(
+    let mut server = Background(
         Command::new(nakadi_server_binary())
             .current_dir(ws.dir.path())
-            .env("NAKADI_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("NAKADI_SERVER_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port, "nakadi-server", &log);
+    let port = announced_port(&mut server.0, &log, "address=127.0.0.1:", "nakadi-server");
     assert!(run.contains("http://127.0.0.1:8080"), "{run}");
     let run = run.replace("http://127.0.0.1:8080", &format!("http://127.0.0.1:{port}"));
     let live = succeed(shell(&ws, &bin, &run), &run);
@@ -363,20 +363,26 @@ fn serve_and_curl_work_as_shown() {
     let curl = block_starting(&readme, "curl -s -X POST");
     let ws = repository_copy();
     let bin = bin_dir(&ws, false);
-    let port = free_port();
     let token = "readme-token";
     let log = ws.path("serve.log");
-    // serve's default address is 127.0.0.1:8000; the test takes a free port
-    // through the setting README names for it.
+    // serve's default address is 127.0.0.1:8000; the test takes port 0
+    // through the setting README names for it, and reads the port serve took
+    // from its banner.
+    let banner = ws.path("serve.out");
     let mut command = shell(&ws, &bin, &serve);
     command
         .env("TOKEN", token)
-        .env("MATERIALIZER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MATERIALIZER_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&banner).unwrap())
         .stderr(std::fs::File::create(&log).unwrap());
-    let _server = Background(command.spawn().unwrap());
-    wait_for_port(port, "serve", &log);
+    let mut server = Background(command.spawn().unwrap());
+    let port = announced_port(
+        &mut server.0,
+        &banner,
+        "materializer on http://127.0.0.1:",
+        "serve",
+    );
     assert_eq!(curl.matches("http://127.0.0.1:8000/").count(), 2, "{curl}");
     let curl = curl.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
     let mut command = shell(&ws, &bin, &curl);

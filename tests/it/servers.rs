@@ -1,21 +1,13 @@
-//! Real servers the tests talk to, started on free local ports by the tests
-//! themselves and stopped when the test process ends.
+//! Real servers the tests talk to, started by the tests themselves and
+//! stopped when the test process ends. None takes a port probed in advance:
+//! moto, chromedriver and nakadi-server bind port 0 and say which port they
+//! took, PostgreSQL listens on a Unix socket of its own.
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts `command` in the background, tied to this process: when the test
 /// process exits (however it exits), the server is killed.
@@ -36,18 +28,28 @@ pub fn spawn_tied(command: &str, log: &std::path::Path) -> Child {
         .unwrap()
 }
 
-pub fn wait_for_port(port: u16, what: &str, log: &std::path::Path) {
+/// The port a server started on port 0 announced in `log`: the number after
+/// the first `marker` written there (the server's own line saying where it
+/// listens). Fails with the log when `server` ends first or nothing comes
+/// within a minute.
+pub fn announced_port(server: &mut Child, log: &std::path::Path, marker: &str, what: &str) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(rest) = text.split(marker).nth(1) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(port) = digits.parse() {
+                return port;
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        let ended = server.try_wait().unwrap();
+        assert!(
+            ended.is_none() && Instant::now() < deadline,
+            "{what} did not say where it listens ({}); its log:\n{text}",
+            ended.map_or("within a minute".to_string(), |s| s.to_string())
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "{what} did not start on port {port}; its log:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 fn logs_dir() -> std::path::PathBuf {
@@ -67,13 +69,14 @@ pub struct S3Server {
 pub fn s3() -> &'static S3Server {
     static SERVER: OnceLock<S3Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let port = free_port();
         let log = logs_dir().join("moto.log");
-        let process = spawn_tied(
-            &format!("exec python3 -m moto.server -H 127.0.0.1 -p {port}"),
+        let mut process = spawn_tied("exec python3 -m moto.server -H 127.0.0.1 -p 0", &log);
+        let port = announced_port(
+            &mut process,
             &log,
+            "Running on http://127.0.0.1:",
+            "moto_server (pip install 'moto[server]')",
         );
-        wait_for_port(port, "moto_server (pip install 'moto[server]')", &log);
         S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
@@ -294,9 +297,11 @@ impl FaultyProxy {
 }
 
 /// A PostgreSQL server of this test process, started on first use (initdb into
-/// a scratch folder, as the `postgres` user when the tests run as root).
+/// a scratch folder, as the `postgres` user when the tests run as root). It
+/// listens on a Unix socket in that folder alone: no TCP port to collide on.
 pub struct Postgres {
-    pub port: u16,
+    /// The folder of its socket (what `PGHOST` and `psql -h` take).
+    socket_dir: std::path::PathBuf,
     bin: std::path::PathBuf,
     _process: Child,
     _dir: tempfile::TempDir,
@@ -346,6 +351,10 @@ fn as_postgres_user(command: &str) -> String {
     }
 }
 
+/// The number in the name of its socket file (`.s.PGSQL.<port>`): the socket
+/// is in a folder of its own, so PostgreSQL's default does not collide.
+const POSTGRES_PORT: u16 = 5432;
+
 pub fn postgres() -> &'static Postgres {
     static SERVER: OnceLock<Postgres> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -366,28 +375,29 @@ pub fn postgres() -> &'static Postgres {
             .output()
             .unwrap();
         assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
-        let port = free_port();
         let log = logs_dir().join("postgres.log");
         let process = spawn_tied(
             &as_postgres_user(&format!(
-                "{}/postgres -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c TimeZone=UTC",
+                "{}/postgres -D {} -p {POSTGRES_PORT} -k {} -c listen_addresses='' -c fsync=off -c TimeZone=UTC",
                 bin.display(),
                 data.display(),
                 dir.path().display()
             )),
             &log,
         );
-        wait_for_port(port, "PostgreSQL", &log);
-        // Accepting connections takes a moment after the port opens.
         let server = Postgres {
-            port,
+            socket_dir: dir.path().to_path_buf(),
             bin,
             _process: process,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.psql("postgres", "SELECT 1").is_err() {
-            assert!(Instant::now() < deadline, "PostgreSQL does not answer");
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL does not answer; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -399,8 +409,8 @@ impl Postgres {
     /// `bin`, see [`Postgres::psql_path`]) connect to `database`.
     pub fn client_env(&self, database: &str) -> Vec<(&'static str, String)> {
         vec![
-            ("PGHOST", "127.0.0.1".into()),
-            ("PGPORT", self.port.to_string()),
+            ("PGHOST", self.socket_dir.display().to_string()),
+            ("PGPORT", POSTGRES_PORT.to_string()),
             ("PGUSER", "postgres".into()),
             ("PGDATABASE", database.into()),
             ("PGTZ", "UTC".into()),
@@ -434,9 +444,9 @@ impl Postgres {
             command.args(["-v", "ON_ERROR_STOP=1"]);
         }
         let mut child = command
-            .args(["-h", "127.0.0.1", "-U", "postgres"])
-            .arg("-p")
-            .arg(self.port.to_string())
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-U", "postgres", "-p", &POSTGRES_PORT.to_string()])
             .arg("-d")
             .arg(database)
             .env("PGTZ", "UTC")

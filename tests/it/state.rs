@@ -162,7 +162,7 @@ async fn kill_9_while_the_second_run_writes_its_state_never_loses_a_version() {
     }
     let expected = two_clean_runs(&setup).await;
     let copy = |dir: &str| copy_dir(&setup.ws.path("kill-9"), &setup.ws.path(dir));
-    for t in kills_aimed_at(&setup.ws, 2, &expected, copy).await {
+    for t in kills_aimed_at(&setup.ws, Store::Local, 2, &expected, copy).await {
         assert_eq!(
             state_objects(&t.location).await,
             state_in_force(&t.location).await

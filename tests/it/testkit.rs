@@ -9,7 +9,7 @@ use nakadi_testkit::Bus;
 use serde_json::{Value, json};
 
 use crate::readme::nakadi_server_binary;
-use crate::servers::{free_port, wait_for_port};
+use crate::servers::announced_port;
 use crate::support::Workspace;
 
 /// A server with a business, a data change and an undefined event type of
@@ -171,19 +171,18 @@ async fn publishing_limits_are_the_documented_ones() {
 #[test]
 fn its_log_is_plain_text_in_a_file() {
     let ws = Workspace::new();
-    let port = free_port();
     let log = ws.path("nakadi-server.log");
     let mut child = Command::new(nakadi_server_binary())
         .current_dir(ws.dir.path())
         .args(["--recordings", "recorded"])
-        .env("NAKADI_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NAKADI_SERVER_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_for_port(port, "nakadi-server", &log);
+    announced_port(&mut child, &log, "address=127.0.0.1:", "nakadi-server");
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::servers::free_port;
+use crate::servers::announced_port;
 
 /// The key W3C WebDriver names an element reference with.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -75,16 +75,23 @@ impl Browser {
             "CHROME_BIN",
             &["chromium", "chromium-browser", "google-chrome"],
         );
-        let port = free_port();
         let log = logs.join("chromedriver.log");
-        let driver = Command::new(&driver_path)
-            .arg(format!("--port={port}"))
+        // On port 0, chromedriver says on stdout which port it took.
+        let announced = logs.join("chromedriver.out");
+        let mut driver = Command::new(&driver_path)
+            .arg("--port=0")
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&announced).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", driver_path.display()));
+        let port = announced_port(
+            &mut driver,
+            &announced,
+            "started successfully on port ",
+            "chromedriver",
+        );
         let profile = tempfile::tempdir().unwrap();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))

@@ -13,6 +13,7 @@ use super::{
     Live, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, read_through_subscription,
     run, settings, source, source_with, subscription_id,
 };
+use crate::stages::{Stage, kill_when};
 use crate::support::{Workspace, article_stream, committed, parse_csv, run_files};
 
 const FAILPOINT: &str = "MATERIALIZER_FAILPOINT";
@@ -289,7 +290,10 @@ async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once()
     let live = live(&ws, None, &[]).await;
     let dir = ws.path("series");
     let output = OutputLocation::parse(&dir.display().to_string(), &S3Settings::default()).unwrap();
-    // Every failpoint once, and SIGKILL at random moments in between.
+    // Every failpoint once, and SIGKILL in between, aimed at a stage of the
+    // run: each kill lands where the output shows it did, and kills must land
+    // mid-read, mid-state, mid-write and mid-commit (aimed again at a stage
+    // no kill has landed in yet).
     let deaths = [
         Some("planned"),
         None,
@@ -303,18 +307,19 @@ async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once()
         None,
         None,
         Some("reading"),
+        None,
+        None,
     ];
+    let required = [
+        Stage::Reading,
+        Stage::Deciding,
+        Stage::Writing,
+        Stage::Committing,
+    ];
+    let mut landed: Vec<Stage> = Vec::new();
     let rounds: Vec<&[String]> = lines.chunks(lines.len().div_ceil(deaths.len())).collect();
-    // How long a whole run takes, to spread the kills over it.
-    let mut span = Duration::from_millis(500);
-    let mut seed = 0x5eed_u64;
-    let mut random = move |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
     assert_eq!(rounds.len(), deaths.len());
+    let ledger = Ledger::new(output.clone(), TOPIC);
     for (round, (events, death)) in rounds.iter().zip(deaths).enumerate() {
         let (before, meanwhile) = events.split_at(events.len() / 2);
         append(&live, before);
@@ -328,26 +333,44 @@ async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once()
                 );
             }
             None => {
+                let aim = required
+                    .into_iter()
+                    .find(|stage| !landed.contains(stage))
+                    .unwrap_or(Stage::Writing);
+                let sequence = ledger
+                    .committed_sequences()
+                    .await
+                    .unwrap()
+                    .last()
+                    .map_or(1, |s| s + 1);
                 let mut child = cli_run(&ws, &live, &dir)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .unwrap();
-                let moment = random(span.as_millis() as u64 + 1);
-                tokio::time::sleep(Duration::from_millis(moment)).await;
-                let _ = child.start_kill(); // SIGKILL
-                let _ = child.wait().await;
+                let stage = kill_when(&mut child, &output, TOPIC, sequence, aim).await;
+                assert!(
+                    stage >= aim,
+                    "round {round}: aimed at {aim:?}, landed in {stage:?}"
+                );
+                landed.push(stage);
             }
         }
         // Events keep arriving while no run is there.
         append(&live, meanwhile);
-        let started = Instant::now();
         let next = finished(&mut cli_run(&ws, &live, &dir)).await;
-        span = started.elapsed();
         assert!(
             next.status.success(),
             "round {round}: {}",
             text(&next.stderr)
+        );
+    }
+
+    eprintln!("kills landed in {landed:?}");
+    for stage in required {
+        assert!(
+            landed.contains(&stage),
+            "no kill landed in {stage:?}: {landed:?}"
         );
     }
 
@@ -356,7 +379,6 @@ async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once()
     assert!(last.status.success(), "{}", text(&last.stderr));
 
     // Every event is in exactly one committed run, and the runs follow each other.
-    let ledger = Ledger::new(output.clone(), TOPIC);
     let mut manifests = Vec::new();
     for sequence in ledger.committed_sequences().await.unwrap() {
         manifests.push(ledger.manifest(sequence).await.unwrap().unwrap());
