@@ -9,9 +9,13 @@
 # RECORDING: a folder of stream lines, e.g. the one the pipeline bench
 # generates ($TMPDIR/materializer-bench/data/1000000-seed42-<generator>/stream,
 # the folder named for the generator's fingerprint).
-# CASE: flatten-csv, compact-csv or compact-csv-history (history on).
+# CASE: flatten-csv, compact-csv, compact-csv-history (history on) or
+# compact-parquet-history (history on, Parquet files).
 # A binary built before the warehouse settings existed is given the topic
 # without its [warehouse] section: prefix its path with "plain:".
+# "nakadi:BIN" runs BIN reading the recording from a Nakadi-compatible server
+# over HTTP streaming (the nakadi-server binary: $NAKADI_SERVER, else on PATH,
+# e.g. target/release/nakadi-server), started once and serving the recording.
 # "duckdb:EVENTS.ndjson" in place of a binary runs the bench's DuckDB script
 # (pipeline/duckdb_script.py, 2 threads) on the same events as NDJSON, alternating
 # with the binaries (its stage columns are empty).
@@ -26,21 +30,43 @@ shift 3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+format=csv
+case "$case" in *parquet*) format=parquet ;; esac
+
 # topic DIR WAREHOUSE: the pipeline bench's topic for $case.
 topic() {
     local dir=$1/bench-$case warehouse=$2 compact=true
     [ "$case" = flatten-csv ] && compact=false
     mkdir -p "$dir"
-    printf 'event_type = "bench.%s"\npartitioning_key = "article_id"\nordering_key = "version"\ncompact = %s\n\n[output]\nformat = "csv"\n' \
-        "${case//-/_}" "$compact" > "$dir/topic.toml"
+    printf 'event_type = "bench.%s"\npartitioning_key = "article_id"\nordering_key = "version"\ncompact = %s\n\n[output]\nformat = "%s"\n' \
+        "${case//-/_}" "$compact" "$format" > "$dir/topic.toml"
     [ -n "$warehouse" ] && printf '\n[warehouse]\n%s\n' "$warehouse" >> "$dir/topic.toml"
     sed "s/bench.event/bench.${case//-/_}/" "$here/pipeline/schema.json" > "$dir/schema.json"
     cp "$here/pipeline/mapping.sql" "$dir/"
 }
 history="history = false"
-[ "$case" = compact-csv-history ] && history=""
+case "$case" in *-history) history="" ;; esac
 topic "$work/sql" "$history"
 topic "$work/sql-plain" ""
+
+# The Nakadi-compatible server, when a binary reads from it.
+nakadi_url=""
+for spec in "$@"; do
+    [ "${spec#nakadi:}" = "$spec" ] || [ -n "$nakadi_url" ] && continue
+    server=${NAKADI_SERVER:-nakadi-server}
+    mkdir -p "$work/recordings"
+    ln -s "$(cd "$recording" && pwd)" "$work/recordings/bench-$case"
+    NAKADI_SERVER_LISTEN=127.0.0.1:0 RUST_LOG=info "$server" --sql-dir "$work/sql" \
+        --recordings "$work/recordings" > /dev/null 2> "$work/nakadi.log" &
+    nakadi_pid=$!
+    trap 'kill $nakadi_pid 2>/dev/null; rm -rf "$work"' EXIT
+    # It loads the recording into memory before it listens, then says where.
+    until port=$(grep -o 'address=127.0.0.1:[0-9]*' "$work/nakadi.log" | head -1 | cut -d: -f2) && [ -n "$port" ]; do
+        kill -0 $nakadi_pid 2>/dev/null || { cat "$work/nakadi.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    nakadi_url="http://127.0.0.1:$port"
+done
 
 results="$work/results"
 for rep in $(seq "$runs"); do
@@ -48,19 +74,22 @@ for rep in $(seq "$runs"); do
         if [ "${spec#duckdb:}" != "$spec" ]; then
             shape=compact
             [ "$case" = flatten-csv ] && shape=flatten
-            rm -f "$work/duckdb.csv"
+            rm -f "$work/duckdb.$format"
             /usr/bin/time -f '%e %M' -o "$work/time" python3 "$here/pipeline/duckdb_script.py" "$shape" \
-                "${spec#duckdb:}" "$work/duckdb.csv" csv 2 > /dev/null 2> "$work/err" \
+                "${spec#duckdb:}" "$work/duckdb.$format" "$format" 2 > /dev/null 2> "$work/err" \
                 || { cat "$work/err" >&2; exit 1; }
             read -r wall kb < "$work/time"
             echo "duckdb $wall $((kb / 1024)) nan nan nan" >> "$results"
             continue
         fi
-        bin=${spec#plain:} sql="$work/sql"
+        bin=${spec#plain:} sql="$work/sql" source=(--source "$recording")
         [ "$bin" != "$spec" ] && sql="$work/sql-plain"
+        if [ "${spec#nakadi:}" != "$spec" ]; then
+            bin=${spec#nakadi:} source=(--nakadi-url "$nakadi_url")
+        fi
         rm -rf "$work/out"
         /usr/bin/time -f '%e %M' -o "$work/time" "$bin" --sql-dir "$sql" run --topic "bench-$case" \
-            --json --no-progress --output "$work/out" --source "$recording" > "$work/summary.json" 2> "$work/err" \
+            --json --no-progress --output "$work/out" "${source[@]}" > "$work/summary.json" 2> "$work/err" \
             || { cat "$work/err" >&2; exit 1; }
         python3 - "$spec" "$work/summary.json" "$work/time" >> "$results" <<'PY'
 import json, sys

@@ -35,6 +35,13 @@ if ! python3 -c 'import sqlglot' >/dev/null 2>&1; then
     python3 -m pip install --quiet 'sqlglot>=30.31,<31'
 fi
 
+# DuckDB: the pipeline bench's smoke run (part of the tests) checks the
+# engine's rows against the analyst's DuckDB script.
+if ! python3 -c 'import duckdb' >/dev/null 2>&1; then
+    echo "installing duckdb (the bench smoke compares the engine's rows with DuckDB's)" >&2
+    python3 -m pip install --quiet 'duckdb>=1.1,<3'
+fi
+
 # A PostgreSQL server for the warehouse tests (they start their own, on a Unix socket).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     echo "installing PostgreSQL (the warehouse tests load into a real server)" >&2

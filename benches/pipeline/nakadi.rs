@@ -13,32 +13,32 @@ pub(crate) struct NakadiServer {
 
 impl NakadiServer {
     pub(crate) fn start(sql_dir: &Path, recordings: &Path) -> Result<NakadiServer, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
+        use std::io::BufRead;
         // The server runs in a process of its own (this harness, started
-        // again in server mode), so that its memory is not the harness's.
+        // again in server mode), so that its memory is not the harness's. It
+        // takes a port of the system's choice and says which on stdout.
         let harness = std::env::current_exe().map_err(|e| e.to_string())?;
-        let child = Command::new(harness)
+        let mut child = Command::new(harness)
             .arg(SERVE_NAKADI)
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .arg(sql_dir)
             .arg(recordings)
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting the Nakadi-compatible server: {e}"))?;
-        let url = format!("http://127.0.0.1:{port}");
-        let server = NakadiServer { child, url };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-        let probe = format!("127.0.0.1:{port}");
-        while std::net::TcpStream::connect(&probe).is_err() {
-            if std::time::Instant::now() > deadline {
-                return Err("the Nakadi-compatible server did not start".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut announced = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = std::io::BufReader::new(stdout).read_line(&mut announced);
         }
-        Ok(server)
+        let Some(address) = announced.trim().strip_prefix(LISTENING) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the Nakadi-compatible server did not start (it said {announced:?})"
+            ));
+        };
+        let url = format!("http://{address}");
+        Ok(NakadiServer { child, url })
     }
 }
 
@@ -52,6 +52,9 @@ impl Drop for NakadiServer {
 /// First argument that makes the harness a Nakadi-compatible server:
 /// `<listen address> <sql dir> <recordings dir>`.
 pub(crate) const SERVE_NAKADI: &str = "--serve-nakadi";
+
+/// What the server says on stdout before its address, once it listens.
+const LISTENING: &str = "listening on ";
 
 /// Serves the event types of `sql dir` with the recordings until killed.
 pub(crate) fn serve_nakadi(args: &[String]) -> Result<(), String> {
@@ -68,7 +71,8 @@ pub(crate) fn serve_nakadi(args: &[String]) -> Result<(), String> {
             bus.add_event_type(event_type.document, event_type.recorded_partitions.max(1))?;
             bus.append_recording(&name, &event_type.recording)?;
         }
-        let (_, server) = bus.start(listen).await.map_err(|e| e.to_string())?;
+        let (address, server) = bus.start(listen).await.map_err(|e| e.to_string())?;
+        println!("{LISTENING}{address}");
         server.await.map_err(|e| e.to_string())
     })
 }

@@ -1,7 +1,8 @@
 //! The exit codes README promises ("Exit codes"), one process per failure:
 //! 2 for a usage or configuration error, 3 for a source that cannot be
 //! read, 4 for an output that cannot be written (down or read-only), 5 for
-//! a conflict (a busy subscription) and 6 for events that cannot be
+//! a conflict (a busy subscription, a run another process committed first)
+//! and 6 for events that cannot be
 //! processed (an expired cursor, a recording that repeats events).
 
 use std::process::Output;
@@ -149,4 +150,38 @@ async fn every_failure_class_exits_with_its_code() {
     );
     assert!(nakadi.bus.busy_refused.load(Ordering::Relaxed) >= 2);
     drop(holder);
+
+    // 5: another process committed the run first. The first process waits
+    // with its files written, before its manifest, while a second one runs
+    // the same events to the end; then the first goes on and loses.
+    let race = Workspace::new();
+    let gate = race.path("gate");
+    let mut waiting = gate.clone().into_os_string();
+    waiting.push(".waiting");
+    let mut held = race.command();
+    held.args(["run", "--topic", TOPIC, "--no-progress", "--output", "out"])
+        .args(recorded)
+        .env("MATERIALIZER_FAILPOINT", "commit")
+        .env("MATERIALIZER_FAILPOINT_GATE", &gate);
+    let held = tokio::process::Command::from(held)
+        .kill_on_drop(true)
+        .output();
+    let held = tokio::spawn(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::path::Path::new(&waiting).exists() {
+        assert!(
+            std::time::Instant::now() < deadline && !held.is_finished(),
+            "the first run never reached its commit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let winner = run(&race, &[&recorded[..], &["--output", "out"]].concat(), &[]).await;
+    exited("the race's winner", &winner, 0, "");
+    std::fs::write(&gate, b"").unwrap();
+    exited(
+        "the race's loser",
+        &held.await.unwrap().unwrap(),
+        5,
+        "run 1 of this topic was committed by another process first",
+    );
 }

@@ -10,8 +10,10 @@
 //!
 //! A point can also hold instead of abort ([`hold`]): with
 //! `MATERIALIZER_FAILPOINT=<name>` and `MATERIALIZER_FAILPOINT_GATE=<path>`,
-//! what reaches the named point waits there until `<path>` exists. Points:
-//! `preview-turn` (a preview that has its turn, before it starts).
+//! what reaches the named point creates `<path>.waiting` and waits there until
+//! `<path>` exists. Points: `preview-turn` (a preview that has its turn,
+//! before it starts), `commit` (a run whose files are written, before its
+//! manifest).
 
 /// Aborts the process when `MATERIALIZER_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]
@@ -31,13 +33,22 @@ pub fn failpoint(name: &str) {
 pub fn failpoint(_name: &str) {}
 
 /// Waits, when `MATERIALIZER_FAILPOINT` names this point, until the file
-/// `MATERIALIZER_FAILPOINT_GATE` names exists.
+/// `MATERIALIZER_FAILPOINT_GATE` names exists; says that it waits with the
+/// file of that name and `.waiting` appended.
 #[cfg(feature = "failpoints")]
 pub async fn hold(name: &str) {
     let held = std::env::var("MATERIALIZER_FAILPOINT").is_ok_and(|point| point == name);
     let Some(gate) = std::env::var_os("MATERIALIZER_FAILPOINT_GATE").filter(|_| held) else {
         return;
     };
+    let mut waiting = gate.clone();
+    waiting.push(".waiting");
+    if let Err(e) = std::fs::write(&waiting, b"") {
+        eprintln!(
+            "failpoint {name}: {}: {e}",
+            std::path::Path::new(&waiting).display()
+        );
+    }
     while !std::path::Path::new(&gate).exists() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -61,6 +62,11 @@ pub struct Bus {
     subscriptions: Mutex<BTreeMap<String, SubscriptionState>>,
     sessions: Mutex<HashMap<String, Session>>,
     faults: Mutex<(FaultPlan, Injected)>,
+    /// The last refused request's kind and moment, until the next request of
+    /// that kind (its retry) comes.
+    refused: Mutex<Option<(crate::faults::Request, Instant)>>,
+    /// For each refused request, how long its retry waited.
+    retry_waits: Mutex<Vec<Duration>>,
     token: Option<String>,
     /// Woken when events are published or cursors committed.
     changed: tokio::sync::Notify,
@@ -132,6 +138,8 @@ impl Bus {
             subscriptions: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(HashMap::new()),
             faults: Mutex::new((FaultPlan::default(), Injected::default())),
+            refused: Mutex::new(None),
+            retry_waits: Mutex::new(Vec::new()),
             token,
             changed: tokio::sync::Notify::new(),
             partition_rng: Mutex::new(StdRng::from_os_rng()),

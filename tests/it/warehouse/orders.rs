@@ -111,8 +111,13 @@ fn order_runs(orders: usize, runs: usize, seed: u64) -> Vec<Vec<Version>> {
             0 if arrivals.len() > 1 => arrivals.swap(0, 1), // out of order within a run
             1 if arrivals.len() > 1 && first_run + 1 < runs => arrivals[0].0 = runs - 1, // late across runs
             2 => {
-                let again = arrivals[rng.next(arrivals.len() as u64) as usize].1.clone();
-                arrivals.push((first_run, again)); // redelivered
+                // Redelivered with another payload (the same version and
+                // eid): the copy that arrives last wins.
+                let mut again = arrivals[rng.next(arrivals.len() as u64) as usize].1.clone();
+                again.value["gift_note"] =
+                    serde_json::Value::String(format!("again {}", again.order));
+                again.json = again.value.to_string();
+                arrivals.push((first_run, again));
             }
             3 if first_run + 1 < runs => {
                 let last = arrivals.len() - 1;
@@ -161,7 +166,7 @@ fn truth(runs: &[Vec<Version>]) -> Vec<Row> {
         let at = v.value["metadata"]["occurred_at"].as_str().unwrap();
         let keep = latest
             .get(&v.order)
-            .is_none_or(|l| l["metadata"]["occurred_at"].as_str().unwrap() < at);
+            .is_none_or(|l| l["metadata"]["occurred_at"].as_str().unwrap() <= at);
         if keep {
             latest.insert(v.order.clone(), &v.value);
         }
@@ -252,10 +257,33 @@ async fn loading_every_run_gives_the_latest_version_of_every_key() {
     let runs = order_runs(240, 4, 77);
     let (database, counts) = materialize_and_load(&ws, &runs, "ods").await;
     let expected = truth(&runs);
-    // The stream exercised what it claims to.
+    // The stream exercised what it claims to: a version that arrives a run
+    // after a newer version of its order (late across runs), and copies of
+    // a version with another payload, the one that arrived last winning.
+    let newest_before = |order: &str, run: usize| {
+        runs[..run]
+            .iter()
+            .flatten()
+            .filter(|v| v.order == order)
+            .filter_map(|v| v.value["metadata"]["occurred_at"].as_str())
+            .max()
+    };
+    let late_across_runs = runs.iter().enumerate().any(|(run, versions)| {
+        versions.iter().any(|v| {
+            newest_before(&v.order, run)
+                .is_some_and(|newest| v.value["metadata"]["occurred_at"].as_str() < Some(newest))
+        })
+    });
+    assert!(late_across_runs, "no version late across runs");
     assert!(
         counts.iter().skip(1).any(|c| c.correction_events > 0),
         "no late events across runs: {counts:?}"
+    );
+    assert!(
+        expected.iter().any(|r| r[6]
+            .as_deref()
+            .is_some_and(|note| note.starts_with("again "))),
+        "no redelivered copy with another payload won"
     );
     assert!(counts.iter().map(|c| c.superseded).sum::<u64>() > 0);
     assert!(

@@ -45,7 +45,7 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::commit::{Manifest, TopicLock};
-use crate::failpoint::failpoint;
+use crate::failpoint::{failpoint, hold};
 use crate::mapping::Engine;
 use crate::state::StateStore;
 pub use attempt::RunRequest;
@@ -148,6 +148,7 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
     let outputs = attempt.cancellable(outputs).await?;
     laps.lap(&mut timings.map_write);
     failpoint("files-written");
+    hold("commit").await;
 
     progress.set_stage(Stage::Committing);
     let manifest = commit::commit(attempt, &read.plan, outputs, state_after).await?;

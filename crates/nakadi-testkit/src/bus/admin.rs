@@ -2,6 +2,7 @@
 //! handlers as they answer, and the events expired through `/_admin/expire`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -34,10 +35,24 @@ impl Bus {
         lock(&self.faults).1.clone()
     }
 
+    /// For each refused request so far, the time from its refusal to the
+    /// next request of its kind (its retry).
+    pub fn retry_waits(&self) -> Vec<Duration> {
+        lock(&self.retry_waits).clone()
+    }
+
     pub(super) fn refusal(&self, request: Request) -> Option<Response> {
+        let mut refused = lock(&self.refused);
+        if let Some((kind, at)) = *refused
+            && kind == request
+        {
+            lock(&self.retry_waits).push(at.elapsed());
+            *refused = None;
+        }
         let mut guard = lock(&self.faults);
         let (plan, injected) = &mut *guard;
         let (status, retry_after) = plan.take_refusal(request, injected)?;
+        *refused = Some((request, Instant::now()));
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut response = problem(status, "injected fault");
         if let Some(seconds) = retry_after {
