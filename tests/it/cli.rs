@@ -803,3 +803,93 @@ async fn serve_on_sigterm_lets_runs_finish_within_the_deadline_then_stops_them()
         }
     }
 }
+
+/// `--log-format json`: every line a run logs on stderr is a JSON object
+/// with its time, level and message (debug lines of the libraries too); the
+/// run's own lines carry their fields as JSON values. A failed command's
+/// last line is its error sentence, `error: ...`, as in the text format.
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let ws = Workspace::new();
+    let json_lines = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|line| {
+                let value: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(value.is_object(), "{line}");
+                assert!(value["timestamp"].is_string(), "no time: {line}");
+                assert!(
+                    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                        .contains(&value["level"].as_str().unwrap_or_default()),
+                    "no level: {line}"
+                );
+                assert!(value["message"].is_string(), "no message: {line}");
+                value
+            })
+            .collect()
+    };
+    let run = |format: &str, output: &str, source: &[&str]| {
+        command(&ws)
+            .env("RUST_LOG", "debug")
+            .args(["run", "--topic", "article-stock-changed", "--no-progress"])
+            .args(["--log-format", format, "--output", output])
+            .args(source)
+            .output()
+            .unwrap()
+    };
+    let recorded = ["--source", "recorded/article-stock-changed"];
+
+    let ok = run("json", "out", &recorded);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let lines = json_lines(&stderr(&ok));
+    assert!(
+        lines.iter().any(|l| l["level"] == "DEBUG"),
+        "no debug line: {}",
+        stderr(&ok)
+    );
+    let committed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "run committed")
+        .collect();
+    assert_eq!(committed.len(), 1, "{}", stderr(&ok));
+    assert_eq!(committed[0]["level"], "INFO");
+    assert_eq!(committed[0]["topic"], "article-stock-changed");
+    assert_eq!(committed[0]["sequence"], 1);
+    // The summary stays on stdout, as text.
+    assert!(
+        stdout(&ok).starts_with("article-stock-changed: run 1 committed in "),
+        "{}",
+        stdout(&ok)
+    );
+
+    // The same run logging text writes lines that are not JSON.
+    let text = run("text", "out-text", &recorded);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let first = stderr(&text).lines().next().unwrap_or_default().to_string();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&first).is_err(),
+        "{first}"
+    );
+
+    // A failure: its log lines are JSON, its error the last line.
+    let failed = run(
+        "json",
+        "out-failed",
+        &["--nakadi-url", "http://127.0.0.1:9"],
+    );
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    let text = stderr(&failed);
+    let (logged, error) = text.trim_end().rsplit_once('\n').unwrap();
+    let lines = json_lines(logged);
+    assert!(
+        lines.iter().any(|l| l["message"] == "run starting"),
+        "{text}"
+    );
+    assert!(
+        error.starts_with(
+            "error: topic article-stock-changed: partitions of event type article.stock-changed: \
+             cannot connect to Nakadi at http://127.0.0.1:9: "
+        ),
+        "{text}"
+    );
+}

@@ -371,3 +371,78 @@ async fn a_topic_without_schema_json_takes_the_schema_from_nakadi() {
     );
     assert!(topic.schema().events.field_with_name("metadata").is_ok());
 }
+
+/// The binary, given the Nakadi token as `NAKADI_TOKEN` or in a
+/// `--nakadi-token-file`, prints it nowhere, with debug logs on and in both
+/// log formats: neither when Nakadi refuses it (401: exit 2, with a clear
+/// error) nor when it accepts it (the run commits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_prints_the_nakadi_token_nowhere() {
+    let ws = Workspace::new();
+    let accepted = "nakadi-token-accepted-5f0c2a9e71b3";
+    let refused = "nakadi-token-refused-d84e6b1c07fa";
+    let lines = article_stream(100, 2, 1);
+    let live = live(&ws, Some(accepted), &lines).await;
+    let mut case = 0;
+    for format in ["text", "json"] {
+        for token in [refused, accepted] {
+            for in_file in [false, true] {
+                case += 1;
+                let mut command = ws.command();
+                command
+                    .env("RUST_LOG", "debug")
+                    .env_remove("NAKADI_TOKEN")
+                    .env_remove("NAKADI_TOKEN_FILE")
+                    .env_remove("NAKADI_URL")
+                    .env_remove("MATERIALIZER_OUTPUT")
+                    .args(["run", "--topic", TOPIC, "--no-progress"])
+                    .args(["--nakadi-url", &live.url, "--log-format", format])
+                    .args(["--output", &format!("out-{case}")]);
+                if in_file {
+                    let file = ws.path(&format!("token-{case}"));
+                    std::fs::write(&file, format!("{token}\n")).unwrap();
+                    command.arg("--nakadi-token-file").arg(&file);
+                } else {
+                    command.env("NAKADI_TOKEN", token);
+                }
+                let out = tokio::process::Command::from(command)
+                    .output()
+                    .await
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let what = format!("{format} log, token of {token} (in a file: {in_file})");
+                // Debug logs were written: the check below looks at them.
+                assert!(
+                    stderr.contains("DEBUG"),
+                    "{what}: no debug log line: {stderr}"
+                );
+                for secret in [accepted, refused] {
+                    // The whole token, and its part no other text holds.
+                    let tail = &secret[secret.len() - 12..];
+                    assert!(
+                        !stdout.contains(tail) && !stderr.contains(tail),
+                        "{what}: the token {secret} was printed:\n{stdout}\n{stderr}"
+                    );
+                }
+                if token == refused {
+                    assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+                    assert_eq!(
+                        stderr.lines().last().unwrap_or_default(),
+                        "error: topic article-stock-changed: Nakadi refused the credentials (401) \
+                         for partitions of event type article.stock-changed: a valid bearer token \
+                         is required; check the token",
+                        "{what}: {stderr}"
+                    );
+                    assert!(stdout.is_empty(), "{what}: {stdout}");
+                } else {
+                    assert_eq!(out.status.code(), Some(0), "{what}: {stderr}");
+                    assert!(
+                        stdout.starts_with("article-stock-changed: run 1 committed in "),
+                        "{what}: {stdout}"
+                    );
+                }
+            }
+        }
+    }
+}
