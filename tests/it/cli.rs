@@ -893,3 +893,216 @@ fn json_logs_are_one_json_object_per_line() {
         "{text}"
     );
 }
+
+/// A `serve` whose runs wait before their commit (the `commit` hold point)
+/// until the file `gate` of the workspace exists; `gate.waiting` appears
+/// when a run waits there.
+async fn serve_holding_commits(ws: &Workspace, args: &[&str]) -> (Serve, PathBuf, PathBuf) {
+    let gate = ws.path("gate");
+    let gate_text = gate.display().to_string();
+    let server = Serve::start_with(
+        ws,
+        &["t"],
+        &[&["--recordings", "recorded"], args].concat(),
+        &[
+            ("MATERIALIZER_FAILPOINT", "commit"),
+            ("MATERIALIZER_FAILPOINT_GATE", &gate_text),
+        ],
+    )
+    .await;
+    (server, gate, ws.path("gate.waiting"))
+}
+
+/// Starts a run of `topic` on `server`: its id.
+async fn start_run(server: &Serve, topic: &str) -> String {
+    let path = format!("/topics/{topic}/runs");
+    let (status, triggered) = server.call(reqwest::Method::POST, &path, "t").await;
+    assert_eq!(status, 202, "{triggered}");
+    triggered["id"].as_str().unwrap().to_string()
+}
+
+/// Polls `GET /runs/{id}` of each run until `until` holds for all of their
+/// views at once, within two minutes; answers those views.
+async fn poll_runs(
+    server: &Serve,
+    ids: &[&str],
+    what: &str,
+    until: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut views = Vec::new();
+        for id in ids {
+            let (_, view) = server
+                .call(reqwest::Method::GET, &format!("/runs/{id}"), "t")
+                .await;
+            views.push(view);
+        }
+        if until(&views) {
+            return views;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {views:?}\n{}",
+            server.logged()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (at most two minutes) for `serve` to end.
+async fn ended(server: &mut Serve) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve still runs: {}",
+            server.logged()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// On SIGTERM `serve` takes no new runs: while a run waits before its
+/// commit, a run asked for (of another topic, or of the same) is refused
+/// with a 503 problem saying the server is shutting down, and `/healthz`
+/// says so too. The run in flight then commits, nothing of the refused
+/// ones is written, and serve exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_sigterm_refuses_new_runs_while_one_is_in_flight() {
+    let ws = Workspace::new();
+    let (mut server, gate, waiting) =
+        serve_holding_commits(&ws, &["--shutdown-deadline", "120"]).await;
+    let id = start_run(&server, "article-stock-changed").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !waiting.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its commit: {}",
+            server.logged()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health: serde_json::Value = reqwest::get(format!("{}/healthz", server.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["status"] == "shutting down" {
+            assert_eq!(health["runs_active"], 1, "{health}");
+            break;
+        }
+        assert_eq!(health["status"], "ok", "{health}");
+        assert!(Instant::now() < deadline, "SIGTERM not handled: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for topic in ["order-placed", "article-stock-changed"] {
+        let path = format!("/topics/{topic}/runs");
+        let (status, problem) = server.call(reqwest::Method::POST, &path, "t").await;
+        assert_eq!(status, 503, "{topic}: {problem}");
+        assert_eq!(problem["type"], "/problems/unavailable", "{problem}");
+        assert_eq!(problem["status"], 503, "{problem}");
+        assert_eq!(
+            problem["detail"], "the server is shutting down",
+            "{problem}"
+        );
+    }
+    let (_, view) = server
+        .call(reqwest::Method::GET, &format!("/runs/{id}"), "t")
+        .await;
+    assert_eq!(
+        view["state"], "running",
+        "the run in flight goes on: {view}"
+    );
+    std::fs::write(&gate, b"").unwrap();
+    let status = ended(&mut server).await;
+    let log = server.logged();
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("shutting down active=1"), "{log}");
+    let stock = crate::support::committed(&ws.local_output(), "article-stock-changed").await;
+    assert_eq!(stock.sequences, vec![1], "{log}");
+    assert!(
+        !ws.out().join("order-placed").exists(),
+        "a refused run wrote: {:?}",
+        ws.out_files()
+    );
+}
+
+/// Runs of different topics go in parallel: runs of two topics both wait
+/// before their commit at once, each with all its events read and its files
+/// written, then both commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_two_topics_at_once() {
+    let ws = Workspace::new();
+    let (server, gate, waiting) = serve_holding_commits(&ws, &[]).await;
+    // Events in each topic's recording: a batch's cursor names its last
+    // event and a partition's offsets count from 0, so a partition holds
+    // its highest cursor offset plus one events.
+    let recorded = |topic: &str| -> u64 {
+        let text =
+            std::fs::read_to_string(ws.path("recorded").join(topic).join("stream.jsonl")).unwrap();
+        let mut last: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            // The cursor object opens the line; the events may not be JSON.
+            let cursor = &line[..line.find('}').unwrap() + 1];
+            let cursor: serde_json::Value = serde_json::from_str(&format!("{cursor}}}")).unwrap();
+            let partition = cursor["cursor"]["partition"].as_str().unwrap().to_string();
+            let offset = cursor["cursor"]["offset"].as_str().unwrap();
+            let offset: u64 = offset.rsplit('-').next().unwrap().parse().unwrap();
+            let highest = last.entry(partition).or_default();
+            *highest = (*highest).max(offset);
+        }
+        last.values().map(|offset| offset + 1).sum()
+    };
+    let topics = ["article-stock-changed", "order-placed"];
+    let expected: Vec<u64> = topics.iter().map(|t| recorded(t)).collect();
+    assert!(expected.iter().all(|&n| n > 0), "{expected:?}");
+    let a = start_run(&server, topics[0]).await;
+    let b = start_run(&server, topics[1]).await;
+    let held = poll_runs(&server, &[&a, &b], "both runs held at once", |views| {
+        views.iter().zip(&expected).all(|(view, &events)| {
+            view["state"] == "running"
+                && view["progress"]["events_read"] == events
+                && view["progress"]["files_written"].as_u64().unwrap_or(0) > 0
+        })
+    })
+    .await;
+    assert!(waiting.exists());
+    for view in &held {
+        assert!(view["sequence"].is_null(), "committed while held: {view}");
+    }
+    assert!(
+        !ws.out().join(topics[0]).join("_manifests").exists()
+            && !ws.out().join(topics[1]).join("_manifests").exists(),
+        "{:?}",
+        ws.out_files()
+    );
+    std::fs::write(&gate, b"").unwrap();
+    let done = poll_runs(&server, &[&a, &b], "both runs committed", |views| {
+        views.iter().all(|view| {
+            !["queued", "running", "committing"]
+                .contains(&view["state"].as_str().unwrap_or_default())
+        })
+    })
+    .await;
+    for (view, events) in done.iter().zip(&expected) {
+        assert_eq!(view["state"], "succeeded", "{view}");
+        assert_eq!(view["sequence"], 1, "{view}");
+        assert_eq!(view["counts"]["events_read"], *events, "{view}");
+    }
+    for topic in topics {
+        let committed = crate::support::committed(&ws.local_output(), topic).await;
+        assert_eq!(committed.sequences, vec![1], "{topic}");
+    }
+}

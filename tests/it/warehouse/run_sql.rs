@@ -26,8 +26,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Commits one run per part of the article stream, one after the other.
-async fn commit_runs(ws: &Workspace, parts: usize) {
+/// Commits one run per part of the article stream, one after the other;
+/// answers each run's recorded lines.
+async fn commit_runs(ws: &Workspace, parts: usize) -> Vec<Vec<String>> {
     let lines = article_stream(300, 2, 17);
     let chunk = lines.len().div_ceil(parts);
     ws.record(TOPIC, &[]);
@@ -38,6 +39,7 @@ async fn commit_runs(ws: &Workspace, parts: usize) {
         );
         ws.run(TOPIC).await.unwrap();
     }
+    lines.chunks(chunk).map(<[String]>::to_vec).collect()
 }
 
 /// The setup, from the topic as it is now.
@@ -155,4 +157,59 @@ async fn pending_loads_come_in_run_order_and_catch_the_warehouse_up() {
     let none = warehouse_sql(&ws, &["--pending", "--loaded-through", "3"]);
     assert!(none.status.success(), "{}", text(&none.stderr));
     assert_eq!(text(&none.stdout), "");
+}
+
+/// `<base>_merge(n)` answers the number of ODS rows run n inserted: here
+/// (one row per version, no deletes) one per article whose newest version
+/// in the run is at least the one loaded before (a newer version, or the
+/// loaded one redelivered, replaces its row); an article whose versions in
+/// the run are all older inserts none. Counted from the recorded events.
+#[tokio::test]
+async fn the_merge_answers_the_ods_rows_each_run_inserted() {
+    let ws = Workspace::new();
+    let runs = commit_runs(&ws, 4).await;
+    let mut loaded: std::collections::HashMap<i64, i64> = Default::default();
+    let mut expected = Vec::new();
+    let (mut late_only, mut redelivered) = (false, false);
+    for lines in &runs {
+        let mut newest: std::collections::HashMap<i64, i64> = Default::default();
+        for line in lines {
+            let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+            for event in batch["events"].as_array().into_iter().flatten() {
+                let article = event["article_id"].as_i64().unwrap();
+                let version = event["version"].as_i64().unwrap();
+                let top = newest.entry(article).or_insert(version);
+                *top = (*top).max(version);
+            }
+        }
+        let mut inserted = 0;
+        for (article, version) in newest {
+            match loaded.get(&article) {
+                Some(&before) if version < before => late_only = true,
+                before => {
+                    redelivered |= before == Some(&version);
+                    inserted += 1;
+                    loaded.insert(article, version);
+                }
+            }
+        }
+        expected.push(inserted);
+    }
+    assert!(late_only, "no run with only older versions of an article");
+    assert!(redelivered, "no run redelivering the loaded version");
+
+    let database = postgres().database("run_sql_merge_count");
+    setup(&ws, &database);
+    for (i, inserted) in expected.iter().enumerate() {
+        let run = (i + 1).to_string();
+        let load = warehouse_sql(&ws, &["--run", &run]);
+        assert!(load.status.success(), "{}", text(&load.stderr));
+        // The load script's SELECTs: the guard (no value), then the merge.
+        let answered = postgres().psql(&database, &text(&load.stdout)).unwrap();
+        assert_eq!(answered.trim(), inserted.to_string(), "run {run}");
+    }
+    let ods = postgres()
+        .psql(&database, "SELECT count(*) FROM article_stock_changed_ods;")
+        .unwrap();
+    assert_eq!(ods.trim(), loaded.len().to_string());
 }
