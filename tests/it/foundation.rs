@@ -633,3 +633,91 @@ async fn zstd_csv_files_hold_what_plain_files_hold() {
     let expected: Vec<String> = plain.iter().map(|f| format!("{f}.zst")).collect();
     assert_eq!(packed_files, expected);
 }
+
+/// `[output.parquet]`: every column chunk of every Parquet file uses the
+/// codec asked for (`zstd` by default, `snappy`, `none`), and no row group
+/// holds more than `row_group_rows` rows (a file with more rows has several);
+/// the MAIN files hold one row per article of the events.
+#[tokio::test]
+async fn parquet_files_use_the_codec_and_row_groups_asked_for() {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let topic = "article-stock-changed";
+    let stream = crate::support::article_stream(3000, 2, 41);
+    let mut articles = std::collections::BTreeSet::new();
+    for line in &stream {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().into_iter().flatten() {
+            articles.insert(event["article_id"].as_i64().unwrap());
+        }
+    }
+    let cases: [(&str, Option<usize>, fn(Compression) -> bool); 4] = [
+        ("", None, |c| matches!(c, Compression::ZSTD(_))),
+        ("compression = \"zstd\"\n", None, |c| {
+            matches!(c, Compression::ZSTD(_))
+        }),
+        (
+            "compression = \"snappy\"\nrow_group_rows = 100\n",
+            Some(100),
+            |c| c == Compression::SNAPPY,
+        ),
+        (
+            "compression = \"none\"\nrow_group_rows = 7\n",
+            Some(7),
+            |c| c == Compression::UNCOMPRESSED,
+        ),
+    ];
+    for (settings, row_group_rows, codec_asked) in cases {
+        let ws = Workspace::new();
+        ws.record(topic, &stream);
+        let toml = ws.sql().join(topic).join("topic.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        assert!(text.contains("format = \"csv\""), "{text}");
+        let mut text = text.replace("format = \"csv\"", "format = \"parquet\"");
+        if !settings.is_empty() {
+            text.push_str(&format!("\n[output.parquet]\n{settings}"));
+        }
+        std::fs::write(&toml, text).unwrap();
+        ws.run(topic).await.unwrap();
+        let files: Vec<String> = ws
+            .out_files()
+            .into_iter()
+            .filter(|f| f.ends_with(".parquet") && !f.starts_with(&format!("{topic}/_state")))
+            .collect();
+        assert!(
+            files.iter().any(|f| f.contains("/correction/")),
+            "{settings}: {files:?}"
+        );
+        let limit = row_group_rows.unwrap_or(1 << 20);
+        let (mut main_rows, mut split) = (0, false);
+        for file in &files {
+            let reader =
+                SerializedFileReader::new(std::fs::File::open(ws.out().join(file)).unwrap())
+                    .unwrap();
+            let metadata = reader.metadata();
+            split |= metadata.num_row_groups() > 1;
+            for group in metadata.row_groups() {
+                assert!(
+                    group.num_rows() as usize <= limit,
+                    "{settings}: {file}: a row group of {} rows",
+                    group.num_rows()
+                );
+                for column in group.columns() {
+                    assert!(
+                        codec_asked(column.compression()),
+                        "{settings}: {file}: {} is {:?}",
+                        column.column_path(),
+                        column.compression()
+                    );
+                }
+            }
+            if file.contains("/main/") {
+                main_rows += metadata.file_metadata().num_rows() as usize;
+            }
+        }
+        assert_eq!(main_rows, articles.len(), "{settings}");
+        // Files with more rows than a row group holds are split.
+        assert_eq!(split, row_group_rows.is_some(), "{settings}");
+    }
+}

@@ -384,3 +384,109 @@ fn preview_numbers_rejected_events_as_the_api_does() {
         "{text}"
     );
 }
+
+/// Column names are case-sensitive, exactly as in the JSON: a field
+/// `articleId` is named `"articleId"` or `articleId` (both give its values),
+/// `stockQty` keeps its case as an output column and `articleId` as a key,
+/// and `articleid` is no column of the events.
+#[test]
+fn camel_case_fields_are_named_as_in_the_json_quoted_or_not() {
+    let ws = Workspace::new();
+    let dir = ws.sql().join("camel");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("topic.toml"),
+        "event_type = \"article.camel\"\ncategory = \"business\"\n\
+         partitioning_key = \"articleId\"\nordering_key = \"version\"\n\n\
+         [output]\nformat = \"csv\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("schema.json"),
+        r#"{"type": "object", "required": ["articleId", "version"], "properties": {
+            "articleId": {"type": "integer"}, "version": {"type": "integer"},
+            "stockQty": {"type": "integer"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mapping.sql"),
+        "CREATE VIEW output AS\n\
+         SELECT \"articleId\" AS quoted_id, articleId AS bare_id, version, stockQty\n\
+         FROM events;\n",
+    )
+    .unwrap();
+    // (articleId, version, stockQty), in the order they arrive.
+    let events = [(7, 1, 5), (8, 1, 3), (7, 2, 4), (9, 3, 0)];
+    let lines: String = events
+        .iter()
+        .enumerate()
+        .map(|(i, (id, version, qty))| {
+            format!(
+                r#"{{"metadata":{{"eid":"7c2f6a1e-0000-4000-8000-{i:012}","occurred_at":"2024-07-01T09:00:00Z"}},"articleId":{id},"version":{version},"stockQty":{qty}}}"#
+            ) + "\n"
+        })
+        .collect();
+    std::fs::write(ws.path("camel.jsonl"), lines).unwrap();
+    let mut newest = std::collections::BTreeMap::new();
+    for (id, version, qty) in events {
+        let top = newest.entry(id).or_insert((version, qty));
+        if version > top.0 {
+            *top = (version, qty);
+        }
+    }
+    let mut expected = vec!["quoted_id,bare_id,version,stockQty".to_string()];
+    let mut rows: Vec<String> = newest
+        .iter()
+        .map(|(id, (version, qty))| format!("{id},{id},{version},{qty}"))
+        .collect();
+    rows.sort();
+    expected.extend(rows);
+
+    succeed(
+        &ws,
+        &[
+            "run",
+            "--topic",
+            "camel",
+            "--source",
+            "camel.jsonl",
+            "--output",
+            "out",
+        ],
+    );
+    let main = ws.read_out_sorted("camel/main/run=0000000001/main-0000000001-pcamel.jsonl.csv");
+    assert_eq!(main.lines().collect::<Vec<_>>(), expected);
+    let keys = ws.read_out("camel/keys/run=0000000001/keys-0000000001-pcamel.jsonl.csv");
+    assert_eq!(
+        keys.lines().next(),
+        Some("articleId,version,deleted,kind"),
+        "{keys}"
+    );
+
+    // Another case is another name.
+    std::fs::write(
+        ws.path("draft.sql"),
+        "CREATE VIEW output AS\nSELECT articleid FROM events;\n",
+    )
+    .unwrap();
+    let draft = materializer(
+        &ws,
+        &[
+            "preview",
+            "camel",
+            "--events",
+            "camel.jsonl",
+            "--mapping",
+            "draft.sql",
+        ],
+    );
+    assert_eq!(draft.status.code(), Some(2), "{}", stderr(&draft));
+    assert_eq!(
+        stderr(&draft).trim_end().lines().last(),
+        Some(
+            "error: draft.sql:2:8: in view output: column 'articleid' not found; did you mean 'articleId'?"
+        ),
+        "{}",
+        stderr(&draft)
+    );
+}
