@@ -185,3 +185,92 @@ async fn every_failure_class_exits_with_its_code() {
         "run 1 of this topic was committed by another process first",
     );
 }
+
+/// 3 for a recording that exists but cannot be read (a file or a folder
+/// this user may not read), with the path and the reason; nothing is
+/// committed. Root reads anything: then the binary runs as nobody, from a copy
+/// nobody may reach.
+#[test]
+fn a_recording_that_cannot_be_read_exits_3() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let ws = Workspace::new();
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let binary = if root {
+        mode(ws.dir.path(), 0o755);
+        let binary = ws.path("materializer");
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_materializer"), &binary).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_materializer"), &binary).unwrap();
+        }
+        binary
+    } else {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_materializer"))
+    };
+    let output = ws.path("writable");
+    std::fs::create_dir(&output).unwrap();
+    mode(&output, 0o777);
+    let folder = ws.path("recorded").join(TOPIC);
+    let file = folder.join("stream.jsonl");
+    let cases = [
+        (
+            "a file of the folder",
+            "recorded/article-stock-changed",
+            &file,
+            "recorded/article-stock-changed/stream.jsonl",
+        ),
+        (
+            "the file named",
+            "recorded/article-stock-changed/stream.jsonl",
+            &file,
+            "recorded/article-stock-changed/stream.jsonl",
+        ),
+        (
+            "the folder",
+            "recorded/article-stock-changed",
+            &folder,
+            "recorded/article-stock-changed",
+        ),
+    ];
+    for (case, source, locked, named) in cases {
+        mode(locked, 0o000);
+        let mut command = if root {
+            let mut command = std::process::Command::new("setpriv");
+            command
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .arg(&binary);
+            command
+        } else {
+            std::process::Command::new(&binary)
+        };
+        let out = command
+            .current_dir(ws.dir.path())
+            .env("RUST_LOG", "warn")
+            .env_remove("MATERIALIZER_OUTPUT")
+            .env_remove("NAKADI_URL")
+            .args(["run", "--topic", TOPIC, "--no-progress", "--source", source])
+            .args(["--output", "writable"])
+            .output()
+            .unwrap();
+        mode(locked, if locked.is_dir() { 0o755 } else { 0o644 });
+        exited(
+            case,
+            &out,
+            3,
+            &format!(
+                "error: topic article-stock-changed: cannot read the source {named}: \
+                 Permission denied (os error 13)\n"
+            ),
+        );
+        // Nothing is committed: at most the run's plan is there, which
+        // the next run follows.
+        let written = crate::support::files_under(&output);
+        assert!(
+            written
+                .iter()
+                .all(|f| f.starts_with("article-stock-changed/_plans/")),
+            "{case}: {written:?}"
+        );
+    }
+}

@@ -267,3 +267,98 @@ async fn retry_after_is_honoured() {
     );
     assert_eq!(rows(&output).await, expected);
 }
+
+/// Every retry is logged and counted: a run of the binary against a server
+/// that refuses three requests for the partitions (503) and drops two
+/// streams logs each retry
+/// (what was refused, which partition's stream was dropped) and counts
+/// exactly the five in its summary, as text and as JSON; its events are
+/// all read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_retry_of_the_binary_is_logged_and_counted() {
+    for json in [false, true] {
+        let ws = Workspace::new();
+        let lines = article_stream(1000, 4, 7);
+        let live = live(&ws, None, &lines).await;
+        live.bus.set_faults(FaultPlan {
+            refuse: Some(Refusal {
+                status: 503,
+                times: 3,
+                retry_after: None,
+                only: Some(Request::Partitions),
+            }),
+            drop_after_batches: Some(Countdown {
+                after: 2,
+                streams: 2,
+            }),
+            ..Default::default()
+        });
+        let mut command = ws.command();
+        command
+            .env_remove("NAKADI_URL")
+            .env_remove("MATERIALIZER_OUTPUT")
+            .args(["run", "--topic", TOPIC, "--no-progress", "--output", "out"])
+            .args(["--nakadi-url", &live.url])
+            // Batches of 10: a partition's stream is many batches long.
+            .args(["--nakadi-batch-limit", "10", "--nakadi-max-backoff", "1"]);
+        if json {
+            command.arg("--json");
+        }
+        let out = tokio::process::Command::from(command)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let injected = live.bus.injected();
+        assert_eq!((injected.refused, injected.dropped), (3, 2), "{injected:?}");
+
+        let refused: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("Nakadi request failed; retrying"))
+            .collect();
+        assert_eq!(refused.len(), 3, "{stderr}");
+        for (attempt, line) in refused.iter().enumerate() {
+            assert!(
+                line.contains(" WARN ")
+                    && line.contains("Nakadi answered 503")
+                    && line.contains(&format!("attempt={}", attempt + 1)),
+                "{line}"
+            );
+        }
+        let dropped: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("stream interrupted; resuming from the last delivered offset"))
+            .collect();
+        assert_eq!(dropped.len(), 2, "{stderr}");
+        for line in &dropped {
+            assert!(
+                line.contains(" WARN ") && line.contains("partition="),
+                "{line}"
+            );
+        }
+
+        if json {
+            let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(summary["retries"], 5, "{summary}");
+            assert_eq!(summary["counts"]["events_read"], 1000, "{summary}");
+        } else {
+            let retries: Vec<&str> = stdout
+                .lines()
+                .filter(|l| l.trim_start().starts_with("retries "))
+                .collect();
+            assert_eq!(
+                retries,
+                [
+                    "  retries                    5  Nakadi requests or streams repeated after a failure"
+                ],
+                "{stdout}"
+            );
+            assert!(
+                stdout.contains("  events read            1,000  "),
+                "{stdout}"
+            );
+        }
+    }
+}
