@@ -1,5 +1,8 @@
 //! Lines of an `application/x-json-stream` body. Chunks split lines anywhere;
 //! a line that fits in one chunk is handed on as a slice of it, without a copy.
+//! A line that spans chunks (a Nakadi batch of hundreds of events is many
+//! chunks long) is gathered into a buffer sized after the line before it, so
+//! that it is copied once instead of again at every growth of the buffer.
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -21,6 +24,8 @@ pub struct LineReader<S> {
     partial: BytesMut,
     /// The rest of the current chunk.
     chunk: Bytes,
+    /// The length of the last line gathered from several chunks.
+    last_gathered: usize,
 }
 
 impl<S, E> LineReader<S>
@@ -32,6 +37,7 @@ where
             body,
             partial: BytesMut::new(),
             chunk: Bytes::new(),
+            last_gathered: 0,
         }
     }
 
@@ -43,6 +49,7 @@ where
                     head.slice(..end)
                 } else {
                     self.partial.extend_from_slice(&head[..end]);
+                    self.last_gathered = self.partial.len();
                     self.partial.split().freeze()
                 };
                 let line = strip_cr(line);
@@ -52,6 +59,10 @@ where
                 return Ok(Line::Complete(line));
             }
             if !self.chunk.is_empty() {
+                if self.partial.is_empty() {
+                    self.partial
+                        .reserve(self.last_gathered.max(self.chunk.len()) + self.chunk.len());
+                }
                 self.partial.extend_from_slice(&self.chunk);
                 self.chunk = Bytes::new();
             }
