@@ -42,7 +42,9 @@ fn settings(max_concurrent_runs: usize) -> ApiSettings {
         tokens: Tokens::load(&[TOKEN.to_string()], None).unwrap(),
         max_concurrent_runs,
         shutdown_deadline: Duration::from_secs(30),
-        preview_timeout: Duration::from_secs(2),
+        // Long enough for any preview of a debug build on busy cores: the
+        // test of the deadline sets its own.
+        preview_timeout: Duration::from_secs(120),
         preview_max_events: 1000,
         allow_mapping_edits: false,
     }

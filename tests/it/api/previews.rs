@@ -66,7 +66,10 @@ async fn previews_answer_main_and_correction_rows() {
 #[tokio::test]
 async fn previews_refuse_what_analyst_sql_may_not_do() {
     let ws = Workspace::new();
-    let api = start(&ws, settings(2)).await;
+    // A deadline of 2 s, which the runaway draft below meets.
+    let mut settings = settings(2);
+    settings.preview_timeout = Duration::from_secs(2);
+    let api = start(&ws, settings).await;
     let stolen = ws.path("stolen.csv");
     let copy_out = format!("COPY events TO '{}';", stolen.display());
     let cases: [(&str, (u64, u64), &str); 6] = [

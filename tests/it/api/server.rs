@@ -281,6 +281,6 @@ async fn info_says_what_the_server_allows() {
     assert_eq!(
         info,
         json!({"version": env!("CARGO_PKG_VERSION"), "mapping_edits": false,
-               "preview_timeout_seconds": 2.0, "preview_max_events": 1000})
+               "preview_timeout_seconds": 120.0, "preview_max_events": 1000})
     );
 }
