@@ -490,3 +490,66 @@ fn camel_case_fields_are_named_as_in_the_json_quoted_or_not() {
         stderr(&draft)
     );
 }
+
+/// Copies of one version in files named so that their order by length and
+/// their order by name differ: the copy in the file that sorts last in
+/// partition order (names that are not numbers by length, then by name)
+/// is the one in MAIN, as README's "Compaction and corrections" says.
+#[test]
+fn of_copies_in_files_the_one_in_the_partition_that_sorts_last_wins() {
+    let ws = Workspace::new();
+    let copy = |id: u64, brand: &str| {
+        format!(
+            r#"{{"metadata":{{"eid":"5a1e0000-0000-4000-8000-{id:012}","occurred_at":"2024-06-03T08:00:00Z"}},"article_id":{id},"brand":"{brand}","model":"m","version":2,"available_qty":1}}"#
+        ) + "\n"
+    };
+    std::fs::create_dir(ws.path("mine")).unwrap();
+    // Partition order: b.jsonl (7 bytes), then aa.jsonl and ab.jsonl (8
+    // bytes, by name). By name alone b.jsonl would be last.
+    std::fs::write(ws.path("mine/b.jsonl"), copy(7, "in b") + &copy(8, "in b")).unwrap();
+    std::fs::write(
+        ws.path("mine/aa.jsonl"),
+        copy(7, "in aa") + &copy(8, "in aa"),
+    )
+    .unwrap();
+    std::fs::write(ws.path("mine/ab.jsonl"), copy(7, "in ab")).unwrap();
+    succeed(
+        &ws,
+        &[
+            "run",
+            "--topic",
+            "article-stock-changed",
+            "--source",
+            "mine",
+            "--output",
+            "out",
+        ],
+    );
+    let mut main = Vec::new();
+    let folder = ws.path("out/article-stock-changed/main/run=0000000001");
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            let (header, rows) = crate::support::csv_rows(&std::fs::read_to_string(&path).unwrap());
+            let column = |name: &str| {
+                header
+                    .iter()
+                    .position(|h| h.as_deref() == Some(name))
+                    .unwrap()
+            };
+            let (id, brand) = (column("article_id"), column("brand"));
+            main.extend(
+                rows.into_iter()
+                    .map(|row| (row[id].clone().unwrap(), row[brand].clone().unwrap())),
+            );
+        }
+    }
+    main.sort();
+    assert_eq!(
+        main,
+        vec![
+            ("7".to_string(), "in ab".to_string()),
+            ("8".to_string(), "in aa".to_string()),
+        ]
+    );
+}
