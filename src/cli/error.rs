@@ -98,6 +98,9 @@ pub enum CliError {
     Unhealthy { url: String, status: String },
     #[error("serving the API")]
     Serve(#[source] std::io::Error),
+    /// A panic: a bug. Nothing of an unfinished run is visible.
+    #[error("an unexpected failure (a bug: please report it with the lines above): {message}")]
+    Panicked { message: String },
     #[error("waiting for a signal")]
     Signal(#[source] std::io::Error),
     #[error("writing the result")]
@@ -159,7 +162,8 @@ impl CliError {
             | CliError::Output(_)
             | CliError::Json(_)
             | CliError::HealthProbe { .. }
-            | CliError::Unhealthy { .. } => ErrorClass::Internal,
+            | CliError::Unhealthy { .. }
+            | CliError::Panicked { .. } => ErrorClass::Internal,
         }
     }
 }

@@ -109,13 +109,37 @@ pub fn main() -> ExitCode {
         .enable_all()
         .build()
         .map_err(CliError::Runtime)
-        .and_then(|runtime| runtime.block_on(dispatch(cli)));
+        .and_then(|runtime| run_to_the_end(runtime, dispatch(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             clear_progress_bar();
             eprintln!("error: {}", report(&error));
             ExitCode::from(error.class().exit_code())
+        }
+    }
+}
+
+/// Runs the command on `runtime`. A panic (a bug) ends it as an `internal`
+/// failure with its exit code, instead of Rust's own code 101 that no
+/// scheduler knows; the panic's own lines are printed before, as usual.
+fn run_to_the_end(
+    runtime: tokio::runtime::Runtime,
+    command: impl std::future::Future<Output = Result<(), CliError>>,
+) -> Result<(), CliError> {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(command)));
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            // Tasks of the broken command may still run: do not wait for them.
+            runtime.shutdown_background();
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(CliError::Panicked { message })
         }
     }
 }

@@ -1106,3 +1106,36 @@ async fn serve_runs_two_topics_at_once() {
         assert_eq!(committed.sequences, vec![1], "{topic}");
     }
 }
+
+/// A handler that fails unexpectedly (a panic, as a bug would make one) is
+/// answered with a 500 problem document, and the server goes on answering.
+#[tokio::test]
+async fn a_handler_that_panics_gets_a_500_problem_and_the_server_goes_on() {
+    let ws = Workspace::new();
+    let serve = Serve::start_with(&ws, &["t"], &[], &[("MATERIALIZER_FAILPOINT", "info")]).await;
+    let (status, problem) = serve.call(reqwest::Method::GET, "/info", "t").await;
+    assert_eq!(status, 500, "{problem}");
+    assert_eq!(problem["status"], 500, "{problem}");
+    assert_eq!(
+        problem["detail"], "the server failed while answering this request; nothing was changed",
+        "{problem}"
+    );
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/internal")),
+        "{problem}"
+    );
+    // The server goes on: other routes answer, and the same one again.
+    let (status, topics) = serve.call(reqwest::Method::GET, "/topics", "t").await;
+    assert_eq!(status, 200, "{topics}");
+    let (status, _) = serve.call(reqwest::Method::GET, "/info", "t").await;
+    assert_eq!(status, 500);
+    assert!(
+        serve
+            .logged()
+            .contains("a handler panicked; the server goes on"),
+        "{}",
+        serve.logged()
+    );
+}

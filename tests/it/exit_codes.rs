@@ -1,5 +1,5 @@
 //! The exit codes README promises ("Exit codes"), one process per failure:
-//! 2 for a usage or configuration error, 3 for a source that cannot be
+//! 1 for an unexpected failure, 2 for a usage or configuration error, 3 for a source that cannot be
 //! read, 4 for an output that cannot be written (down or read-only), 5 for
 //! a conflict (a busy subscription, a run another process committed first)
 //! and 6 for events that cannot be
@@ -39,6 +39,21 @@ fn exited(case: &str, out: &Output, code: i32, message: &str) {
 async fn every_failure_class_exits_with_its_code() {
     let ws = Workspace::new();
     let recorded = ["--source", "recorded/article-stock-changed"];
+
+    // 1: an unexpected failure (a panic in the run, as a bug would make one).
+    exited(
+        "internal",
+        &run(
+            &ws,
+            &[&recorded[..], &["--output", "out"]].concat(),
+            &[("MATERIALIZER_FAILPOINT", "run".into())],
+        )
+        .await,
+        1,
+        "error: an unexpected failure (a bug: please report it with the lines above): \
+         failpoint run: a panic, as a bug would make one",
+    );
+    assert!(!ws.path("out/article-stock-changed/_manifests").exists());
 
     // 2: usage (clap) and configuration.
     let mut usage = ws.command();

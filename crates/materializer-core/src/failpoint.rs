@@ -8,6 +8,10 @@
 //! segment), `files-written` (all files and the key state, no manifest yet),
 //! `committed` (manifest written, nothing after it), `post-committed`.
 //!
+//! A point can also panic instead of abort ([`panic_point`]), as a bug would:
+//! `MATERIALIZER_FAILPOINT=<name>` with the points `info` (the API's `/info`
+//! handler) and `run` (a run, after its plan).
+//!
 //! A point can also hold instead of abort ([`hold`]): with
 //! `MATERIALIZER_FAILPOINT=<name>` and `MATERIALIZER_FAILPOINT_GATE=<path>`,
 //! what reaches the named point creates `<path>.waiting` and waits there until
@@ -31,6 +35,19 @@ pub fn failpoint(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn failpoint(_name: &str) {}
+
+/// Panics when `MATERIALIZER_FAILPOINT` names this point.
+#[cfg(feature = "failpoints")]
+pub fn panic_point(name: &str) {
+    if std::env::var("MATERIALIZER_FAILPOINT").is_ok_and(|point| point == name) {
+        panic!("failpoint {name}: a panic, as a bug would make one");
+    }
+}
+
+/// Without the `failpoints` feature, nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn panic_point(_name: &str) {}
 
 /// Waits, when `MATERIALIZER_FAILPOINT` names this point, until the file
 /// `MATERIALIZER_FAILPOINT_GATE` names exists; says that it waits with the

@@ -57,6 +57,7 @@ pub(crate) async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
     responses((status = 200, body = InfoView), (status = 401, body = Problem), (status = 403, body = Problem))
 )]
 pub(crate) async fn info(State(app): State<Arc<AppState>>) -> Json<InfoView> {
+    materializer_core::failpoint::panic_point("info");
     Json(InfoView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         mapping_edits: app.settings.allow_mapping_edits,

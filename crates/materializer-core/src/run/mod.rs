@@ -45,7 +45,7 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::commit::{Manifest, TopicLock};
-use crate::failpoint::{failpoint, hold};
+use crate::failpoint::{failpoint, hold, panic_point};
 use crate::mapping::Engine;
 use crate::state::StateStore;
 pub use attempt::RunRequest;
@@ -107,6 +107,7 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
     let state_store = StateStore::new(attempt.topic, &attempt.location, &attempt.layout)?;
     laps.lap(&mut timings.plan);
     failpoint("planned");
+    panic_point("run");
 
     progress.set_stage(Stage::Reading);
     let mapper = Arc::new(Mapper::new(attempt, plan.sequence));
