@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::servers::{self, Fault, FaultyProxy};
-use crate::stages::{Stage, kill_when};
+use crate::stages::{Stage, aim_at, kill_when};
 use crate::support::{Committed, Workspace, article_stream, committed, object};
 
 pub(crate) const TOPIC: &str = "article-stock-changed";
@@ -321,6 +321,7 @@ async fn a_crash_at_any_stage_then_a_retry_commits_the_same_rows() {
 /// dead.
 async fn kill_at(ws: &Workspace, t: &Target, sequence: u64, aim: Stage) -> Stage {
     let mut command = tokio::process::Command::from(materializer_command(ws, t));
+    aim_at(&mut command, aim, &ws.path("never-opened"));
     let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -337,8 +338,9 @@ async fn kill_at(ws: &Workspace, t: &Target, sequence: u64, aim: Stage) -> Stage
 /// then a retry commits `expected`, leaving only committed files. A kill
 /// that lands later than aimed (the run went on before the signal) still
 /// counts for those checks, and the stage is aimed at again, a few times at
-/// most: kills must land mid-read, mid-state, mid-write and mid-commit.
-/// Returns the outputs.
+/// most: kills must land mid-read, mid-state, mid-write and mid-commit (the
+/// last with the run held after its manifest, see [`aim_at`]). Returns the
+/// outputs.
 pub(crate) async fn kills_aimed_at(
     ws: &Workspace,
     store: Store,

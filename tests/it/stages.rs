@@ -91,6 +91,19 @@ fn stage_in(objects: &BTreeSet<String>, sequence: u64) -> Stage {
     }
 }
 
+/// Readies `command` for a kill aimed at `aim`. The moment between a run's
+/// manifest and its `_SUCCESS` markers is a few file writes: too short to
+/// be seen from outside on busy cores. A kill aimed at `Committing` makes
+/// the run wait there (the `markers` hold point of the test build, whose
+/// gate, `gate`, is never opened), so that the kill lands mid-commit.
+pub(crate) fn aim_at(command: &mut tokio::process::Command, aim: Stage, gate: &std::path::Path) {
+    if aim == Stage::Committing {
+        command
+            .env("MATERIALIZER_FAILPOINT", "markers")
+            .env("MATERIALIZER_FAILPOINT_GATE", gate);
+    }
+}
+
 /// Sends SIGKILL to `child` as soon as run `sequence` of `topic` reaches
 /// `aim` in `output` (or the child ended on its own first); returns the
 /// stage the output shows once the child is dead.

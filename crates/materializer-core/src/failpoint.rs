@@ -17,7 +17,8 @@
 //! what reaches the named point creates `<path>.waiting` and waits there until
 //! `<path>` exists. Points: `preview-turn` (a preview that has its turn,
 //! before it starts), `commit` (a run whose files are written, before its
-//! manifest).
+//! manifest), `markers` (a run whose manifest is written, before the
+//! `_SUCCESS` markers and what else follows the commit).
 
 /// Aborts the process when `MATERIALIZER_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]

@@ -13,7 +13,7 @@ use super::{
     Live, RUN_DEADLINE, TOPIC, append, end_cursors, events_in, live, read_through_subscription,
     run, settings, source, source_with, subscription_id,
 };
-use crate::stages::{Stage, kill_when};
+use crate::stages::{Stage, aim_at, kill_when};
 use crate::support::{Workspace, article_stream, committed, parse_csv, run_files};
 
 const FAILPOINT: &str = "MATERIALIZER_FAILPOINT";
@@ -343,7 +343,9 @@ async fn runs_killed_at_any_moment_on_a_growing_stream_commit_every_event_once()
                     .unwrap()
                     .last()
                     .map_or(1, |s| s + 1);
-                let mut child = cli_run(&ws, &live, &dir)
+                let mut command = cli_run(&ws, &live, &dir);
+                aim_at(&mut command, aim, &ws.path("never-opened"));
+                let mut child = command
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()

@@ -10,7 +10,7 @@ use super::attempt::Attempt;
 use super::error::RunFailure;
 use super::map::PartitionOutput;
 use crate::commit::{Manifest, ManifestFile, PartitionCursors, Plan, RunCounts};
-use crate::failpoint::failpoint;
+use crate::failpoint::{failpoint, hold};
 use crate::state::CommittedState;
 
 /// Commits the run of `plan` with the files of `outputs` and the key state
@@ -29,6 +29,7 @@ pub(crate) async fn commit(
         .store(manifest.sequence, std::sync::atomic::Ordering::Relaxed);
     failpoint("committed");
     info!(topic = %attempt.topic.name(), sequence = manifest.sequence, files = manifest.files.len(), "run committed");
+    hold("markers").await;
     attempt.committer.post_commit(&manifest).await?;
     failpoint("post-committed");
     attempt
