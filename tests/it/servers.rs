@@ -469,6 +469,24 @@ impl Postgres {
         }
     }
 
+    /// A `psql` session on `database` that stays open: what is written to
+    /// its stdin runs as it comes, its stdout answers (unaligned, tuples
+    /// only), until stdin is closed.
+    pub fn session(&self, database: &str) -> Child {
+        Command::new(self.psql_path())
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-U", "postgres", "-p", &POSTGRES_PORT.to_string()])
+            .arg("-d")
+            .arg(database)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// A fresh database.
     pub fn database(&self, hint: &str) -> String {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -240,3 +240,64 @@ async fn a_topic_that_keeps_every_event_appends_each_run_once() {
         "{error}"
     );
 }
+
+/// Two loads never overlap: a load of run 1 started while another load of
+/// run 1 is in flight (its transaction open) waits for it, then finds run 1
+/// loaded and is refused, changing nothing.
+#[tokio::test]
+async fn a_load_waits_for_the_one_in_flight_and_never_loads_twice() {
+    use std::io::{BufRead, BufReader, Write};
+    let ws = Workspace::new();
+    write_lines_topic(&ws, false, true);
+    let runs = generate_line_runs(60, 1, 29, Spread::ByOrder);
+    let scripts = committed_load_scripts(&ws, &runs).await;
+    let database = warehouse_from(&ws, "load_lock", 1).await;
+    let pg = postgres();
+
+    // The first load, all of it but its COMMIT.
+    let (uncommitted, _) = scripts[0].rsplit_once("COMMIT;").unwrap();
+    let mut first = pg.session(&database);
+    let mut stdin = first.stdin.take().unwrap();
+    writeln!(stdin, "{uncommitted}\nSELECT 'in flight';").unwrap();
+    let mut answers = BufReader::new(first.stdout.take().unwrap()).lines();
+    while answers.next().unwrap().unwrap() != "in flight" {}
+
+    // The second one waits for the first one's lock.
+    let second = std::thread::spawn({
+        let (database, script) = (database.clone(), scripts[0].clone());
+        move || postgres().psql(&database, &script)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' AND wait_event_type = 'Lock';"
+    );
+    while pg.psql(&database, &waiting).unwrap().trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second load never waited"
+        );
+        assert!(
+            !second.is_finished(),
+            "the second load did not wait: {:?}",
+            second.join()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    writeln!(stdin, "COMMIT;").unwrap();
+    drop(stdin);
+    assert!(first.wait().unwrap().success());
+    let after_first = snapshot(&database);
+    let refused = second.join().unwrap().unwrap_err();
+    assert!(
+        refused
+            .contains("run 1 of topic order-lines cannot be loaded now: run 2 is the next to load"),
+        "{refused}"
+    );
+    assert_eq!(
+        snapshot(&database),
+        after_first,
+        "the second load changed a table"
+    );
+    assert_eq!(loaded_runs(&database), "1");
+}
