@@ -22,11 +22,12 @@ WORKDIR /src
 #    empty sources. Rebuilt only when a Cargo.toml or Cargo.lock changes.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/materializer-core/Cargo.toml crates/materializer-core/
+COPY crates/materializer-cluster/Cargo.toml crates/materializer-cluster/
 COPY crates/nakadi-testkit/Cargo.toml crates/nakadi-testkit/
-RUN mkdir -p src crates/materializer-core/src crates/nakadi-testkit/src \
-        tests/it benches/pipeline \
+RUN mkdir -p src crates/materializer-core/src crates/materializer-cluster/src \
+        crates/nakadi-testkit/src tests/it benches/pipeline \
     && touch src/lib.rs crates/materializer-core/src/lib.rs \
-        crates/nakadi-testkit/src/lib.rs \
+        crates/materializer-cluster/src/lib.rs crates/nakadi-testkit/src/lib.rs \
     && for main in src/main.rs crates/nakadi-testkit/src/main.rs \
         tests/it/main.rs benches/pipeline/main.rs; do echo 'fn main() {}' > "$main"; done
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -41,7 +42,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     find crates/materializer-core -name '*.rs' -exec touch {} + \
     && cargo build --release --locked
 
-# 3. The command line, the HTTP API and the console (src/): a change here
+# 3. The cluster roles (Ballista's scheduler and executor with the engine's
+#    plan node).
+COPY crates/materializer-cluster crates/materializer-cluster
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=secret,id=cacert,target=/etc/ssl/certs/ca-certificates.crt \
+    find crates/materializer-cluster -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked
+
+# 4. The command line, the HTTP API and the console (src/): a change here
 #    rebuilds only the root package.
 COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -68,7 +77,9 @@ ENV MATERIALIZER_OUTPUT=/data \
     MATERIALIZER_LISTEN=0.0.0.0:8000 \
     MATERIALIZER_IN_CONTAINER=1
 USER 10001:0
-EXPOSE 8000
+# 8000: serve. The cluster roles (`cluster scheduler`, `cluster executor`)
+# listen on 50050 (scheduler) and 50051/50052 (executor: Flight, gRPC).
+EXPOSE 8000 50050 50051 50052
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/materializer", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/materializer"]

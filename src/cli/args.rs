@@ -8,6 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 use crate::cli::error::CliError;
+use materializer_cluster::ClusterAddress;
 use materializer_core::sink::S3Settings;
 use materializer_core::source::{NakadiClient, NakadiSettings, TokenSource};
 use materializer_core::warehouse::{self, Dialect};
@@ -132,23 +133,38 @@ impl NakadiArgs {
         let Some(url) = &self.nakadi_url else {
             return Ok(None);
         };
-        let token = match (&self.nakadi_token_file, &self.nakadi_token) {
-            (Some(path), _) => TokenSource::file(path),
-            (None, Some(token)) if !token.trim().is_empty() => {
-                TokenSource::Static(token.trim().to_string())
-            }
-            _ => TokenSource::None,
-        };
+        let token = token_source(
+            self.nakadi_token_file.as_deref(),
+            self.nakadi_token.as_deref(),
+        );
         let mut settings = NakadiSettings::new(url.clone(), token);
         if let Some(streams) = streams {
-            settings.batch_limit = streams.nakadi_batch_limit.max(1);
-            settings.batch_flush_timeout =
-                Duration::from_secs(streams.nakadi_batch_flush_timeout.max(1));
-            settings.silence_timeout = Duration::from_secs(streams.nakadi_silence_timeout.max(1));
-            settings.max_retries = streams.nakadi_max_retries;
-            settings.max_backoff = Duration::from_secs(streams.nakadi_max_backoff.max(1));
+            streams.apply_to(&mut settings);
         }
         Ok(Some(Arc::new(NakadiClient::new(settings)?)))
+    }
+}
+
+/// The bearer token: from the file when one is named, else the token
+/// given, else none.
+pub(crate) fn token_source(file: Option<&std::path::Path>, token: Option<&str>) -> TokenSource {
+    match (file, token) {
+        (Some(path), _) => TokenSource::file(path),
+        (None, Some(token)) if !token.trim().is_empty() => {
+            TokenSource::Static(token.trim().to_string())
+        }
+        _ => TokenSource::None,
+    }
+}
+
+impl StreamArgs {
+    /// These stream settings in `settings`.
+    pub(crate) fn apply_to(&self, settings: &mut NakadiSettings) {
+        settings.batch_limit = self.nakadi_batch_limit.max(1);
+        settings.batch_flush_timeout = Duration::from_secs(self.nakadi_batch_flush_timeout.max(1));
+        settings.silence_timeout = Duration::from_secs(self.nakadi_silence_timeout.max(1));
+        settings.max_retries = self.nakadi_max_retries;
+        settings.max_backoff = Duration::from_secs(self.nakadi_max_backoff.max(1));
     }
 }
 
@@ -162,8 +178,8 @@ pub(crate) enum LogFormat {
 pub(crate) struct ServeArgs {
     /// A TOML file with any of: listen, output, recordings, api_tokens,
     /// api_token_file, max_concurrent_runs, shutdown_deadline_seconds,
-    /// preview_timeout_seconds, preview_memory_mb, allow_mapping_edits. Flags
-    /// and environment win.
+    /// preview_timeout_seconds, preview_memory_mb, allow_mapping_edits,
+    /// cluster. Flags and environment win.
     #[arg(long, env = "MATERIALIZER_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8000].
@@ -198,6 +214,10 @@ pub(crate) struct ServeArgs {
     /// Seconds one preview may take [default: 5].
     #[arg(long)]
     pub(crate) preview_timeout: Option<f64>,
+    /// Run the partitions of every run on the Apache DataFusion Ballista
+    /// cluster whose scheduler is at df://HOST:PORT (see `run --cluster`).
+    #[arg(long, env = "MATERIALIZER_CLUSTER", value_parser = ClusterAddress::parse)]
+    pub(crate) cluster: Option<ClusterAddress>,
     /// Memory (MiB) all previews together may use [default: 256].
     #[arg(long)]
     pub(crate) preview_memory_mb: Option<usize>,
@@ -348,6 +368,12 @@ pub(crate) struct RunArgs {
     /// Nakadi partitions mapped and written at the same time (default: CPU cores).
     #[arg(long)]
     pub(crate) parallelism: Option<usize>,
+    /// Read, map and write the partitions on the executors of the Apache
+    /// DataFusion Ballista cluster whose scheduler is at df://HOST:PORT
+    /// (started with `materializer cluster scheduler`); this process plans
+    /// and commits. For topics that do not compact, read from a live Nakadi.
+    #[arg(long, env = "MATERIALIZER_CLUSTER", value_parser = ClusterAddress::parse)]
+    pub(crate) cluster: Option<ClusterAddress>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

@@ -107,6 +107,8 @@ pub enum CliError {
     Output(#[source] std::io::Error),
     #[error("encoding the result as JSON")]
     Json(#[source] serde_json::Error),
+    #[error("cluster")]
+    Cluster(#[source] materializer_cluster::scheduler::RoleError),
 }
 
 impl From<SetupError> for CliError {
@@ -145,6 +147,7 @@ impl CliError {
             CliError::Nakadi(e) => e.class(),
             CliError::Preview(e) => e.class(),
             CliError::Source(e) | CliError::Record(e) => e.class(),
+            CliError::Cluster(e) => e.class(),
             CliError::Tokens(_)
             | CliError::NoSource { .. }
             | CliError::TopicsBroken { .. }

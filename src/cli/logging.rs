@@ -38,6 +38,13 @@ impl<'a> MakeWriter<'a> for StderrAroundBar {
 
 pub(crate) fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Ballista's client logs a failed job's raw error text before it hands
+    // it back; the run reports that failure itself, once, as the engine
+    // explains it.
+    let filter = match "ballista_core::execution_plans::distributed_query=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(StderrAroundBar)

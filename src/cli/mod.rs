@@ -23,6 +23,7 @@ use crate::cli::args::*;
 use crate::cli::logging::*;
 use crate::cli::progress::*;
 
+use commands::cluster::{ClusterArgs, cluster};
 use commands::explain::explain;
 use commands::healthcheck::healthcheck;
 use commands::preview::preview;
@@ -99,6 +100,10 @@ pub(crate) enum Command {
     /// Exit 0 when `serve` on --listen answers GET /healthz with 200, 1 when it
     /// does not (a container health check without an HTTP client).
     Healthcheck(HealthcheckArgs),
+    /// Start a role of an Apache DataFusion Ballista cluster that runs the
+    /// partitions of runs started with `run --cluster df://HOST:PORT`: a
+    /// scheduler, or an executor (one or more per machine).
+    Cluster(ClusterArgs),
 }
 
 /// Entry point of the binary.
@@ -176,6 +181,17 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             topics(&ctx.query_engine()?, &ctx).await
         }
         Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Cluster(args) => {
+            let ctx = global.context(&NakadiArgs::default());
+            let ctx = Context {
+                engine: match &args.role {
+                    commands::cluster::Role::Executor(executor) => executor.engine.clone(),
+                    commands::cluster::Role::Scheduler(_) => EngineArgs::default(),
+                },
+                ..ctx
+            };
+            cluster(&ctx, args).await
+        }
         Command::Record(args) => record(&args),
     }
 }
@@ -216,5 +232,6 @@ pub(crate) fn environment(
                 .map(|n| n.get())
                 .unwrap_or(2)
         }),
+        workers: None,
     })
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::cli::args::ServeArgs;
 use crate::cli::error::CliError;
+use materializer_cluster::ClusterAddress;
 
 /// `--config` of `serve`: any of these keys.
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +25,7 @@ pub struct ServeFile {
     preview_timeout_seconds: Option<f64>,
     preview_memory_mb: Option<usize>,
     allow_mapping_edits: Option<bool>,
+    cluster: Option<String>,
 }
 
 impl ServeFile {
@@ -55,6 +57,8 @@ pub struct ServeSettings {
     pub preview_max_events: usize,
     /// Whether the console may save mappings back to `sql/<topic>/mapping.sql`.
     pub allow_mapping_edits: bool,
+    /// The cluster whose executors run the partitions of every run.
+    pub cluster: Option<ClusterAddress>,
 }
 
 impl Default for ServeSettings {
@@ -71,6 +75,7 @@ impl Default for ServeSettings {
             preview_memory_mb: 256,
             preview_max_events: 1000,
             allow_mapping_edits: false,
+            cluster: None,
         }
     }
 }
@@ -93,7 +98,19 @@ impl ServeSettings {
             Some(value) => seconds("preview_timeout", value)?,
             None => defaults.preview_timeout,
         };
+        let cluster = match (&flags.cluster, file.cluster) {
+            (Some(address), _) => Some(address.clone()),
+            (None, Some(text)) => {
+                Some(
+                    ClusterAddress::parse(&text).map_err(|message| CliError::Settings {
+                        message: format!("cluster: {message}"),
+                    })?,
+                )
+            }
+            (None, None) => None,
+        };
         Ok(ServeSettings {
+            cluster,
             listen: flags
                 .listen
                 .clone()

@@ -58,6 +58,7 @@ async fn start(ws: &Workspace, settings: ApiSettings) -> Api {
         output: ws.out().display().to_string(),
         s3: Default::default(),
         parallelism: 2,
+        workers: None,
     };
     let preview_engine = Engine::new(EngineSettings {
         memory_limit: 256 << 20,

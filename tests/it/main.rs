@@ -11,6 +11,7 @@ mod webdriver;
 
 mod api;
 mod cli;
+mod cluster;
 mod commit;
 mod config;
 mod console;

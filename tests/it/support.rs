@@ -143,6 +143,7 @@ impl Workspace {
             progress: Arc::new(Progress::default()),
             cancel: CancellationToken::new(),
             parallelism: 2,
+            workers: None,
         }
     }
 

@@ -18,7 +18,8 @@
 //! `<path>` exists. Points: `preview-turn` (a preview that has its turn,
 //! before it starts), `commit` (a run whose files are written, before its
 //! manifest), `markers` (a run whose manifest is written, before the
-//! `_SUCCESS` markers and what else follows the commit).
+//! `_SUCCESS` markers and what else follows the commit), `partition-task` (a
+//! cluster executor's task, before it reads its partition).
 
 /// Aborts the process when `MATERIALIZER_FAILPOINT` names this point.
 #[cfg(feature = "failpoints")]

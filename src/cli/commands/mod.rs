@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod cluster;
 pub mod explain;
 pub mod healthcheck;
 pub mod preview;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use materializer_cluster::Cluster;
 use materializer_core::mapping::Engine;
+use materializer_core::run::remote::PartitionWorkers;
 use materializer_core::run::{self, Progress};
 
 use crate::cli::args::*;
@@ -22,7 +24,10 @@ pub(crate) async fn run_command(
 ) -> Result<(), CliError> {
     let catalog = load_catalog(engine, ctx).await?;
     let topic = catalog.topic(&args.topic)?;
-    let env = environment(engine, ctx, &args.output, &args.s3, args.parallelism)?;
+    let mut env = environment(engine, ctx, &args.output, &args.s3, args.parallelism)?;
+    env.workers = args
+        .cluster
+        .map(|address| Arc::new(Cluster::new(address)) as Arc<dyn PartitionWorkers>);
     let progress = Arc::new(Progress::default());
     let cancel = CancellationToken::new();
     let request = env.request(

@@ -42,6 +42,10 @@ pub(crate) async fn serve(engine: &Engine, ctx: &Context, args: ServeArgs) -> Re
     }
     let mut env = environment(engine, ctx, &settings.output, &args.s3, None)?;
     env.recordings = settings.recordings.clone();
+    env.workers = settings.cluster.clone().map(|address| {
+        std::sync::Arc::new(materializer_cluster::Cluster::new(address))
+            as std::sync::Arc<dyn materializer_core::run::remote::PartitionWorkers>
+    });
     let preview_engine = Engine::new(EngineSettings {
         memory_limit: settings.preview_memory_mb << 20,
         spill_dir: ctx.engine.spill_dir.clone(),

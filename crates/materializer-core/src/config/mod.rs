@@ -66,6 +66,20 @@ pub struct Topic {
     output_schema: SchemaRef,
     /// Hash of the configuration files: tells whether a run was planned with the same config.
     fingerprint: String,
+    /// The texts the topic was loaded from, for processes that load it again
+    /// (the workers of a cluster).
+    texts: Arc<TopicTexts>,
+}
+
+/// The three files of a topic as text: what another process needs to load
+/// the same topic (`schema` is the event type's schema when the topic's
+/// folder has no `schema.json`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicTexts {
+    pub name: String,
+    pub toml: String,
+    pub mapping: String,
+    pub schema: String,
 }
 
 impl Topic {
@@ -208,6 +222,12 @@ impl Topic {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
         }
+        let texts = Arc::new(TopicTexts {
+            name: name.clone(),
+            toml: toml_text,
+            mapping: mapping_text,
+            schema: schema_text,
+        });
         Ok(Topic {
             name,
             dir: dir.to_path_buf(),
@@ -226,11 +246,38 @@ impl Topic {
             mapping,
             output_schema,
             fingerprint: hex::encode(hasher.finalize()),
+            texts,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The texts the topic was loaded from.
+    pub fn texts(&self) -> &Arc<TopicTexts> {
+        &self.texts
+    }
+
+    /// Loads a topic from its texts, written to a folder of its name under
+    /// `scratch` first (a worker of a cluster loads the driver's topic so).
+    pub async fn load_texts(
+        texts: &TopicTexts,
+        scratch: &Path,
+        engine: &Engine,
+    ) -> Result<Topic, ConfigError> {
+        check_topic_name(&texts.name, scratch)?;
+        let dir = scratch.join(&texts.name);
+        let write = |file: &str, text: &str| {
+            let path = dir.join(file);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, text))
+                .map_err(|e| ConfigError::invalid(&path, format!("cannot be written: {e}")))
+        };
+        write(TOPIC_FILE, &texts.toml)?;
+        write(MAPPING_FILE, &texts.mapping)?;
+        write(SCHEMA_FILE, &texts.schema)?;
+        Topic::load(&dir, engine, None).await
     }
 
     /// The folder the topic was loaded from.

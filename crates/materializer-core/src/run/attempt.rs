@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::RunFailure;
 use super::progress::Progress;
+use super::remote::PartitionWorkers;
 use crate::commit::{Committer, Ledger, LedgerError};
 use crate::config::Topic;
 use crate::mapping::Engine;
@@ -23,6 +24,9 @@ pub struct RunRequest {
     pub cancel: CancellationToken,
     /// Partitions mapped and written at the same time.
     pub parallelism: usize,
+    /// Processes that read, map and write the partitions instead of this
+    /// one (the executors of a cluster); `None`: this process does.
+    pub workers: Option<Arc<dyn PartitionWorkers>>,
 }
 
 /// One attempt at a run of a topic.
@@ -57,6 +61,14 @@ impl<'a> Attempt<'a> {
             id: format!("{:016x}", rand::random::<u64>()),
             planned: OnceLock::new(),
         }
+    }
+
+    /// This attempt as a worker's share of the driver's attempt `id` at
+    /// `sequence`.
+    pub fn for_sequence(mut self, id: &str, sequence: u64) -> Attempt<'a> {
+        self.id = id.to_string();
+        let _ = self.planned.set(sequence);
+        self
     }
 
     pub fn name(&self) -> String {

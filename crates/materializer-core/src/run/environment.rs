@@ -30,6 +30,8 @@ pub struct RunEnvironment {
     pub s3: S3Settings,
     /// Nakadi partitions mapped at the same time.
     pub parallelism: usize,
+    /// Where runs hand their partitions (a cluster), when not to this process.
+    pub workers: Option<Arc<dyn super::remote::PartitionWorkers>>,
 }
 
 /// Why a run of a topic could not be set up.
@@ -186,6 +188,7 @@ impl RunEnvironment {
             progress,
             cancel,
             parallelism: self.parallelism.max(1),
+            workers: self.workers.clone(),
         })
     }
 }

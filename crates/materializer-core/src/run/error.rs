@@ -119,6 +119,9 @@ pub enum RunFailure {
     Deletes(#[source] DataFusionError),
     #[error("an internal task failed")]
     Internal(#[source] tokio::task::JoinError),
+    /// The workers of a cluster failed, or cannot take the run.
+    #[error(transparent)]
+    Remote(super::remote::RemoteFailure),
 }
 
 impl RunFailure {
@@ -144,6 +147,7 @@ impl RunFailure {
             RunFailure::Classes(_) => ErrorClass::Internal,
             RunFailure::Deletes(_) => ErrorClass::Config,
             RunFailure::Internal(_) => ErrorClass::Internal,
+            RunFailure::Remote(e) => e.class,
         }
     }
 }

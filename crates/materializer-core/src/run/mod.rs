@@ -35,6 +35,7 @@ mod map;
 mod plan;
 pub mod progress;
 mod read;
+pub mod remote;
 mod summary;
 mod write;
 
@@ -83,6 +84,14 @@ pub async fn execute(engine: &Engine, request: RunRequest) -> Result<RunSummary,
 /// The stages of a run, in order.
 async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
     let progress = attempt.progress();
+    if attempt.request.workers.is_some()
+        && let Some(refusal) = remote::refusal(attempt.request)
+    {
+        return Err(RunFailure::Remote(remote::RemoteFailure {
+            class: crate::error::ErrorClass::Config,
+            message: refusal,
+        }));
+    }
     // The client's counter is the process's: this run's share is the difference.
     let retries_before = attempt.request.source.retries();
     let mut timings = Timings::default();
@@ -108,6 +117,19 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
     laps.lap(&mut timings.plan);
     failpoint("planned");
     panic_point("run");
+
+    if let Some(workers) = &attempt.request.workers {
+        return on_workers(
+            attempt,
+            workers.as_ref(),
+            plan,
+            resumed,
+            committed_state,
+            timings,
+            laps,
+        )
+        .await;
+    }
 
     progress.set_stage(Stage::Reading);
     let mapper = Arc::new(Mapper::new(attempt, plan.sequence));
@@ -169,5 +191,34 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
         timings,
         spilled_partitions,
         retries,
+    ))
+}
+
+/// The stages after the plan of a run whose partitions `workers` read, map
+/// and write: this process commits what they report.
+async fn on_workers(
+    attempt: &Attempt<'_>,
+    workers: &dyn remote::PartitionWorkers,
+    plan: crate::commit::Plan,
+    resumed: bool,
+    committed_state: crate::state::CommittedState,
+    mut timings: Timings,
+    mut laps: Laps,
+) -> Result<RunSummary, RunFailure> {
+    let progress = attempt.progress();
+    progress.set_stage(Stage::Reading);
+    info!(topic = %attempt.topic.name(), sequence = plan.sequence, workers = %workers.describe(), "partitions handed to the workers");
+    let outputs = attempt
+        .cancellable(remote::run_on(attempt, workers, &plan))
+        .await?;
+    laps.lap(&mut timings.map_write);
+    failpoint("files-written");
+    hold("commit").await;
+
+    progress.set_stage(Stage::Committing);
+    let manifest = commit::commit(attempt, &plan, outputs, committed_state).await?;
+    laps.lap(&mut timings.commit);
+    Ok(summary::committed(
+        attempt, manifest, resumed, timings, 0, 0,
     ))
 }

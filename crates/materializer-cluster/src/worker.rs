@@ -1,0 +1,91 @@
+//! An executor's side of a run: the partitions Ballista hands it, run as a
+//! local run runs them, with the executor's own credentials.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use materializer_core::run::remote::{self, PartitionJob, PartitionReport, RemoteFailure};
+use materializer_core::run::{Progress, RunRequest};
+use materializer_core::sink::{OutputLocation, S3Settings};
+use materializer_core::source::{NakadiClient, NakadiSettings, NakadiSource, Source};
+use materializer_core::{Engine, ErrorClass, report};
+
+/// What an executor brings to the partitions it runs: the query engine, a
+/// folder for the topics' files, and how it reaches Nakadi and the output
+/// location (its own token and credentials; the plan carries none).
+pub struct Worker {
+    pub engine: Engine,
+    /// Where the topics of the jobs are written to be loaded.
+    pub scratch: PathBuf,
+    /// Nakadi settings but the URL, which comes with each job.
+    pub nakadi: NakadiSettings,
+    pub s3: S3Settings,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("scratch", &self.scratch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Runs the partition `index` of `job`.
+    pub async fn run(
+        &self,
+        job: &PartitionJob,
+        index: usize,
+    ) -> Result<PartitionReport, RemoteFailure> {
+        let cursors = job.partitions.get(index).ok_or_else(|| RemoteFailure {
+            class: ErrorClass::Internal,
+            message: format!(
+                "topic {}: the job has no partition number {index}",
+                job.topic.name
+            ),
+        })?;
+        let scratch = self
+            .scratch
+            .join(format!("{}-{:016x}", job.attempt, next_folder_number()));
+        let topic = remote::topic_of(job, &scratch, &self.engine).await;
+        // The files served their purpose once loaded.
+        let _ = std::fs::remove_dir_all(&scratch);
+        let topic = topic?;
+        // Messages name the topic's files where the driver has them.
+        let loaded_at = scratch.join(&job.topic.name).display().to_string();
+        let failure = |class: ErrorClass, message: String| RemoteFailure {
+            class,
+            message: message.replace(&loaded_at, &job.topic_dir),
+        };
+        let mut settings = self.nakadi.clone();
+        settings.url = job.nakadi_url.clone();
+        let client = NakadiClient::new(settings).map_err(|e| failure(e.class(), report(&e)))?;
+        let output = OutputLocation::parse(&job.output, &self.s3)
+            .map_err(|e| failure(e.class(), report(&e)))?;
+        let request = RunRequest {
+            topic,
+            source: Arc::new(Source::Nakadi(NakadiSource {
+                client: Arc::new(client),
+                event_type: job.event_type.clone(),
+                subscription: None,
+            })),
+            output,
+            progress: Arc::new(Progress::default()),
+            cancel: CancellationToken::new(),
+            parallelism: 1,
+            workers: None,
+        };
+        remote::run_partition(&self.engine, &request, job, cursors)
+            .await
+            .map_err(|e| failure(e.class(), report(&e)))
+    }
+}
+
+/// A number that keeps the folders of two tasks of one attempt apart.
+fn next_folder_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,308 @@
+//! Runs whose partitions are read, decoded, mapped and written by other
+//! processes (the executors of a cluster), while this process plans and
+//! commits them as it does its own.
+//!
+//! ```text
+//! driver    plan (cursors, sequence) ── PartitionJob ──▶ workers
+//! worker    one partition range: read, decode, map, write ── PartitionReport ──▶ driver
+//! driver    manifest from the reports, commit, cursors
+//! ```
+//! The files of a partition have the names a local run gives them
+//! (sequence and partition), so a task that is run again rewrites the same
+//! objects with the same bytes, and a local run and a cluster run of a topic
+//! can follow each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use super::attempt::{Attempt, RunRequest};
+use super::error::RunFailure;
+use super::map::{self, Mapper, PartitionOutput};
+use super::progress::Progress;
+use super::read;
+use crate::commit::{PartitionCursors, Plan, RunCounts};
+use crate::config::{Topic, TopicTexts};
+use crate::error::ErrorClass;
+use crate::mapping::Engine;
+use crate::sink::{FileKind, WrittenFile};
+use crate::source::Source;
+use crate::state::{CommittedState, StateStore};
+
+/// What a worker needs to run its share of a planned run; it travels with
+/// the cluster's plan, so it holds no secret: each worker reads Nakadi and
+/// the output location with credentials of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionJob {
+    pub topic: TopicTexts,
+    /// The topic's folder on the driver: what messages name, wherever a
+    /// worker loaded the topic.
+    pub topic_dir: String,
+    /// The topic's fingerprint on the driver: a worker that loads the texts
+    /// to another topic refuses the job.
+    pub fingerprint: String,
+    /// The output location's URL (`s3://bucket/prefix`, or a folder every
+    /// worker sees at the same path).
+    pub output: String,
+    pub nakadi_url: String,
+    pub event_type: String,
+    pub sequence: u64,
+    /// The driver's attempt: names nothing a worker writes, marks its logs.
+    pub attempt: String,
+    /// The plan's partitions that hold new events, one task each.
+    pub partitions: Vec<PartitionCursors>,
+}
+
+/// One file a worker wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedFile {
+    pub kind: FileKind,
+    /// The object's path in the output store.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_partition: Vec<(String, String)>,
+}
+
+/// What a worker did with one partition: its files and counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReport {
+    pub partition: String,
+    pub files: Vec<ReportedFile>,
+    pub counts: RunCounts,
+}
+
+/// A failure of the workers as the driver learns it: its class survives
+/// the trip, its causes travel as text.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteFailure {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+/// Processes that run the partitions of a run planned here.
+#[async_trait::async_trait]
+pub trait PartitionWorkers: Send + Sync {
+    /// Where the work goes, for messages: `the cluster at df://host:50050`.
+    fn describe(&self) -> String;
+
+    /// Runs each partition of `job` and reports on it; fails as a whole
+    /// when any partition fails after the workers' own retries.
+    async fn run(&self, job: PartitionJob) -> Result<Vec<PartitionReport>, RemoteFailure>;
+}
+
+/// Why a run cannot go to workers yet, or `None` when it can.
+pub(super) fn refusal(request: &RunRequest) -> Option<String> {
+    let topic = &request.topic;
+    if topic.compaction().compact {
+        return Some(format!(
+            "topic {} compacts (compact = true): a compacting topic does not run on a cluster \
+             yet; run it without --cluster",
+            topic.name()
+        ));
+    }
+    match &*request.source {
+        Source::Nakadi(nakadi) if nakadi.subscription.is_none() => None,
+        Source::Nakadi(_) => Some(format!(
+            "topic {} reads a Nakadi subscription: a cluster reads partitions by their cursors; \
+             remove [source] subscription or run it without --cluster",
+            topic.name()
+        )),
+        Source::Recorded(_) => Some(format!(
+            "topic {} reads recorded batches: a cluster reads a live Nakadi (--nakadi-url)",
+            topic.name()
+        )),
+    }
+}
+
+/// The job of a planned run for the workers.
+pub(super) fn job(attempt: &Attempt<'_>, plan: &Plan) -> Result<PartitionJob, RunFailure> {
+    let Source::Nakadi(nakadi) = &*attempt.request.source else {
+        return Err(RunFailure::invariant(
+            "a run on workers reads a live Nakadi",
+        ));
+    };
+    Ok(PartitionJob {
+        topic: attempt.topic.texts().as_ref().clone(),
+        topic_dir: attempt.topic.dir().display().to_string(),
+        fingerprint: attempt.topic.fingerprint().to_string(),
+        output: attempt.location.url.clone(),
+        nakadi_url: nakadi.client.settings.url.clone(),
+        event_type: nakadi.event_type.clone(),
+        sequence: plan.sequence,
+        attempt: attempt.id.clone(),
+        partitions: plan
+            .partitions
+            .iter()
+            .filter(|p| p.end.is_after(&p.start))
+            .cloned()
+            .collect(),
+    })
+}
+
+/// Hands the partitions of `plan` to `workers` and takes their reports
+/// back as the outputs a local read and map would have given.
+pub(super) async fn run_on(
+    attempt: &Attempt<'_>,
+    workers: &dyn PartitionWorkers,
+    plan: &Plan,
+) -> Result<Vec<PartitionOutput>, RunFailure> {
+    let job = job(attempt, plan)?;
+    let progress = attempt.progress();
+    progress
+        .partitions_total
+        .store(job.partitions.len() as u64, Ordering::Relaxed);
+    let reports = workers.run(job).await.map_err(RunFailure::Remote)?;
+    let mut outputs = Vec::with_capacity(reports.len());
+    for report in reports {
+        let output = output_of(report)?;
+        count_progress(progress, &output);
+        outputs.push(output);
+    }
+    outputs.sort_by(|a, b| crate::source::partition_cmp(&a.partition, &b.partition));
+    Ok(outputs)
+}
+
+/// Counts a partition a worker finished.
+fn count_progress(progress: &Progress, output: &PartitionOutput) {
+    let counts = &output.counts;
+    Progress::add(&progress.partitions_finished, 1);
+    Progress::add(&progress.events_read, counts.events_read);
+    Progress::add(&progress.events_rejected, counts.events_rejected);
+    Progress::add(&progress.main_rows, counts.main_rows);
+    Progress::add(&progress.files_written, output.files.len() as u64);
+    let bytes: u64 = output.files.iter().map(|(_, f)| f.bytes).sum();
+    Progress::add(&progress.bytes_written, bytes);
+}
+
+fn output_of(report: PartitionReport) -> Result<PartitionOutput, RunFailure> {
+    let files = report
+        .files
+        .into_iter()
+        .map(|file| {
+            let path = Path::parse(&file.path).map_err(|e| {
+                RunFailure::Remote(RemoteFailure {
+                    class: ErrorClass::Internal,
+                    message: format!("a worker reported the file {:?}: {e}", file.path),
+                })
+            })?;
+            let written = WrittenFile {
+                path,
+                rows: file.rows,
+                bytes: file.bytes,
+                sha256: file.sha256,
+                output_partition: file.output_partition,
+            };
+            Ok((file.kind, written))
+        })
+        .collect::<Result<_, RunFailure>>()?;
+    Ok(PartitionOutput {
+        partition: report.partition,
+        files,
+        counts: report.counts,
+    })
+}
+
+fn report_of(output: PartitionOutput) -> PartitionReport {
+    PartitionReport {
+        partition: output.partition,
+        files: output
+            .files
+            .into_iter()
+            .map(|(kind, file)| ReportedFile {
+                kind,
+                path: file.path.to_string(),
+                rows: file.rows,
+                bytes: file.bytes,
+                sha256: file.sha256,
+                output_partition: file.output_partition,
+            })
+            .collect(),
+        counts: output.counts,
+    }
+}
+
+/// A worker's share of a run: reads, decodes, maps and writes the
+/// partition `cursors` of the run `job` names, as a local run does, with
+/// `request` holding the worker's own source and output location.
+pub async fn run_partition(
+    engine: &Engine,
+    request: &RunRequest,
+    job: &PartitionJob,
+    cursors: &PartitionCursors,
+) -> Result<PartitionReport, RunFailure> {
+    crate::failpoint::hold("partition-task").await;
+    let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
+    let mapper = Arc::new(Mapper::new(&attempt, job.sequence));
+    let plan = Plan {
+        topic: job.topic.name.clone(),
+        event_type: job.event_type.clone(),
+        sequence: job.sequence,
+        created_at: attempt.started_at,
+        fingerprint: job.fingerprint.clone(),
+        partitions: vec![cursors.clone()],
+        recording: None,
+    };
+    let state_store = StateStore::new(attempt.topic, &attempt.location, &attempt.layout)?;
+    let read = read::read_plan(
+        &attempt,
+        plan,
+        &mapper,
+        &state_store,
+        &CommittedState::default(),
+    )
+    .await?;
+    let outputs = map::map_and_write(
+        &attempt,
+        &mapper,
+        read.decoded,
+        read.main_files,
+        HashMap::new(),
+    )
+    .await?;
+    let mut reports = outputs.into_iter().map(report_of);
+    let report = reports.next().unwrap_or_else(|| PartitionReport {
+        partition: cursors.partition.clone(),
+        files: Vec::new(),
+        counts: RunCounts::default(),
+    });
+    Ok(report)
+}
+
+/// The topic of a job, loaded from its texts under `scratch`; refused when
+/// it is not the topic the driver planned with.
+pub async fn topic_of(
+    job: &PartitionJob,
+    scratch: &std::path::Path,
+    engine: &Engine,
+) -> Result<Arc<Topic>, RemoteFailure> {
+    let topic = Topic::load_texts(&job.topic, scratch, engine)
+        .await
+        .map_err(|e| RemoteFailure {
+            class: e.class(),
+            message: format!(
+                "topic {}: its files do not load on this worker: {}",
+                job.topic.name,
+                crate::error::report(&e)
+            ),
+        })?;
+    if topic.fingerprint() != job.fingerprint {
+        return Err(RemoteFailure {
+            class: ErrorClass::Internal,
+            message: format!(
+                "topic {}: the files loaded on this worker are not the ones the run was planned \
+                 with (fingerprint {} here, {} on the driver)",
+                job.topic.name,
+                topic.fingerprint(),
+                job.fingerprint
+            ),
+        });
+    }
+    Ok(Arc::new(topic))
+}

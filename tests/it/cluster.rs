@@ -1,0 +1,543 @@
+//! Runs on a real Apache DataFusion Ballista cluster: a scheduler and two
+//! executors, each its own process of the product's binary, an
+//! S3-protocol server as the output location, and the Nakadi-compatible
+//! server as the source. The cluster's files must hold the rows of a local
+//! run of the same events, and the events themselves.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use materializer_core::sink::OutputLocation;
+
+use crate::nakadi::live;
+use crate::servers::{announced_port, s3, spawn_tied};
+use crate::support::{Committed, Workspace, article_stream, committed};
+
+const TOPIC: &str = "article-stock-changed";
+
+/// A scheduler and its executors, killed with the test.
+struct Cluster {
+    scheduler: Child,
+    executors: Vec<Child>,
+    port: u16,
+    logs: Vec<std::path::PathBuf>,
+}
+
+impl Cluster {
+    /// A scheduler on a free port and `executors` executors of one task
+    /// each, with their own work folders, writing to the S3 server.
+    fn start(ws: &Workspace, executors: usize) -> Cluster {
+        Cluster::start_with(ws, executors, |_| String::new())
+    }
+
+    /// The work folder of executor `n`.
+    fn work_dir(ws: &Workspace, n: usize) -> std::path::PathBuf {
+        ws.path(&format!("executor-{n}"))
+    }
+
+    /// As [`Cluster::start`], with `env(n)` in executor `n`'s environment
+    /// (`NAME=value ...`).
+    fn start_with(ws: &Workspace, executors: usize, env: impl Fn(usize) -> String) -> Cluster {
+        let binary = env!("CARGO_BIN_EXE_materializer");
+        let log = ws.path("scheduler.log");
+        let mut scheduler = spawn_tied(
+            &format!(
+                "RUST_LOG=info exec {binary} cluster scheduler --bind-host 127.0.0.1 --bind-port 0 \
+                 --external-host 127.0.0.1 --executor-timeout-seconds 10 \
+                 --expire-dead-executor-interval-seconds 2"
+            ),
+            &log,
+        );
+        let port = announced_port(
+            &mut scheduler,
+            &log,
+            "scheduler listening on 127.0.0.1:",
+            "materializer cluster scheduler",
+        );
+        let mut logs = vec![log];
+        let s3_env: String = s3()
+            .env()
+            .into_iter()
+            .map(|(name, value)| format!("{name}={value} "))
+            .collect();
+        let executors = (0..executors)
+            .map(|n| {
+                let log = ws.path(&format!("executor-{n}.log"));
+                let work = Cluster::work_dir(ws, n);
+                let mut executor = spawn_tied(
+                    &format!(
+                        "{s3_env} {} RUST_LOG=info exec {binary} cluster executor \
+                         --scheduler-host 127.0.0.1 --scheduler-port {port} \
+                         --bind-host 127.0.0.1 --external-host 127.0.0.1 --bind-port 0 \
+                         --bind-grpc-port 0 --work-dir {} --vcores 1 \
+                         --heartbeat-interval-seconds 2",
+                        env(n),
+                        work.display()
+                    ),
+                    &log,
+                );
+                announced_port(
+                    &mut executor,
+                    &log,
+                    "executor listening on flight port ",
+                    "materializer cluster executor",
+                );
+                logs.push(log);
+                executor
+            })
+            .collect();
+        let cluster = Cluster {
+            scheduler,
+            executors,
+            port,
+            logs,
+        };
+        cluster.wait_for_executors(&ws.path("scheduler.log"));
+        cluster
+    }
+
+    fn address(&self) -> String {
+        format!("df://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the scheduler has seen every executor register.
+    fn wait_for_executors(&self, log: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let registered = text.matches("Received register executor request").count();
+            if registered >= self.executors.len() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} executors registered within a minute; the logs:\n{}",
+                registered,
+                self.executors.len(),
+                self.logs_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs_text(&self) -> String {
+        self.logs
+            .iter()
+            .map(|log| {
+                format!(
+                    "--- {}\n{}",
+                    log.display(),
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Kills (SIGKILL) the server a wrapper of [`spawn_tied`] started: the
+/// wrapper's children. The wrapper then ends by itself.
+fn kill_server(wrapper: &mut Child) -> bool {
+    let killed = std::process::Command::new("pkill")
+        .args(["-9", "-P", &wrapper.id().to_string()])
+        .status()
+        .is_ok_and(|status| status.success());
+    let _ = wrapper.wait();
+    killed
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for wrapper in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            kill_server(wrapper);
+        }
+    }
+}
+
+/// Makes the topic keep every event (no compaction).
+fn keep_every_event(ws: &Workspace) {
+    let path = ws.sql().join(TOPIC).join("topic.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let toml = toml.replacen("[output]", "compact = false\n\n[output]", 1);
+    std::fs::write(&path, toml).unwrap();
+}
+
+fn location(bucket: &str, prefix: &str) -> OutputLocation {
+    OutputLocation::parse(&format!("s3://{bucket}/{prefix}"), &s3().settings()).unwrap()
+}
+
+/// `materializer run` of the topic from the live server to `s3://bucket/prefix`,
+/// on `cluster` when given.
+fn run_binary(
+    ws: &Workspace,
+    nakadi: &str,
+    bucket: &str,
+    prefix: &str,
+    cluster: Option<&str>,
+) -> std::process::Output {
+    let output = format!("s3://{bucket}/{prefix}");
+    let mut args = vec![
+        "run",
+        "--topic",
+        TOPIC,
+        "--nakadi-url",
+        nakadi,
+        "--output",
+        &output,
+    ];
+    if let Some(address) = cluster {
+        args.extend(["--cluster", address]);
+    }
+    ws.command()
+        .envs(s3().env())
+        .env_remove("MATERIALIZER_OUTPUT")
+        .args(&args)
+        .output()
+        .unwrap()
+}
+
+/// `materializer run` on `cluster` as a child process, its output piped.
+fn spawn_run(ws: &Workspace, nakadi: &str, bucket: &str, cluster: &str) -> Child {
+    let output = format!("s3://{bucket}/cluster");
+    ws.command()
+        .envs(s3().env())
+        .env_remove("MATERIALIZER_OUTPUT")
+        .args(["run", "--topic", TOPIC, "--nakadi-url", nakadi])
+        .args(["--output", &output, "--cluster", cluster])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Executors that hold each task at its start until `gate(n)` exists.
+fn holding_tasks(gate: impl Fn(usize) -> std::path::PathBuf) -> impl Fn(usize) -> String {
+    move |n| {
+        format!(
+            "MATERIALIZER_FAILPOINT=partition-task MATERIALIZER_FAILPOINT_GATE={}",
+            gate(n).display()
+        )
+    }
+}
+
+/// The first of `gates` that a held task waits at.
+fn first_held(cluster: &Cluster, gates: &[std::path::PathBuf]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let held = gates.iter().position(|gate| {
+            let mut waiting = gate.clone().into_os_string();
+            waiting.push(".waiting");
+            Path::new(&waiting).exists()
+        });
+        if let Some(n) = held {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no task started:\n{}",
+            cluster.logs_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether no run of the topic is committed under `s3://bucket/prefix`.
+async fn nothing_committed(bucket: &str, prefix: &str) -> bool {
+    committed(&location(bucket, prefix), TOPIC)
+        .await
+        .sequences
+        .is_empty()
+}
+
+fn assert_ok(output: &std::process::Output, what: &str, cluster: Option<&Cluster>) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        cluster.map(Cluster::logs_text).unwrap_or_default()
+    );
+}
+
+/// The (eid, article_id, version, available_qty) of every event in `lines`,
+/// read from the JSON as it is: what MAIN of a topic that keeps every event
+/// holds, one row per event.
+fn events_of(lines: &[String]) -> Vec<(String, String, String, String)> {
+    let mut events = Vec::new();
+    for line in lines {
+        let batch: serde_json::Value = serde_json::from_str(line).unwrap();
+        for event in batch["events"].as_array().into_iter().flatten() {
+            events.push((
+                event["metadata"]["eid"].as_str().unwrap().to_string(),
+                event["article_id"].to_string(),
+                event["version"].to_string(),
+                event["available_qty"].to_string(),
+            ));
+        }
+    }
+    events.sort();
+    events
+}
+
+fn main_events(committed: &Committed) -> Vec<(String, String, String, String)> {
+    // article_id, brand, model, version, available_qty, occurred_at, eid
+    let mut rows: Vec<_> = committed
+        .main
+        .iter()
+        .map(|row| {
+            let text = |i: usize| row[i].as_deref().unwrap_or("").to_string();
+            (text(6), text(0), text(3), text(4))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Two runs of a topic that keeps every event, on the cluster and locally:
+/// the same rows, every event once; the second run reads only what came
+/// after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_run_writes_the_rows_of_a_local_run() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let first = article_stream(3_000, 4, 11);
+    let nakadi = live(&ws, None, &first).await;
+    let bucket = s3().bucket("cluster");
+    let cluster = Cluster::start(&ws, 2);
+
+    let on_cluster = run_binary(
+        &ws,
+        &nakadi.url,
+        &bucket,
+        "cluster",
+        Some(&cluster.address()),
+    );
+    assert_ok(&on_cluster, "the cluster run", Some(&cluster));
+    let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
+    assert_ok(&local, "the local run", None);
+
+    let more = article_stream(2_000, 4, 12);
+    nakadi
+        .bus
+        .append_recording(
+            crate::nakadi::EVENT_TYPE,
+            (more.join("\n") + "\n").as_bytes(),
+        )
+        .unwrap();
+    let on_cluster = run_binary(
+        &ws,
+        &nakadi.url,
+        &bucket,
+        "cluster",
+        Some(&cluster.address()),
+    );
+    assert_ok(&on_cluster, "the second cluster run", Some(&cluster));
+    let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
+    assert_ok(&local, "the second local run", None);
+
+    let on_cluster = committed(&location(&bucket, "cluster"), TOPIC).await;
+    let local = committed(&location(&bucket, "local"), TOPIC).await;
+    assert_eq!(on_cluster.sequences, vec![1, 2]);
+    assert_eq!(
+        on_cluster, local,
+        "the cluster's rows are not the local run's"
+    );
+    let all: Vec<String> = first.iter().chain(&more).cloned().collect();
+    assert_eq!(main_events(&on_cluster), events_of(&all));
+}
+
+/// A scheduler nobody listens at: exit 3 within seconds, naming the
+/// address; nothing committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_scheduler_fails_the_run_at_once() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let nakadi = live(&ws, None, &article_stream(200, 2, 3)).await;
+    let bucket = s3().bucket("cluster-down");
+    // An address reserved for documentation (TEST-NET-1): nothing answers.
+    let address = "df://192.0.2.1:50050".to_string();
+    let started = Instant::now();
+    let output = run_binary(&ws, &nakadi.url, &bucket, "down", Some(&address));
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(seconds < 30.0, "took {seconds:.1} s: {stderr}");
+    assert!(nothing_committed(&bucket, "down").await);
+}
+
+/// A compacting topic is refused on a cluster (for now) with exit 2 and a
+/// reason, before anything is read or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacting_topic_is_refused_on_a_cluster() {
+    let ws = Workspace::new();
+    let nakadi = live(&ws, None, &article_stream(200, 2, 3)).await;
+    let bucket = s3().bucket("cluster-compact");
+    let output = run_binary(&ws, &nakadi.url, &bucket, "down", Some("df://127.0.0.1:9"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("compacts") && stderr.contains("--cluster"),
+        "{stderr}"
+    );
+    assert!(nothing_committed(&bucket, "down").await);
+}
+
+/// A mapping that fails on the events fails the cluster run as it fails a
+/// local one: exit 6, the engine's message, nothing committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_failing_on_an_executor_fails_the_run_with_its_message() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let mapping = ws.sql().join(TOPIC).join("mapping.sql");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        text.replacen("    brand,", "    cast(brand AS INT) AS brand,", 1),
+    )
+    .unwrap();
+    let nakadi = live(&ws, None, &article_stream(300, 2, 5)).await;
+    let bucket = s3().bucket("cluster-query");
+    let cluster = Cluster::start(&ws, 2);
+    let output = run_binary(
+        &ws,
+        &nakadi.url,
+        &bucket,
+        "cluster",
+        Some(&cluster.address()),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "{stderr}\n{}",
+        cluster.logs_text()
+    );
+    let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
+    assert_eq!(local.status.code(), Some(6));
+    // The engine's own explanation, as a local run gives it: the file, line
+    // and column of the expression, the view, and the event it fails on
+    // (which brand fails first depends on the partition).
+    let local = String::from_utf8_lossy(&local.stderr);
+    let explanation = |text: &str| text.split(" string '").next().unwrap_or("").to_string();
+    assert_eq!(explanation(&stderr), explanation(&local), "{stderr}");
+    for needle in [
+        "error: topic article-stock-changed: sql/article-stock-changed/mapping.sql:",
+        "Cannot cast",
+        "the first event it fails on: partition ",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("[materializer-failure:"),
+        "the marker leaked:\n{stderr}"
+    );
+    assert!(nothing_committed(&bucket, "cluster").await);
+}
+
+/// An executor killed (SIGKILL) while it holds a task: the run completes
+/// on the other executor with every row once, or fails and commits
+/// nothing, and the next run is then exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_run_loses_and_duplicates_nothing() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let lines = article_stream(3_000, 4, 21);
+    let nakadi = live(&ws, None, &lines).await;
+    let bucket = s3().bucket("cluster-kill");
+    let gates: Vec<_> = (0..2).map(|n| ws.path(&format!("gate-{n}"))).collect();
+    let cluster = Cluster::start_with(&ws, 2, holding_tasks(|n| gates[n].clone()));
+    let address = cluster.address();
+    let run = spawn_run(&ws, &nakadi.url, &bucket, &address);
+    // The first executor to hold a task is killed while it holds it.
+    let victim = first_held(&cluster, &gates);
+    let mut cluster = cluster;
+    assert!(
+        kill_server(&mut cluster.executors[victim]),
+        "executor {victim} was not found to kill"
+    );
+    // The other executor runs its tasks, and those of the dead one.
+    std::fs::write(&gates[1 - victim], b"").unwrap();
+    let finished = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&finished.stderr).to_string();
+    eprintln!(
+        "the run with executor {victim} killed: {}",
+        if finished.status.success() {
+            "committed"
+        } else {
+            "failed"
+        }
+    );
+    let on_cluster = location(&bucket, "cluster");
+    if !finished.status.success() {
+        // Failed: clearly, and without a trace in the committed runs.
+        assert!(stderr.contains("error:"), "{stderr}");
+        assert!(
+            committed(&on_cluster, TOPIC).await.sequences.is_empty(),
+            "{stderr}"
+        );
+        let again = run_binary(&ws, &nakadi.url, &bucket, "cluster", Some(&address));
+        assert_ok(&again, "the run after the failed one", Some(&cluster));
+    }
+    let result = committed(&on_cluster, TOPIC).await;
+    assert_eq!(result.sequences, vec![1], "{stderr}");
+    assert_eq!(main_events(&result), events_of(&lines), "{stderr}");
+}
+
+/// The driver killed (SIGKILL) while the executors hold its tasks: nothing
+/// is committed, and the next run, whose tasks write the same files again,
+/// holds every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_killed_mid_run_commits_nothing_and_the_rerun_is_exact() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let lines = article_stream(2_000, 4, 31);
+    let nakadi = live(&ws, None, &lines).await;
+    let bucket = s3().bucket("cluster-driver");
+    let gate = ws.path("gate");
+    let cluster = Cluster::start_with(&ws, 2, holding_tasks(|_| gate.clone()));
+    let address = cluster.address();
+    let mut driver = spawn_run(&ws, &nakadi.url, &bucket, &address);
+    first_held(&cluster, std::slice::from_ref(&gate));
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    // The orphaned tasks go on and write their files: none is committed.
+    std::fs::write(&gate, b"").unwrap();
+    let on_cluster = location(&bucket, "cluster");
+    assert!(committed(&on_cluster, TOPIC).await.sequences.is_empty());
+
+    let again = run_binary(&ws, &nakadi.url, &bucket, "cluster", Some(&address));
+    assert_ok(&again, "the run after the killed driver", Some(&cluster));
+    let result = committed(&on_cluster, TOPIC).await;
+    assert_eq!(result.sequences, vec![1]);
+    assert_eq!(main_events(&result), events_of(&lines));
+}
+
+/// Local runs and cluster runs take turns on one topic and one output:
+/// each goes on where the other committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_cluster_runs_take_turns_on_one_topic() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let batches: Vec<Vec<String>> = (0..3).map(|n| article_stream(800, 3, 40 + n)).collect();
+    let nakadi = live(&ws, None, &batches[0]).await;
+    let bucket = s3().bucket("cluster-turns");
+    let cluster = Cluster::start(&ws, 2);
+    let address = cluster.address();
+    let turns = [Some(address.as_str()), None, Some(address.as_str())];
+    for (n, on) in turns.into_iter().enumerate() {
+        if n > 0 {
+            let text = batches[n].join("\n") + "\n";
+            nakadi
+                .bus
+                .append_recording(crate::nakadi::EVENT_TYPE, text.as_bytes())
+                .unwrap();
+        }
+        let run = run_binary(&ws, &nakadi.url, &bucket, "turns", on);
+        assert_ok(&run, &format!("run {} ({on:?})", n + 1), Some(&cluster));
+    }
+    let result = committed(&location(&bucket, "turns"), TOPIC).await;
+    assert_eq!(result.sequences, vec![1, 2, 3]);
+    let all: Vec<String> = batches.concat();
+    assert_eq!(main_events(&result), events_of(&all));
+}
