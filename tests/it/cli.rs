@@ -914,7 +914,7 @@ async fn serve_holding_commits(ws: &Workspace, args: &[&str]) -> (Serve, PathBuf
 }
 
 /// Starts a run of `topic` on `server`: its id.
-async fn start_run(server: &Serve, topic: &str) -> String {
+pub(crate) async fn start_run(server: &Serve, topic: &str) -> String {
     let path = format!("/topics/{topic}/runs");
     let (status, triggered) = server.call(reqwest::Method::POST, &path, "t").await;
     assert_eq!(status, 202, "{triggered}");
@@ -923,7 +923,7 @@ async fn start_run(server: &Serve, topic: &str) -> String {
 
 /// Polls `GET /runs/{id}` of each run until `until` holds for all of their
 /// views at once, within two minutes; answers those views.
-async fn poll_runs(
+pub(crate) async fn poll_runs(
     server: &Serve,
     ids: &[&str],
     what: &str,

@@ -175,6 +175,18 @@ fn run_binary(
     prefix: &str,
     cluster: Option<&str>,
 ) -> std::process::Output {
+    run_binary_with(ws, nakadi, bucket, prefix, cluster, &[])
+}
+
+/// As [`run_binary`], with `env` set too.
+fn run_binary_with(
+    ws: &Workspace,
+    nakadi: &str,
+    bucket: &str,
+    prefix: &str,
+    cluster: Option<&str>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let output = format!("s3://{bucket}/{prefix}");
     let mut args = vec![
         "run",
@@ -191,6 +203,7 @@ fn run_binary(
     ws.command()
         .envs(s3().env())
         .env_remove("MATERIALIZER_OUTPUT")
+        .envs(env.iter().copied())
         .args(&args)
         .output()
         .unwrap()
@@ -540,4 +553,186 @@ async fn local_and_cluster_runs_take_turns_on_one_topic() {
     assert_eq!(result.sequences, vec![1, 2, 3]);
     let all: Vec<String> = batches.concat();
     assert_eq!(main_events(&result), events_of(&all));
+}
+
+/// Each executor reads Nakadi with a token of its own: executors without
+/// one are refused although the driver has one (the plan carries none),
+/// executors with one read; no log of any process shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_read_nakadi_with_their_own_token() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let token = "cluster-token-5e1f0c";
+    let lines = article_stream(400, 2, 9);
+    let nakadi = live(&ws, Some(token), &lines).await;
+    let bucket = s3().bucket("cluster-token");
+    let driver_env = [("NAKADI_TOKEN", token), ("RUST_LOG", "debug")];
+
+    let without = Cluster::start(&ws, 1);
+    let refused = run_binary_with(
+        &ws,
+        &nakadi.url,
+        &bucket,
+        "cluster",
+        Some(&without.address()),
+        &driver_env,
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(nothing_committed(&bucket, "cluster").await);
+    drop(without);
+
+    let with = Cluster::start_with(&ws, 2, |_| format!("NAKADI_TOKEN={token}"));
+    let run = run_binary_with(
+        &ws,
+        &nakadi.url,
+        &bucket,
+        "cluster",
+        Some(&with.address()),
+        &driver_env,
+    );
+    assert_ok(&run, "the run with tokens on the executors", Some(&with));
+    let result = committed(&location(&bucket, "cluster"), TOPIC).await;
+    assert_eq!(main_events(&result), events_of(&lines));
+    let logs = format!(
+        "{stderr}{}{}{}",
+        String::from_utf8_lossy(&run.stderr),
+        String::from_utf8_lossy(&run.stdout),
+        with.logs_text()
+    );
+    assert!(!logs.contains(token), "the token is in a log:\n{logs}");
+}
+
+/// `serve --cluster` runs the topics it is asked to run on the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_topics_on_its_cluster() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let lines = article_stream(600, 3, 13);
+    let nakadi = live(&ws, None, &lines).await;
+    let bucket = s3().bucket("cluster-serve");
+    let cluster = Cluster::start(&ws, 2);
+    // The topic's own output location (serve's --output is the harness's).
+    let settings = ws.sql().join(TOPIC).join("topic.toml");
+    let toml = std::fs::read_to_string(&settings).unwrap();
+    let toml = toml.replacen(
+        "[output]",
+        &format!("[output]\nlocation = \"s3://{bucket}/serve\""),
+        1,
+    );
+    std::fs::write(&settings, toml).unwrap();
+    let address = cluster.address();
+    let env: Vec<(&str, String)> = s3().env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = crate::support::Serve::start_with(
+        &ws,
+        &["t"],
+        &["--nakadi-url", &nakadi.url, "--cluster", &address],
+        &env,
+    )
+    .await;
+    let id = crate::cli::start_run(&server, TOPIC).await;
+    let views = crate::cli::poll_runs(&server, &[&id], "the run on the cluster", |views| {
+        !views[0]["finished_at"].is_null()
+    })
+    .await;
+    assert_eq!(
+        views[0]["state"],
+        "succeeded",
+        "{views:?}\n{}",
+        cluster.logs_text()
+    );
+    assert!(
+        server.logged().contains("partitions handed to the workers"),
+        "{}",
+        server.logged()
+    );
+    let result = committed(&location(&bucket, "serve"), TOPIC).await;
+    assert_eq!(main_events(&result), events_of(&lines));
+}
+
+/// A `cluster` in serve's config file that is not an address stops serve
+/// at once with exit 2, naming the setting.
+#[test]
+fn a_bad_cluster_in_serves_config_is_refused() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("serve.toml"), "cluster = \"http://sched:50050\"\n").unwrap();
+    let output = ws.materializer(&["serve", "--config", "serve.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cluster: \"http://sched:50050\" is not a cluster address"),
+        "{stderr}"
+    );
+}
+
+/// Workers that report a file this process cannot see (they wrote to a
+/// folder of their own machine): the run fails, nothing is committed.
+struct ElsewhereWorkers;
+
+#[async_trait::async_trait]
+impl materializer_core::run::remote::PartitionWorkers for ElsewhereWorkers {
+    fn describe(&self) -> String {
+        "workers on another machine".into()
+    }
+
+    async fn run(
+        &self,
+        job: materializer_core::run::remote::PartitionJob,
+    ) -> Result<
+        Vec<materializer_core::run::remote::PartitionReport>,
+        materializer_core::run::remote::RemoteFailure,
+    > {
+        use materializer_core::run::remote::{PartitionReport, ReportedFile};
+        Ok(job
+            .partitions
+            .iter()
+            .map(|p| PartitionReport {
+                partition: p.partition.clone(),
+                files: vec![ReportedFile {
+                    kind: materializer_core::sink::FileKind::Main,
+                    path: format!(
+                        "{}/main-{}-p{}.csv",
+                        job.topic.name, job.sequence, p.partition
+                    ),
+                    rows: 1,
+                    bytes: 10,
+                    sha256: "0".repeat(64),
+                    output_partition: Vec::new(),
+                }],
+                counts: Default::default(),
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_the_driver_cannot_see_are_never_committed() {
+    let ws = Workspace::new();
+    keep_every_event(&ws);
+    let nakadi = live(&ws, None, &article_stream(100, 2, 1)).await;
+    let output = ws.local_output();
+    let source = crate::nakadi::source_of(
+        crate::nakadi::settings(&nakadi.url, materializer_core::source::TokenSource::None),
+        crate::nakadi::EVENT_TYPE,
+        false,
+    );
+    let mut request = ws.request_from(TOPIC, output.clone(), source).await;
+    request.workers = Some(std::sync::Arc::new(ElsewhereWorkers));
+    let error = materializer_core::run::execute(&Workspace::engine(), request)
+        .await
+        .expect_err("the run must fail");
+    let message = materializer_core::report(&error);
+    assert_eq!(
+        error.class(),
+        materializer_core::ErrorClass::Config,
+        "{message}"
+    );
+    assert!(message.contains("is not there"), "{message}");
+    assert!(
+        message.contains("must share the output location"),
+        "{message}"
+    );
+    assert!(committed(&output, TOPIC).await.sequences.is_empty());
 }

@@ -110,6 +110,11 @@ const CHECKED: &[(&str, &str)] = &[
         "run as written by scripts/container-test.sh",
     ),
     ("scripts/container-test.sh", "the script itself"),
+    (
+        "materializer cluster scheduler --bind-port",
+        "the three commands with local hosts and free ports: run by \
+         cluster::a_cluster_run_writes_the_rows_of_a_local_run",
+    ),
 ];
 
 #[test]

@@ -166,7 +166,44 @@ pub(super) async fn run_on(
         outputs.push(output);
     }
     outputs.sort_by(|a, b| crate::source::partition_cmp(&a.partition, &b.partition));
+    check_visible(attempt, &outputs).await?;
     Ok(outputs)
+}
+
+/// Fails unless every file the workers reported is in the output location
+/// as this process sees it, with the size reported: a worker that wrote to
+/// a folder of its own machine (a local output location not shared with
+/// this one) would otherwise be committed as files nobody can read.
+async fn check_visible(
+    attempt: &Attempt<'_>,
+    outputs: &[PartitionOutput],
+) -> Result<(), RunFailure> {
+    use object_store::ObjectStoreExt;
+    let store = &attempt.location.store;
+    for (_, file) in outputs.iter().flat_map(|output| &output.files) {
+        let seen = store.head(&file.path).await;
+        let problem = match seen {
+            Ok(meta) if meta.size == file.bytes => continue,
+            Ok(meta) => format!("holds {} bytes, not the {} reported", meta.size, file.bytes),
+            Err(object_store::Error::NotFound { .. }) => "is not there".to_string(),
+            Err(source) => {
+                return Err(RunFailure::Sink(crate::sink::SinkError::Store {
+                    path: file.path.to_string(),
+                    source,
+                }));
+            }
+        };
+        return Err(RunFailure::Remote(RemoteFailure {
+            class: ErrorClass::Config,
+            message: format!(
+                "a worker reported {} in {}, but the file {problem} as this process sees the \
+                 location: the workers and this process must share the output location (S3, or \
+                 a folder mounted at the same path everywhere); nothing is committed",
+                file.path, attempt.location.url
+            ),
+        }));
+    }
+    Ok(())
 }
 
 /// Counts a partition a worker finished.
