@@ -127,5 +127,12 @@ pub fn describe_summary(s: &RunSummary) -> String {
         })
         .collect();
     let _ = writeln!(out, "  {:<16} {}", "cursors", cursors.join(", "));
+    if let Some(job) = &s.workers_job {
+        let _ = writeln!(
+            out,
+            "  {:<16} {job} (Ballista job of the partitions)",
+            "cluster job"
+        );
+    }
     out
 }

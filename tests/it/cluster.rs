@@ -681,11 +681,11 @@ impl materializer_core::run::remote::PartitionWorkers for ElsewhereWorkers {
         &self,
         job: materializer_core::run::remote::PartitionJob,
     ) -> Result<
-        Vec<materializer_core::run::remote::PartitionReport>,
+        materializer_core::run::remote::WorkersDone,
         materializer_core::run::remote::RemoteFailure,
     > {
-        use materializer_core::run::remote::{PartitionReport, ReportedFile};
-        Ok(job
+        use materializer_core::run::remote::{PartitionReport, ReportedFile, WorkersDone};
+        let reports = job
             .partitions
             .iter()
             .map(|p| PartitionReport {
@@ -703,7 +703,8 @@ impl materializer_core::run::remote::PartitionWorkers for ElsewhereWorkers {
                 }],
                 counts: Default::default(),
             })
-            .collect())
+            .collect();
+        Ok(WorkersDone { reports, job: None })
     }
 }
 

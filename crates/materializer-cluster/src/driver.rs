@@ -18,12 +18,12 @@ use futures::TryStreamExt;
 
 use materializer_core::ErrorClass;
 use materializer_core::run::remote::{
-    PartitionJob, PartitionReport, PartitionWorkers, RemoteFailure,
+    PartitionJob, PartitionReport, PartitionWorkers, RemoteFailure, WorkersDone,
 };
 
 use crate::codec::Codec;
 use crate::failure::from_job_error;
-use crate::node::{PartitionRunExec, REPORT, input_schema};
+use crate::node::{JOB, PartitionRunExec, REPORT, input_schema};
 
 /// How long the driver waits for the scheduler to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,9 +121,9 @@ impl PartitionWorkers for Cluster {
         format!("the cluster at {}", self.address)
     }
 
-    async fn run(&self, job: PartitionJob) -> Result<Vec<PartitionReport>, RemoteFailure> {
+    async fn run(&self, job: PartitionJob) -> Result<WorkersDone, RemoteFailure> {
         if job.partitions.is_empty() {
-            return Ok(Vec::new());
+            return Ok(WorkersDone::default());
         }
         self.check_reachable().await?;
         let name = format!("{} run {}", job.topic.name, job.sequence);
@@ -154,7 +154,10 @@ impl PartitionWorkers for Cluster {
             .map_err(|e| self.failed(&e.to_string()))?;
         let reports = reports(&batches)?;
         check_one_each(&expected, &reports)?;
-        Ok(reports)
+        Ok(WorkersDone {
+            reports,
+            job: ballista_job(&batches),
+        })
     }
 }
 
@@ -187,6 +190,17 @@ fn reports(batches: &[RecordBatch]) -> Result<Vec<PartitionReport>, RemoteFailur
         }
     }
     Ok(reports)
+}
+
+/// The Ballista job the tasks say they ran in.
+fn ballista_job(batches: &[RecordBatch]) -> Option<String> {
+    batches.iter().find_map(|batch| {
+        let column = batch
+            .column_by_name(JOB)?
+            .as_any()
+            .downcast_ref::<StringArray>()?;
+        column.iter().flatten().next().map(str::to_string)
+    })
 }
 
 /// Each partition of the job reported once: a report missing or twice

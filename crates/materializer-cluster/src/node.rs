@@ -25,8 +25,10 @@ use crate::worker::Worker;
 
 /// The input's one column: indexes into the job's partitions.
 pub(crate) const PARTITION_INDEX: &str = "partition_index";
-/// The output's one column: a partition's report as JSON.
+/// The output's columns: a partition's report as JSON, and the Ballista
+/// job that ran it.
 pub(crate) const REPORT: &str = "report";
+pub(crate) const JOB: &str = "job";
 
 pub(crate) fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
@@ -37,7 +39,19 @@ pub(crate) fn input_schema() -> SchemaRef {
 }
 
 pub(crate) fn output_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new(REPORT, DataType::Utf8, false)]))
+    Arc::new(Schema::new(vec![
+        Field::new(REPORT, DataType::Utf8, false),
+        Field::new(JOB, DataType::Utf8, true),
+    ]))
+}
+
+/// The job of a task, from its id (`TID <job>/<stage>.<attempt>/<task>.<attempt>`,
+/// as Ballista's executor names its tasks).
+fn job_of(task_id: Option<String>) -> Option<String> {
+    let task = task_id?;
+    let rest = task.strip_prefix("TID ")?;
+    let job = rest.split('/').next()?;
+    (!job.is_empty()).then(|| job.to_string())
 }
 
 /// Runs the partitions of a job its input names. Its input is a stock
@@ -142,9 +156,10 @@ impl ExecutionPlan for PartitionRunExec {
                     .into(),
             )
         })?;
+        let ballista_job = job_of(context.task_id());
         let input = self.input.execute(partition, context)?;
         let job = self.job.clone();
-        let reports = futures::stream::once(run_named(input, job, worker));
+        let reports = futures::stream::once(run_named(input, job, worker, ballista_job));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             output_schema(),
             reports,
@@ -157,6 +172,7 @@ async fn run_named(
     mut input: SendableRecordBatchStream,
     job: Arc<PartitionJob>,
     worker: Arc<Worker>,
+    ballista_job: Option<String>,
 ) -> Result<RecordBatch> {
     let mut indexes = Vec::new();
     while let Some(batch) = input.next().await {
@@ -180,9 +196,26 @@ async fn run_named(
             .map_err(|e| DataFusionError::Internal(format!("a report as JSON: {e}")))?;
         reports.push(json);
     }
-    let column = StringArray::from(reports);
-    Ok(RecordBatch::try_new(
-        output_schema(),
-        vec![Arc::new(column) as Arc<dyn Array>],
-    )?)
+    let jobs = StringArray::from(vec![ballista_job; reports.len()]);
+    let reports = StringArray::from(reports);
+    let columns = vec![
+        Arc::new(reports) as Arc<dyn Array>,
+        Arc::new(jobs) as Arc<dyn Array>,
+    ];
+    Ok(RecordBatch::try_new(output_schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_of;
+
+    #[test]
+    fn the_job_is_read_from_ballistas_task_id() {
+        assert_eq!(
+            job_of(Some("TID 038JJR85WW000/1.0/3.1".into())),
+            Some("038JJR85WW000".into())
+        );
+        assert_eq!(job_of(Some("task 7".into())), None);
+        assert_eq!(job_of(None), None);
+    }
 }

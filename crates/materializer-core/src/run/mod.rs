@@ -208,9 +208,12 @@ async fn on_workers(
     let progress = attempt.progress();
     progress.set_stage(Stage::Reading);
     info!(topic = %attempt.topic.name(), sequence = plan.sequence, workers = %workers.describe(), "partitions handed to the workers");
-    let outputs = attempt
+    let (outputs, job) = attempt
         .cancellable(remote::run_on(attempt, workers, &plan))
         .await?;
+    if let Some(job) = &job {
+        info!(topic = %attempt.topic.name(), sequence = plan.sequence, job = %job, "the workers ran the partitions");
+    }
     laps.lap(&mut timings.map_write);
     failpoint("files-written");
     hold("commit").await;
@@ -218,7 +221,7 @@ async fn on_workers(
     progress.set_stage(Stage::Committing);
     let manifest = commit::commit(attempt, &plan, outputs, committed_state).await?;
     laps.lap(&mut timings.commit);
-    Ok(summary::committed(
-        attempt, manifest, resumed, timings, 0, 0,
-    ))
+    let mut summary = summary::committed(attempt, manifest, resumed, timings, 0, 0);
+    summary.workers_job = job;
+    Ok(summary)
 }

@@ -77,6 +77,16 @@ pub struct PartitionReport {
     pub counts: RunCounts,
 }
 
+/// What the workers did with a job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkersDone {
+    /// One report per partition of the job.
+    pub reports: Vec<PartitionReport>,
+    /// The workers' own name of the job (a Ballista job id), for the
+    /// summary and for finding the job in the cluster's logs.
+    pub job: Option<String>,
+}
+
 /// A failure of the workers as the driver learns it: its class survives
 /// the trip, its causes travel as text.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -94,7 +104,7 @@ pub trait PartitionWorkers: Send + Sync {
 
     /// Runs each partition of `job` and reports on it; fails as a whole
     /// when any partition fails after the workers' own retries.
-    async fn run(&self, job: PartitionJob) -> Result<Vec<PartitionReport>, RemoteFailure>;
+    async fn run(&self, job: PartitionJob) -> Result<WorkersDone, RemoteFailure>;
 }
 
 /// Why a run cannot go to workers yet, or `None` when it can.
@@ -147,27 +157,28 @@ pub(super) fn job(attempt: &Attempt<'_>, plan: &Plan) -> Result<PartitionJob, Ru
 }
 
 /// Hands the partitions of `plan` to `workers` and takes their reports
-/// back as the outputs a local read and map would have given.
+/// back as the outputs a local read and map would have given, with the
+/// workers' name of the job.
 pub(super) async fn run_on(
     attempt: &Attempt<'_>,
     workers: &dyn PartitionWorkers,
     plan: &Plan,
-) -> Result<Vec<PartitionOutput>, RunFailure> {
+) -> Result<(Vec<PartitionOutput>, Option<String>), RunFailure> {
     let job = job(attempt, plan)?;
     let progress = attempt.progress();
     progress
         .partitions_total
         .store(job.partitions.len() as u64, Ordering::Relaxed);
-    let reports = workers.run(job).await.map_err(RunFailure::Remote)?;
-    let mut outputs = Vec::with_capacity(reports.len());
-    for report in reports {
+    let done = workers.run(job).await.map_err(RunFailure::Remote)?;
+    let mut outputs = Vec::with_capacity(done.reports.len());
+    for report in done.reports {
         let output = output_of(report)?;
         count_progress(progress, &output);
         outputs.push(output);
     }
     outputs.sort_by(|a, b| crate::source::partition_cmp(&a.partition, &b.partition));
     check_visible(attempt, &outputs).await?;
-    Ok(outputs)
+    Ok((outputs, done.job))
 }
 
 /// Fails unless every file the workers reported is in the output location

@@ -40,6 +40,10 @@ pub struct RunSummary {
     pub spilled_partitions: usize,
     /// Nakadi requests and streams this run repeated after a failure.
     pub retries: u64,
+    /// The cluster's job that ran the partitions (its Ballista job id), for
+    /// a run on a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers_job: Option<String>,
 }
 
 /// Seconds spent in each stage of a run.
@@ -98,6 +102,7 @@ pub(super) fn committed(
         timings,
         spilled_partitions,
         retries,
+        workers_job: None,
     }
 }
 
@@ -119,5 +124,6 @@ pub(super) async fn nothing_new(attempt: &Attempt<'_>) -> Result<RunSummary, Run
         timings: Timings::default(),
         spilled_partitions: 0,
         retries: 0,
+        workers_job: None,
     })
 }
