@@ -517,6 +517,7 @@ async fn a_driver_killed_mid_run_commits_nothing_and_the_rerun_is_exact() {
     // The orphaned tasks go on and write their files: none is committed.
     std::fs::write(&gate, b"").unwrap();
     let on_cluster = location(&bucket, "cluster");
+    let orphans = main_files_when_all_written(&on_cluster, 4, &cluster).await;
     assert!(committed(&on_cluster, TOPIC).await.sequences.is_empty());
 
     let again = run_binary(&ws, &nakadi.url, &bucket, "cluster", Some(&address));
@@ -524,6 +525,61 @@ async fn a_driver_killed_mid_run_commits_nothing_and_the_rerun_is_exact() {
     let result = committed(&on_cluster, TOPIC).await;
     assert_eq!(result.sequences, vec![1]);
     assert_eq!(main_events(&result), events_of(&lines));
+    // The rerun's tasks wrote the orphans' files again, byte for byte.
+    let committed_files = main_files_when_all_written(&on_cluster, 4, &cluster).await;
+    assert_eq!(committed_files, orphans);
+}
+
+/// The MAIN data files under the output location, path and SHA-256 of
+/// their bytes, once there are `count` of them (within two minutes).
+async fn main_files_when_all_written(
+    output: &OutputLocation,
+    count: usize,
+    cluster: &Cluster,
+) -> std::collections::BTreeMap<String, String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    use sha2::Digest;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed: Vec<_> = output
+            .store
+            .list(Some(&output.prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        let main: Vec<_> = listed
+            .into_iter()
+            .filter(|meta| {
+                meta.location
+                    .filename()
+                    .is_some_and(|name| name.starts_with("main-") && name.ends_with(".csv"))
+            })
+            .collect();
+        if main.len() >= count {
+            let mut files = std::collections::BTreeMap::new();
+            for meta in main {
+                let bytes = output
+                    .store
+                    .get(&meta.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                let digest = hex::encode(sha2::Sha256::digest(&bytes));
+                files.insert(meta.location.to_string(), digest);
+            }
+            return files;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} MAIN files written:\n{}",
+            main.len(),
+            cluster.logs_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Local runs and cluster runs take turns on one topic and one output:
