@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
@@ -189,33 +190,53 @@ async fn check_visible(
     attempt: &Attempt<'_>,
     outputs: &[PartitionOutput],
 ) -> Result<(), RunFailure> {
-    use object_store::ObjectStoreExt;
-    let store = &attempt.location.store;
-    for (_, file) in outputs.iter().flat_map(|output| &output.files) {
-        let seen = store.head(&file.path).await;
-        let problem = match seen {
-            Ok(meta) if meta.size == file.bytes => continue,
-            Ok(meta) => format!("holds {} bytes, not the {} reported", meta.size, file.bytes),
-            Err(object_store::Error::NotFound { .. }) => "is not there".to_string(),
-            Err(source) => {
-                return Err(RunFailure::Sink(crate::sink::SinkError::Store {
-                    path: file.path.to_string(),
-                    source,
-                }));
-            }
-        };
-        return Err(RunFailure::Remote(RemoteFailure {
-            class: ErrorClass::Config,
-            message: format!(
-                "a worker reported {} in {}, but the file {problem} as this process sees the \
-                 location: the workers and this process must share the output location (S3, or \
-                 a folder mounted at the same path everywhere); nothing is committed",
-                file.path, attempt.location.url
-            ),
-        }));
-    }
-    Ok(())
+    use futures::{StreamExt, TryStreamExt};
+    let url: Arc<str> = Arc::from(attempt.location.url.as_str());
+    // Owned, so that the checks borrow nothing of the run (a future that
+    // borrows into a stream is not `Send` for every lifetime).
+    let checks: Vec<_> = outputs
+        .iter()
+        .flat_map(|output| output.files.iter().map(|(_, file)| file.clone()))
+        .map(|file| check_one(attempt.location.store.clone(), url.clone(), file))
+        .collect();
+    // An object store answers many small requests at once.
+    futures::stream::iter(checks)
+        .buffer_unordered(CHECKS_AT_ONCE)
+        .try_collect::<()>()
+        .await
 }
+
+/// Whether `file` is in `store` with the size reported.
+async fn check_one(
+    store: Arc<dyn ObjectStore>,
+    url: Arc<str>,
+    file: WrittenFile,
+) -> Result<(), RunFailure> {
+    use object_store::ObjectStoreExt;
+    let problem = match store.head(&file.path).await {
+        Ok(meta) if meta.size == file.bytes => return Ok(()),
+        Ok(meta) => format!("holds {} bytes, not the {} reported", meta.size, file.bytes),
+        Err(object_store::Error::NotFound { .. }) => "is not there".to_string(),
+        Err(source) => {
+            return Err(RunFailure::Sink(crate::sink::SinkError::Store {
+                path: file.path.to_string(),
+                source,
+            }));
+        }
+    };
+    Err(RunFailure::Remote(RemoteFailure {
+        class: ErrorClass::Config,
+        message: format!(
+            "a worker reported {} in {url}, but the file {problem} as this process sees the \
+             location: the workers and this process must share the output location (S3, or a \
+             folder mounted at the same path everywhere); nothing is committed",
+            file.path
+        ),
+    }))
+}
+
+/// Files checked at once.
+const CHECKS_AT_ONCE: usize = 16;
 
 /// Counts a partition a worker finished.
 fn count_progress(progress: &Progress, output: &PartitionOutput) {

@@ -54,7 +54,8 @@ pub struct Timings {
     /// Reading and decoding the events.
     pub read: f64,
     /// Looking the run's keys up in the key state, classifying, mapping and
-    /// writing the files and the key state.
+    /// writing the files and the key state. A run on a cluster: the
+    /// executors' whole time (reading included), `read` 0.
     pub map_write: f64,
     /// Of `map_write`: looking the run's keys up in the key state and
     /// writing its new segments (compactions included).
