@@ -63,6 +63,15 @@ pub(crate) struct NakadiArgs {
     /// recorded batches, and topics without schema.json get the event type's schema.
     #[arg(long, env = "NAKADI_URL")]
     pub(crate) nakadi_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) token: NakadiTokenArgs,
+}
+
+/// The bearer token Nakadi is read with (a cluster's executor takes these
+/// alone: the URL comes with each job).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Nakadi")]
+pub(crate) struct NakadiTokenArgs {
     /// File holding the bearer token, re-read when it changes (mounted credentials).
     #[arg(long, env = "NAKADI_TOKEN_FILE")]
     pub(crate) nakadi_token_file: Option<PathBuf>,
@@ -133,11 +142,7 @@ impl NakadiArgs {
         let Some(url) = &self.nakadi_url else {
             return Ok(None);
         };
-        let token = token_source(
-            self.nakadi_token_file.as_deref(),
-            self.nakadi_token.as_deref(),
-        );
-        let mut settings = NakadiSettings::new(url.clone(), token);
+        let mut settings = NakadiSettings::new(url.clone(), self.token.source());
         if let Some(streams) = streams {
             streams.apply_to(&mut settings);
         }
@@ -145,15 +150,17 @@ impl NakadiArgs {
     }
 }
 
-/// The bearer token: from the file when one is named, else the token
-/// given, else none.
-pub(crate) fn token_source(file: Option<&std::path::Path>, token: Option<&str>) -> TokenSource {
-    match (file, token) {
-        (Some(path), _) => TokenSource::file(path),
-        (None, Some(token)) if !token.trim().is_empty() => {
-            TokenSource::Static(token.trim().to_string())
+impl NakadiTokenArgs {
+    /// The bearer token: from the file when one is named, else the token
+    /// given, else none.
+    pub(crate) fn source(&self) -> TokenSource {
+        match (&self.nakadi_token_file, &self.nakadi_token) {
+            (Some(path), _) => TokenSource::file(path),
+            (None, Some(token)) if !token.trim().is_empty() => {
+                TokenSource::Static(token.trim().to_string())
+            }
+            _ => TokenSource::None,
         }
-        _ => TokenSource::None,
     }
 }
 

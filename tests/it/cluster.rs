@@ -93,7 +93,7 @@ impl Cluster {
             port,
             logs,
         };
-        cluster.wait_for_executors(&ws.path("scheduler.log"));
+        cluster.wait_for_executors();
         cluster
     }
 
@@ -102,10 +102,11 @@ impl Cluster {
     }
 
     /// Waits until the scheduler has seen every executor register.
-    fn wait_for_executors(&self, log: &Path) {
+    fn wait_for_executors(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
+            // The scheduler's log comes first.
+            let text = std::fs::read_to_string(&self.logs[0]).unwrap_or_default();
             let registered = text.matches("Received register executor request").count();
             if registered >= self.executors.len() {
                 return;

@@ -1,8 +1,9 @@
 //! An executor's side of a run: the partitions Ballista hands it, run as a
 //! local run runs them, with the executor's own credentials.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
@@ -10,19 +11,24 @@ use materializer_core::run::remote::{self, PartitionJob, PartitionReport, Remote
 use materializer_core::run::{Progress, RunRequest};
 use materializer_core::sink::{OutputLocation, S3Settings};
 use materializer_core::source::{NakadiClient, NakadiSettings, NakadiSource, Source};
-use materializer_core::{Engine, ErrorClass, report};
+use materializer_core::{Engine, ErrorClass, Topic, report};
 
 /// What an executor brings to the partitions it runs: the query engine, a
 /// folder for the topics' files, and how it reaches Nakadi and the output
 /// location (its own token and credentials; the plan carries none).
 pub struct Worker {
-    pub engine: Engine,
+    engine: Engine,
     /// Where the topics of the jobs are written to be loaded.
-    pub scratch: PathBuf,
+    scratch: PathBuf,
     /// Nakadi settings but the URL, which comes with each job.
-    pub nakadi: NakadiSettings,
-    pub s3: S3Settings,
+    nakadi: NakadiSettings,
+    s3: S3Settings,
+    /// The topics loaded, by fingerprint: a job's tasks load their topic once.
+    topics: Mutex<HashMap<String, Arc<Topic>>>,
 }
+
+/// Topics kept loaded; more are loaded again.
+const KEPT_TOPICS: usize = 16;
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,6 +39,38 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
+    pub fn new(engine: Engine, scratch: PathBuf, nakadi: NakadiSettings, s3: S3Settings) -> Worker {
+        Worker {
+            engine,
+            scratch,
+            nakadi,
+            s3,
+            topics: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The topic of `job`, loaded from its texts the first time.
+    async fn topic(&self, job: &PartitionJob) -> Result<Arc<Topic>, RemoteFailure> {
+        let kept = |topics: &HashMap<String, Arc<Topic>>| topics.get(&job.fingerprint).cloned();
+        if let Some(topic) = self.topics.lock().ok().and_then(|topics| kept(&topics)) {
+            return Ok(topic);
+        }
+        let scratch = self
+            .scratch
+            .join(format!("{}-{:016x}", job.attempt, next_folder_number()));
+        let topic = remote::topic_of(job, &scratch, &self.engine).await;
+        // The files served their purpose once loaded.
+        let _ = std::fs::remove_dir_all(&scratch);
+        let topic = topic?;
+        if let Ok(mut topics) = self.topics.lock() {
+            if topics.len() >= KEPT_TOPICS {
+                topics.clear();
+            }
+            topics.insert(job.fingerprint.clone(), topic.clone());
+        }
+        Ok(topic)
+    }
+
     /// Runs the partition `index` of `job`.
     pub async fn run(
         &self,
@@ -46,15 +84,9 @@ impl Worker {
                 job.topic.name
             ),
         })?;
-        let scratch = self
-            .scratch
-            .join(format!("{}-{:016x}", job.attempt, next_folder_number()));
-        let topic = remote::topic_of(job, &scratch, &self.engine).await;
-        // The files served their purpose once loaded.
-        let _ = std::fs::remove_dir_all(&scratch);
-        let topic = topic?;
+        let topic = self.topic(job).await?;
         // Messages name the topic's files where the driver has them.
-        let loaded_at = scratch.join(&job.topic.name).display().to_string();
+        let loaded_at = topic.dir().display().to_string();
         let failure = |class: ErrorClass, message: String| RemoteFailure {
             class,
             message: message.replace(&loaded_at, &job.topic_dir),

@@ -87,12 +87,8 @@ pub(crate) struct ExecutorArgs {
     pub(crate) engine: EngineArgs,
     #[command(flatten)]
     pub(crate) s3: S3Args,
-    /// File holding the Nakadi bearer token, re-read when it changes.
-    #[arg(long, env = "NAKADI_TOKEN_FILE")]
-    pub(crate) nakadi_token_file: Option<PathBuf>,
-    /// The Nakadi bearer token itself, when there is no token file.
-    #[arg(long, env = "NAKADI_TOKEN", hide_env_values = true)]
-    pub(crate) nakadi_token: Option<String>,
+    #[command(flatten)]
+    pub(crate) token: NakadiTokenArgs,
     #[command(flatten)]
     pub(crate) streams: StreamArgs,
 }
@@ -125,19 +121,15 @@ async fn run_scheduler(args: SchedulerArgs) -> Result<(), CliError> {
 
 async fn run_executor(ctx: &Context, args: ExecutorArgs) -> Result<(), CliError> {
     let engine = ctx.query_engine()?;
-    let token = token_source(
-        args.nakadi_token_file.as_deref(),
-        args.nakadi_token.as_deref(),
-    );
     // The URL comes with each job.
-    let mut nakadi = NakadiSettings::new(String::new(), token);
+    let mut nakadi = NakadiSettings::new(String::new(), args.token.source());
     args.streams.apply_to(&mut nakadi);
-    let worker = Worker {
+    let worker = Worker::new(
         engine,
-        scratch: args.work_dir.join("topics"),
+        args.work_dir.join("topics"),
         nakadi,
-        s3: args.s3.settings(),
-    };
+        args.s3.settings(),
+    );
     let settings = ExecutorSettings {
         bind_host: args.bind_host,
         external_host: args.external_host,
