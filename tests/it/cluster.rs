@@ -338,14 +338,34 @@ async fn a_cluster_run_writes_the_rows_of_a_local_run() {
             (more.join("\n") + "\n").as_bytes(),
         )
         .unwrap();
-    let on_cluster = run_binary(
-        &ws,
-        &nakadi.url,
-        &bucket,
-        "cluster",
-        Some(&cluster.address()),
-    );
+    let output_url = format!("s3://{bucket}/cluster");
+    let on_cluster = ws
+        .command()
+        .envs(s3().env())
+        .env_remove("MATERIALIZER_OUTPUT")
+        .args([
+            "run",
+            "--topic",
+            TOPIC,
+            "--nakadi-url",
+            &nakadi.url,
+            "--json",
+        ])
+        .args(["--output", &output_url, "--cluster", &cluster.address()])
+        .output()
+        .unwrap();
     assert_ok(&on_cluster, "the second cluster run", Some(&cluster));
+    // With --json the summary names the job as `workers_job`: another one.
+    let summary: serde_json::Value = serde_json::from_slice(&on_cluster.stdout).unwrap();
+    let second = summary["workers_job"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no workers_job in {summary}"));
+    assert_ne!(second, job);
+    let scheduler = std::fs::read_to_string(ws.path("scheduler.log")).unwrap();
+    assert!(
+        scheduler.contains(second),
+        "job {second} is not in the scheduler's log"
+    );
     let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
     assert_ok(&local, "the second local run", None);
 
