@@ -327,6 +327,19 @@ async fn a_cluster_run_writes_the_rows_of_a_local_run() {
         Some(&cluster.address()),
     );
     assert_ok(&on_cluster, "the cluster run", Some(&cluster));
+    // The summary names the Ballista job, as the scheduler knows it.
+    let summary = String::from_utf8_lossy(&on_cluster.stdout);
+    let job = summary
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("cluster job"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no cluster job in the summary:\n{summary}"))
+        .to_string();
+    let scheduler = std::fs::read_to_string(ws.path("scheduler.log")).unwrap();
+    assert!(
+        scheduler.contains(&job),
+        "job {job} is not in the scheduler's log"
+    );
     let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
     assert_ok(&local, "the local run", None);
 
@@ -360,7 +373,7 @@ async fn a_cluster_run_writes_the_rows_of_a_local_run() {
     let second = summary["workers_job"]
         .as_str()
         .unwrap_or_else(|| panic!("no workers_job in {summary}"));
-    assert_ne!(second, job);
+    assert_ne!(second, job.as_str());
     let scheduler = std::fs::read_to_string(ws.path("scheduler.log")).unwrap();
     assert!(
         scheduler.contains(second),
