@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use materializer_core::sink::OutputLocation;
 
-use crate::nakadi::live;
+use std::collections::HashMap;
+
+use crate::nakadi::{live, live_with_partitions};
 use crate::servers::{announced_port, s3, spawn_tied};
-use crate::support::{Committed, Workspace, article_stream, committed};
+use crate::support::{Committed, Workspace, article_stream, committed, run_files};
 
 const TOPIC: &str = "article-stock-changed";
 
@@ -413,21 +415,145 @@ async fn an_unreachable_scheduler_fails_the_run_at_once() {
     assert!(nothing_committed(&bucket, "down").await);
 }
 
-/// A compacting topic is refused on a cluster (for now) with exit 2 and a
-/// reason, before anything is read or written.
+/// The stream lines of run `n` of `runs` alone (offsets going on from the
+/// runs before).
+fn lines_of_run(runs: &[Vec<crate::model::Event>], n: usize) -> Vec<String> {
+    let before = match n {
+        0 => 0,
+        n => crate::model::recording(runs, n - 1).len(),
+    };
+    crate::model::recording(runs, n).split_off(before)
+}
+
+/// Appends `lines` to the live server's event type.
+fn publish(nakadi: &crate::nakadi::Live, lines: &[String]) {
+    nakadi
+        .bus
+        .append_recording(
+            crate::nakadi::EVENT_TYPE,
+            (lines.join("\n") + "\n").as_bytes(),
+        )
+        .unwrap();
+}
+
+/// A compacting topic whose keys' versions arrive on any partition (and a
+/// partition `10`, which sorts after `2`, among empty ones), over three
+/// runs on the cluster: every run's MAIN, CORRECTION, OLDER and KEYS rows
+/// are what the model of the rules computes from the events, and what a
+/// local run of the same events writes; the key state goes from run to run
+/// on the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compacting_topic_is_refused_on_a_cluster() {
+async fn a_compacting_topic_decides_every_key_across_partitions_on_the_cluster() {
     let ws = Workspace::new();
-    let nakadi = live(&ws, None, &article_stream(200, 2, 3)).await;
-    let bucket = s3().bucket("cluster-compact");
-    let output = run_binary(&ws, &nakadi.url, &bucket, "down", Some("df://127.0.0.1:9"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("compacts") && stderr.contains("--cluster"),
-        "{stderr}"
+    let runs = crate::model::generate(3, 40, 29);
+    let nakadi = live_with_partitions(&ws, None, &lines_of_run(&runs, 0), 11).await;
+    let bucket = s3().bucket("cluster-compacting");
+    let cluster = Cluster::start(&ws, 2);
+    let mut committed_versions = HashMap::new();
+    for n in 0..runs.len() {
+        if n > 0 {
+            publish(&nakadi, &lines_of_run(&runs, n));
+        }
+        let expected = crate::model::model(&runs[n], &mut committed_versions);
+        assert!(!expected.correction.is_empty() && !expected.older.is_empty());
+        let on_cluster = run_binary(
+            &ws,
+            &nakadi.url,
+            &bucket,
+            "cluster",
+            Some(&cluster.address()),
+        );
+        assert_ok(&on_cluster, "the cluster run", Some(&cluster));
+        let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
+        assert_ok(&local, "the local run", None);
+
+        let files = run_files(&location(&bucket, "cluster"), TOPIC).await;
+        assert_eq!(files.len(), n + 1, "run {n}");
+        let got = crate::model::written(&files[n].files);
+        assert_eq!(got, expected, "run {n} on the cluster");
+        let local = run_files(&location(&bucket, "local"), TOPIC).await;
+        assert_eq!(
+            crate::model::written(&local[n].files),
+            got,
+            "run {n}: local"
+        );
+    }
+    // The key state the cluster left: each article's newest version, as
+    // the model has it, and the local run's state.
+    let newest = |rows: Vec<(i64, i64)>| {
+        let mut newest: HashMap<i64, i64> = HashMap::new();
+        for (article, version) in rows {
+            let top = newest.entry(article).or_insert(version);
+            *top = (*top).max(version);
+        }
+        newest
+    };
+    let cluster_state = crate::state::state_rows(&location(&bucket, "cluster")).await;
+    let local_state = crate::state::state_rows(&location(&bucket, "local")).await;
+    assert_eq!(newest(cluster_state.clone()), committed_versions);
+    assert_eq!(cluster_state, local_state);
+}
+
+/// A compacting topic with deletes and with events that do not decode (one
+/// partition holds nothing else), over two runs: the cluster writes what a
+/// local run writes, every kind of file and the rejected events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_and_rejected_events_on_the_cluster_are_a_local_runs() {
+    let ws = Workspace::new();
+    let path = ws.sql().join(TOPIC).join("topic.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let toml = toml.replacen(
+        "ordering_key = \"version\"",
+        "ordering_key = \"version\"\ndelete_when = \"available_qty < 150\"",
+        1,
     );
-    assert!(nothing_committed(&bucket, "down").await);
+    std::fs::write(&path, toml).unwrap();
+    let runs = crate::model::generate(2, 30, 7);
+    // Partition 5 holds only events that do not decode.
+    let bad = |offset: u64, eid: u64| {
+        format!(
+            r#"{{"cursor":{{"partition":"5","offset":"001-0001-{offset:018}"}},"events":[{{"metadata":{{"eid":"00000000-0000-4000-8000-{eid:012x}","occurred_at":"2024-06-03T08:00:00.000Z","event_type":"article.stock-changed","partition":"5"}},"article_id":1001,"brand":"Nike","model":"M","version":"seven","available_qty":3}}]}}"#
+        )
+    };
+    let mut first = lines_of_run(&runs, 0);
+    first.push(bad(0, 900_001));
+    let nakadi = live_with_partitions(&ws, None, &first, 11).await;
+    let bucket = s3().bucket("cluster-deletes");
+    let cluster = Cluster::start(&ws, 2);
+    for n in 0..runs.len() {
+        if n > 0 {
+            let mut lines = lines_of_run(&runs, n);
+            lines.push(bad(n as u64, 900_001 + n as u64));
+            publish(&nakadi, &lines);
+        }
+        let on_cluster = run_binary(
+            &ws,
+            &nakadi.url,
+            &bucket,
+            "cluster",
+            Some(&cluster.address()),
+        );
+        assert_ok(&on_cluster, "the cluster run", Some(&cluster));
+        let local = run_binary(&ws, &nakadi.url, &bucket, "local", None);
+        assert_ok(&local, "the local run", None);
+    }
+    let on_cluster = committed(&location(&bucket, "cluster"), TOPIC).await;
+    let local = committed(&location(&bucket, "local"), TOPIC).await;
+    assert_eq!(on_cluster.sequences, vec![1, 2]);
+    assert_eq!(on_cluster.rejected.len(), 2, "{:?}", on_cluster.rejected);
+    // Some keys end: KEYS rows with deleted = true.
+    assert!(
+        on_cluster
+            .keys
+            .iter()
+            .any(|row| row.iter().any(|f| f.as_deref() == Some("true"))),
+        "no delete in {:?}",
+        on_cluster.keys
+    );
+    assert_eq!(
+        on_cluster, local,
+        "the cluster's files are not the local run's"
+    );
 }
 
 /// A mapping that fails on the events fails the cluster run as it fails a
@@ -482,6 +608,51 @@ async fn a_query_failing_on_an_executor_fails_the_run_with_its_message() {
     assert!(nothing_committed(&bucket, "cluster").await);
 }
 
+/// Runs the topic to `s3://bucket/cluster` on a cluster of two executors
+/// whose tasks wait at the hold point `point`; kills (SIGKILL) the first
+/// executor to wait there and lets the other go on. A run that fails must
+/// say so and commit nothing, and the next run must then succeed. Gives
+/// the (first) run's stderr.
+async fn run_killing_an_executor(
+    ws: &Workspace,
+    nakadi: &str,
+    bucket: &str,
+    point: &str,
+) -> String {
+    let gates: Vec<_> = (0..2).map(|n| ws.path(&format!("gate-{n}"))).collect();
+    let mut cluster = Cluster::start_with(ws, 2, |n| {
+        format!(
+            "MATERIALIZER_FAILPOINT={point} MATERIALIZER_FAILPOINT_GATE={}",
+            gates[n].display()
+        )
+    });
+    let address = cluster.address();
+    let run = spawn_run(ws, nakadi, bucket, &address);
+    let victim = first_held(&cluster, &gates);
+    assert!(
+        kill_server(&mut cluster.executors[victim]),
+        "executor {victim} was not found to kill"
+    );
+    // The other executor runs its tasks, and those of the dead one.
+    std::fs::write(&gates[1 - victim], b"").unwrap();
+    let finished = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&finished.stderr).to_string();
+    let outcome = if finished.status.success() {
+        "committed"
+    } else {
+        "failed"
+    };
+    eprintln!("the run with executor {victim} killed at {point}: {outcome}\n{stderr}");
+    if !finished.status.success() {
+        // Failed: clearly, and without a trace in the committed runs.
+        assert!(stderr.contains("error:"), "{stderr}");
+        assert!(nothing_committed(bucket, "cluster").await, "{stderr}");
+        let again = run_binary(ws, nakadi, bucket, "cluster", Some(&address));
+        assert_ok(&again, "the run after the failed one", Some(&cluster));
+    }
+    stderr
+}
+
 /// An executor killed (SIGKILL) while it holds a task: the run completes
 /// on the other executor with every row once, or fails and commits
 /// nothing, and the next run is then exact.
@@ -492,43 +663,30 @@ async fn an_executor_killed_mid_run_loses_and_duplicates_nothing() {
     let lines = article_stream(3_000, 4, 21);
     let nakadi = live(&ws, None, &lines).await;
     let bucket = s3().bucket("cluster-kill");
-    let gates: Vec<_> = (0..2).map(|n| ws.path(&format!("gate-{n}"))).collect();
-    let cluster = Cluster::start_with(&ws, 2, holding_tasks(|n| gates[n].clone()));
-    let address = cluster.address();
-    let run = spawn_run(&ws, &nakadi.url, &bucket, &address);
-    // The first executor to hold a task is killed while it holds it.
-    let victim = first_held(&cluster, &gates);
-    let mut cluster = cluster;
-    assert!(
-        kill_server(&mut cluster.executors[victim]),
-        "executor {victim} was not found to kill"
-    );
-    // The other executor runs its tasks, and those of the dead one.
-    std::fs::write(&gates[1 - victim], b"").unwrap();
-    let finished = run.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&finished.stderr).to_string();
-    eprintln!(
-        "the run with executor {victim} killed: {}",
-        if finished.status.success() {
-            "committed"
-        } else {
-            "failed"
-        }
-    );
+    let stderr = run_killing_an_executor(&ws, &nakadi.url, &bucket, "partition-task").await;
     let on_cluster = location(&bucket, "cluster");
-    if !finished.status.success() {
-        // Failed: clearly, and without a trace in the committed runs.
-        assert!(stderr.contains("error:"), "{stderr}");
-        assert!(
-            committed(&on_cluster, TOPIC).await.sequences.is_empty(),
-            "{stderr}"
-        );
-        let again = run_binary(&ws, &nakadi.url, &bucket, "cluster", Some(&address));
-        assert_ok(&again, "the run after the failed one", Some(&cluster));
-    }
     let result = committed(&on_cluster, TOPIC).await;
     assert_eq!(result.sequences, vec![1], "{stderr}");
     assert_eq!(main_events(&result), events_of(&lines), "{stderr}");
+}
+
+/// A compacting topic's executor killed (SIGKILL) while it decides a key
+/// bucket, after both executors have read partitions (the shuffle files of
+/// the dead one are lost with it): the run completes with the rows the
+/// model of the rules computes, or fails and commits nothing, and the next
+/// run is then exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_while_it_decides_a_bucket_loses_nothing() {
+    let ws = Workspace::new();
+    let runs = crate::model::generate(1, 60, 41);
+    let expected = crate::model::model(&runs[0], &mut HashMap::new());
+    let nakadi = live_with_partitions(&ws, None, &lines_of_run(&runs, 0), 11).await;
+    let bucket = s3().bucket("cluster-kill-decide");
+    let stderr = run_killing_an_executor(&ws, &nakadi.url, &bucket, "bucket-task").await;
+    let on_cluster = location(&bucket, "cluster");
+    let files = run_files(&on_cluster, TOPIC).await;
+    assert_eq!(files.len(), 1, "{stderr}");
+    assert_eq!(crate::model::written(&files[0].files), expected, "{stderr}");
 }
 
 /// The driver killed (SIGKILL) while the executors hold its tasks: nothing
@@ -792,9 +950,14 @@ impl materializer_core::run::remote::PartitionWorkers for ElsewhereWorkers {
                     output_partition: Vec::new(),
                 }],
                 counts: Default::default(),
+                decided_by: Vec::new(),
             })
             .collect();
-        Ok(WorkersDone { reports, job: None })
+        Ok(WorkersDone {
+            reports,
+            buckets: Vec::new(),
+            job: None,
+        })
     }
 }
 

@@ -17,7 +17,7 @@ const PARTITIONS: [&str; 4] = ["0", "1", "2", "10"];
 
 /// One event of the input.
 #[derive(Clone, Debug)]
-struct Event {
+pub(crate) struct Event {
     partition: &'static str,
     article: i64,
     version: i64,
@@ -45,18 +45,18 @@ type Shown = (String, i64, i64, i64);
 /// What a run is expected to write, per kind; KEYS rows as
 /// (article, version, kind).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Expected {
-    main: Vec<Shown>,
-    correction: Vec<Shown>,
-    older: Vec<Shown>,
-    keys: Vec<(i64, i64, String)>,
+pub(crate) struct Expected {
+    pub(crate) main: Vec<Shown>,
+    pub(crate) correction: Vec<Shown>,
+    pub(crate) older: Vec<Shown>,
+    pub(crate) keys: Vec<(i64, i64, String)>,
 }
 
 /// The runs' events, each run's in arrival order (over all partitions; a
 /// partition's own order is what counts): versions drawn from a range that
 /// grows with the runs, so that equal versions, late ones and ones below
 /// the committed version are common.
-fn generate(runs: usize, articles: i64, seed: u64) -> Vec<Vec<Event>> {
+pub(crate) fn generate(runs: usize, articles: i64, seed: u64) -> Vec<Vec<Event>> {
     let mut rng = seed;
     let mut next = move |n: u64| {
         rng = rng
@@ -85,7 +85,7 @@ fn generate(runs: usize, articles: i64, seed: u64) -> Vec<Vec<Event>> {
 
 /// The recording of runs `..=last`: batches of up to three events of one
 /// partition, offsets going on from run to run.
-fn recording(runs: &[Vec<Event>], last: usize) -> Vec<String> {
+pub(crate) fn recording(runs: &[Vec<Event>], last: usize) -> Vec<String> {
     let mut offsets: HashMap<&str, u64> = HashMap::new();
     let mut lines = Vec::new();
     for run in &runs[..=last] {
@@ -113,7 +113,7 @@ fn recording(runs: &[Vec<Event>], last: usize) -> Vec<String> {
 
 /// The model: what one run writes given the versions committed before it
 /// (updated to those after it).
-fn model(run: &[Event], committed: &mut HashMap<i64, i64>) -> Expected {
+pub(crate) fn model(run: &[Event], committed: &mut HashMap<i64, i64>) -> Expected {
     // Partition after partition, numerically; each partition's events in
     // arrival order.
     let mut ordered: Vec<&Event> = Vec::new();
@@ -190,7 +190,7 @@ fn number(row: &BTreeMap<String, Field>, column: &str) -> i64 {
 }
 
 /// What a committed run wrote, in the model's terms.
-fn written(files: &[(FileKind, String)]) -> Expected {
+pub(crate) fn written(files: &[(FileKind, String)]) -> Expected {
     let mut got = Expected::default();
     for (kind, text) in files {
         let rows = named_rows(text);

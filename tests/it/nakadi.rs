@@ -46,12 +46,22 @@ pub(crate) struct Live {
 
 /// A server holding the article event type with `lines` recorded in it.
 pub(crate) async fn live(ws: &Workspace, token: Option<&str>, lines: &[String]) -> Live {
-    let bus = Bus::new(token.map(String::from), 4);
+    live_with_partitions(ws, token, lines, 4).await
+}
+
+/// As [`live`], the event type with `partitions` partitions (`0`, `1`, ...).
+pub(crate) async fn live_with_partitions(
+    ws: &Workspace,
+    token: Option<&str>,
+    lines: &[String],
+    partitions: usize,
+) -> Live {
+    let bus = Bus::new(token.map(String::from), partitions);
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(ws.sql().join(TOPIC).join("schema.json")).unwrap(),
     )
     .unwrap();
-    bus.add_event_type(doc, 4).unwrap();
+    bus.add_event_type(doc, partitions).unwrap();
     bus.append_recording(EVENT_TYPE, (lines.join("\n") + "\n").as_bytes())
         .unwrap();
     let (address, handle) = bus.start("127.0.0.1:0").await.unwrap();

@@ -233,7 +233,7 @@ fn newest_versions(lines: &[String]) -> BTreeMap<i64, i64> {
 
 /// The rows of the key state the newest manifest names, (article, version),
 /// sorted: a key found in several segments once per segment.
-async fn state_rows(location: &OutputLocation) -> Vec<(i64, i64)> {
+pub(crate) async fn state_rows(location: &OutputLocation) -> Vec<(i64, i64)> {
     use arrow::array::AsArray;
     use arrow::datatypes::{DataType, Int64Type};
     let mut rows = Vec::new();

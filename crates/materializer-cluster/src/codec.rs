@@ -12,12 +12,24 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 
 use materializer_core::run::remote::PartitionJob;
 
-use crate::node::PartitionRunExec;
+use crate::steps::{Step, StepExec};
 use crate::worker::Worker;
 
-/// Marks the bytes of a [`PartitionRunExec`], with the version of their
-/// layout.
-const MAGIC: &[u8] = b"materializer.partition-run.v1:";
+/// Marks the bytes of a [`StepExec`] (its step and job follow as JSON),
+/// with the version of their layout.
+const STEP_MAGIC: &[u8] = b"materializer.step.v1:";
+
+#[derive(serde::Deserialize)]
+struct StepSpec {
+    step: Step,
+    job: PartitionJob,
+}
+
+#[derive(serde::Serialize)]
+struct StepSpecRef<'a> {
+    step: Step,
+    job: &'a PartitionJob,
+}
 
 /// The codec of the product's node, in front of Ballista's.
 #[derive(Debug)]
@@ -54,23 +66,23 @@ impl PhysicalExtensionCodec for Codec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(json) = buf.strip_prefix(MAGIC) else {
-            return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
-        };
-        let job: PartitionJob = serde_json::from_slice(json).map_err(|e| {
-            DataFusionError::Internal(format!("the job of a PartitionRunExec: {e}"))
-        })?;
-        let [input] = inputs else {
-            return Err(DataFusionError::Internal(format!(
-                "PartitionRunExec takes one input, not {}",
-                inputs.len()
+        if let Some(json) = buf.strip_prefix(STEP_MAGIC) {
+            let spec: StepSpec = serde_json::from_slice(json)
+                .map_err(|e| DataFusionError::Internal(format!("the job of a StepExec: {e}")))?;
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal(format!(
+                    "StepExec takes one input, not {}",
+                    inputs.len()
+                )));
+            };
+            return Ok(Arc::new(StepExec::new(
+                spec.step,
+                input.clone(),
+                Arc::new(spec.job),
+                self.worker.clone(),
             )));
-        };
-        Ok(Arc::new(PartitionRunExec::new(
-            input.clone(),
-            Arc::new(job),
-            self.worker.clone(),
-        )))
+        }
+        self.ballista.try_decode(buf, inputs, ctx, proto_converter)
     }
 
     fn try_encode(
@@ -79,12 +91,16 @@ impl PhysicalExtensionCodec for Codec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        let Some(run) = node.downcast_ref::<PartitionRunExec>() else {
-            return self.ballista.try_encode(node, buf, proto_converter);
-        };
-        buf.extend_from_slice(MAGIC);
-        serde_json::to_writer(&mut *buf, run.job.as_ref())
-            .map_err(|e| DataFusionError::Internal(format!("the job of a PartitionRunExec: {e}")))
+        if let Some(step) = node.downcast_ref::<StepExec>() {
+            buf.extend_from_slice(STEP_MAGIC);
+            let spec = StepSpecRef {
+                step: step.step,
+                job: step.job.as_ref(),
+            };
+            return serde_json::to_writer(&mut *buf, &spec)
+                .map_err(|e| DataFusionError::Internal(format!("the job of a StepExec: {e}")));
+        }
+        self.ballista.try_encode(node, buf, proto_converter)
     }
 }
 
@@ -92,6 +108,7 @@ impl PhysicalExtensionCodec for Codec {
 mod tests {
     use datafusion::execution::TaskContext;
     use datafusion::physical_plan::ExecutionPlanProperties;
+    use datafusion::physical_plan::repartition::RepartitionExec;
     use datafusion_proto::physical_plan::AsExecutionPlan;
     use datafusion_proto::protobuf::PhysicalPlanNode;
 
@@ -125,7 +142,18 @@ mod tests {
                     events: None,
                 })
                 .collect(),
+            compact: false,
+            state: None,
         }
+    }
+
+    /// `plan` through the codec, as the scheduler and the executors get it.
+    fn round_trip(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        let codec = Codec::planning();
+        let proto = PhysicalPlanNode::try_from_physical_plan(plan, &codec).expect("encoded");
+        proto
+            .try_into_physical_plan(&TaskContext::default(), &codec)
+            .expect("decoded")
     }
 
     /// The plan the driver submits decodes, on the scheduler and the
@@ -133,16 +161,40 @@ mod tests {
     /// does not decode would look to Ballista like a dead executor).
     #[test]
     fn the_submitted_plan_survives_the_codec() {
-        let plan = Cluster::plan(job(3)).expect("a plan");
-        let codec = Codec::planning();
-        let proto = PhysicalPlanNode::try_from_physical_plan(plan, &codec).expect("encoded");
-        let back = proto
-            .try_into_physical_plan(&TaskContext::default(), &codec)
-            .expect("decoded");
-        let node = back
-            .downcast_ref::<PartitionRunExec>()
-            .expect("the product's node");
-        assert_eq!(*node.job, job(3));
+        let back = round_trip(Cluster::plan(job(3)).expect("a plan"));
+        let node = back.downcast_ref::<StepExec>().expect("the product's node");
+        assert_eq!((node.step, &*node.job), (Step::Run, &job(3)));
         assert_eq!(back.output_partitioning().partition_count(), 3);
+    }
+
+    /// A compacting topic's plan: its three steps, with a shuffle on the
+    /// route into a task per key bucket, then into a task per partition.
+    #[test]
+    fn a_compacting_plan_survives_the_codec_step_by_step() {
+        let mut compacting = job(3);
+        compacting.compact = true;
+        let mut node = round_trip(Cluster::plan(compacting.clone()).expect("a plan"));
+        let mut seen = Vec::new();
+        loop {
+            let partitions = node.output_partitioning().partition_count();
+            if let Some(step) = node.downcast_ref::<StepExec>() {
+                assert_eq!(*step.job, compacting);
+                seen.push(format!("{:?} {partitions}", step.step));
+            } else if let Some(shuffle) = node.downcast_ref::<RepartitionExec>() {
+                assert_eq!(
+                    shuffle.partitioning(),
+                    &crate::exchange::by_route(partitions)
+                );
+                seen.push(format!("shuffle {partitions}"));
+            }
+            let Some(child) = node.children().first().map(|c| Arc::clone(c)) else {
+                break;
+            };
+            node = child;
+        }
+        assert_eq!(
+            seen,
+            ["Write 3", "shuffle 3", "Decide 16", "shuffle 16", "Keys 3"]
+        );
     }
 }

@@ -6,24 +6,28 @@ use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
 use ballista_core::config::{
-    BALLISTA_JOB_NAME, BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, BallistaConfig,
+    BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_JOB_NAME,
+    BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, BallistaConfig,
 };
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 
 use materializer_core::ErrorClass;
 use materializer_core::run::remote::{
-    PartitionJob, PartitionReport, PartitionWorkers, RemoteFailure, WorkersDone,
+    BucketReport, PartitionJob, PartitionReport, PartitionWorkers, RemoteFailure, WorkersDone,
 };
 
 use crate::codec::Codec;
+use crate::exchange::by_route;
 use crate::failure::from_job_error;
-use crate::node::{JOB, PartitionRunExec, REPORT, input_schema};
+use crate::node::{JOB, REPORT, TaskReport, input_schema};
+use crate::steps::{Step, StepExec};
 
 /// How long the driver waits for the scheduler to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,7 +115,30 @@ impl Cluster {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| internal(e.into()))?;
         let input = MemorySourceConfig::try_new_exec(&items, schema, None).map_err(internal)?;
-        Ok(Arc::new(PartitionRunExec::new(input, Arc::new(job), None)))
+        if !job.compact {
+            return Ok(Arc::new(StepExec::new(
+                Step::Run,
+                input,
+                Arc::new(job),
+                None,
+            )));
+        }
+        // A key's versions may be on any partition: the keys go to a task
+        // per bucket, the decisions back to a task per partition.
+        let partitions = job.partitions.len();
+        let buckets = job.committed_state().buckets() as usize;
+        let job = Arc::new(job);
+        let keys = Arc::new(StepExec::new(Step::Keys, input, job.clone(), None));
+        let by_bucket = RepartitionExec::try_new(keys, by_route(buckets)).map_err(internal)?;
+        let decide = StepExec::new(Step::Decide, Arc::new(by_bucket), job.clone(), None);
+        let by_partition =
+            RepartitionExec::try_new(Arc::new(decide), by_route(partitions)).map_err(internal)?;
+        Ok(Arc::new(StepExec::new(
+            Step::Write,
+            Arc::new(by_partition),
+            job,
+            None,
+        )))
     }
 }
 
@@ -135,7 +162,10 @@ impl PartitionWorkers for Cluster {
             .set_str(BALLISTA_JOB_NAME, &name)
             // One task per partition, so that the partitions spread over
             // the executors.
-            .set_usize(BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, 1);
+            .set_usize(BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, 1)
+            // The plan is fixed: every task of a step runs, even one whose
+            // shuffle input is empty (it may hold a partition's mark).
+            .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false);
         let session = format!("materializer-{:016x}", rand::random::<u64>());
         let url = format!("http://{}:{}", self.address.host, self.address.port);
         let stream = execute_physical_plan::<PhysicalPlanNode>(
@@ -152,10 +182,11 @@ impl PartitionWorkers for Cluster {
             .try_collect()
             .await
             .map_err(|e| self.failed(&e.to_string()))?;
-        let reports = reports(&batches)?;
+        let (reports, buckets) = reports(&batches)?;
         check_one_each(&expected, &reports)?;
         Ok(WorkersDone {
             reports,
+            buckets,
             job: ballista_job(&batches),
         })
     }
@@ -172,24 +203,29 @@ impl Cluster {
     }
 }
 
-/// The reports in the job's result.
-fn reports(batches: &[RecordBatch]) -> Result<Vec<PartitionReport>, RemoteFailure> {
+/// The partitions' and the buckets' reports in the job's result.
+fn reports(
+    batches: &[RecordBatch],
+) -> Result<(Vec<PartitionReport>, Vec<BucketReport>), RemoteFailure> {
     let bad = |message: String| RemoteFailure {
         class: ErrorClass::Internal,
         message: format!("the cluster's result: {message}"),
     };
     let mut reports = Vec::new();
+    let mut buckets = Vec::new();
     for batch in batches {
         let column = batch
             .column_by_name(REPORT)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| bad(format!("no {REPORT} column")))?;
         for json in column.iter().flatten() {
-            let report = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-            reports.push(report);
+            match serde_json::from_str(json).map_err(|e| bad(e.to_string()))? {
+                TaskReport::Partition(report) => reports.push(report),
+                TaskReport::Bucket(report) => buckets.push(report),
+            }
         }
     }
-    Ok(reports)
+    Ok((reports, buckets))
 }
 
 /// The Ballista job the tasks say they ran in.

@@ -4,22 +4,26 @@
 //! ([`scheduler::serve`], [`executor::serve`]) with the product's plan node
 //! and its codec, which the stock Ballista binaries do not know. A run with
 //! `--cluster df://host:port` plans and commits as a local run does; in
-//! between, [`Cluster`] submits one task per Nakadi partition that holds new
-//! events: the executor reads, decodes, maps and writes that partition and
-//! reports the files it wrote.
+//! between, [`Cluster`] submits the run as one Ballista job and takes the
+//! tasks' reports of the files they wrote.
 //!
 //! ```text
-//! driver     plan ──▶ PartitionRunExec ◀── DataSourceExec (one row per partition)
-//! executor   PartitionRunExec: run_partition ──▶ report (JSON, one row per partition)
-//! driver     reports ──▶ manifest, commit
+//! driver     plan ──▶ StepExec(s) ◀── DataSourceExec (one row per partition)
+//! executor   compact = false: StepExec(run) per partition ──▶ reports
+//!            compacting:      StepExec(keys) per partition ─ shuffle ─▶
+//!                             StepExec(decide) per key bucket ─ shuffle ─▶
+//!                             StepExec(write) per partition ──▶ reports
+//! driver     reports ──▶ manifest (files, key state), commit
 //! ```
 
 mod codec;
 mod driver;
+mod exchange;
 pub mod executor;
 mod failure;
 mod node;
 pub mod scheduler;
+mod steps;
 mod worker;
 
 pub use driver::{Cluster, ClusterAddress};

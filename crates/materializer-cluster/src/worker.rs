@@ -7,8 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use materializer_core::run::remote::{self, PartitionJob, PartitionReport, RemoteFailure};
-use materializer_core::run::{Progress, RunRequest};
+use arrow::array::RecordBatch;
+
+use materializer_core::run::remote::{
+    self, BucketDecided, DecidedShare, PartitionJob, PartitionKeys, PartitionReport, RemoteFailure,
+};
+use materializer_core::run::{Progress, RunFailure, RunRequest};
 use materializer_core::sink::{OutputLocation, S3Settings};
 use materializer_core::source::{NakadiClient, NakadiSettings, NakadiSource, Source};
 use materializer_core::{Engine, ErrorClass, Topic, report};
@@ -72,20 +76,76 @@ impl Worker {
     }
 
     /// Runs the partition `index` of `job`.
+    /// A non-compacting topic's partition at `index` of `job`: read,
+    /// decoded, mapped and written.
     pub async fn run(
         &self,
         job: &PartitionJob,
         index: usize,
     ) -> Result<PartitionReport, RemoteFailure> {
-        let cursors = job.partitions.get(index).ok_or_else(|| RemoteFailure {
-            class: ErrorClass::Internal,
-            message: format!(
-                "topic {}: the job has no partition number {index}",
-                job.topic.name
-            ),
-        })?;
+        let cursors = job.cursors(index)?;
+        self.on_request(job, async |engine, request| {
+            remote::run_partition(engine, request, job, cursors).await
+        })
+        .await
+    }
+
+    /// A compacting topic's partition at `index` of `job`: its key rows.
+    pub(crate) async fn keys(
+        &self,
+        job: &PartitionJob,
+        index: usize,
+    ) -> Result<PartitionKeys, RemoteFailure> {
+        self.on_request(job, async |engine, request| {
+            remote::read_keys(engine, request, job, index).await
+        })
+        .await
+    }
+
+    /// A compacting topic's key `bucket`, decided from `keys`.
+    pub(crate) async fn decide(
+        &self,
+        job: &PartitionJob,
+        bucket: u32,
+        keys: Vec<RecordBatch>,
+    ) -> Result<BucketDecided, RemoteFailure> {
+        self.on_request(job, async |engine, request| {
+            remote::decide_bucket(engine, request, job, bucket, keys).await
+        })
+        .await
+    }
+
+    /// A compacting topic's partition at `index` of `job`, mapped and
+    /// written with the buckets' `shares` of it.
+    pub(crate) async fn write(
+        &self,
+        job: &PartitionJob,
+        index: usize,
+        shares: Vec<DecidedShare>,
+    ) -> Result<PartitionReport, RemoteFailure> {
+        self.on_request(job, async |engine, request| {
+            remote::write_partition(engine, request, job, index, shares).await
+        })
+        .await
+    }
+
+    /// A failure of a step, as the driver learns it.
+    pub(crate) fn failure(&self, job: &PartitionJob, failure: &RunFailure) -> RemoteFailure {
+        RemoteFailure {
+            class: failure.class(),
+            message: format!("topic {}: {}", job.topic.name, report(failure)),
+        }
+    }
+
+    /// Runs `work` with a request of this worker's own: the job's topic,
+    /// Nakadi with this worker's credentials, the job's output location.
+    /// Messages name the topic's folder on the driver.
+    async fn on_request<T>(
+        &self,
+        job: &PartitionJob,
+        work: impl AsyncFnOnce(&Engine, &RunRequest) -> Result<T, RunFailure>,
+    ) -> Result<T, RemoteFailure> {
         let topic = self.topic(job).await?;
-        // Messages name the topic's files where the driver has them.
         let loaded_at = topic.dir().display().to_string();
         let failure = |class: ErrorClass, message: String| RemoteFailure {
             class,
@@ -109,13 +169,12 @@ impl Worker {
             parallelism: 1,
             workers: None,
         };
-        remote::run_partition(&self.engine, &request, job, cursors)
+        work(&self.engine, &request)
             .await
             .map_err(|e| failure(e.class(), report(&e)))
     }
 }
 
-/// A number that keeps the folders of two tasks of one attempt apart.
 fn next_folder_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -126,7 +126,7 @@ pub enum RunFailure {
 
 impl RunFailure {
     /// A broken invariant of the run's own bookkeeping.
-    pub(crate) fn invariant(message: &str) -> RunFailure {
+    pub(crate) fn invariant(message: impl Into<String>) -> RunFailure {
         RunFailure::KeyState(KeyStateError::Arrow(
             arrow::error::ArrowError::InvalidArgumentError(message.into()),
         ))

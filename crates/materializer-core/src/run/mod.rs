@@ -133,7 +133,7 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
 
     progress.set_stage(Stage::Reading);
     let mapper = Arc::new(Mapper::new(attempt, plan.sequence));
-    let read = read::read_plan(attempt, plan, &mapper, &state_store, &committed_state);
+    let read = read::read_plan(attempt, plan, &mapper, &state_store, &committed_state, true);
     let read = attempt.cancellable(read).await?;
     laps.lap(&mut timings.read);
     if read.plan.recording.is_some() {
@@ -208,20 +208,21 @@ async fn on_workers(
     let progress = attempt.progress();
     progress.set_stage(Stage::Reading);
     info!(topic = %attempt.topic.name(), sequence = plan.sequence, workers = %workers.describe(), "partitions handed to the workers");
-    let (outputs, job) = attempt
-        .cancellable(remote::run_on(attempt, workers, &plan))
+    let ran = attempt
+        .cancellable(remote::run_on(attempt, workers, &plan, &committed_state))
         .await?;
-    if let Some(job) = &job {
+    if let Some(job) = &ran.job {
         info!(topic = %attempt.topic.name(), sequence = plan.sequence, job = %job, "the workers ran the partitions");
     }
     laps.lap(&mut timings.map_write);
+    timings.key_state += ran.key_state_seconds;
     failpoint("files-written");
     hold("commit").await;
 
     progress.set_stage(Stage::Committing);
-    let manifest = commit::commit(attempt, &plan, outputs, committed_state).await?;
+    let manifest = commit::commit(attempt, &plan, ran.outputs, ran.state_after).await?;
     laps.lap(&mut timings.commit);
     let mut summary = summary::committed(attempt, manifest, resumed, timings, 0, 0);
-    summary.workers_job = job;
+    summary.workers_job = ran.job;
     Ok(summary)
 }

@@ -108,7 +108,7 @@ impl ClassesBuilder {
     }
 }
 
-fn class_byte(class: Class) -> u8 {
+pub(super) fn class_byte(class: Class) -> u8 {
     match class {
         Class::Superseded => 0,
         Class::Main => 1,
@@ -117,7 +117,7 @@ fn class_byte(class: Class) -> u8 {
     }
 }
 
-fn class_of(byte: u8) -> Option<Class> {
+pub(super) fn class_of(byte: u8) -> Option<Class> {
     match byte {
         0 => Some(Class::Superseded),
         1 => Some(Class::Main),

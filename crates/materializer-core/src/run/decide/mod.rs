@@ -24,6 +24,7 @@
 //! than a sixteenth of the memory budget holds. A key's MAIN row goes to the
 //! files of the partition its winning version came from.
 
+mod apart;
 mod class;
 mod classes;
 mod classify;
@@ -40,6 +41,11 @@ use arrow::record_batch::RecordBatch;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::{StreamExt, TryStreamExt};
 
+pub(crate) use apart::{ApartContext, decide_bucket, decision_of};
+pub use apart::{
+    BucketDecided, DecidedShare, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
+    share_events_schema,
+};
 pub(crate) use class::{Class, of_class, of_streamed_class, split_by_class};
 pub(crate) use classes::Classes;
 pub use classify::classify;
@@ -70,13 +76,7 @@ pub(crate) async fn decide(
     let runtime = spools.runtime.clone();
     let keys_cap = attempt.engine.settings().memory_limit / 16 / partitions.len().max(1);
     let spooled = spools.finish().map_err(KeyStateError::Spool)?;
-    // A key is decided over the partitions in partition order.
-    let mut by_name: Vec<usize> = (0..partitions.len()).collect();
-    by_name.sort_by(|&a, &b| partition_cmp(&partitions[a].0, &partitions[b].0));
-    let mut partition_order = vec![0u32; partitions.len()];
-    for (place, &index) in by_name.iter().enumerate() {
-        partition_order[index] = place as u32;
-    }
+    let partition_order = partition_order(partitions.iter().map(|(name, _)| name.as_str()));
     let context = BucketContext {
         topic: attempt.topic,
         partition_order: &partition_order,
@@ -186,6 +186,19 @@ pub(crate) async fn decide(
         },
         key_state_seconds,
     })
+}
+
+/// Per partition (by its index), its place in partition order: a key is
+/// decided over the partitions in partition order.
+fn partition_order<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let names: Vec<&str> = names.collect();
+    let mut by_name: Vec<usize> = (0..names.len()).collect();
+    by_name.sort_by(|&a, &b| partition_cmp(names[a], names[b]));
+    let mut order = vec![0u32; names.len()];
+    for (place, &index) in by_name.iter().enumerate() {
+        order[index] = place as u32;
+    }
+    order
 }
 
 /// Rows of a delta's slices in its spool: what a merge holds of it at once.

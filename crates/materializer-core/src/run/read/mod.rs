@@ -53,13 +53,16 @@ impl Read {
     }
 }
 
-/// Reads what `plan` names, one decoder per partition.
+/// Reads what `plan` names, one decoder per partition; a compacting
+/// topic's keys go to spools when `spool_keys` (not when the run's
+/// decisions come from elsewhere).
 pub(crate) async fn read_plan(
     attempt: &Attempt<'_>,
     plan: Plan,
     mapper: &Arc<Mapper>,
     state_store: &StateStore<'_>,
     committed_state: &CommittedState,
+    spool_keys: bool,
 ) -> Result<Read, RunFailure> {
     let topic = attempt.topic;
     // A topic that does not compact is mapped while it is read, when its
@@ -73,7 +76,7 @@ pub(crate) async fn read_plan(
     };
     // A compacting topic's keys wait in spools by bucket for the
     // classification; they may hold an eighth of the memory budget.
-    let key_spools = if topic.compaction().compact {
+    let key_spools = if topic.compaction().compact && spool_keys {
         Some(Arc::new(KeySpools::new(
             state_store.schema(),
             committed_state,

@@ -12,7 +12,7 @@
 //! objects with the same bytes, and a local run and a cluster run of a topic
 //! can follow each other.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,7 +31,15 @@ use crate::error::ErrorClass;
 use crate::mapping::Engine;
 use crate::sink::{FileKind, WrittenFile};
 use crate::source::Source;
-use crate::state::{CommittedState, StateStore};
+use crate::state::{CommittedState, Segment, StateIndex, StateStore};
+
+mod compacting;
+
+pub use super::decide::{
+    BucketDecided, DecidedShare, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
+    share_events_schema,
+};
+pub use compacting::{decide_bucket, read_keys, write_partition};
 
 /// What a worker needs to run its share of a planned run; it travels with
 /// the cluster's plan, so it holds no secret: each worker reads Nakadi and
@@ -55,6 +63,31 @@ pub struct PartitionJob {
     pub attempt: String,
     /// The plan's partitions that hold new events, one task each.
     pub partitions: Vec<PartitionCursors>,
+    /// Whether the topic compacts: its keys are decided across partitions.
+    #[serde(default)]
+    pub compact: bool,
+    /// A compacting topic's key state as the newest committed run left it
+    /// (none before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateIndex>,
+}
+
+impl PartitionJob {
+    /// The key state the job's run starts from.
+    pub fn committed_state(&self) -> CommittedState {
+        CommittedState::named(self.state.as_ref(), None)
+    }
+
+    /// The partition at `index` in the job's list.
+    pub fn cursors(&self, index: usize) -> Result<&PartitionCursors, RemoteFailure> {
+        self.partitions.get(index).ok_or_else(|| RemoteFailure {
+            class: ErrorClass::Internal,
+            message: format!(
+                "topic {}: the job has no partition number {index}",
+                self.topic.name
+            ),
+        })
+    }
 }
 
 /// One file a worker wrote.
@@ -76,13 +109,28 @@ pub struct PartitionReport {
     pub partition: String,
     pub files: Vec<ReportedFile>,
     pub counts: RunCounts,
+    /// The key buckets whose decisions about the partition's events it
+    /// was mapped with (a compacting topic's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decided_by: Vec<u32>,
+}
+
+/// What a worker did with one key bucket of a compacting topic: the
+/// bucket's key state after the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketReport {
+    pub bucket: u32,
+    pub segments: Vec<Segment>,
+    pub key_state_seconds: f64,
 }
 
 /// What the workers did with a job.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkersDone {
     /// One report per partition of the job.
     pub reports: Vec<PartitionReport>,
+    /// One report per key bucket the job decided.
+    pub buckets: Vec<BucketReport>,
     /// The workers' own name of the job (a Ballista job id), for the
     /// summary and for finding the job in the cluster's logs.
     pub job: Option<String>,
@@ -111,13 +159,6 @@ pub trait PartitionWorkers: Send + Sync {
 /// Why a run cannot go to workers yet, or `None` when it can.
 pub(super) fn refusal(request: &RunRequest) -> Option<String> {
     let topic = &request.topic;
-    if topic.compaction().compact {
-        return Some(format!(
-            "topic {} compacts (compact = true): a compacting topic does not run on a cluster \
-             yet; run it without --cluster",
-            topic.name()
-        ));
-    }
     match &*request.source {
         Source::Nakadi(nakadi) if nakadi.subscription.is_none() => None,
         Source::Nakadi(_) => Some(format!(
@@ -132,8 +173,27 @@ pub(super) fn refusal(request: &RunRequest) -> Option<String> {
     }
 }
 
-/// The job of a planned run for the workers.
-pub(super) fn job(attempt: &Attempt<'_>, plan: &Plan) -> Result<PartitionJob, RunFailure> {
+/// The job of a planned run for the workers, which starts from the key
+/// state `committed`.
+pub(super) fn job(
+    attempt: &Attempt<'_>,
+    plan: &Plan,
+    committed: &CommittedState,
+) -> Result<PartitionJob, RunFailure> {
+    let state = match committed {
+        CommittedState::Empty => None,
+        CommittedState::Buckets(index) => Some(index.clone()),
+        CommittedState::Single(_) => {
+            return Err(RunFailure::Remote(RemoteFailure {
+                class: ErrorClass::Config,
+                message: format!(
+                    "topic {}: its key state is still one file, as an earlier release wrote \
+                     it; run it once without --cluster, which splits the state into buckets",
+                    attempt.topic.name()
+                ),
+            }));
+        }
+    };
     let Source::Nakadi(nakadi) = &*attempt.request.source else {
         return Err(RunFailure::invariant(
             "a run on workers reads a live Nakadi",
@@ -154,23 +214,38 @@ pub(super) fn job(attempt: &Attempt<'_>, plan: &Plan) -> Result<PartitionJob, Ru
             .filter(|p| p.end.is_after(&p.start))
             .cloned()
             .collect(),
+        compact: attempt.topic.compaction().compact,
+        state,
     })
 }
 
+/// What the workers did with a run, as the commit takes it.
+pub(super) struct Ran {
+    pub outputs: Vec<PartitionOutput>,
+    /// The workers' own name of the job.
+    pub job: Option<String>,
+    /// The key state after the run.
+    pub state_after: CommittedState,
+    pub key_state_seconds: f64,
+}
+
 /// Hands the partitions of `plan` to `workers` and takes their reports
-/// back as the outputs a local read and map would have given, with the
-/// workers' name of the job.
+/// back as the outputs a local run would have given; `committed`: the key
+/// state the run starts from.
 pub(super) async fn run_on(
     attempt: &Attempt<'_>,
     workers: &dyn PartitionWorkers,
     plan: &Plan,
-) -> Result<(Vec<PartitionOutput>, Option<String>), RunFailure> {
-    let job = job(attempt, plan)?;
+    committed: &CommittedState,
+) -> Result<Ran, RunFailure> {
+    let job = job(attempt, plan, committed)?;
     let progress = attempt.progress();
     progress
         .partitions_total
         .store(job.partitions.len() as u64, Ordering::Relaxed);
     let done = workers.run(job).await.map_err(RunFailure::Remote)?;
+    let state_after = state_after(committed, &done.buckets, &done.reports)?;
+    let key_state_seconds = done.buckets.iter().map(|b| b.key_state_seconds).sum();
     let mut outputs = Vec::with_capacity(done.reports.len());
     for report in done.reports {
         let output = output_of(report)?;
@@ -179,7 +254,83 @@ pub(super) async fn run_on(
     }
     outputs.sort_by(|a, b| crate::source::partition_cmp(&a.partition, &b.partition));
     check_visible(attempt, &outputs).await?;
-    Ok((outputs, done.job))
+    Ok(Ran {
+        outputs,
+        job: done.job,
+        state_after,
+        key_state_seconds,
+    })
+}
+
+/// The key state after a run whose buckets the workers decided: each
+/// decided bucket's segments as its worker reported them, the committed
+/// segments of the others. Fails when a bucket decided some partition's
+/// events but its state is not reported (its keys would be forgotten), or
+/// is reported twice with different segments.
+fn state_after(
+    committed: &CommittedState,
+    buckets: &[BucketReport],
+    reports: &[PartitionReport],
+) -> Result<CommittedState, RunFailure> {
+    let failure = |message: String| {
+        RunFailure::Remote(RemoteFailure {
+            class: ErrorClass::Internal,
+            message: format!("{message}; nothing is committed"),
+        })
+    };
+    let mut reported: BTreeMap<u32, &BucketReport> = BTreeMap::new();
+    for bucket in buckets {
+        if let Some(earlier) = reported.insert(bucket.bucket, bucket)
+            && earlier.segments != bucket.segments
+        {
+            return Err(failure(format!(
+                "the workers reported the key state of bucket {} twice, differently",
+                bucket.bucket
+            )));
+        }
+    }
+    for report in reports {
+        if let Some(bucket) = report.decided_by.iter().find(|b| !reported.contains_key(b)) {
+            return Err(failure(format!(
+                "partition {} was mapped with decisions of key bucket {bucket}, whose key state \
+                 no worker reported",
+                report.partition
+            )));
+        }
+    }
+    if reported.is_empty() {
+        return Ok(committed.clone());
+    }
+    let count = committed.buckets();
+    if let Some(bucket) = reported.keys().find(|&&b| b >= count) {
+        return Err(failure(format!(
+            "the workers reported key bucket {bucket} of a state of {count} buckets"
+        )));
+    }
+    let kept = |bucket: u32| -> Vec<Segment> {
+        match committed {
+            CommittedState::Buckets(index) => index
+                .segments
+                .iter()
+                .filter(|s| s.bucket == bucket)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let segments: Vec<Segment> = (0..count)
+        .flat_map(|bucket| match reported.get(&bucket) {
+            Some(report) => report.segments.clone(),
+            None => kept(bucket),
+        })
+        .collect();
+    if segments.is_empty() {
+        return Ok(committed.clone());
+    }
+    Ok(CommittedState::Buckets(StateIndex {
+        buckets: count,
+        segments,
+    }))
 }
 
 /// Fails unless every file the workers reported is in the output location
@@ -294,6 +445,7 @@ fn report_of(output: PartitionOutput) -> PartitionReport {
             })
             .collect(),
         counts: output.counts,
+        decided_by: Vec::new(),
     }
 }
 
@@ -308,25 +460,7 @@ pub async fn run_partition(
 ) -> Result<PartitionReport, RunFailure> {
     crate::failpoint::hold("partition-task").await;
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let mapper = Arc::new(Mapper::new(&attempt, job.sequence));
-    let plan = Plan {
-        topic: job.topic.name.clone(),
-        event_type: job.event_type.clone(),
-        sequence: job.sequence,
-        created_at: attempt.started_at,
-        fingerprint: job.fingerprint.clone(),
-        partitions: vec![cursors.clone()],
-        recording: None,
-    };
-    let state_store = StateStore::new(attempt.topic, &attempt.location, &attempt.layout)?;
-    let read = read::read_plan(
-        &attempt,
-        plan,
-        &mapper,
-        &state_store,
-        &CommittedState::default(),
-    )
-    .await?;
+    let (mapper, read) = read_share(&attempt, job, cursors, false).await?;
     let outputs = map::map_and_write(
         &attempt,
         &mapper,
@@ -335,13 +469,55 @@ pub async fn run_partition(
         HashMap::new(),
     )
     .await?;
+    Ok(only_report(outputs, cursors))
+}
+
+/// Reads and decodes the partition `cursors` of `job` as `attempt`, a
+/// worker's share of the driver's; a compacting topic's keys go to spools
+/// when `spool_keys`. Gives the mapper of the share too.
+async fn read_share(
+    attempt: &Attempt<'_>,
+    job: &PartitionJob,
+    cursors: &PartitionCursors,
+    spool_keys: bool,
+) -> Result<(Arc<Mapper>, read::Read), RunFailure> {
+    let mapper = Arc::new(Mapper::new(attempt, job.sequence));
+    let state_store = StateStore::new(attempt.topic, &attempt.location, &attempt.layout)?;
+    let read = read::read_plan(
+        attempt,
+        plan_of(attempt, job, cursors),
+        &mapper,
+        &state_store,
+        &job.committed_state(),
+        spool_keys,
+    )
+    .await?;
+    Ok((mapper, read))
+}
+
+/// The plan of a worker's share of `job`: the partition `cursors`.
+fn plan_of(attempt: &Attempt<'_>, job: &PartitionJob, cursors: &PartitionCursors) -> Plan {
+    Plan {
+        topic: job.topic.name.clone(),
+        event_type: job.event_type.clone(),
+        sequence: job.sequence,
+        created_at: attempt.started_at,
+        fingerprint: job.fingerprint.clone(),
+        partitions: vec![cursors.clone()],
+        recording: None,
+    }
+}
+
+/// The report of the one partition `cursors` names (an empty one when the
+/// map wrote nothing).
+fn only_report(outputs: Vec<PartitionOutput>, cursors: &PartitionCursors) -> PartitionReport {
     let mut reports = outputs.into_iter().map(report_of);
-    let report = reports.next().unwrap_or_else(|| PartitionReport {
+    reports.next().unwrap_or_else(|| PartitionReport {
         partition: cursors.partition.clone(),
         files: Vec::new(),
         counts: RunCounts::default(),
-    });
-    Ok(report)
+        decided_by: Vec::new(),
+    })
 }
 
 /// The topic of a job, loaded from its texts under `scratch`; refused when
