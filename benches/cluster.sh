@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# A run of the pipeline bench's flattening topic (compact = false, the topics a
-# cluster runs today) read from a Nakadi-compatible server, locally and on a
-# Ballista cluster of 1 and of 2 executors on this machine; prints per setup
-# the median wall time and the peak RSS of the driver and of each executor.
+# A run of a pipeline bench topic read from a Nakadi-compatible server,
+# locally and on a Ballista cluster of 1 and of 2 executors on this machine;
+# prints per setup the median wall time and the peak RSS of the driver and of
+# each executor.
 #
-#   benches/cluster.sh RECORDING RUNS BIN
+#   benches/cluster.sh RECORDING RUNS BIN [compact|flatten]
 #
 # RECORDING: a folder of stream lines the pipeline bench generated
 # ($TMPDIR/materializer-bench/data/<events>-seed42-<generator>/stream).
 # BIN: a release build of materializer; nakadi-server comes from
-# $NAKADI_SERVER, else PATH. Everything runs on this machine: the executors
-# share its cores with the driver and the Nakadi server.
+# $NAKADI_SERVER, else PATH. The topic: `compact` (the default topic, as
+# users write it: compacting, with history) or `flatten` (compact = false).
+# Everything runs on this machine: the executors share its cores with the
+# driver and the Nakadi server. Each run of a compacting topic starts from
+# an empty output (no key state).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-recording=$1 runs=$2 bin=$3
+recording=$1 runs=$2 bin=$3 kind=${4:-compact}
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-dir=$work/sql/bench-flatten-csv
+case $kind in
+    compact) topic=bench-compact-csv compact=true ;;
+    flatten) topic=bench-flatten-csv compact=false ;;
+    *) echo "topic kind $kind: compact or flatten" >&2; exit 2 ;;
+esac
+event_type=bench.${topic#bench-}
+event_type=${event_type//-/_}
+dir=$work/sql/$topic
 mkdir -p "$dir"
-printf 'event_type = "bench.flatten_csv"\npartitioning_key = "article_id"\nordering_key = "version"\ncompact = false\n\n[output]\nformat = "csv"\n' > "$dir/topic.toml"
-sed "s/bench.event/bench.flatten_csv/" "$here/pipeline/schema.json" > "$dir/schema.json"
+printf 'event_type = "%s"\npartitioning_key = "article_id"\nordering_key = "version"\ncompact = %s\n\n[output]\nformat = "csv"\n' \
+    "$event_type" "$compact" > "$dir/topic.toml"
+sed "s/bench.event/$event_type/" "$here/pipeline/schema.json" > "$dir/schema.json"
 cp "$here/pipeline/mapping.sql" "$dir/"
 
 # announced LOG PATTERN: the first number after PATTERN in LOG, once there.
@@ -32,7 +43,7 @@ announced() {
 }
 
 mkdir -p "$work/recordings"
-ln -s "$(cd "$recording" && pwd)" "$work/recordings/bench-flatten-csv"
+ln -s "$(cd "$recording" && pwd)" "$work/recordings/$topic"
 NAKADI_SERVER_LISTEN=127.0.0.1:0 RUST_LOG=info "${NAKADI_SERVER:-nakadi-server}" --sql-dir "$work/sql" \
     --recordings "$work/recordings" > /dev/null 2> "$work/nakadi.log" &
 pids+=($!)
@@ -69,7 +80,7 @@ measure() {
     local setup=$1
     shift
     rm -rf "$work/out"
-    /usr/bin/time -f '%e %M' -o "$work/time" "$bin" --sql-dir "$work/sql" run --topic bench-flatten-csv \
+    /usr/bin/time -f '%e %M' -o "$work/time" "$bin" --sql-dir "$work/sql" run --topic "$topic" \
         --json --no-progress --output "$work/out" --nakadi-url "$nakadi" "$@" \
         > "$work/summary.json" 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
     read -r wall kb < "$work/time"

@@ -441,14 +441,19 @@ fn publish(nakadi: &crate::nakadi::Live, lines: &[String]) {
 /// runs on the cluster: every run's MAIN, CORRECTION, OLDER and KEYS rows
 /// are what the model of the rules computes from the events, and what a
 /// local run of the same events writes; the key state goes from run to run
-/// on the cluster.
+/// on the cluster. The executors decide in many passes per bucket and keep
+/// the classes on disk (test settings), the local runs do neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacting_topic_decides_every_key_across_partitions_on_the_cluster() {
     let ws = Workspace::new();
     let runs = crate::model::generate(3, 40, 29);
     let nakadi = live_with_partitions(&ws, None, &lines_of_run(&runs, 0), 11).await;
     let bucket = s3().bucket("cluster-compacting");
-    let cluster = Cluster::start(&ws, 2);
+    // The executors decide each bucket in passes of a few keys and keep
+    // the classes on disk, as they would for a run of many events.
+    let cluster = Cluster::start_with(&ws, 2, |_| {
+        "MATERIALIZER_PASS_ROWS=4 MATERIALIZER_CLASS_BYTES=1".to_string()
+    });
     let mut committed_versions = HashMap::new();
     for n in 0..runs.len() {
         if n > 0 {
@@ -554,6 +559,69 @@ async fn deletes_and_rejected_events_on_the_cluster_are_a_local_runs() {
         on_cluster, local,
         "the cluster's files are not the local run's"
     );
+}
+
+/// What a cluster does not run is refused with exit 2 and a reason, before
+/// the cluster is asked (its address answers nothing here) and without a
+/// commit: a Nakadi subscription, a recording, and a key state that is
+/// still the single file of an earlier release, which a local run then
+/// splits into buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_cluster_does_not_run_is_refused() {
+    let nowhere = "df://127.0.0.1:9";
+    let ws = Workspace::new();
+    let first = article_stream(300, 2, 5);
+    let nakadi = live(&ws, None, &first).await;
+    let bucket = s3().bucket("cluster-refused");
+    assert_ok(
+        &run_binary(&ws, &nakadi.url, &bucket, "single", None),
+        "the local run",
+        None,
+    );
+    crate::state::as_single_file_state(&location(&bucket, "single")).await;
+    publish(&nakadi, &article_stream(300, 2, 6));
+    let refused = run_binary(&ws, &nakadi.url, &bucket, "single", Some(nowhere));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("one file") && stderr.contains("without --cluster"),
+        "{stderr}"
+    );
+    let single = location(&bucket, "single");
+    assert_eq!(committed(&single, TOPIC).await.sequences, vec![1]);
+    assert_ok(
+        &run_binary(&ws, &nakadi.url, &bucket, "single", None),
+        "the local run after the refusal",
+        None,
+    );
+    assert_eq!(committed(&single, TOPIC).await.sequences, vec![1, 2]);
+
+    // A recording.
+    let recording = ws.path("recorded.ndjson");
+    std::fs::write(&recording, first.join("\n") + "\n").unwrap();
+    let recorded = ws
+        .command()
+        .envs(s3().env())
+        .env_remove("MATERIALIZER_OUTPUT")
+        .env_remove("NAKADI_URL")
+        .args(["run", "--topic", TOPIC, "--output"])
+        .arg(format!("s3://{bucket}/recorded"))
+        .arg("--source")
+        .arg(&recording)
+        .args(["--cluster", nowhere])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&recorded.stderr);
+    assert_eq!(recorded.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("recorded batches"), "{stderr}");
+    assert!(nothing_committed(&bucket, "recorded").await);
+
+    crate::nakadi::read_through_subscription(&ws);
+    let subscribed = run_binary(&ws, &nakadi.url, &bucket, "subscribed", Some(nowhere));
+    let stderr = String::from_utf8_lossy(&subscribed.stderr);
+    assert_eq!(subscribed.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("subscription"), "{stderr}");
+    assert!(nothing_committed(&bucket, "subscribed").await);
 }
 
 /// A mapping that fails on the events fails the cluster run as it fails a

@@ -172,7 +172,7 @@ async fn kill_9_while_the_second_run_writes_its_state_never_loses_a_version() {
 
 /// Rewrites the newest manifest as releases before the bucketed state wrote
 /// it: the whole state in one Parquet file.
-async fn as_single_file_state(location: &OutputLocation) {
+pub(crate) async fn as_single_file_state(location: &OutputLocation) {
     let ledger = Ledger::new(location.clone(), TOPIC);
     let mut manifest: Manifest = ledger.latest().await.unwrap().unwrap();
     let index = manifest.key_state.take().expect("a bucketed state");
