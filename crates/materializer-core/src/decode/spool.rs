@@ -160,6 +160,14 @@ impl Spool {
         }
     }
 
+    /// A spool that keeps nothing: for a read that wants only the keys its
+    /// decoder hands on elsewhere.
+    pub fn discarding(schema: SchemaRef) -> Spool {
+        // A receiver that is gone: every batch is dropped as it comes.
+        let (onward, _) = mpsc::channel(1);
+        Spool::passing_to(schema, onward)
+    }
+
     /// A spool of a partition's decoded events that holds, together with the
     /// other spools sharing `cap`, up to its limit in memory, as far as
     /// `runtime`'s memory pool grants it, and spills the rest.

@@ -133,7 +133,14 @@ async fn stages(attempt: &Attempt<'_>) -> Result<RunSummary, RunFailure> {
 
     progress.set_stage(Stage::Reading);
     let mapper = Arc::new(Mapper::new(attempt, plan.sequence));
-    let read = read::read_plan(attempt, plan, &mapper, &state_store, &committed_state, true);
+    let read = read::read_plan(
+        attempt,
+        plan,
+        &mapper,
+        &state_store,
+        &committed_state,
+        read::Keep::RowsAndKeys,
+    );
     let read = attempt.cancellable(read).await?;
     laps.lap(&mut timings.read);
     if read.plan.recording.is_some() {

@@ -53,16 +53,26 @@ impl Read {
     }
 }
 
-/// Reads what `plan` names, one decoder per partition; a compacting
-/// topic's keys go to spools when `spool_keys` (not when the run's
-/// decisions come from elsewhere).
+/// What a read keeps of the events it decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The rows, and a compacting topic's keys by bucket: a local run.
+    RowsAndKeys,
+    /// The rows only: the decisions come from elsewhere.
+    Rows,
+    /// A compacting topic's keys only: the rows are read again once the
+    /// keys are decided.
+    Keys,
+}
+
+/// Reads what `plan` names, one decoder per partition, keeping `keep`.
 pub(crate) async fn read_plan(
     attempt: &Attempt<'_>,
     plan: Plan,
     mapper: &Arc<Mapper>,
     state_store: &StateStore<'_>,
     committed_state: &CommittedState,
-    spool_keys: bool,
+    keep: Keep,
 ) -> Result<Read, RunFailure> {
     let topic = attempt.topic;
     // A topic that does not compact is mapped while it is read, when its
@@ -76,7 +86,7 @@ pub(crate) async fn read_plan(
     };
     // A compacting topic's keys wait in spools by bucket for the
     // classification; they may hold an eighth of the memory budget.
-    let key_spools = if topic.compaction().compact && spool_keys {
+    let key_spools = if topic.compaction().compact && keep != Keep::Rows {
         Some(Arc::new(KeySpools::new(
             state_store.schema(),
             committed_state,
@@ -111,7 +121,14 @@ pub(crate) async fn read_plan(
         decoded,
         order,
         reached,
-    } = read(attempt, reading, writers.as_mut(), key_spools.as_ref()).await?;
+    } = read(
+        attempt,
+        reading,
+        writers.as_mut(),
+        key_spools.as_ref(),
+        keep != Keep::Keys,
+    )
+    .await?;
     let main_files = match writers {
         Some(writers) => writers.finish().await?,
         None => HashMap::new(),

@@ -96,6 +96,8 @@ struct Decoders<'r, 'a> {
     spool_cap: SpoolCap,
     deletes: Option<CompiledDeletes>,
     keys: Option<&'r Arc<KeySpools>>,
+    /// Whether the decoded rows are kept (or only the keys).
+    keep_rows: bool,
     /// Partitions whose rows go to a MAIN writer as they are decoded.
     passing: usize,
     started: Vec<(String, DecoderTask)>,
@@ -138,6 +140,9 @@ impl Decoders<'_, '_> {
                     ))
                     .without_key_columns()
             }
+            None if !self.keep_rows => {
+                decoder.with_spool(Spool::discarding(schema.read_events.clone()))
+            }
             None => decoder.with_spool(Spool::bounded(
                 schema.read_events.clone(),
                 attempt.engine.runtime(),
@@ -166,12 +171,14 @@ impl Decoders<'_, '_> {
 
 /// Reads the partitions and decodes them, one decoder thread per
 /// partition. `writers`: where the rows of a topic mapped while it is
-/// read go; `keys`: where a compacting topic's key columns go.
+/// read go; `keys`: where a compacting topic's key columns go;
+/// `keep_rows`: whether the decoded rows are kept.
 pub(crate) async fn read(
     attempt: &Attempt<'_>,
     reading: Reading<'_>,
     mut writers: Option<&mut MainWriters>,
     keys: Option<&Arc<KeySpools>>,
+    keep_rows: bool,
 ) -> Result<ReadPartitions, RunFailure> {
     let progress = &attempt.request.progress;
     let memory_limit = attempt.engine.settings().memory_limit;
@@ -189,6 +196,7 @@ pub(crate) async fn read(
         spool_cap: SpoolCap::new(memory_limit / 4),
         deletes,
         keys,
+        keep_rows,
         passing: 0,
         started: Vec::new(),
     };

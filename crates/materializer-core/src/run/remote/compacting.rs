@@ -28,6 +28,7 @@ use crate::run::attempt::{Attempt, RunRequest};
 use crate::run::decide::{self, ApartContext, BucketDecided, DecidedShare, PartitionKeys};
 use crate::run::error::RunFailure;
 use crate::run::map;
+use crate::run::read::Keep;
 use crate::state::StateStore;
 
 /// Step 1: reads and decodes the partition at `index` of `job` and gives
@@ -41,7 +42,7 @@ pub async fn read_keys(
     crate::failpoint::hold("partition-task").await;
     let cursors = cursors(job, index)?;
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let (_mapper, read) = read_share(&attempt, job, cursors, true).await?;
+    let (_mapper, read) = read_share(&attempt, job, cursors, Keep::Keys).await?;
     let spools = read
         .key_spools
         .ok_or_else(|| RunFailure::invariant("a compacting topic's read spooled no keys"))?;
@@ -94,7 +95,7 @@ pub async fn write_partition(
         )));
     }
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let (mapper, read) = read_share(&attempt, job, cursors, false).await?;
+    let (mapper, read) = read_share(&attempt, job, cursors, Keep::Rows).await?;
     let events = read
         .decoded
         .get(cursors.partition.as_str())

@@ -460,7 +460,7 @@ pub async fn run_partition(
 ) -> Result<PartitionReport, RunFailure> {
     crate::failpoint::hold("partition-task").await;
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let (mapper, read) = read_share(&attempt, job, cursors, false).await?;
+    let (mapper, read) = read_share(&attempt, job, cursors, read::Keep::Rows).await?;
     let outputs = map::map_and_write(
         &attempt,
         &mapper,
@@ -473,13 +473,13 @@ pub async fn run_partition(
 }
 
 /// Reads and decodes the partition `cursors` of `job` as `attempt`, a
-/// worker's share of the driver's; a compacting topic's keys go to spools
-/// when `spool_keys`. Gives the mapper of the share too.
+/// worker's share of the driver's, keeping `keep`. Gives the mapper of
+/// the share too.
 async fn read_share(
     attempt: &Attempt<'_>,
     job: &PartitionJob,
     cursors: &PartitionCursors,
-    spool_keys: bool,
+    keep: read::Keep,
 ) -> Result<(Arc<Mapper>, read::Read), RunFailure> {
     let mapper = Arc::new(Mapper::new(attempt, job.sequence));
     let state_store = StateStore::new(attempt.topic, &attempt.location, &attempt.layout)?;
@@ -489,7 +489,7 @@ async fn read_share(
         &mapper,
         &state_store,
         &job.committed_state(),
-        spool_keys,
+        keep,
     )
     .await?;
     Ok((mapper, read))
