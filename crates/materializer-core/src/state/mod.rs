@@ -219,6 +219,20 @@ impl CommittedState {
         }
     }
 
+    /// The committed segments of `bucket`, oldest first (none but in a
+    /// bucketed state).
+    pub fn segments_of(&self, bucket: u32) -> Vec<Segment> {
+        match self {
+            CommittedState::Buckets(index) => index
+                .segments
+                .iter()
+                .filter(|s| s.bucket == bucket)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The manifest's fields for this state: the single file, or the index.
     pub fn into_manifest_fields(self) -> (Option<StateFile>, Option<StateIndex>) {
         match self {
@@ -464,15 +478,7 @@ impl<'a> StateStore<'a> {
                 .flatten(),
             _ => None,
         };
-        let mut kept: Vec<Segment> = match committed {
-            CommittedState::Buckets(index) => index
-                .segments
-                .iter()
-                .filter(|s| s.bucket == bucket)
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let mut kept = committed.segments_of(bucket);
         if deltas.is_empty() && migrated.is_none() {
             return Ok(kept);
         }

@@ -307,21 +307,10 @@ fn state_after(
             "the workers reported key bucket {bucket} of a state of {count} buckets"
         )));
     }
-    let kept = |bucket: u32| -> Vec<Segment> {
-        match committed {
-            CommittedState::Buckets(index) => index
-                .segments
-                .iter()
-                .filter(|s| s.bucket == bucket)
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
     let segments: Vec<Segment> = (0..count)
         .flat_map(|bucket| match reported.get(&bucket) {
             Some(report) => report.segments.clone(),
-            None => kept(bucket),
+            None => committed.segments_of(bucket),
         })
         .collect();
     if segments.is_empty() {
