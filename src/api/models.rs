@@ -296,6 +296,10 @@ pub struct ProgressView {
     pub files_written: u64,
     pub bytes_written: u64,
     pub retries: u64,
+    /// The cluster's job that runs the partitions, for a run on a cluster
+    /// (`--cluster`), once the cluster accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers_job: Option<String>,
 }
 
 /// A run as the API shows it.
@@ -377,6 +381,7 @@ impl RunView {
                 files_written: m.files.len() as u64,
                 bytes_written: bytes,
                 retries: 0,
+                workers_job: None,
             },
             compaction_rate: Some(m.counts.compaction_rate()),
             counts: Some(CountsView::from(&m.counts)),

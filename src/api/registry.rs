@@ -124,6 +124,7 @@ impl Entry {
                 files_written: p.files_written,
                 bytes_written: p.bytes_written,
                 retries: p.retries,
+                workers_job: p.workers_job.clone(),
             },
             compaction_rate: summary.map(|s| s.compaction_rate),
             counts: summary.map(|s| CountsView::from(&s.counts)),

@@ -797,18 +797,12 @@ async fn main_files_when_all_written(
     count: usize,
     cluster: &Cluster,
 ) -> std::collections::BTreeMap<String, String> {
-    use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     use sha2::Digest;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let listed: Vec<_> = output
-            .store
-            .list(Some(&output.prefix))
-            .try_collect()
+        let main: Vec<_> = listed(output)
             .await
-            .unwrap();
-        let main: Vec<_> = listed
             .into_iter()
             .filter(|meta| {
                 meta.location
@@ -929,27 +923,51 @@ async fn serve_runs_topics_on_its_cluster() {
     let nakadi = live(&ws, None, &lines).await;
     let bucket = s3().bucket("cluster-serve");
     let cluster = Cluster::start(&ws, 2);
-    // The topic's own output location (serve's --output is the harness's).
+    output_to(&ws, &bucket, "serve");
+    let server = serve_on(&ws, &nakadi.url, &cluster).await;
+    run_through(&server, &cluster).await;
+    assert!(
+        server.logged().contains("partitions handed to the workers"),
+        "{}",
+        server.logged()
+    );
+    let result = committed(&location(&bucket, "serve"), TOPIC).await;
+    assert_eq!(main_events(&result), events_of(&lines));
+}
+
+/// Points the topic's output at `s3://bucket/prefix` (serve's own --output
+/// is the harness's).
+fn output_to(ws: &Workspace, bucket: &str, prefix: &str) {
     let settings = ws.sql().join(TOPIC).join("topic.toml");
     let toml = std::fs::read_to_string(&settings).unwrap();
     let toml = toml.replacen(
         "[output]",
-        &format!("[output]\nlocation = \"s3://{bucket}/serve\""),
+        &format!("[output]\nlocation = \"s3://{bucket}/{prefix}\""),
         1,
     );
     std::fs::write(&settings, toml).unwrap();
+}
+
+/// `serve` of the topic from the live server at `nakadi`, its runs on
+/// `cluster` (the API token is `t`).
+async fn serve_on(ws: &Workspace, nakadi: &str, cluster: &Cluster) -> crate::support::Serve {
     let address = cluster.address();
     let env: Vec<(&str, String)> = s3().env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = crate::support::Serve::start_with(
-        &ws,
+    crate::support::Serve::start_with(
+        ws,
         &["t"],
-        &["--nakadi-url", &nakadi.url, "--cluster", &address],
+        &["--nakadi-url", nakadi, "--cluster", &address],
         &env,
     )
-    .await;
-    let id = crate::cli::start_run(&server, TOPIC).await;
-    let views = crate::cli::poll_runs(&server, &[&id], "the run on the cluster", |views| {
+    .await
+}
+
+/// A run of the topic started on `server`, once it ended: it must have
+/// succeeded. Gives its view.
+async fn run_through(server: &crate::support::Serve, cluster: &Cluster) -> serde_json::Value {
+    let id = crate::cli::start_run(server, TOPIC).await;
+    let mut views = crate::cli::poll_runs(server, &[&id], "the run on the cluster", |views| {
         !views[0]["finished_at"].is_null()
     })
     .await;
@@ -959,13 +977,154 @@ async fn serve_runs_topics_on_its_cluster() {
         "{views:?}\n{}",
         cluster.logs_text()
     );
-    assert!(
-        server.logged().contains("partitions handed to the workers"),
-        "{}",
-        server.logged()
+    views.remove(0)
+}
+
+/// Every object under `output`.
+async fn listed(output: &OutputLocation) -> Vec<object_store::ObjectMeta> {
+    use futures::TryStreamExt;
+    output
+        .store
+        .list(Some(&output.prefix))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// The objects under `output` whose path holds `part`.
+async fn objects_named(output: &OutputLocation, part: &str) -> Vec<String> {
+    listed(output)
+        .await
+        .into_iter()
+        .map(|meta| meta.location.to_string())
+        .filter(|path| path.contains(part))
+        .collect()
+}
+
+/// Waits (two minutes at most) until `what` is in the scheduler's log.
+fn scheduler_logs(cluster: &Cluster, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&cluster.logs[0])
+        .unwrap_or_default()
+        .contains(what)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler never logged {what:?}:\n{}",
+            cluster.logs_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A compacting run on the cluster shows its progress while its job runs:
+/// the cluster's job, and every event its keys step read while the
+/// executors hold the decide tasks. Stopped then, the run ends stopped,
+/// its job is cancelled on the cluster, nothing is committed and no
+/// progress object is left; the next run is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_run_shows_its_progress_and_a_stop_cancels_its_job() {
+    let ws = Workspace::new();
+    let runs = crate::model::generate(1, 50, 53);
+    let expected = crate::model::model(&runs[0], &mut HashMap::new());
+    let lines = lines_of_run(&runs, 0);
+    let batches: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let events: usize = batches
+        .iter()
+        .map(|batch| batch["events"].as_array().map_or(0, Vec::len))
+        .sum();
+    let partitions: std::collections::BTreeSet<&str> = batches
+        .iter()
+        .filter(|batch| batch["events"].as_array().is_some_and(|e| !e.is_empty()))
+        .map(|batch| batch["cursor"]["partition"].as_str().unwrap())
+        .collect();
+    let nakadi = live_with_partitions(&ws, None, &lines, 11).await;
+    let bucket = s3().bucket("cluster-progress");
+    output_to(&ws, &bucket, "serve");
+    let gate = ws.path("gate");
+    let cluster = Cluster::start_with(&ws, 2, |_| {
+        format!(
+            "MATERIALIZER_FAILPOINT=bucket-task MATERIALIZER_FAILPOINT_GATE={}",
+            gate.display()
+        )
+    });
+    let server = serve_on(&ws, &nakadi.url, &cluster).await;
+    let id = crate::cli::start_run(&server, TOPIC).await;
+    let views = crate::cli::poll_runs(&server, &[&id], "the keys step's progress", |views| {
+        views[0]["progress"]["events_read"] == events
+            && views[0]["progress"]["workers_job"].is_string()
+    })
+    .await;
+    let progress = &views[0]["progress"];
+    assert_eq!(views[0]["state"], "running", "{views:?}");
+    assert_eq!(progress["partitions_total"], partitions.len(), "{progress}");
+    assert_eq!(progress["files_written"], 0, "{progress}");
+    let job = progress["workers_job"].as_str().unwrap().to_string();
+    // The job is the scheduler's; every keys task has ended once a decide
+    // task waits.
+    scheduler_logs(&cluster, &job);
+    first_held(&cluster, std::slice::from_ref(&gate));
+
+    let (status, view) = server
+        .call(reqwest::Method::POST, &format!("/runs/{id}/stop"), "t")
+        .await;
+    assert_eq!(status, 202, "{view}");
+    let views = crate::cli::poll_runs(&server, &[&id], "the stop", |views| {
+        !views[0]["finished_at"].is_null()
+    })
+    .await;
+    assert_eq!(views[0]["state"], "stopped", "{views:?}");
+    scheduler_logs(&cluster, &format!("Job cancelled: [{job}]"));
+    let output = location(&bucket, "serve");
+    assert!(nothing_committed(&bucket, "serve").await);
+    assert_eq!(
+        objects_named(&output, "/_progress/").await,
+        Vec::<String>::new()
     );
-    let result = committed(&location(&bucket, "serve"), TOPIC).await;
-    assert_eq!(main_events(&result), events_of(&lines));
+
+    std::fs::write(&gate, b"").unwrap();
+    let view = run_through(&server, &cluster).await;
+    assert_eq!(view["progress"]["events_read"], events);
+    let files = run_files(&output, TOPIC).await;
+    assert_eq!(files.len(), 1);
+    assert_eq!(crate::model::written(&files[0].files), expected);
+    assert_eq!(
+        objects_named(&output, "/_progress/").await,
+        Vec::<String>::new()
+    );
+}
+
+/// `materializer run --cluster` interrupted (SIGINT, as Ctrl-C) while the
+/// executors hold its decide tasks: it cancels its job on the cluster and
+/// exits stopped (130), with nothing committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_cluster_run_cancels_its_job() {
+    let ws = Workspace::new();
+    let runs = crate::model::generate(1, 20, 59);
+    let nakadi = live_with_partitions(&ws, None, &lines_of_run(&runs, 0), 11).await;
+    let bucket = s3().bucket("cluster-interrupted");
+    let gate = ws.path("gate");
+    let cluster = Cluster::start_with(&ws, 1, |_| {
+        format!(
+            "MATERIALIZER_FAILPOINT=bucket-task MATERIALIZER_FAILPOINT_GATE={}",
+            gate.display()
+        )
+    });
+    let driver = spawn_run(&ws, &nakadi.url, &bucket, &cluster.address());
+    first_held(&cluster, std::slice::from_ref(&gate));
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &driver.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let ended = driver.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{stderr}");
+    scheduler_logs(&cluster, "Job cancelled: [");
+    assert!(nothing_committed(&bucket, "cluster").await, "{stderr}");
 }
 
 /// A `cluster` in serve's config file that is not an address stops serve
@@ -996,6 +1155,7 @@ impl materializer_core::run::remote::PartitionWorkers for ElsewhereWorkers {
     async fn run(
         &self,
         job: materializer_core::run::remote::PartitionJob,
+        _driving: materializer_core::run::remote::Driving<'_>,
     ) -> Result<
         materializer_core::run::remote::WorkersDone,
         materializer_core::run::remote::RemoteFailure,

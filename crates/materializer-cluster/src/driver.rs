@@ -7,27 +7,26 @@ use std::time::Duration;
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
 use ballista_core::config::{
     BALLISTA_ADAPTIVE_PLANNER_ENABLED, BALLISTA_JOB_NAME,
-    BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, BallistaConfig,
+    BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK,
 };
-use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::prelude::SessionConfig;
-use datafusion_proto::protobuf::PhysicalPlanNode;
-use futures::TryStreamExt;
 
 use materializer_core::ErrorClass;
 use materializer_core::run::remote::{
-    BucketReport, PartitionJob, PartitionReport, PartitionWorkers, RemoteFailure, WorkersDone,
+    BucketReport, Driving, PartitionJob, PartitionReport, PartitionWorkers, RemoteFailure,
+    WorkersDone,
 };
 
 use crate::codec::Codec;
 use crate::exchange::by_route;
 use crate::failure::from_job_error;
-use crate::node::{JOB, REPORT, TaskReport, input_schema};
+use crate::node::{REPORT, TaskReport, input_schema};
 use crate::steps::{Step, StepExec};
+use crate::submit::{Ended, submit};
 
 /// How long the driver waits for the scheduler to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -148,7 +147,11 @@ impl PartitionWorkers for Cluster {
         format!("the cluster at {}", self.address)
     }
 
-    async fn run(&self, job: PartitionJob) -> Result<WorkersDone, RemoteFailure> {
+    async fn run(
+        &self,
+        job: PartitionJob,
+        driving: Driving<'_>,
+    ) -> Result<WorkersDone, RemoteFailure> {
         if job.partitions.is_empty() {
             return Ok(WorkersDone::default());
         }
@@ -156,9 +159,8 @@ impl PartitionWorkers for Cluster {
         let name = format!("{} run {}", job.topic.name, job.sequence);
         let expected: Vec<String> = job.partitions.iter().map(|p| p.partition.clone()).collect();
         let plan = Cluster::plan(job)?;
-        let codec = Arc::new(Codec::planning());
+        let codec = Codec::planning();
         let config = SessionConfig::new_with_ballista()
-            .with_ballista_physical_extension_codec(codec.clone())
             .set_str(BALLISTA_JOB_NAME, &name)
             // One task per partition, so that the partitions spread over
             // the executors.
@@ -167,38 +169,47 @@ impl PartitionWorkers for Cluster {
             // shuffle input is empty (it may hold a partition's mark).
             .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false);
         let session = format!("materializer-{:016x}", rand::random::<u64>());
-        let url = format!("http://{}:{}", self.address.host, self.address.port);
-        let stream = execute_physical_plan::<PhysicalPlanNode>(
-            url,
-            &BallistaConfig::default(),
-            plan,
-            codec.as_ref(),
-            session,
-            config,
-        )
-        .await
-        .map_err(|e| self.failed(&e.to_string()))?;
-        let batches: Vec<RecordBatch> = stream
-            .try_collect()
+        let mut submitted = submit(&self.address, plan, &codec, session, &config)
             .await
-            .map_err(|e| self.failed(&e.to_string()))?;
+            .map_err(|e| self.unavailable(e))?;
+        driving.progress.set_workers_job(&submitted.id);
+        let guard = submitted.cancel_on_drop();
+        let ended = tokio::select! {
+            ended = submitted.ended() => ended,
+            _ = driving.stop.cancelled() => {
+                submitted.cancel().await;
+                guard.disarm();
+                return Err(RemoteFailure {
+                    class: ErrorClass::Stopped,
+                    message: format!("the run was stopped; the cluster's job {} is cancelled", submitted.id),
+                });
+            }
+        };
+        guard.disarm();
+        let batches = match ended.map_err(|e| self.failed(&submitted.id, &e))? {
+            Ended::Succeeded(batches) => batches,
+            Ended::Failed(error) => return Err(self.failed(&submitted.id, &error)),
+        };
         let (reports, buckets) = reports(&batches)?;
         check_one_each(&expected, &reports)?;
         Ok(WorkersDone {
             reports,
             buckets,
-            job: ballista_job(&batches),
+            job: Some(submitted.id),
         })
     }
 }
 
 impl Cluster {
-    /// What a failed job tells: the failure a task reported, or Ballista's
-    /// own message.
-    fn failed(&self, text: &str) -> RemoteFailure {
+    /// What a failed job tells: the failure a task reported, or the
+    /// scheduler's own account.
+    fn failed(&self, job: &str, text: &str) -> RemoteFailure {
         from_job_error(text).unwrap_or_else(|| RemoteFailure {
             class: ErrorClass::Internal,
-            message: format!("the cluster at {} failed the run: {text}", self.address),
+            message: format!(
+                "the cluster at {} failed the run (job {job}): {text}",
+                self.address
+            ),
         })
     }
 }
@@ -226,17 +237,6 @@ fn reports(
         }
     }
     Ok((reports, buckets))
-}
-
-/// The Ballista job the tasks say they ran in.
-fn ballista_job(batches: &[RecordBatch]) -> Option<String> {
-    batches.iter().find_map(|batch| {
-        let column = batch
-            .column_by_name(JOB)?
-            .as_any()
-            .downcast_ref::<StringArray>()?;
-        column.iter().flatten().next().map(str::to_string)
-    })
 }
 
 /// Each partition of the job reported once: a report missing or twice

@@ -5,7 +5,7 @@
 //! and its codec, which the stock Ballista binaries do not know. A run with
 //! `--cluster df://host:port` plans and commits as a local run does; in
 //! between, [`Cluster`] submits the run as one Ballista job and takes the
-//! tasks' reports of the files they wrote.
+//! tasks' reports of the files they wrote; a stopped run cancels its job.
 //!
 //! ```text
 //! driver     plan ──▶ StepExec(s) ◀── DataSourceExec (one row per partition)
@@ -24,6 +24,7 @@ mod failure;
 mod node;
 pub mod scheduler;
 mod steps;
+mod submit;
 mod worker;
 
 pub use driver::{Cluster, ClusterAddress};

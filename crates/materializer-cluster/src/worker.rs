@@ -75,7 +75,6 @@ impl Worker {
         Ok(topic)
     }
 
-    /// Runs the partition `index` of `job`.
     /// A non-compacting topic's partition at `index` of `job`: read,
     /// decoded, mapped and written.
     pub async fn run(
@@ -83,9 +82,8 @@ impl Worker {
         job: &PartitionJob,
         index: usize,
     ) -> Result<PartitionReport, RemoteFailure> {
-        let cursors = job.cursors(index)?;
         self.on_request(job, async |engine, request| {
-            remote::run_partition(engine, request, job, cursors).await
+            remote::run_partition(engine, request, job, index).await
         })
         .await
     }

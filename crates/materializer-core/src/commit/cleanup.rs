@@ -80,6 +80,14 @@ pub(super) async fn remove_leftovers(
             ledger.delete_if_present(&object.location).await?;
         }
     }
+    // The counters the tasks of a run on workers put while it ran, every
+    // attempt's (a killed driver leaves its own).
+    for object in ledger
+        .list_under(&ledger.layout().progress(manifest.sequence))
+        .await?
+    {
+        ledger.delete_if_present(&object.location).await?;
+    }
     remove_unlisted_state(ledger, manifest).await
 }
 

@@ -215,9 +215,9 @@ async fn on_workers(
     let progress = attempt.progress();
     progress.set_stage(Stage::Reading);
     info!(topic = %attempt.topic.name(), sequence = plan.sequence, workers = %workers.describe(), "partitions handed to the workers");
-    let ran = attempt
-        .cancellable(remote::run_on(attempt, workers, &plan, &committed_state))
-        .await?;
+    // Not cut short by a stop: the workers hear it, give their job up, and
+    // only then is the run stopped.
+    let ran = remote::run_on(attempt, workers, &plan, &committed_state).await?;
     if let Some(job) = &ran.job {
         info!(topic = %attempt.topic.name(), sequence = plan.sequence, job = %job, "the workers ran the partitions");
     }

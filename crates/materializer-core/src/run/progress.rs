@@ -3,10 +3,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a run is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     #[default]
@@ -42,6 +42,9 @@ pub struct Progress {
     /// The run's sequence once its manifest is committed (0 before): a
     /// committed run is known by its sequence before its summary exists.
     pub committed_sequence: AtomicU64,
+    /// The cluster's name of the job that runs the run's partitions (a
+    /// run on a cluster, once the cluster accepted it).
+    workers_job: Mutex<Option<String>>,
 }
 
 /// A consistent-enough copy of the counters.
@@ -65,6 +68,8 @@ pub struct ProgressSnapshot {
     pub retries: u64,
     /// 0 until the run's manifest is committed.
     pub committed_sequence: u64,
+    /// The cluster's job, for a run on a cluster.
+    pub workers_job: Option<String>,
 }
 
 impl Progress {
@@ -76,6 +81,12 @@ impl Progress {
 
     pub fn stage(&self) -> Stage {
         self.stage.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    pub fn set_workers_job(&self, job: &str) {
+        if let Ok(mut slot) = self.workers_job.lock() {
+            *slot = Some(job.to_string());
+        }
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -100,6 +111,7 @@ impl Progress {
             bytes_written: get(&self.bytes_written),
             retries: get(&self.retries),
             committed_sequence: get(&self.committed_sequence),
+            workers_job: self.workers_job.lock().ok().and_then(|j| j.clone()),
         }
     }
 }

@@ -110,6 +110,15 @@ impl TopicLayout {
             .join(format!("{}.json", seq_name(seq)))
     }
 
+    /// Where the tasks of a run on workers put their counters while the
+    /// run goes (see `run::remote::board`); nothing in it is data.
+    pub fn progress(&self, seq: u64) -> Path {
+        self.root
+            .clone()
+            .join("_progress")
+            .join(format!("run={}", seq_name(seq)))
+    }
+
     pub fn redshift_manifest(&self, kind: FileKind, seq: u64) -> Path {
         self.root.clone().join("_redshift").join(format!(
             "{}-{}.json",

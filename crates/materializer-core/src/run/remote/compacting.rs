@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
 
-use super::{PartitionJob, PartitionReport, only_report, read_share};
+use super::{PartitionJob, PartitionReport, Publisher, TaskStep, only_report, read_share};
 use crate::commit::PartitionCursors;
 use crate::mapping::Engine;
 use crate::run::attempt::{Attempt, RunRequest};
@@ -42,11 +42,14 @@ pub async fn read_keys(
     crate::failpoint::hold("partition-task").await;
     let cursors = cursors(job, index)?;
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
+    let publisher = Publisher::start(&attempt, job, TaskStep::Keys, index);
     let (_mapper, read) = read_share(&attempt, job, cursors, Keep::Keys).await?;
     let spools = read
         .key_spools
         .ok_or_else(|| RunFailure::invariant("a compacting topic's read spooled no keys"))?;
-    PartitionKeys::new(spools, index as u32)
+    let keys = PartitionKeys::new(spools, index as u32)?;
+    publisher.finish().await;
+    Ok(keys)
 }
 
 /// Step 2: decides `bucket` of `job` from `keys`, every partition's key
@@ -95,6 +98,7 @@ pub async fn write_partition(
         )));
     }
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
+    let publisher = Publisher::start(&attempt, job, TaskStep::Write, index);
     let (mapper, read) = read_share(&attempt, job, cursors, Keep::Rows).await?;
     let events = read
         .decoded
@@ -115,6 +119,7 @@ pub async fn write_partition(
         map::map_and_write(&attempt, &mapper, read.decoded, read.main_files, decisions).await?;
     let mut report = only_report(outputs, cursors);
     report.decided_by = decided_by;
+    publisher.finish().await;
     Ok(report)
 }
 

@@ -33,12 +33,15 @@ use crate::sink::{FileKind, WrittenFile};
 use crate::source::Source;
 use crate::state::{CommittedState, Segment, StateIndex, StateStore};
 
+mod board;
 mod compacting;
 
 pub use super::decide::{
     BucketDecided, DecidedShare, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
     share_events_schema,
 };
+use board::Publisher;
+pub use board::TaskStep;
 pub use compacting::{decide_bucket, read_keys, write_partition};
 
 /// What a worker needs to run its share of a planned run; it travels with
@@ -145,6 +148,15 @@ pub struct RemoteFailure {
     pub message: String,
 }
 
+/// What the driver hands workers beside a job.
+pub struct Driving<'a> {
+    /// Set when the run is stopped: the workers give the job up (a cluster
+    /// cancels it) and return.
+    pub stop: &'a tokio_util::sync::CancellationToken,
+    /// The run's counters, where the workers name their job.
+    pub progress: &'a Progress,
+}
+
 /// Processes that run the partitions of a run planned here.
 #[async_trait::async_trait]
 pub trait PartitionWorkers: Send + Sync {
@@ -152,8 +164,13 @@ pub trait PartitionWorkers: Send + Sync {
     fn describe(&self) -> String;
 
     /// Runs each partition of `job` and reports on it; fails as a whole
-    /// when any partition fails after the workers' own retries.
-    async fn run(&self, job: PartitionJob) -> Result<WorkersDone, RemoteFailure>;
+    /// when any partition fails after the workers' own retries, or when
+    /// `driving.stop` is set.
+    async fn run(
+        &self,
+        job: PartitionJob,
+        driving: Driving<'_>,
+    ) -> Result<WorkersDone, RemoteFailure>;
 }
 
 /// Why a run cannot go to workers yet, or `None` when it can.
@@ -243,7 +260,25 @@ pub(super) async fn run_on(
     progress
         .partitions_total
         .store(job.partitions.len() as u64, Ordering::Relaxed);
-    let done = workers.run(job).await.map_err(RunFailure::Remote)?;
+    let board = board::folder(attempt, &job);
+    let store = attempt.location.store.clone();
+    let stop = &attempt.request.cancel;
+    let driving = Driving {
+        stop,
+        progress: progress.as_ref(),
+    };
+    // The tasks' counters are the run's while the job runs; their
+    // reports are, once it ended.
+    let done = tokio::select! {
+        done = workers.run(job, driving) => done,
+        never = board::watch(store.clone(), board.clone(), progress) => match never {},
+    };
+    board::clear(&store, &board).await;
+    board::Totals::default().show(progress);
+    let done = match done {
+        Err(_) if stop.is_cancelled() => return Err(RunFailure::Stopped),
+        done => done.map_err(RunFailure::Remote)?,
+    };
     let state_after = state_after(committed, &done.buckets, &done.reports)?;
     let key_state_seconds = done.buckets.iter().map(|b| b.key_state_seconds).sum();
     let mut outputs = Vec::with_capacity(done.reports.len());
@@ -439,16 +474,18 @@ fn report_of(output: PartitionOutput) -> PartitionReport {
 }
 
 /// A worker's share of a run: reads, decodes, maps and writes the
-/// partition `cursors` of the run `job` names, as a local run does, with
+/// partition at `index` of the run `job` names, as a local run does, with
 /// `request` holding the worker's own source and output location.
 pub async fn run_partition(
     engine: &Engine,
     request: &RunRequest,
     job: &PartitionJob,
-    cursors: &PartitionCursors,
+    index: usize,
 ) -> Result<PartitionReport, RunFailure> {
     crate::failpoint::hold("partition-task").await;
+    let cursors = job.cursors(index).map_err(RunFailure::Remote)?;
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
+    let publisher = board::Publisher::start(&attempt, job, TaskStep::Run, index);
     let (mapper, read) = read_share(&attempt, job, cursors, read::Keep::Rows).await?;
     let outputs = map::map_and_write(
         &attempt,
@@ -458,6 +495,7 @@ pub async fn run_partition(
         HashMap::new(),
     )
     .await?;
+    publisher.finish().await;
     Ok(only_report(outputs, cursors))
 }
 
