@@ -26,7 +26,7 @@ use crate::exchange::by_route;
 use crate::failure::from_job_error;
 use crate::node::{REPORT, TaskReport, input_schema};
 use crate::steps::{Step, StepExec};
-use crate::submit::{Ended, submit};
+use crate::submit::{Ended, JobError, submit};
 
 /// How long the driver waits for the scheduler to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -171,7 +171,7 @@ impl PartitionWorkers for Cluster {
         let session = format!("materializer-{:016x}", rand::random::<u64>());
         let mut submitted = submit(&self.address, plan, &codec, session, &config)
             .await
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.job_error(None, e))?;
         driving.progress.set_workers_job(&submitted.id);
         let guard = submitted.cancel_on_drop();
         let ended = tokio::select! {
@@ -186,7 +186,7 @@ impl PartitionWorkers for Cluster {
             }
         };
         guard.disarm();
-        let batches = match ended.map_err(|e| self.failed(&submitted.id, &e))? {
+        let batches = match ended.map_err(|e| self.job_error(Some(&submitted.id), e))? {
             Ended::Succeeded(batches) => batches,
             Ended::Failed(error) => return Err(self.failed(&submitted.id, &error)),
         };
@@ -201,6 +201,18 @@ impl PartitionWorkers for Cluster {
 }
 
 impl Cluster {
+    /// A job not submitted, lost or whose result does not read.
+    fn job_error(&self, job: Option<&str>, error: JobError) -> RemoteFailure {
+        match (error, job) {
+            (JobError::Unreachable(why), _) => self.unavailable(why),
+            (JobError::Refused(why), Some(job)) => self.failed(job, &why),
+            (JobError::Refused(why), None) => RemoteFailure {
+                class: ErrorClass::Internal,
+                message: format!("the cluster's scheduler at {}: {why}", self.address),
+            },
+        }
+    }
+
     /// What a failed job tells: the failure a task reported, or the
     /// scheduler's own account.
     fn failed(&self, job: &str, text: &str) -> RemoteFailure {

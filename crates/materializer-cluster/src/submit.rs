@@ -47,6 +47,17 @@ pub(crate) struct Job {
     pub id: String,
 }
 
+/// Why the driver has no job, or lost it.
+#[derive(Debug)]
+pub(crate) enum JobError {
+    /// The scheduler could not be reached, or stopped answering about the
+    /// job (a restarted scheduler forgets its jobs): the run may be tried
+    /// again.
+    Unreachable(String),
+    /// The scheduler refused the job, or its result does not read.
+    Refused(String),
+}
+
 /// How a job ended, as far as the driver needs to know.
 pub(crate) enum Ended {
     /// The job's result, one batch stream per output partition, read.
@@ -62,21 +73,23 @@ pub(crate) async fn submit(
     codec: &dyn PhysicalExtensionCodec,
     session_id: String,
     session: &SessionConfig,
-) -> Result<Job, String> {
+) -> Result<Job, JobError> {
+    let unreachable =
+        |e: &dyn std::fmt::Display| JobError::Unreachable(format!("cannot connect: {e}"));
     let config = GrpcClientConfig::from(&BallistaConfig::default());
     let url = format!("http://{}:{}", address.host, address.port);
     let channel = create_grpc_client_endpoint(url, Some(&config))
-        .map_err(|e| format!("cannot connect: {e}"))?
+        .map_err(|e| unreachable(&e))?
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| unreachable(&e))?;
     let mut scheduler = Scheduler::new(channel)
         .max_encoding_message_size(config.max_message_size)
         .max_decoding_message_size(config.max_message_size);
     let mut encoded = Vec::new();
     PhysicalPlanNode::try_from_physical_plan(plan, codec)
         .and_then(|node| node.try_encode(&mut encoded))
-        .map_err(|e| format!("the plan does not encode: {e}"))?;
+        .map_err(|e| JobError::Refused(format!("the plan does not encode: {e}")))?;
     let settings = session
         .options()
         .entries()
@@ -99,14 +112,23 @@ pub(crate) async fn submit(
     let answer = scheduler
         .execute_query(request)
         .await
-        .map_err(|status| format!("refused the job: {}", status.message()))?
+        .map_err(|status| {
+            JobError::Unreachable(format!("did not take the job: {}", status.message()))
+        })?
         .into_inner();
     let id = match answer.result {
         Some(execute_query_result::Result::Success(success)) => success.job_id,
         Some(execute_query_result::Result::Failure(failure)) => {
-            return Err(format!("refused the job: {:?}", failure.failure));
+            return Err(JobError::Refused(format!(
+                "refused the job: {:?}",
+                failure.failure
+            )));
         }
-        None => return Err("answered the job with nothing".to_string()),
+        None => {
+            return Err(JobError::Refused(
+                "answered the job with nothing".to_string(),
+            ));
+        }
     };
     info!(job = %id, scheduler = %address, "the cluster accepted the job");
     Ok(Job {
@@ -119,7 +141,7 @@ pub(crate) async fn submit(
 
 impl Job {
     /// Waits for the job to end and reads its result.
-    pub(crate) async fn ended(&mut self) -> Result<Ended, String> {
+    pub(crate) async fn ended(&mut self) -> Result<Ended, JobError> {
         loop {
             let answer = self
                 .scheduler
@@ -127,7 +149,13 @@ impl Job {
                     job_id: self.id.clone(),
                 })
                 .await
-                .map_err(|status| format!("lost track of job {}: {}", self.id, status.message()))?
+                .map_err(|status| {
+                    JobError::Unreachable(format!(
+                        "lost track of job {}: {}",
+                        self.id,
+                        status.message()
+                    ))
+                })?
                 .into_inner();
             let status = answer.status.and_then(|s| s.status);
             match status {
@@ -138,7 +166,8 @@ impl Job {
                 Some(Status::Successful(done)) => {
                     let mut batches = Vec::new();
                     for location in done.partition_location {
-                        batches.extend(self.fetch(location, &answer.flight_proxy).await?);
+                        let fetched = self.fetch(location, &answer.flight_proxy).await;
+                        batches.extend(fetched.map_err(JobError::Refused)?);
                     }
                     return Ok(Ended::Succeeded(batches));
                 }
