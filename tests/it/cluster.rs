@@ -1127,6 +1127,50 @@ async fn an_interrupted_cluster_run_cancels_its_job() {
     assert!(nothing_committed(&bucket, "cluster").await, "{stderr}");
 }
 
+/// Nakadi refusing three reads with 503 during a compacting run on the
+/// cluster: the executors retry, the rows are the model's, and the run's
+/// summary counts the executors' retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_runs_summary_counts_its_executors_retries() {
+    use nakadi_testkit::faults::{FaultPlan, Refusal, Request};
+    let ws = Workspace::new();
+    let runs = crate::model::generate(1, 30, 61);
+    let expected = crate::model::model(&runs[0], &mut HashMap::new());
+    let nakadi = live_with_partitions(&ws, None, &lines_of_run(&runs, 0), 11).await;
+    nakadi.bus.set_faults(FaultPlan {
+        refuse: Some(Refusal {
+            status: 503,
+            times: 3,
+            retry_after: None,
+            only: Some(Request::Events),
+        }),
+        ..Default::default()
+    });
+    let bucket = s3().bucket("cluster-retries");
+    let cluster = Cluster::start(&ws, 2);
+    let output = format!("s3://{bucket}/cluster");
+    let ran = ws
+        .command()
+        .envs(s3().env())
+        .env_remove("MATERIALIZER_OUTPUT")
+        .args([
+            "run",
+            "--json",
+            "--topic",
+            TOPIC,
+            "--nakadi-url",
+            &nakadi.url,
+        ])
+        .args(["--output", &output, "--cluster", &cluster.address()])
+        .output()
+        .unwrap();
+    assert_ok(&ran, "the run with Nakadi refusing", Some(&cluster));
+    let summary: serde_json::Value = serde_json::from_slice(&ran.stdout).unwrap();
+    assert_eq!(summary["retries"], 3, "{summary}");
+    let files = run_files(&location(&bucket, "cluster"), TOPIC).await;
+    assert_eq!(crate::model::written(&files[0].files), expected);
+}
+
 /// A `cluster` in serve's config file that is not an address stops serve
 /// at once with exit 2, naming the setting.
 #[test]

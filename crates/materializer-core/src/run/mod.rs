@@ -229,7 +229,10 @@ async fn on_workers(
     progress.set_stage(Stage::Committing);
     let manifest = commit::commit(attempt, &plan, ran.outputs, ran.state_after).await?;
     laps.lap(&mut timings.commit);
-    let mut summary = summary::committed(attempt, manifest, resumed, timings, 0, 0);
+    progress
+        .retries
+        .store(ran.retries, std::sync::atomic::Ordering::Relaxed);
+    let mut summary = summary::committed(attempt, manifest, resumed, timings, 0, ran.retries);
     summary.workers_job = ran.job;
     Ok(summary)
 }

@@ -191,28 +191,49 @@ pub(super) async fn watch(
     folder: Path,
     progress: &Progress,
 ) -> Infallible {
-    // Each object as last read, with what tells a new version of it.
-    let mut seen: HashMap<Path, (String, TaskCounters)> = HashMap::new();
+    let mut board = Board::default();
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
+        board.read(&store, &folder).await;
+        board.totals().show(progress);
+    }
+}
+
+/// The tasks' counters as last read: each object with what tells a new
+/// version of it.
+#[derive(Default)]
+pub(super) struct Board {
+    seen: HashMap<Path, (String, TaskCounters)>,
+}
+
+impl Board {
+    /// Reads the objects under `folder` that changed since the last read.
+    pub(super) async fn read(&mut self, store: &Arc<dyn ObjectStore>, folder: &Path) {
         let listed: Vec<object_store::ObjectMeta> =
-            match store.list(Some(&folder)).try_collect().await {
+            match store.list(Some(folder)).try_collect().await {
                 Ok(listed) => listed,
                 Err(e) => {
                     debug!(folder = %folder, error = %e, "progress not read");
-                    continue;
+                    return;
                 }
             };
         for meta in listed {
             let version = format!("{:?}/{}/{}", meta.e_tag, meta.last_modified, meta.size);
-            if seen.get(&meta.location).is_some_and(|(v, _)| *v == version) {
+            if self
+                .seen
+                .get(&meta.location)
+                .is_some_and(|(v, _)| *v == version)
+            {
                 continue;
             }
-            if let Some(counters) = read(&store, &meta.location).await {
-                seen.insert(meta.location, (version, counters));
+            if let Some(counters) = read(store, &meta.location).await {
+                self.seen.insert(meta.location, (version, counters));
             }
         }
-        Totals::of(seen.values().map(|(_, c)| c)).show(progress);
+    }
+
+    pub(super) fn totals(&self) -> Totals {
+        Totals::of(self.seen.values().map(|(_, c)| c))
     }
 }
 
@@ -275,6 +296,11 @@ impl Totals {
             totals.writing |= step == TaskStep::Write;
         }
         totals
+    }
+
+    /// The retries of Nakadi's reads the tasks made.
+    pub(super) fn retries(&self) -> u64 {
+        self.sum.retries
     }
 
     /// Sets the run's counters to these (zeros before the workers' reports

@@ -244,6 +244,8 @@ pub(super) struct Ran {
     /// The key state after the run.
     pub state_after: CommittedState,
     pub key_state_seconds: f64,
+    /// The retries of the workers' reads of Nakadi.
+    pub retries: u64,
 }
 
 /// Hands the partitions of `plan` to `workers` and takes their reports
@@ -273,6 +275,10 @@ pub(super) async fn run_on(
         done = workers.run(job, driving) => done,
         never = board::watch(store.clone(), board.clone(), progress) => match never {},
     };
+    // Every task that ended put its last counters before it did.
+    let mut last = board::Board::default();
+    last.read(&store, &board).await;
+    let retries = last.totals().retries();
     board::clear(&store, &board).await;
     board::Totals::default().show(progress);
     let done = match done {
@@ -294,6 +300,7 @@ pub(super) async fn run_on(
         job: done.job,
         state_after,
         key_state_seconds,
+        retries,
     })
 }
 
