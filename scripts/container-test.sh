@@ -2,7 +2,8 @@
 # Builds the container image from Dockerfile and checks it the way an operator
 # uses it: a one-off run writing to a mounted volume, a run without a volume
 # (it warns), `serve` refusing to start without a token, `serve` with a token
-# file (health, 401 without the token, a run triggered over HTTP), and SIGTERM.
+# file (health, 401 without the token, a run triggered over HTTP), SIGTERM, and
+# the two roles of a cluster (a scheduler, an executor registering with it).
 #
 # Uses Docker when a Docker engine answers, otherwise buildah and podman
 # (installed from Debian when missing). Base images that cannot be pulled (no
@@ -494,8 +495,38 @@ readme_serve() {
     [ "$status" = 200 ] || { echo "GET /topics with the token: $status" >&2; return 1; }
 }
 
+# The image runs both roles of a cluster: a scheduler, and an executor that
+# registers with it (both on the host's network, as README's commands run
+# them on machines of their own).
+cluster_roles_run() {
+    local log=$WORK/cluster-scheduler.log port work
+    "$ENGINE" run -d --name "$NAME-scheduler" --network host "$IMAGE" cluster scheduler \
+        --bind-host 127.0.0.1 --bind-port 0 --external-host 127.0.0.1 >/dev/null
+    for _ in $(seq 60); do
+        port=$("$ENGINE" logs "$NAME-scheduler" 2>&1 |
+            sed -n 's/.*scheduler listening on 127.0.0.1:\([0-9]*\).*/\1/p' | head -1)
+        [ -n "$port" ] && break
+        sleep 0.5
+    done
+    [ -n "$port" ] || { "$ENGINE" logs "$NAME-scheduler" >&2; return 1; }
+    work=$(volume_folder volume-executor 10001:0 0770)
+    "$ENGINE" run -d --name "$NAME-executor" --network host -v "$work:/data" "$IMAGE" \
+        cluster executor --scheduler-host 127.0.0.1 --scheduler-port "$port" \
+        --bind-host 127.0.0.1 --external-host 127.0.0.1 --bind-port 0 --bind-grpc-port 0 \
+        --work-dir /data/executor >/dev/null
+    for _ in $(seq 60); do
+        if "$ENGINE" logs "$NAME-scheduler" 2>&1 | grep -q 'Received register executor request'; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    "$ENGINE" logs "$NAME-scheduler" >"$log" 2>&1
+    "$ENGINE" logs "$NAME-executor" >>"$log" 2>&1
+    show "$log"
+}
+
 cleanup() {
-    "$ENGINE" rm -f "$NAME" "$NAME-readme" >/dev/null 2>&1 || true
+    "$ENGINE" rm -f "$NAME" "$NAME-readme" "$NAME-scheduler" "$NAME-executor" >/dev/null 2>&1 || true
 }
 
 main() {
@@ -520,6 +551,7 @@ main() {
     check "SIGTERM (stop) ends serve quickly and cleanly" sigterm_stops_serve
     check "README's one-off run, as written" readme_one_off_run
     check "README's serve with a token file, as written" readme_serve
+    check "the image runs a cluster's scheduler and an executor that registers with it" cluster_roles_run
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
 }

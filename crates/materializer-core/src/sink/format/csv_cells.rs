@@ -283,9 +283,16 @@ impl CsvEncoder {
                 let data = column.to_data();
                 let values: ScalarBuffer<i64> =
                     ScalarBuffer::new(data.buffers()[0].clone(), data.offset(), data.len());
-                Box::new(move |row, out| match to_utc(values[row], unit) {
-                    Some(ts) => self.write_timestamp(ts, out),
-                    None => out.extend_from_slice(values[row].to_string().as_bytes()),
+                let day = std::cell::Cell::new(None);
+                Box::new(move |row, out| {
+                    let standard = matches!(self.timestamp, TimeFormat::Standard);
+                    if standard && standard_timestamp(values[row], unit, &day, out) {
+                        return;
+                    }
+                    match to_utc(values[row], unit) {
+                        Some(ts) => self.write_timestamp(ts, out),
+                        None => out.extend_from_slice(values[row].to_string().as_bytes()),
+                    }
                 })
             }
             _ => {
@@ -323,25 +330,7 @@ impl CsvEncoder {
                 two_digits(ts.minute(), out);
                 out.push(b':');
                 two_digits(ts.second(), out);
-                let nanos = ts.nanosecond() % 1_000_000_000;
-                if nanos != 0 {
-                    out.push(b'.');
-                    let (value, digits) = if nanos.is_multiple_of(1_000_000) {
-                        (nanos / 1_000_000, 3)
-                    } else if nanos.is_multiple_of(1_000) {
-                        (nanos / 1_000, 6)
-                    } else {
-                        (nanos, 9)
-                    };
-                    // Zero-padded to `digits`, without a formatter.
-                    let mut value = value;
-                    let start = out.len();
-                    out.resize(start + digits, b'0');
-                    for slot in out[start..].iter_mut().rev() {
-                        *slot = b'0' + (value % 10) as u8;
-                        value /= 10;
-                    }
-                }
+                write_fraction(ts.nanosecond() % 1_000_000_000, out);
                 out.push(b'Z');
             }
             TimeFormat::Custom(items) => {
@@ -379,6 +368,82 @@ fn two_decimals(v: f64, out: &mut Vec<u8>) -> bool {
         out.push(b'0' + (fraction % 10) as u8);
     }
     true
+}
+
+/// The date of the last timestamp a column wrote: the days since the epoch
+/// and their `YYYY-MM-DD`.
+type LastDay = std::cell::Cell<Option<(i64, [u8; 10])>>;
+
+/// Writes the timestamp `value` in `unit` as [`CsvEncoder::write_timestamp`]
+/// writes it in the standard format, without a calendar for a date the
+/// column wrote last (a run's events mostly share a few days); says
+/// whether it did (not for years outside 0..=9999).
+fn standard_timestamp(value: i64, unit: TimeUnit, last: &LastDay, out: &mut Vec<u8>) -> bool {
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let (seconds, fraction) = (value.div_euclid(per_second), value.rem_euclid(per_second));
+    let nanos = (fraction * (1_000_000_000 / per_second)) as u32;
+    let (days, of_day) = (
+        seconds.div_euclid(86_400),
+        seconds.rem_euclid(86_400) as u32,
+    );
+    let date = match last.get() {
+        Some((cached, date)) if cached == days => date,
+        _ => {
+            let Some(date) = i32::try_from(days + 719_163)
+                .ok()
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .filter(|d| (0..=9999).contains(&d.year()))
+            else {
+                return false;
+            };
+            let mut text = Vec::with_capacity(10);
+            write_ymd(date.year(), date.month(), date.day(), &mut text);
+            let Ok(text) = <[u8; 10]>::try_from(text.as_slice()) else {
+                return false;
+            };
+            last.set(Some((days, text)));
+            text
+        }
+    };
+    out.extend_from_slice(&date);
+    out.push(b'T');
+    two_digits(of_day / 3600, out);
+    out.push(b':');
+    two_digits(of_day / 60 % 60, out);
+    out.push(b':');
+    two_digits(of_day % 60, out);
+    write_fraction(nanos, out);
+    out.push(b'Z');
+    true
+}
+
+/// `.` and the fraction of a second, in 3, 6 or 9 digits as it needs (none
+/// for a whole second).
+fn write_fraction(nanos: u32, out: &mut Vec<u8>) {
+    if nanos == 0 {
+        return;
+    }
+    out.push(b'.');
+    let (value, digits) = if nanos.is_multiple_of(1_000_000) {
+        (nanos / 1_000_000, 3)
+    } else if nanos.is_multiple_of(1_000) {
+        (nanos / 1_000, 6)
+    } else {
+        (nanos, 9)
+    };
+    // Zero-padded to `digits`, without a formatter.
+    let mut value = value;
+    let start = out.len();
+    out.resize(start + digits, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// A timestamp value in `unit` since the epoch, as UTC date and time.
@@ -567,6 +632,64 @@ mod tests {
             ..CsvOptions::default()
         };
         assert_eq!(encode(&point, &batch), "-3.\"49.95\"\n12.1e20\n");
+    }
+
+    /// The standard timestamp written from the day of the value before is
+    /// the text chrono's calendar gives, for every unit, before and after
+    /// the epoch, across days and years, and out of range.
+    #[test]
+    fn timestamps_from_the_last_day_are_the_calendars() {
+        let encoder = CsvEncoder::new(&CsvOptions::default()).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for unit in [
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Microsecond,
+            TimeUnit::Nanosecond,
+        ] {
+            let per_second: i64 = match unit {
+                TimeUnit::Second => 1,
+                TimeUnit::Millisecond => 1_000,
+                TimeUnit::Microsecond => 1_000_000,
+                TimeUnit::Nanosecond => 1_000_000_000,
+            };
+            let day = LastDay::new(None);
+            let mut value: i64 = 1_717_487_422 * per_second;
+            for k in 0..200_000u64 {
+                value = match k % 4 {
+                    // Mostly close to the one before, as events are.
+                    0 | 1 => value.saturating_add((next() % 7_000_000) as i64 - 3_000_000),
+                    2 => (next() as i64) % (300 * 365 * 86_400 * per_second.min(1_000_000)),
+                    _ => (next() % 10) as i64 * per_second + (next() % 1000) as i64,
+                };
+                if k % 1000 == 0 {
+                    value =
+                        [i64::MIN, i64::MAX, -1, 0, -86_400 * per_second][(k / 1000 % 5) as usize];
+                }
+                let mut fast = Vec::new();
+                let wrote = standard_timestamp(value, unit, &day, &mut fast);
+                let mut calendar = Vec::new();
+                match to_utc(value, unit) {
+                    Some(ts) => encoder.write_timestamp(ts, &mut calendar),
+                    None => calendar.extend_from_slice(value.to_string().as_bytes()),
+                }
+                if wrote {
+                    assert_eq!(
+                        String::from_utf8_lossy(&fast),
+                        String::from_utf8_lossy(&calendar),
+                        "{value} {unit:?}"
+                    );
+                } else {
+                    assert!(fast.is_empty(), "{value} {unit:?}");
+                }
+            }
+        }
     }
 
     #[test]
