@@ -22,6 +22,7 @@ mod exchange;
 pub mod executor;
 mod failure;
 mod node;
+mod received;
 pub mod scheduler;
 mod steps;
 mod submit;

@@ -33,7 +33,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties,
 };
-use futures::{FutureExt, TryStreamExt};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use materializer_core::run::remote::{BucketReport, DecidedShare, PartitionJob};
@@ -41,6 +42,7 @@ use materializer_core::run::remote::{BucketReport, DecidedShare, PartitionJob};
 use crate::exchange::{ROUTE, routes, share_bytes, share_of};
 use crate::failure::to_task_error;
 use crate::node::{TaskReport, job_of, output_schema, run_named, work_items};
+use crate::received::ReceivedKeys;
 use crate::worker::Worker;
 
 /// A step of a compacting run.
@@ -204,10 +206,10 @@ impl ExecutionPlan for StepExec {
         let ballista_job = job_of(context.task_id());
         let input = self.input.execute(partition, context)?;
         let job = self.job.clone();
-        let (schema, batches) = match self.step {
+        let (schema, stream) = match self.step {
             Step::Run => (
                 output_schema(),
-                FutureExt::boxed(async move {
+                all_at_once(async move {
                     run_named(input, job, worker, ballista_job)
                         .await
                         .map(|batch| vec![batch])
@@ -215,60 +217,92 @@ impl ExecutionPlan for StepExec {
             ),
             Step::Keys => (
                 keys_schema(),
-                FutureExt::boxed(keys_step(input, job, worker)),
+                futures::stream::once(keys_step(input, job, worker))
+                    .map_ok(futures::stream::iter)
+                    .try_flatten()
+                    .boxed(),
             ),
             Step::Decide => (
                 decided_schema(),
-                FutureExt::boxed(decide_step(input, job, worker)),
+                all_at_once(decide_step(input, job, worker)),
             ),
             Step::Write => (
                 output_schema(),
-                FutureExt::boxed(write_step(input, job, worker, ballista_job)),
+                all_at_once(write_step(input, job, worker, ballista_job)),
             ),
         };
-        let stream = futures::stream::once(batches)
-            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
-            .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
-/// The keys step: each work item's key rows, routed by bucket.
+/// The batches `step` gives once it is done, as a stream.
+fn all_at_once(
+    step: impl Future<Output = Result<Vec<RecordBatch>>> + Send + 'static,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    futures::stream::once(step)
+        .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
+}
+
+/// The keys step: each work item's key rows, routed by bucket. The items
+/// are read and decoded first (their key rows kept in the engine's
+/// spools, on disk beyond its memory budget); their row batches are then
+/// made one at a time as the shuffle takes them.
 async fn keys_step(
     input: SendableRecordBatchStream,
     job: Arc<PartitionJob>,
     worker: Arc<Worker>,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + 'static> {
     let buckets = job.committed_state().buckets() as usize;
     let routes = routes(buckets)?;
-    let mut out = Vec::new();
+    let mut read = Vec::new();
     for index in work_items(input).await? {
         let keys = worker
             .keys(&job, index as usize)
             .await
             .map_err(|f| to_task_error(&f))?;
-        let mut rows = KeyRows::default();
-        let origin = rand::random::<u64>();
-        for (seq, batch) in keys.into_batches().enumerate() {
+        read.push((index, rand::random::<u64>(), keys));
+    }
+    let mut rows = read.into_iter().flat_map(move |(index, origin, keys)| {
+        let (job, worker, routes) = (job.clone(), worker.clone(), routes.clone());
+        keys.into_batches().enumerate().map(move |(seq, batch)| {
             let (bucket, batch) = batch.map_err(|e| to_task_error(&worker.failure(&job, &e)))?;
+            let route = routes[bucket as usize];
             let data = crate::exchange::to_ipc(&batch.schema(), std::slice::from_ref(&batch))?;
-            rows.push(
-                routes[bucket as usize],
+            Ok(KeyRow {
+                route,
                 bucket,
-                index,
+                partition: index,
                 origin,
-                seq as u64,
+                seq: seq as u64,
                 data,
-            );
-            if rows.len() == KEY_BATCHES_PER_ROW_BATCH {
-                out.push(std::mem::take(&mut rows).finish()?);
+            })
+        })
+    });
+    Ok(std::iter::from_fn(move || {
+        let mut batch = KeyRows::default();
+        for row in rows.by_ref() {
+            match row {
+                Ok(row) => batch.push(row),
+                Err(e) => return Some(Err(e)),
+            }
+            if batch.len() == KEY_BATCHES_PER_ROW_BATCH {
+                break;
             }
         }
-        if rows.len() > 0 {
-            out.push(rows.finish()?);
-        }
-    }
-    Ok(out)
+        (batch.len() > 0).then(|| batch.finish())
+    }))
+}
+
+/// One spooled batch of key rows as the keys step hands it on.
+struct KeyRow {
+    route: u64,
+    bucket: u32,
+    partition: u32,
+    origin: u64,
+    seq: u64,
+    data: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -282,21 +316,13 @@ struct KeyRows {
 }
 
 impl KeyRows {
-    fn push(
-        &mut self,
-        route: u64,
-        bucket: u32,
-        partition: u32,
-        origin: u64,
-        seq: u64,
-        data: Vec<u8>,
-    ) {
-        self.route.push(route);
-        self.bucket.push(bucket);
-        self.partition.push(partition);
-        self.origin.push(origin);
-        self.seq.push(seq);
-        self.data.push(data);
+    fn push(&mut self, row: KeyRow) {
+        self.route.push(row.route);
+        self.bucket.push(row.bucket);
+        self.partition.push(row.partition);
+        self.origin.push(row.origin);
+        self.seq.push(row.seq);
+        self.data.push(row.data);
     }
 
     fn len(&self) -> usize {
@@ -324,9 +350,9 @@ async fn decide_step(
     job: Arc<PartitionJob>,
     worker: Arc<Worker>,
 ) -> Result<Vec<RecordBatch>> {
-    // Per bucket, its key batches by (partition, origin, seq): each
-    // partition's in the order it read them.
-    let mut buckets: BTreeMap<u32, Vec<((u32, u64, u64), RecordBatch)>> = BTreeMap::new();
+    // On disk as they arrive, then per bucket by (partition, origin, seq):
+    // each partition's in the order it read them.
+    let mut received = ReceivedKeys::new(worker.runtime());
     while let Some(batch) = input.try_next().await? {
         let bucket = column::<UInt32Array>(&batch, 1)?;
         let partition = column::<UInt32Array>(&batch, 2)?;
@@ -334,24 +360,17 @@ async fn decide_step(
         let seq = column::<UInt64Array>(&batch, 4)?;
         let data = column::<LargeBinaryArray>(&batch, 5)?;
         for row in 0..batch.num_rows() {
-            let keys = crate::exchange::from_ipc(data.value(row))?;
-            let slot = buckets.entry(bucket.value(row)).or_default();
             let place = (partition.value(row), origin.value(row), seq.value(row));
-            for keys in keys {
-                slot.push((place, keys));
+            for keys in crate::exchange::from_ipc(data.value(row))? {
+                received.push(bucket.value(row), place, &keys)?;
             }
         }
     }
+    let received = received.finish()?;
     let partition_routes = routes(job.partitions.len())?;
     let mut rows = DecidedRows::default();
-    for (bucket, mut keys) in buckets {
-        keys.sort_by_key(|(place, _)| *place);
-        // The same output may be listed twice, too.
-        keys.dedup_by_key(|(place, _)| *place);
-        let keys = one_origin_each(keys, |(place, _)| (place.0, place.1))
-            .into_iter()
-            .map(|(_, batch)| batch)
-            .collect();
+    for &bucket in received.buckets.keys() {
+        let keys = received.keys_of(bucket)?;
         let decided = worker
             .decide(&job, bucket, keys)
             .await
@@ -384,7 +403,7 @@ async fn decide_step(
 /// origin) of the first origin of each group: one execution's output of
 /// each partition (or bucket), however many executions the shuffle
 /// handed on.
-fn one_origin_each<T>(items: Vec<T>, key: impl Fn(&T) -> (u32, u64)) -> Vec<T> {
+pub(crate) fn one_origin_each<T>(items: Vec<T>, key: impl Fn(&T) -> (u32, u64)) -> Vec<T> {
     let mut chosen: BTreeMap<u32, u64> = BTreeMap::new();
     for item in &items {
         let (group, origin) = key(item);

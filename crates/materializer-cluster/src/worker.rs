@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use arrow::array::RecordBatch;
-
 use materializer_core::run::remote::{
     self, BucketDecided, DecidedShare, PartitionJob, PartitionKeys, PartitionReport, RemoteFailure,
 };
@@ -100,12 +98,17 @@ impl Worker {
         .await
     }
 
+    /// The query engine's runtime (its memory pool, its spill files).
+    pub(crate) fn runtime(&self) -> std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv> {
+        self.engine.runtime()
+    }
+
     /// A compacting topic's key `bucket`, decided from `keys`.
     pub(crate) async fn decide(
         &self,
         job: &PartitionJob,
         bucket: u32,
-        keys: Vec<RecordBatch>,
+        keys: remote::KeyRows,
     ) -> Result<BucketDecided, RemoteFailure> {
         self.on_request(job, async |engine, request| {
             remote::decide_bucket(engine, request, job, bucket, keys).await

@@ -23,7 +23,7 @@ use super::pass::{BucketContext, Pass};
 use super::spools::{BucketSpool, KeySpools, PARTITION, SPILL_BUFFER, passes_for};
 use super::{class_memory, partition_order, spooled_delta};
 use crate::config::Topic;
-use crate::decode::{Spool, SpoolCap};
+use crate::decode::{Spool, SpoolCap, SpoolError};
 use crate::run::error::RunFailure;
 use crate::state::{CommittedState, KeyStateError, Segment, SortedInput, StateStore};
 
@@ -80,23 +80,29 @@ pub(crate) struct ApartContext<'a> {
 
 /// Decides `bucket` from its keys (`keys`: every partition's key rows of
 /// the bucket, each partition's in arrival order) and writes its segment.
+/// A bucket's key rows, batch by batch, in the order they are decided in
+/// (each partition's in the order it read them, partition after
+/// partition), read back from wherever they were kept.
+pub type KeyRows = Box<dyn Iterator<Item = Result<RecordBatch, SpoolError>> + Send>;
+
 pub(crate) async fn decide_bucket(
     context: &ApartContext<'_>,
     bucket: u32,
-    keys: Vec<RecordBatch>,
+    mut keys: KeyRows,
 ) -> Result<BucketDecided, RunFailure> {
-    let Some(schema) = keys.first().map(RecordBatch::schema) else {
+    let Some(first) = keys.next().transpose().map_err(KeyStateError::Spool)? else {
         return Err(RunFailure::invariant("a bucket to decide holds no keys"));
     };
     let mut spool = Spool::labelled(
-        schema,
+        first.schema(),
         context.runtime.clone(),
         &format!("keys of bucket {bucket}"),
         context.memory_limit / 8,
         SPILL_BUFFER,
     );
     let mut rows = 0;
-    for batch in keys {
+    for batch in std::iter::once(Ok(first)).chain(keys) {
+        let batch = batch.map_err(KeyStateError::Spool)?;
         rows += batch.num_rows() as u64;
         spool.push(batch).map_err(KeyStateError::Spool)?;
     }

@@ -19,8 +19,6 @@
 
 use std::collections::HashMap;
 
-use arrow::record_batch::RecordBatch;
-
 use super::{PartitionJob, PartitionReport, Publisher, TaskStep, only_report, read_share};
 use crate::commit::PartitionCursors;
 use crate::mapping::Engine;
@@ -60,7 +58,7 @@ pub async fn decide_bucket(
     request: &RunRequest,
     job: &PartitionJob,
     bucket: u32,
-    keys: Vec<RecordBatch>,
+    keys: decide::KeyRows,
 ) -> Result<BucketDecided, RunFailure> {
     crate::failpoint::hold("bucket-task").await;
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);

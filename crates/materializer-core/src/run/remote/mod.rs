@@ -37,7 +37,7 @@ mod board;
 mod compacting;
 
 pub use super::decide::{
-    BucketDecided, DecidedShare, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
+    BucketDecided, DecidedShare, KeyRows, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
     share_events_schema,
 };
 use board::Publisher;
