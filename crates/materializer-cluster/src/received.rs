@@ -1,83 +1,81 @@
-//! The key rows a decide task receives, kept on disk as they arrive: every
-//! partition's keys of a bucket may be far more than memory holds, and the
-//! order they are decided in is only known once all have arrived.
+//! What a task receives through a shuffle, kept on disk as it arrives: a
+//! decide task's key rows (every partition's keys of its buckets) and a
+//! write task's shares (every bucket's decisions about its partition) may
+//! be far more than memory holds, and the order they are used in is only
+//! known once all have arrived.
+//!
+//! Each payload is kept as the bytes it travelled as, under its group (a
+//! bucket, a partition) and its place: `(a, origin, b)`, where `a` is what
+//! one execution of the step before produced (a partition's keys, a
+//! bucket's decisions), `origin` names that execution and `b` orders its
+//! output. Read back, a group's payloads come in place order, from one
+//! execution of each `a`, each once.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
-use arrow::error::ArrowError;
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
-use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::spill_file::SpillFile;
-use datafusion::execution::spill_file::SpillWriter;
+use datafusion::execution::spill_file::{SpillFile, SpillWriter};
 
-use materializer_core::decode::SpoolError;
-use materializer_core::run::remote::KeyRows;
-
-/// Where a batch of key rows came from: the partition, the execution of
-/// the keys step that read it (its origin), and its number in that
-/// execution's output.
+/// Where a payload came from: `(a, origin, b)`.
 pub(crate) type Place = (u32, u64, u64);
 
-/// Key batches being received.
-pub(crate) struct ReceivedKeys {
-    runtime: Arc<RuntimeEnv>,
-    file: Option<(
-        Arc<dyn SpillFile>,
-        FileWriter<BufWriter<Box<dyn SpillWriter>>>,
-    )>,
-    /// Per bucket: each batch's place and its number in the file.
-    places: BTreeMap<u32, Vec<(Place, usize)>>,
-    written: usize,
+/// A payload's bytes in the file.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    offset: u64,
+    len: u64,
 }
 
-impl ReceivedKeys {
-    pub(crate) fn new(runtime: Arc<RuntimeEnv>) -> ReceivedKeys {
-        ReceivedKeys {
+/// Payloads being received.
+pub(crate) struct Receiving {
+    runtime: Arc<RuntimeEnv>,
+    label: &'static str,
+    file: Option<(Arc<dyn SpillFile>, BufWriter<Box<dyn SpillWriter>>)>,
+    groups: BTreeMap<u32, Vec<(Place, Span)>>,
+    written: u64,
+}
+
+impl Receiving {
+    /// `label` says what is received, for the spill file's name.
+    pub(crate) fn new(runtime: Arc<RuntimeEnv>, label: &'static str) -> Receiving {
+        Receiving {
             runtime,
+            label,
             file: None,
-            places: BTreeMap::new(),
+            groups: BTreeMap::new(),
             written: 0,
         }
     }
 
-    /// Keeps `batch`, of `bucket`, from `place`.
-    pub(crate) fn push(&mut self, bucket: u32, place: Place, batch: &RecordBatch) -> Result<()> {
-        let (_, writer) = match &mut self.file {
+    /// Keeps `bytes`, of `group`, from `place`.
+    pub(crate) fn push(&mut self, group: u32, place: Place, bytes: &[u8]) -> Result<()> {
+        let (_, out) = match &mut self.file {
             Some(file) => file,
             None => {
-                let file = self
-                    .runtime
-                    .disk_manager
-                    .create_tmp_file("key rows a decide task received")?;
+                let file = self.runtime.disk_manager.create_tmp_file(self.label)?;
                 let out = BufWriter::with_capacity(1 << 20, file.open_writer()?);
-                let writer = FileWriter::try_new(out, &batch.schema())?;
-                self.file.insert((file, writer))
+                self.file.insert((file, out))
             }
         };
-        writer.write(batch)?;
-        self.places
-            .entry(bucket)
-            .or_default()
-            .push((place, self.written));
-        self.written += 1;
+        out.write_all(bytes)?;
+        let span = Span {
+            offset: self.written,
+            len: bytes.len() as u64,
+        };
+        self.written += span.len;
+        self.groups.entry(group).or_default().push((place, span));
         Ok(())
     }
 
-    /// Everything received: per bucket, the numbers of its batches in the
-    /// order they are decided in (each partition's in the order it read
-    /// them, from one execution of the keys step).
+    /// Everything received, each group's payloads chosen and in order.
     pub(crate) fn finish(self) -> Result<Received> {
         let file = match self.file {
-            Some((file, mut writer)) => {
-                writer.finish()?;
-                let mut out = writer
-                    .into_inner()?
+            Some((file, out)) => {
+                let mut out = out
                     .into_inner()
                     .map_err(|e| DataFusionError::IoError(e.into_error()))?;
                 out.finish()?;
@@ -85,127 +83,138 @@ impl ReceivedKeys {
             }
             None => None,
         };
-        let buckets = self
-            .places
+        let groups = self
+            .groups
             .into_iter()
-            .map(|(bucket, mut places)| {
+            .map(|(group, mut places)| {
                 places.sort_by_key(|(place, _)| *place);
                 // The same output may be listed twice.
                 places.dedup_by_key(|(place, _)| *place);
-                let batches =
-                    crate::steps::one_origin_each(places, |(place, _)| (place.0, place.1))
-                        .into_iter()
-                        .map(|(_, number)| number)
-                        .collect();
-                (bucket, batches)
+                (group, one_origin_each(places))
             })
             .collect();
-        Ok(Received { file, buckets })
+        Ok(Received { file, groups })
     }
 }
 
-/// Key batches received, on disk.
+/// The payloads (sorted by place) from the first origin of each `a`: one
+/// execution's output of each partition (or bucket), however many
+/// executions the shuffle handed on.
+fn one_origin_each<T>(items: Vec<(Place, T)>) -> Vec<(Place, T)> {
+    let mut chosen: BTreeMap<u32, u64> = BTreeMap::new();
+    for ((a, origin, _), _) in &items {
+        chosen.entry(*a).or_insert(*origin);
+    }
+    items
+        .into_iter()
+        .filter(|((a, origin, _), _)| chosen.get(a) == Some(origin))
+        .collect()
+}
+
+/// Payloads received, on disk.
 pub(crate) struct Received {
     file: Option<Arc<dyn SpillFile>>,
-    pub(crate) buckets: BTreeMap<u32, Vec<usize>>,
+    groups: BTreeMap<u32, Vec<(Place, Span)>>,
 }
 
 impl Received {
-    /// The key rows of `bucket`, read back batch by batch.
-    pub(crate) fn keys_of(&self, bucket: u32) -> Result<KeyRows> {
-        let numbers = self.buckets.get(&bucket).cloned().unwrap_or_default();
-        let Some(file) = self.file.clone() else {
-            return Ok(Box::new(std::iter::empty()));
+    /// The groups that received something.
+    pub(crate) fn groups(&self) -> impl Iterator<Item = u32> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// The payloads of `group`, with their places, read back one by one.
+    pub(crate) fn read(&self, group: u32) -> Result<Payloads> {
+        let spans = self.groups.get(&group).cloned().unwrap_or_default();
+        let file = match (&self.file, spans.is_empty()) {
+            (Some(file), false) => file.clone(),
+            _ => {
+                return Ok(Payloads {
+                    source: None,
+                    spans: Vec::new().into_iter(),
+                    path: String::new(),
+                });
+            }
         };
         let path = file.path().ok_or_else(|| {
-            DataFusionError::Internal("the received key rows' file has no path".into())
+            DataFusionError::Internal("the file of received payloads has no path".into())
         })?;
-        let reader = FileReader::try_new(BufReader::new(File::open(path)?), None)?;
-        Ok(Box::new(ReadBack {
-            reader,
-            numbers: numbers.into_iter(),
+        let reader = File::open(path)?;
+        Ok(Payloads {
             path: path.display().to_string(),
-            _file: file,
-        }))
+            source: Some((reader, file)),
+            spans: spans.into_iter(),
+        })
     }
 }
 
-/// A bucket's batches, by number, from the file.
-struct ReadBack {
-    reader: FileReader<BufReader<File>>,
-    numbers: std::vec::IntoIter<usize>,
+/// A group's payloads, read back.
+pub(crate) struct Payloads {
+    /// The file, and what keeps it until the payloads are read.
+    source: Option<(File, Arc<dyn SpillFile>)>,
+    spans: std::vec::IntoIter<(Place, Span)>,
     path: String,
-    /// Keeps the file until the batches are read.
-    _file: Arc<dyn SpillFile>,
 }
 
-impl Iterator for ReadBack {
-    type Item = std::result::Result<RecordBatch, SpoolError>;
+impl Payloads {
+    /// The file they are read from, for messages.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Iterator for Payloads {
+    type Item = Result<(Place, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let number = self.numbers.next()?;
-        let read = self.reader.set_index(number).and_then(|()| {
-            self.reader.next().unwrap_or_else(|| {
-                Err(ArrowError::IpcError(format!(
-                    "batch {number} is not in the file"
-                )))
-            })
-        });
-        Some(read.map_err(|source| SpoolError::Read {
-            path: self.path.clone(),
-            source,
-        }))
+        let (place, span) = self.spans.next()?;
+        let (reader, _) = self.source.as_mut()?;
+        let mut bytes = vec![0; span.len as usize];
+        let read = reader
+            .seek(SeekFrom::Start(span.offset))
+            .and_then(|_| reader.read_exact(&mut bytes));
+        Some(read.map(|()| (place, bytes)).map_err(DataFusionError::from))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, Int64Array};
-    use arrow::datatypes::{DataType, Field, Schema};
 
-    fn batch(values: &[i64]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
-    }
-
-    fn values(rows: KeyRows) -> Vec<Vec<i64>> {
-        rows.map(|b| {
-            let b = b.unwrap();
-            let column = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-            column.values().to_vec()
-        })
-        .collect()
-    }
-
-    /// Batches arriving in any order, some twice (an output listed twice)
-    /// and one partition's from two executions of the keys step, come back
-    /// per bucket in partition and read order, from the first execution.
+    /// Payloads arriving in any order, some twice (an output listed twice)
+    /// and one `a`'s from two executions, come back per group in place
+    /// order, from the first execution, each once.
     #[test]
-    fn a_bucket_comes_back_in_order_from_one_execution() {
+    fn a_group_comes_back_in_order_from_one_execution() {
         let runtime = Arc::new(RuntimeEnv::default());
-        let mut received = ReceivedKeys::new(runtime);
-        // bucket, (partition, origin, seq), values
-        let arriving: [(u32, Place, &[i64]); 8] = [
-            (3, (1, 50, 1), &[12]),
-            (3, (0, 70, 0), &[1]),
-            (5, (0, 70, 0), &[100]),
-            (3, (1, 50, 0), &[11]),
-            (3, (1, 90, 0), &[99]), // partition 1 again, another execution
-            (3, (0, 70, 1), &[2]),
-            (3, (1, 50, 1), &[12]), // listed twice
-            (3, (0, 70, 2), &[3, 4]),
+        let mut receiving = Receiving::new(runtime, "test payloads");
+        let arriving: [(u32, Place, &str); 8] = [
+            (3, (1, 50, 1), "p1 second"),
+            (3, (0, 70, 0), "p0 first"),
+            (5, (0, 70, 0), "other group"),
+            (3, (1, 50, 0), "p1 first"),
+            (3, (1, 90, 0), "p1 again, another execution"),
+            (3, (0, 70, 1), "p0 second"),
+            (3, (1, 50, 1), "p1 second"),
+            (3, (0, 70, 2), "p0 third"),
         ];
-        for (bucket, place, keys) in arriving {
-            received.push(bucket, place, &batch(keys)).unwrap();
+        for (group, place, text) in arriving {
+            receiving.push(group, place, text.as_bytes()).unwrap();
         }
-        let received = received.finish().unwrap();
-        assert_eq!(received.buckets.keys().copied().collect::<Vec<_>>(), [3, 5]);
+        let received = receiving.finish().unwrap();
+        let texts = |group| -> Vec<String> {
+            received
+                .read(group)
+                .unwrap()
+                .map(|p| String::from_utf8(p.unwrap().1).unwrap())
+                .collect()
+        };
+        assert_eq!(received.groups().collect::<Vec<_>>(), [3, 5]);
         assert_eq!(
-            values(received.keys_of(3).unwrap()),
-            [vec![1], vec![2], vec![3, 4], vec![11], vec![12]]
+            texts(3),
+            ["p0 first", "p0 second", "p0 third", "p1 first", "p1 second"]
         );
-        assert_eq!(values(received.keys_of(5).unwrap()), [vec![100]]);
-        assert!(values(received.keys_of(7).unwrap()).is_empty());
+        assert_eq!(texts(5), ["other group"]);
+        assert!(texts(7).is_empty());
     }
 }

@@ -15,7 +15,7 @@
 //! A task works on what its rows name (a work item, a bucket, a partition),
 //! not on its own number: the routes only spread the work.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use arrow::array::{
     Array, LargeBinaryArray, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -37,12 +38,13 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use materializer_core::run::remote::{BucketReport, DecidedShare, PartitionJob};
+use materializer_core::decode::SpoolError;
+use materializer_core::run::remote::{BucketReport, KeyRows, PartitionJob, Shares};
 
 use crate::exchange::{ROUTE, routes, share_bytes, share_of};
 use crate::failure::to_task_error;
 use crate::node::{TaskReport, job_of, output_schema, run_named, work_items};
-use crate::received::ReceivedKeys;
+use crate::received::{Payloads, Receiving};
 use crate::worker::Worker;
 
 /// A step of a compacting run.
@@ -235,6 +237,40 @@ impl ExecutionPlan for StepExec {
     }
 }
 
+/// A bucket's key rows from their received payloads.
+fn key_rows(payloads: Payloads) -> KeyRows {
+    let path = payloads.path().to_string();
+    Box::new(payloads.flat_map(move |payload| {
+        let batches = payload.and_then(|(_, bytes)| crate::exchange::from_ipc(&bytes));
+        match batches {
+            Ok(batches) => batches.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(read_back(&path, e))],
+        }
+    }))
+}
+
+/// A partition's shares from their received payloads.
+fn shares_of(partition: u32, payloads: Payloads) -> Shares {
+    let path = payloads.path().to_string();
+    Box::new(payloads.map(move |payload| {
+        payload
+            .and_then(|((bucket, _, pass), bytes)| {
+                let pass = u32::try_from(pass)
+                    .map_err(|_| DataFusionError::Internal(format!("pass {pass}")))?;
+                share_of(bucket, pass, partition, &bytes)
+            })
+            .map_err(|e| read_back(&path, e))
+    }))
+}
+
+/// A payload that cannot be read back from its spill file.
+fn read_back(path: &str, error: DataFusionError) -> SpoolError {
+    SpoolError::Read {
+        path: path.to_string(),
+        source: ArrowError::ExternalError(Box::new(error)),
+    }
+}
+
 /// The batches `step` gives once it is done, as a stream.
 fn all_at_once(
     step: impl Future<Output = Result<Vec<RecordBatch>>> + Send + 'static,
@@ -281,7 +317,7 @@ async fn keys_step(
         })
     });
     Ok(std::iter::from_fn(move || {
-        let mut batch = KeyRows::default();
+        let mut batch = KeyRowsBuilder::default();
         for row in rows.by_ref() {
             match row {
                 Ok(row) => batch.push(row),
@@ -306,7 +342,7 @@ struct KeyRow {
 }
 
 #[derive(Default)]
-struct KeyRows {
+struct KeyRowsBuilder {
     route: Vec<u64>,
     bucket: Vec<u32>,
     partition: Vec<u32>,
@@ -315,7 +351,7 @@ struct KeyRows {
     data: Vec<Vec<u8>>,
 }
 
-impl KeyRows {
+impl KeyRowsBuilder {
     fn push(&mut self, row: KeyRow) {
         self.route.push(row.route);
         self.bucket.push(row.bucket);
@@ -352,7 +388,7 @@ async fn decide_step(
 ) -> Result<Vec<RecordBatch>> {
     // On disk as they arrive, then per bucket by (partition, origin, seq):
     // each partition's in the order it read them.
-    let mut received = ReceivedKeys::new(worker.runtime());
+    let mut receiving = Receiving::new(worker.runtime(), "key rows a decide task received");
     while let Some(batch) = input.try_next().await? {
         let bucket = column::<UInt32Array>(&batch, 1)?;
         let partition = column::<UInt32Array>(&batch, 2)?;
@@ -361,16 +397,14 @@ async fn decide_step(
         let data = column::<LargeBinaryArray>(&batch, 5)?;
         for row in 0..batch.num_rows() {
             let place = (partition.value(row), origin.value(row), seq.value(row));
-            for keys in crate::exchange::from_ipc(data.value(row))? {
-                received.push(bucket.value(row), place, &keys)?;
-            }
+            receiving.push(bucket.value(row), place, data.value(row))?;
         }
     }
-    let received = received.finish()?;
+    let received = receiving.finish()?;
     let partition_routes = routes(job.partitions.len())?;
     let mut rows = DecidedRows::default();
-    for &bucket in received.buckets.keys() {
-        let keys = received.keys_of(bucket)?;
+    for bucket in received.groups().collect::<Vec<_>>() {
+        let keys = key_rows(received.read(bucket)?);
         let decided = worker
             .decide(&job, bucket, keys)
             .await
@@ -397,25 +431,6 @@ async fn decide_step(
         rows.push(route, PARTITION_MARK, 0, 0, partition as u32, 0, Vec::new());
     }
     Ok(vec![rows.finish()?])
-}
-
-/// The items of `items` (sorted by what `key` gives: a group, then an
-/// origin) of the first origin of each group: one execution's output of
-/// each partition (or bucket), however many executions the shuffle
-/// handed on.
-pub(crate) fn one_origin_each<T>(items: Vec<T>, key: impl Fn(&T) -> (u32, u64)) -> Vec<T> {
-    let mut chosen: BTreeMap<u32, u64> = BTreeMap::new();
-    for item in &items {
-        let (group, origin) = key(item);
-        chosen.entry(group).or_insert(origin);
-    }
-    items
-        .into_iter()
-        .filter(|item| {
-            let (group, origin) = key(item);
-            chosen.get(&group) == Some(&origin)
-        })
-        .collect()
 }
 
 fn route_of(routes: &[u64], partition: u32) -> Result<u64> {
@@ -481,7 +496,8 @@ async fn write_step(
     ballista_job: Option<String>,
 ) -> Result<Vec<RecordBatch>> {
     let mut partitions: BTreeSet<u32> = BTreeSet::new();
-    let mut shares: BTreeMap<u32, Vec<(u64, DecidedShare)>> = BTreeMap::new();
+    // On disk as they arrive, then per partition by (bucket, origin, pass).
+    let mut receiving = Receiving::new(worker.runtime(), "decisions a write task received");
     let mut reports: Vec<String> = Vec::new();
     while let Some(batch) = input.try_next().await? {
         let kind = column::<UInt8Array>(&batch, 1)?;
@@ -493,12 +509,13 @@ async fn write_step(
         for row in 0..batch.num_rows() {
             match kind.value(row) {
                 SHARE => {
-                    let (bucket, pass, partition) =
-                        (bucket.value(row), pass.value(row), partition.value(row));
-                    let share = share_of(bucket, pass, partition, data.value(row))?;
-                    partitions.insert(partition);
-                    let origin = origin.value(row);
-                    shares.entry(partition).or_default().push((origin, share));
+                    let place = (
+                        bucket.value(row),
+                        origin.value(row),
+                        u64::from(pass.value(row)),
+                    );
+                    receiving.push(partition.value(row), place, data.value(row))?;
+                    partitions.insert(partition.value(row));
                 }
                 BUCKET_REPORT => {
                     let report: BucketReport = serde_json::from_slice(data.value(row))
@@ -516,14 +533,9 @@ async fn write_step(
             }
         }
     }
+    let received = receiving.finish()?;
     for partition in partitions {
-        let mut of_partition = shares.remove(&partition).unwrap_or_default();
-        of_partition.sort_by_key(|(origin, share)| (share.bucket, *origin, share.pass));
-        of_partition.dedup_by_key(|(origin, share)| (share.bucket, *origin, share.pass));
-        let shares = one_origin_each(of_partition, |(origin, share)| (share.bucket, *origin))
-            .into_iter()
-            .map(|(_, share)| share)
-            .collect();
+        let shares = shares_of(partition, received.read(partition)?);
         let report = worker
             .write(&job, partition as usize, shares)
             .await

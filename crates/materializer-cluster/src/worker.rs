@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use materializer_core::run::remote::{
-    self, BucketDecided, DecidedShare, PartitionJob, PartitionKeys, PartitionReport, RemoteFailure,
+    self, BucketDecided, PartitionJob, PartitionKeys, PartitionReport, RemoteFailure,
 };
 use materializer_core::run::{Progress, RunFailure, RunRequest};
 use materializer_core::sink::{OutputLocation, S3Settings};
@@ -122,7 +122,7 @@ impl Worker {
         &self,
         job: &PartitionJob,
         index: usize,
-        shares: Vec<DecidedShare>,
+        shares: remote::Shares,
     ) -> Result<PartitionReport, RemoteFailure> {
         self.on_request(job, async |engine, request| {
             remote::write_partition(engine, request, job, index, shares).await

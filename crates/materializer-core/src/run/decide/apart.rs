@@ -185,21 +185,25 @@ fn traveling(bucket: u32, pass: u32, share: Share) -> Result<DecidedShare, RunFa
     })
 }
 
-/// The decision about partition `name` (its `events` decoded events) put
-/// together from the shares of every bucket that holds some of its keys.
-/// Fails unless the shares class every event exactly as many times as
-/// there are events: a share lost on the way would otherwise leave events
-/// undecided.
+/// The shares of one partition's decision, in the order a local run
+/// applies them: bucket after bucket, pass after pass (so that the KEYS
+/// file is the same), read back from wherever they were kept.
+pub type Shares = Box<dyn Iterator<Item = Result<DecidedShare, SpoolError>> + Send>;
+
+/// The decision about partition `name` (its `events` decoded events, the
+/// one at `index` in the run's list) put together from `shares`, those of
+/// every bucket that holds some of its keys; with the buckets they came
+/// from. Fails unless the shares are the partition's, in order, and class
+/// every event exactly as many times as there are events: a share lost on
+/// the way would otherwise leave events undecided.
 pub(crate) fn decision_of(
     name: &str,
+    index: u32,
     events: u64,
-    mut shares: Vec<DecidedShare>,
+    shares: Shares,
     runtime: &Arc<RuntimeEnv>,
     memory_limit: usize,
-) -> Result<Decision, RunFailure> {
-    // The order a local run applies them in: bucket after bucket, pass
-    // after pass, so that the KEYS file is the same.
-    shares.sort_by_key(|s| (s.bucket, s.pass));
+) -> Result<(Decision, Vec<u32>), RunFailure> {
     let mut decided = PartitionDecided {
         name: name.to_string(),
         classes: ClassesBuilder::new(events > class_memory(memory_limit), runtime, name, events),
@@ -210,7 +214,27 @@ pub(crate) fn decision_of(
     };
     let mut covered = 0u64;
     let mut run = Vec::new();
+    let mut last: Option<(u32, u32)> = None;
+    let mut buckets = Vec::new();
     for share in shares {
+        let share = share.map_err(KeyStateError::Spool)?;
+        if share.partition != index {
+            return Err(RunFailure::invariant(format!(
+                "the decisions about partition number {} reached the task of partition {name}",
+                share.partition
+            )));
+        }
+        let at = (share.bucket, share.pass);
+        if last.is_some_and(|last| last >= at) {
+            return Err(RunFailure::invariant(format!(
+                "partition {name}: the decisions of bucket {} pass {} came out of order",
+                at.0, at.1
+            )));
+        }
+        if last.is_none_or(|(bucket, _)| bucket != at.0) {
+            buckets.push(at.0);
+        }
+        last = Some(at);
         let share = local(share)?;
         covered += share.events.len() as u64;
         decided.apply(share, &mut run, runtime, memory_limit / 16)?;
@@ -221,7 +245,7 @@ pub(crate) fn decision_of(
              partition holds {events}"
         )));
     }
-    decided.finish()
+    Ok((decided.finish()?, buckets))
 }
 
 /// A share that travelled, as [`PartitionDecided::apply`] takes it.

@@ -44,7 +44,7 @@ use futures::{StreamExt, TryStreamExt};
 pub(crate) use apart::{ApartContext, decide_bucket, decision_of};
 pub use apart::{
     BucketDecided, DecidedShare, KeyRows, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
-    share_events_schema,
+    Shares, share_events_schema,
 };
 pub(crate) use class::{Class, of_class, of_streamed_class, split_by_class};
 pub(crate) use classes::Classes;

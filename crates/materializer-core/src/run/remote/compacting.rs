@@ -23,7 +23,7 @@ use super::{PartitionJob, PartitionReport, Publisher, TaskStep, only_report, rea
 use crate::commit::PartitionCursors;
 use crate::mapping::Engine;
 use crate::run::attempt::{Attempt, RunRequest};
-use crate::run::decide::{self, ApartContext, BucketDecided, DecidedShare, PartitionKeys};
+use crate::run::decide::{self, ApartContext, BucketDecided, PartitionKeys};
 use crate::run::error::RunFailure;
 use crate::run::map;
 use crate::run::read::Keep;
@@ -86,15 +86,9 @@ pub async fn write_partition(
     request: &RunRequest,
     job: &PartitionJob,
     index: usize,
-    shares: Vec<DecidedShare>,
+    shares: decide::Shares,
 ) -> Result<PartitionReport, RunFailure> {
     let cursors = cursors(job, index)?;
-    if let Some(share) = shares.iter().find(|s| s.partition as usize != index) {
-        return Err(RunFailure::invariant(format!(
-            "the decisions about partition {} reached the task of partition {}",
-            share.partition, cursors.partition
-        )));
-    }
     let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
     let publisher = Publisher::start(&attempt, job, TaskStep::Write, index);
     let (mapper, read) = read_share(&attempt, job, cursors, Keep::Rows).await?;
@@ -102,11 +96,9 @@ pub async fn write_partition(
         .decoded
         .get(cursors.partition.as_str())
         .map_or(0, |p| p.rows);
-    let mut decided_by: Vec<u32> = shares.iter().map(|s| s.bucket).collect();
-    decided_by.sort_unstable();
-    decided_by.dedup();
-    let decision = decide::decision_of(
+    let (decision, decided_by) = decide::decision_of(
         &cursors.partition,
+        index as u32,
         events,
         shares,
         &engine.runtime(),

@@ -38,7 +38,7 @@ mod compacting;
 
 pub use super::decide::{
     BucketDecided, DecidedShare, KeyRows, PartitionKeys, SHARE_CLASS, SHARE_DELETED, SHARE_EVENT,
-    share_events_schema,
+    Shares, share_events_schema,
 };
 use board::Publisher;
 pub use board::TaskStep;
