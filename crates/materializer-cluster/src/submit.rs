@@ -39,6 +39,7 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 type Scheduler = SchedulerGrpcClient<tonic::transport::Channel>;
 
 /// A job the scheduler accepted.
+#[derive(Clone)]
 pub(crate) struct Job {
     scheduler: Scheduler,
     address: ClusterAddress,
@@ -249,12 +250,7 @@ impl Job {
     /// driver that gives the run up never leaves its job running.
     pub(crate) fn cancel_on_drop(&self) -> CancelOnDrop {
         CancelOnDrop {
-            job: Some(Job {
-                scheduler: self.scheduler.clone(),
-                address: self.address.clone(),
-                config: self.config.clone(),
-                id: self.id.clone(),
-            }),
+            job: Some(self.clone()),
         }
     }
 }

@@ -185,16 +185,17 @@ async fn put(store: &Arc<dyn ObjectStore>, path: &Path, counters: &TaskCounters)
     }
 }
 
-/// Reads the board under `folder` into `progress` until dropped.
+/// Reads the board under `folder` into `board` and `progress` until
+/// dropped.
 pub(super) async fn watch(
-    store: Arc<dyn ObjectStore>,
-    folder: Path,
+    store: &Arc<dyn ObjectStore>,
+    folder: &Path,
     progress: &Progress,
+    board: &mut Board,
 ) -> Infallible {
-    let mut board = Board::default();
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
-        board.read(&store, &folder).await;
+        board.read(store, folder).await;
         board.totals().show(progress);
     }
 }

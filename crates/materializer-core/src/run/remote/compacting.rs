@@ -19,8 +19,7 @@
 
 use std::collections::HashMap;
 
-use super::{PartitionJob, PartitionReport, Publisher, TaskStep, only_report, read_share};
-use crate::commit::PartitionCursors;
+use super::{PartitionJob, PartitionReport, TaskStep, only_report, partition_task, read_share};
 use crate::mapping::Engine;
 use crate::run::attempt::{Attempt, RunRequest};
 use crate::run::decide::{self, ApartContext, BucketDecided, PartitionKeys};
@@ -38,9 +37,8 @@ pub async fn read_keys(
     index: usize,
 ) -> Result<PartitionKeys, RunFailure> {
     crate::failpoint::hold("partition-task").await;
-    let cursors = cursors(job, index)?;
-    let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let publisher = Publisher::start(&attempt, job, TaskStep::Keys, index);
+    let (cursors, attempt, publisher) =
+        partition_task(engine, request, job, TaskStep::Keys, index)?;
     let (_mapper, read) = read_share(&attempt, job, cursors, Keep::Keys).await?;
     let spools = read
         .key_spools
@@ -88,9 +86,8 @@ pub async fn write_partition(
     index: usize,
     shares: decide::Shares,
 ) -> Result<PartitionReport, RunFailure> {
-    let cursors = cursors(job, index)?;
-    let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let publisher = Publisher::start(&attempt, job, TaskStep::Write, index);
+    let (cursors, attempt, publisher) =
+        partition_task(engine, request, job, TaskStep::Write, index)?;
     let (mapper, read) = read_share(&attempt, job, cursors, Keep::Rows).await?;
     let events = read
         .decoded
@@ -111,8 +108,4 @@ pub async fn write_partition(
     report.decided_by = decided_by;
     publisher.finish().await;
     Ok(report)
-}
-
-fn cursors(job: &PartitionJob, index: usize) -> Result<&PartitionCursors, RunFailure> {
-    job.cursors(index).map_err(RunFailure::Remote)
 }

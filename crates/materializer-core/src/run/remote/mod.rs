@@ -262,8 +262,9 @@ pub(super) async fn run_on(
     progress
         .partitions_total
         .store(job.partitions.len() as u64, Ordering::Relaxed);
-    let board = board::folder(attempt, &job);
+    let folder = board::folder(attempt, &job);
     let store = attempt.location.store.clone();
+    let mut board = board::Board::default();
     let stop = &attempt.request.cancel;
     let driving = Driving {
         stop,
@@ -273,13 +274,12 @@ pub(super) async fn run_on(
     // reports are, once it ended.
     let done = tokio::select! {
         done = workers.run(job, driving) => done,
-        never = board::watch(store.clone(), board.clone(), progress) => match never {},
+        never = board::watch(&store, &folder, progress, &mut board) => match never {},
     };
     // Every task that ended put its last counters before it did.
-    let mut last = board::Board::default();
-    last.read(&store, &board).await;
-    let retries = last.totals().retries();
-    board::clear(&store, &board).await;
+    board.read(&store, &folder).await;
+    let retries = board.totals().retries();
+    board::clear(&store, &folder).await;
     board::Totals::default().show(progress);
     let done = match done {
         Err(_) if stop.is_cancelled() => return Err(RunFailure::Stopped),
@@ -490,9 +490,7 @@ pub async fn run_partition(
     index: usize,
 ) -> Result<PartitionReport, RunFailure> {
     crate::failpoint::hold("partition-task").await;
-    let cursors = job.cursors(index).map_err(RunFailure::Remote)?;
-    let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
-    let publisher = board::Publisher::start(&attempt, job, TaskStep::Run, index);
+    let (cursors, attempt, publisher) = partition_task(engine, request, job, TaskStep::Run, index)?;
     let (mapper, read) = read_share(&attempt, job, cursors, read::Keep::Rows).await?;
     let outputs = map::map_and_write(
         &attempt,
@@ -504,6 +502,22 @@ pub async fn run_partition(
     .await?;
     publisher.finish().await;
     Ok(only_report(outputs, cursors))
+}
+
+/// The task of `step` on the partition at `index` of `job`: the
+/// partition's cursors, the task's attempt (a worker's share of the
+/// driver's), and its counters put on the run's board until it finishes.
+fn partition_task<'a>(
+    engine: &'a Engine,
+    request: &'a RunRequest,
+    job: &'a PartitionJob,
+    step: TaskStep,
+    index: usize,
+) -> Result<(&'a PartitionCursors, Attempt<'a>, Publisher), RunFailure> {
+    let cursors = job.cursors(index).map_err(RunFailure::Remote)?;
+    let attempt = Attempt::new(engine, request).for_sequence(&job.attempt, job.sequence);
+    let publisher = Publisher::start(&attempt, job, step, index);
+    Ok((cursors, attempt, publisher))
 }
 
 /// Reads and decodes the partition `cursors` of `job` as `attempt`, a

@@ -284,8 +284,8 @@ impl CsvEncoder {
                 let values: ScalarBuffer<i64> =
                     ScalarBuffer::new(data.buffers()[0].clone(), data.offset(), data.len());
                 let day = std::cell::Cell::new(None);
+                let standard = matches!(self.timestamp, TimeFormat::Standard);
                 Box::new(move |row, out| {
-                    let standard = matches!(self.timestamp, TimeFormat::Standard);
                     if standard && standard_timestamp(values[row], unit, &day, out) {
                         return;
                     }
